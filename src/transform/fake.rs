@@ -1,0 +1,450 @@
+//! `fake = KIND`: realistic synthetic values from the `fake` crate, seeded by the keyed PRF.
+//!
+//! ```toml
+//! first_name = { fake = "first_name" }
+//! email      = { fake = "email", unique = true }       # always @example.com / .org / .net
+//! city       = { fake = "city", locale = "fr_fr" }
+//! ```
+//!
+//! The generator is seeded with HMAC(key, domain ‖ input), so one input always gets the same fake.
+//! Kinds that can promise `unique = true` carry a 100-bit keyed tag of the input (emails, usernames,
+//! URLs) or are 122/96 bits wide themselves (uuid, ipv6): two distinct inputs collide with probability
+//! below n²/2¹⁰¹, about 4·10⁻¹³ for a billion rows. Other kinds are refused with `unique` when the
+//! rules are built. A value is never its own fake: an equal draw is drawn again.
+
+use fake::faker::address::raw::{
+    BuildingNumber, CityName, CountryName, StateName, StreetName, ZipCode,
+};
+use fake::faker::company::raw::CompanyName;
+use fake::faker::job::raw::Title as JobTitle;
+use fake::faker::lorem::raw::{Sentence, Word};
+use fake::faker::name::raw::{FirstName, LastName, Name};
+use fake::faker::phone_number::raw::PhoneNumber;
+use fake::locales::{Data, DE_DE, EN, FR_FR, IT_IT, JA_JP, NL_NL, PT_BR, ZH_CN};
+use fake::Fake;
+
+use super::seed::{KeyedRng, Prf};
+
+macro_rules! kinds {
+    ($($variant:ident => $name:literal, unique: $unique:literal;)+) => {
+        /// The kinds of fake value.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum FakeKind { $($variant),+ }
+
+        impl FakeKind {
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(FakeKind::$variant),)+ _ => None }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self { $(FakeKind::$variant => $name),+ }
+            }
+
+            /// Whether distinct inputs are promised distinct outputs.
+            pub fn supports_unique(self) -> bool {
+                match self { $(FakeKind::$variant => $unique),+ }
+            }
+        }
+    };
+}
+
+kinds! {
+    FirstName => "first_name", unique: false;
+    LastName => "last_name", unique: false;
+    Name => "name", unique: false;
+    Email => "email", unique: true;
+    Username => "username", unique: true;
+    Phone => "phone", unique: false;
+    StreetAddress => "street_address", unique: false;
+    City => "city", unique: false;
+    State => "state", unique: false;
+    Zip => "zip", unique: false;
+    Country => "country", unique: false;
+    Company => "company", unique: false;
+    JobTitle => "job_title", unique: false;
+    Ipv4 => "ipv4", unique: false;
+    Ipv6 => "ipv6", unique: true;
+    Uuid => "uuid", unique: true;
+    CreditCard => "credit_card", unique: false;
+    Iban => "iban", unique: false;
+    Url => "url", unique: true;
+    Word => "word", unique: false;
+    Sentence => "sentence", unique: false;
+    Paragraph => "paragraph", unique: false;
+    DateOfBirth => "date_of_birth", unique: false;
+}
+
+/// Locales the `fake` crate has data for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    En,
+    FrFr,
+    DeDe,
+    ItIt,
+    PtBr,
+    NlNl,
+    JaJp,
+    ZhCn,
+}
+
+impl Locale {
+    pub const NAMES: &'static [&'static str] = &[
+        "en", "fr_fr", "de_de", "it_it", "pt_br", "nl_nl", "ja_jp", "zh_cn",
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "en" | "en_us" => Locale::En,
+            "fr_fr" | "fr" => Locale::FrFr,
+            "de_de" | "de" => Locale::DeDe,
+            "it_it" | "it" => Locale::ItIt,
+            "pt_br" => Locale::PtBr,
+            "nl_nl" | "nl" => Locale::NlNl,
+            "ja_jp" | "ja" => Locale::JaJp,
+            "zh_cn" => Locale::ZhCn,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Faker {
+    prf: Prf,
+    kind: FakeKind,
+    locale: Locale,
+    unique: bool,
+}
+
+/// Emails and URLs only ever point at domains reserved for documentation (RFC 2606).
+const RESERVED_DOMAINS: [&str; 3] = ["example.com", "example.org", "example.net"];
+/// Card prefixes of well-known test numbers, so a fake card is never a live one by design.
+const CARD_PREFIXES: [&str; 4] = ["400000", "411111", "555555", "222300"];
+
+impl Faker {
+    pub fn new(prf: Prf, kind: FakeKind, locale: Locale, unique: bool) -> Self {
+        Faker {
+            prf,
+            kind,
+            locale,
+            unique,
+        }
+    }
+
+    pub fn kind(&self) -> FakeKind {
+        self.kind
+    }
+
+    pub fn apply(&self, input: &str) -> String {
+        let mut rng = self.prf.rng(input.as_bytes());
+        let tag = if self.unique {
+            Some(self.tag(input))
+        } else {
+            None
+        };
+        let mut out = String::new();
+        for _ in 0..16 {
+            out = match self.locale {
+                Locale::En => self.generate(EN, &mut rng, tag.as_deref()),
+                Locale::FrFr => self.generate(FR_FR, &mut rng, tag.as_deref()),
+                Locale::DeDe => self.generate(DE_DE, &mut rng, tag.as_deref()),
+                Locale::ItIt => self.generate(IT_IT, &mut rng, tag.as_deref()),
+                Locale::PtBr => self.generate(PT_BR, &mut rng, tag.as_deref()),
+                Locale::NlNl => self.generate(NL_NL, &mut rng, tag.as_deref()),
+                Locale::JaJp => self.generate(JA_JP, &mut rng, tag.as_deref()),
+                Locale::ZhCn => self.generate(ZH_CN, &mut rng, tag.as_deref()),
+            };
+            if out != input {
+                break;
+            }
+        }
+        out
+    }
+
+    /// 100 bits of the keyed digest of the input, as 20 base-32 characters.
+    fn tag(&self, input: &str) -> String {
+        const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+        let d = self.prf.digest_parts(&[b"unique-tag", input.as_bytes()]);
+        let v = u128::from_le_bytes(d[..16].try_into().expect("16 bytes"));
+        (0..20)
+            .map(|i| ALPHABET[((v >> (i * 5)) & 31) as usize] as char)
+            .collect()
+    }
+
+    fn generate<L: Data + Copy + fake::faker::impls::address::CityNameGenFn>(&self, l: L, rng: &mut KeyedRng, tag: Option<&str>) -> String {
+        match self.kind {
+            FakeKind::FirstName => FirstName(l).fake_with_rng(rng),
+            FakeKind::LastName => LastName(l).fake_with_rng(rng),
+            FakeKind::Name => Name(l).fake_with_rng(rng),
+            FakeKind::Email => {
+                let first: &str = FirstName(l).fake_with_rng(rng);
+                let last: &str = LastName(l).fake_with_rng(rng);
+                let domain = RESERVED_DOMAINS[rng.below(3) as usize];
+                let local = ascii_slug(&format!("{first}.{last}"), '.');
+                match tag {
+                    Some(tag) => format!("{local}.{tag}@{domain}"),
+                    None => format!("{local}{}@{domain}", rng.below(100)),
+                }
+            }
+            FakeKind::Username => {
+                let first: &str = FirstName(l).fake_with_rng(rng);
+                let base = ascii_slug(first, '_');
+                match tag {
+                    Some(tag) => format!("{base}_{tag}"),
+                    None => format!("{base}{}", rng.below(10_000)),
+                }
+            }
+            FakeKind::Phone => PhoneNumber(l).fake_with_rng(rng),
+            FakeKind::StreetAddress => {
+                let number: String = BuildingNumber(l).fake_with_rng(rng);
+                let street: String = StreetName(l).fake_with_rng(rng);
+                format!("{number} {street}")
+            }
+            FakeKind::City => CityName(l).fake_with_rng(rng),
+            FakeKind::State => StateName(l).fake_with_rng(rng),
+            FakeKind::Zip => ZipCode(l).fake_with_rng(rng),
+            FakeKind::Country => CountryName(l).fake_with_rng(rng),
+            FakeKind::Company => CompanyName(l).fake_with_rng(rng),
+            FakeKind::JobTitle => JobTitle(l).fake_with_rng(rng),
+            FakeKind::Ipv4 => {
+                // 10.0.0.0/8: private, never routed to anyone real.
+                let v = rng.next();
+                format!("10.{}.{}.{}", v & 255, (v >> 8) & 255, 1 + (v >> 16) % 254)
+            }
+            FakeKind::Ipv6 => {
+                // 2001:db8::/32 is reserved for documentation; 96 keyed bits below it.
+                let (hi, lo) = (rng.next(), rng.next());
+                let groups: Vec<String> = (0..6)
+                    .map(|i| {
+                        let word = if i < 4 { hi >> (16 * i) } else { lo >> (16 * (i - 4)) };
+                        format!("{:x}", word & 0xffff)
+                    })
+                    .collect();
+                format!("2001:db8:{}", groups.join(":"))
+            }
+            FakeKind::Uuid => {
+                let mut b = [0u8; 16];
+                for chunk in b.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.next().to_le_bytes());
+                }
+                b[6] = (b[6] & 0x0f) | 0x40;
+                b[8] = (b[8] & 0x3f) | 0x80;
+                let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+            }
+            FakeKind::CreditCard => {
+                let mut digits: Vec<u8> = CARD_PREFIXES[rng.below(4) as usize]
+                    .bytes()
+                    .map(|b| b - b'0')
+                    .collect();
+                while digits.len() < 15 {
+                    digits.push(rng.below(10) as u8);
+                }
+                digits.push(luhn_check_digit(&digits));
+                digits.iter().map(|d| char::from(b'0' + d)).collect()
+            }
+            FakeKind::Iban => {
+                let bban: String = (0..18).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+                iban("DE", &bban)
+            }
+            FakeKind::Url => {
+                let word: &str = Word(l).fake_with_rng(rng);
+                let domain = RESERVED_DOMAINS[rng.below(3) as usize];
+                let path = ascii_slug(word, '-');
+                match tag {
+                    Some(tag) => format!("https://{domain}/{path}/{tag}"),
+                    None => format!("https://{domain}/{path}/{}", rng.below(100_000)),
+                }
+            }
+            FakeKind::Word => Word(l).fake_with_rng(rng),
+            FakeKind::Sentence => Sentence(l, 4..12).fake_with_rng(rng),
+            FakeKind::Paragraph => {
+                let n = 3 + rng.below(4);
+                let sentences: Vec<String> = (0..n)
+                    .map(|_| Sentence(l, 4..12).fake_with_rng(rng))
+                    .collect();
+                sentences.join(" ")
+            }
+            FakeKind::DateOfBirth => {
+                // Ages 18 to 90 on a fixed reference day (2025-01-01), not on today: outputs must not
+                // change from one night to the next.
+                let reference = super::dates::days_from_civil(2025, 1, 1);
+                let age_days = 18 * 365 + rng.below(72 * 365) as i64;
+                let (y, m, d) = super::dates::civil_from_days(reference - age_days);
+                format!("{y:04}-{m:02}-{d:02}")
+            }
+        }
+    }
+}
+
+/// Lower-case ASCII letters and digits, other runs of characters folded into `sep`.
+fn ascii_slug(s: &str, sep: char) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in deunicode::deunicode(s).chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with(sep) {
+            out.push(sep);
+        }
+    }
+    while out.ends_with(sep) {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push_str("user");
+    }
+    out
+}
+
+/// The digit that makes `digits` + it pass the Luhn check.
+pub fn luhn_check_digit(digits: &[u8]) -> u8 {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    ((10 - sum % 10) % 10) as u8
+}
+
+/// Whether a digit string passes the Luhn check.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    match digits.split_last() {
+        Some((&last, rest)) if !rest.is_empty() => luhn_check_digit(rest) == last,
+        _ => false,
+    }
+}
+
+/// An IBAN with correct ISO 7064 mod-97 check digits.
+fn iban(country: &str, bban: &str) -> String {
+    let check = 98 - iban_mod97(&format!("{bban}{country}00"));
+    format!("{country}{check:02}{bban}")
+}
+
+/// The mod-97 remainder of an IBAN-style string (letters count as 10..35).
+pub fn iban_mod97(s: &str) -> u32 {
+    let mut rem = 0u32;
+    for c in s.chars() {
+        let v = match c.to_digit(36) {
+            Some(v) => v,
+            None => continue,
+        };
+        rem = if v < 10 {
+            (rem * 10 + v) % 97
+        } else {
+            (rem * 100 + v) % 97
+        };
+    }
+    rem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::seed::tests::key;
+    use std::collections::HashSet;
+
+    fn faker(kind: FakeKind, unique: bool) -> Faker {
+        Faker::new(key("a").domain(kind.name()), kind, Locale::En, unique)
+    }
+
+    #[test]
+    fn every_kind_is_deterministic_key_sensitive_and_not_the_input() {
+        for name in FakeKind::NAMES {
+            let kind = FakeKind::parse(name).unwrap();
+            let a = faker(kind, false);
+            let b = Faker::new(key("b").domain(name), kind, Locale::En, false);
+            let mut differs = false;
+            for i in 0..20 {
+                let input = format!("input-{i}");
+                let out = a.apply(&input);
+                assert!(!out.is_empty(), "{name}");
+                assert_eq!(out, a.apply(&input), "{name}");
+                assert_ne!(out, input, "{name}");
+                differs |= out != b.apply(&input);
+            }
+            assert!(differs, "{name}: another key must give other values");
+        }
+    }
+
+    #[test]
+    fn emails_use_reserved_domains_only() {
+        let f = faker(FakeKind::Email, false);
+        let fu = faker(FakeKind::Email, true);
+        for i in 0..500 {
+            for out in [f.apply(&format!("p{i}@corp.io")), fu.apply(&format!("p{i}@corp.io"))] {
+                let domain = out.rsplit('@').next().unwrap();
+                assert!(RESERVED_DOMAINS.contains(&domain), "{out}");
+                assert!(out.is_ascii());
+            }
+        }
+    }
+
+    #[test]
+    fn cards_pass_luhn_and_ibans_pass_mod97() {
+        let card = faker(FakeKind::CreditCard, false);
+        let ib = faker(FakeKind::Iban, false);
+        for i in 0..200 {
+            let c = card.apply(&i.to_string());
+            let digits: Vec<u8> = c.bytes().map(|b| b - b'0').collect();
+            assert_eq!(digits.len(), 16);
+            assert!(luhn_valid(&digits), "{c}");
+            let iban = ib.apply(&i.to_string());
+            let rearranged = format!("{}{}", &iban[4..], &iban[..4]);
+            assert_eq!(iban_mod97(&rearranged), 1, "{iban}");
+        }
+        assert!(luhn_valid(&[4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]));
+    }
+
+    #[test]
+    fn uuids_and_dates_are_well_formed() {
+        let u = faker(FakeKind::Uuid, false).apply("x");
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        let d = faker(FakeKind::DateOfBirth, false).apply("1980-04-02");
+        let year: i64 = d[..4].parse().unwrap();
+        assert!((1934..=2007).contains(&year), "{d}");
+    }
+
+    #[test]
+    fn locales_change_the_data() {
+        let en = faker(FakeKind::City, false);
+        let ja = Faker::new(key("a").domain("city"), FakeKind::City, Locale::JaJp, false);
+        let all_ascii = (0..50).all(|i| ja.apply(&i.to_string()).is_ascii());
+        assert!(!all_ascii);
+        assert!((0..50).all(|i| en.apply(&i.to_string()).is_ascii()));
+        // Non-Latin names still give an ASCII email.
+        let mail = Faker::new(key("a").domain("e"), FakeKind::Email, Locale::ZhCn, false);
+        assert!(mail.apply("x").is_ascii());
+    }
+
+    #[test]
+    fn unique_email_is_injective_on_a_million_inputs() {
+        let f = faker(FakeKind::Email, true);
+        let mut seen = HashSet::with_capacity(1_000_000);
+        for i in 0..1_000_000u32 {
+            assert!(seen.insert(f.apply(&format!("user{i}@mail.test"))), "collision at {i}");
+        }
+    }
+
+    #[test]
+    fn unique_kinds_are_the_wide_ones() {
+        assert!(FakeKind::Email.supports_unique());
+        assert!(FakeKind::Uuid.supports_unique());
+        assert!(!FakeKind::Phone.supports_unique());
+        assert!(!FakeKind::FirstName.supports_unique());
+    }
+}

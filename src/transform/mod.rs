@@ -1,0 +1,92 @@
+//! Runtime transformers: pure functions from one decoded cell to its anonymized value.
+//!
+//! Each rule of the rules file is built once (in `rules/`) into a [`Transform`] with its key, domain
+//! and options resolved; the per-row loop only calls [`Transform::apply`]. Nothing here does I/O,
+//! knows about databases or the COPY format, or looks anything up by name. Errors name what is wrong
+//! with a value, never the value itself.
+
+pub mod dates;
+pub mod fake;
+pub mod hash;
+pub mod json;
+pub mod mask;
+pub mod numbers;
+pub mod scrub;
+pub mod seed;
+pub mod text;
+
+/// Why one value could not be transformed. The caller adds table, column and row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("value is not a date or timestamp (expected YYYY-MM-DD[ time][zone][ BC])")]
+    NotADate,
+    #[error("value is not a number")]
+    NotANumber,
+    #[error("invalid JSON ({0})")]
+    InvalidJson(String),
+    #[error("JSON path {0} matches an object or array; rules apply to scalar values")]
+    JsonNotScalar(String),
+}
+
+/// A built transform: everything resolved, `Send + Sync`, no I/O.
+#[derive(Debug, Clone)]
+pub enum Transform {
+    Keep,
+    Null,
+    Set(String),
+    Mask(mask::Mask),
+    Hash(hash::Hash),
+    Fake(fake::Faker),
+    Shift(dates::Shift),
+    Truncate(dates::Truncate),
+    Noise(numbers::Noise),
+    Scrub(scrub::Scrub),
+    Regex(text::RegexReplace),
+    Json(json::JsonRule),
+}
+
+impl Transform {
+    /// The anonymized value of one cell. NULL stays NULL for every transform but `null` itself.
+    pub fn apply(&self, value: Option<&str>) -> Result<Option<String>, ValueError> {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        Ok(Some(match self {
+            Transform::Keep => v.to_string(),
+            Transform::Null => return Ok(None),
+            Transform::Set(s) => s.clone(),
+            Transform::Mask(m) => m.apply(v),
+            Transform::Hash(h) => h.apply(v),
+            Transform::Fake(f) => f.apply(v),
+            Transform::Shift(s) => s.apply(v)?,
+            Transform::Truncate(t) => t.apply(v)?,
+            Transform::Noise(n) => n.apply(v)?,
+            Transform::Scrub(s) => s.apply(v),
+            Transform::Regex(r) => r.apply(v),
+            Transform::Json(j) => j.apply(v)?,
+        }))
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seed::tests::key;
+
+    #[test]
+    fn null_stays_null_except_under_null() {
+        let transforms = [
+            Transform::Keep,
+            Transform::Set("x".into()),
+            Transform::Mask(mask::Mask::new(0, 0, '*')),
+            Transform::Hash(hash::Hash::new(key("a").domain("h"), hash::HashFormat::Hex, 8)),
+            Transform::Shift(dates::Shift::new(key("a").domain("s"), 3)),
+        ];
+        for t in transforms {
+            assert_eq!(t.apply(None), Ok(None));
+        }
+        assert_eq!(Transform::Null.apply(Some("x")), Ok(None));
+        assert_eq!(Transform::Set("US".into()).apply(Some("FR")), Ok(Some("US".into())));
+    }
+}

@@ -1,0 +1,183 @@
+//! `noise = { percent }` / `noise = { absolute }`: move numbers by a keyed, bounded amount.
+//!
+//! ```toml
+//! salary = { noise = { percent = 10 } }      # 52000.00 -> somewhere in 46800.00..=57200.00
+//! age    = { noise = { absolute = 3 } }      # 41 -> 38..=44
+//! ```
+//!
+//! The number of decimal places is kept (integers stay integers, `12.50` keeps two places) and so is
+//! the sign: a result that would cross zero is mirrored back. Arithmetic is exact on the scaled
+//! integer for values up to 38 digits; only the size of the noise is computed in floating point.
+//! `NaN` and `±Infinity` pass unchanged. Noise is not promised to change every value: a small integer
+//! with a small percentage often stays the same.
+
+use super::seed::Prf;
+use super::ValueError;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NoiseAmount {
+    Percent(f64),
+    Absolute(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Noise {
+    prf: Prf,
+    amount: NoiseAmount,
+}
+
+struct Decimal {
+    negative: bool,
+    /// All digits without the point.
+    scaled: i128,
+    decimals: usize,
+}
+
+fn parse_decimal(s: &str) -> Option<Decimal> {
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (body, ""),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let scaled: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    Some(Decimal {
+        negative,
+        scaled: if negative { -scaled } else { scaled },
+        decimals: frac.len(),
+    })
+}
+
+impl Noise {
+    pub fn new(prf: Prf, amount: NoiseAmount) -> Self {
+        Noise { prf, amount }
+    }
+
+    /// The keyed factor for a value, uniform in [-1, 1].
+    fn factor(&self, value: &str) -> f64 {
+        self.prf.rng(value.as_bytes()).unit() * 2.0 - 1.0
+    }
+
+    pub fn apply(&self, value: &str) -> Result<String, ValueError> {
+        let v = value.trim();
+        if matches!(v, "NaN" | "Infinity" | "-Infinity" | "inf" | "-inf") {
+            return Ok(value.to_string());
+        }
+        let u = self.factor(value);
+        if let Some(d) = parse_decimal(v) {
+            let scale = 10f64.powi(d.decimals as i32);
+            let delta = match self.amount {
+                NoiseAmount::Percent(p) => (d.scaled as f64 * u * p / 100.0).round(),
+                NoiseAmount::Absolute(a) => (a * u * scale).round(),
+            };
+            if delta.abs() < 1e37 {
+                let mut new = d.scaled.saturating_add(delta as i128);
+                if (d.scaled > 0 && new < 0) || (d.scaled < 0 && new > 0) {
+                    new = -new;
+                }
+                if d.scaled == 0 {
+                    new = new.abs();
+                }
+                return Ok(format_scaled(new, d.decimals, d.negative && new == 0));
+            }
+        }
+        // Exponent notation (float columns) or more than 38 digits: floating point.
+        let x: f64 = v.parse().map_err(|_| ValueError::NotANumber)?;
+        let mut new = match self.amount {
+            NoiseAmount::Percent(p) => x * (1.0 + u * p / 100.0),
+            NoiseAmount::Absolute(a) => x + a * u,
+        };
+        if x.signum() != new.signum() {
+            new = -new;
+        }
+        Ok(format!("{new}"))
+    }
+}
+
+fn format_scaled(v: i128, decimals: usize, negative_zero: bool) -> String {
+    let sign = if v < 0 || negative_zero { "-" } else { "" };
+    let digits = v.unsigned_abs().to_string();
+    if decimals == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = decimals + 1);
+    let (int, frac) = padded.split_at(padded.len() - decimals);
+    format!("{sign}{int}.{frac}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::seed::tests::key;
+    use proptest::prelude::*;
+
+    fn noise(amount: NoiseAmount) -> Noise {
+        Noise::new(key("a").domain("noise"), amount)
+    }
+
+    #[test]
+    fn keeps_precision_and_passes_specials() {
+        let n = noise(NoiseAmount::Percent(10.0));
+        let out = n.apply("52000.00").unwrap();
+        assert_eq!(out.split('.').nth(1).map(str::len), Some(2), "{out}");
+        let v: f64 = out.parse().unwrap();
+        assert!((46800.0..=57200.0).contains(&v), "{out}");
+        assert!(!n.apply("1234567").unwrap().contains('.'));
+        assert_eq!(n.apply("NaN").unwrap(), "NaN");
+        assert_eq!(n.apply("abc"), Err(ValueError::NotANumber));
+        assert_eq!(n.apply(""), Err(ValueError::NotANumber));
+        let f = n.apply("1.5e+20").unwrap();
+        assert!(f.parse::<f64>().unwrap() > 1.3e20, "{f}");
+        assert_eq!(format_scaled(5, 3, false), "0.005");
+        assert_eq!(format_scaled(-1234, 2, false), "-12.34");
+    }
+
+    proptest! {
+        #[test]
+        fn bounded_sign_kept_deterministic(int in -1_000_000i64..1_000_000, cents in 0u32..100, abs in 0.5f64..50.0) {
+            let input = format!("{int}.{cents:02}");
+            let x: f64 = input.parse().unwrap();
+            for amount in [NoiseAmount::Percent(20.0), NoiseAmount::Absolute(abs)] {
+                let n = noise(amount);
+                let out = n.apply(&input).unwrap();
+                prop_assert_eq!(&out, &n.apply(&input).unwrap());
+                prop_assert_eq!(out.split('.').nth(1).map(str::len), Some(2));
+                let y: f64 = out.parse().unwrap();
+                let bound = match amount {
+                    NoiseAmount::Percent(p) => x.abs() * p / 100.0,
+                    NoiseAmount::Absolute(a) => a,
+                } + 0.01;
+                // Mirroring across zero can only bring the value closer to the input.
+                prop_assert!((y - x).abs() <= bound || (y + x).abs() <= bound, "{} -> {}", input, out);
+                prop_assert!(x == 0.0 || y == 0.0 || x.signum() == y.signum(), "{} -> {}", input, out);
+            }
+        }
+    }
+
+    #[test]
+    fn key_changes_the_noise() {
+        let a = noise(NoiseAmount::Percent(10.0));
+        let b = Noise::new(key("b").domain("noise"), NoiseAmount::Percent(10.0));
+        let differing = (0..50)
+            .filter(|i| {
+                let v = format!("{}.00", 10_000 + i);
+                a.apply(&v).unwrap() != b.apply(&v).unwrap()
+            })
+            .count();
+        assert!(differing >= 45, "{differing}");
+    }
+}

@@ -1,0 +1,291 @@
+//! `scrub = [detectors]`: find personal data inside free text and replace each finding.
+//!
+//! ```toml
+//! notes = { scrub = ["email", "phone", "credit_card", "ssn", "ipv4", "iban", "url"] }
+//! ```
+//!
+//! Each finding is replaced by what the standalone rule gives for the same value (an email by
+//! `fake = "email"`, an SSN by `hash = { format = "preserve" }`, ...), built in the same consistency
+//! domain, so `alice@corp.io` in a note becomes the same pseudonym as in the `email` column.
+//! Numbers are found as runs of digits and separators, then classified: an SSN shape, a card number
+//! that passes the Luhn check, a dotted IPv4 address, or a phone number (7 to 15 digits, not a date).
+
+use regex::Regex;
+
+use super::fake::{iban_mod97, luhn_valid};
+use super::Transform;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Detector {
+    Email,
+    Phone,
+    CreditCard,
+    Ssn,
+    Ipv4,
+    Iban,
+    Url,
+}
+
+impl Detector {
+    pub const NAMES: &'static [&'static str] =
+        &["email", "phone", "credit_card", "ssn", "ipv4", "iban", "url"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "email" => Detector::Email,
+            "phone" => Detector::Phone,
+            "credit_card" => Detector::CreditCard,
+            "ssn" => Detector::Ssn,
+            "ipv4" => Detector::Ipv4,
+            "iban" => Detector::Iban,
+            "url" => Detector::Url,
+            _ => return None,
+        })
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Detector::Phone | Detector::CreditCard | Detector::Ssn | Detector::Ipv4
+        )
+    }
+}
+
+const EMAIL: &str = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
+const URL: &str = r#"https?://[^\s<>"'()]+"#;
+const IBAN: &str = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b";
+const NUMBER: &str = r"\+?\(?[0-9]+\)?(?:[ .-]\(?[0-9]+\)?|\([0-9]+\))*";
+
+/// Classify a run of digits and separators as one of the enabled numeric detectors.
+pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
+    let on = |d| enabled.contains(&d);
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    let b = s.as_bytes();
+    let is_ssn = b.len() == 11
+        && b[3] == b'-'
+        && b[6] == b'-'
+        && digits.len() == 9
+        && !s.starts_with('+');
+    if is_ssn {
+        return on(Detector::Ssn).then_some(Detector::Ssn);
+    }
+    let octets: Vec<&str> = s.split('.').collect();
+    if octets.len() == 4
+        && octets
+            .iter()
+            .all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|c| c.is_ascii_digit()) && o.parse::<u16>().is_ok_and(|v| v <= 255))
+    {
+        return on(Detector::Ipv4).then_some(Detector::Ipv4);
+    }
+    if (13..=19).contains(&digits.len()) && luhn_valid(&digits) && on(Detector::CreditCard) {
+        return Some(Detector::CreditCard);
+    }
+    let looks_like_date = {
+        let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
+        parts.len() == 3
+            && parts.iter().all(|p| p.bytes().all(|c| c.is_ascii_digit()))
+            && (parts[0].len() == 4 || parts[2].len() == 4)
+    };
+    if (7..=15).contains(&digits.len()) && !looks_like_date && on(Detector::Phone) {
+        return Some(Detector::Phone);
+    }
+    None
+}
+
+#[derive(Debug, Clone)]
+pub struct Scrub {
+    regex: Regex,
+    numeric: Vec<Detector>,
+    replacements: Vec<(Detector, Transform)>,
+}
+
+impl Scrub {
+    /// `replacements` holds, for each enabled detector, the standalone transform to apply.
+    pub fn new(replacements: Vec<(Detector, Transform)>) -> Self {
+        let enabled: Vec<Detector> = replacements.iter().map(|(d, _)| *d).collect();
+        let mut alternatives = Vec::new();
+        if enabled.contains(&Detector::Email) {
+            alternatives.push(format!("(?P<email>{EMAIL})"));
+        }
+        if enabled.contains(&Detector::Url) {
+            alternatives.push(format!("(?P<url>{URL})"));
+        }
+        if enabled.contains(&Detector::Iban) {
+            alternatives.push(format!("(?P<iban>{IBAN})"));
+        }
+        let numeric: Vec<Detector> = enabled.iter().copied().filter(|d| d.is_numeric()).collect();
+        if !numeric.is_empty() {
+            alternatives.push(format!("(?P<num>{NUMBER})"));
+        }
+        let pattern = if alternatives.is_empty() {
+            // Matches nothing: a scrub with no detectors keeps the text.
+            r"[^\s\S]".to_string()
+        } else {
+            alternatives.join("|")
+        };
+        let regex = Regex::new(&pattern).expect("scrub patterns are valid");
+        Scrub {
+            regex,
+            numeric,
+            replacements,
+        }
+    }
+
+    fn replace(&self, detector: Detector, found: &str, out: &mut String) {
+        let t = self
+            .replacements
+            .iter()
+            .find(|(d, _)| *d == detector)
+            .map(|(_, t)| t)
+            .expect("only enabled detectors match");
+        match t.apply(Some(found)) {
+            Ok(Some(v)) => out.push_str(&v),
+            // The replacement transforms are total on strings; keep nothing rather than the finding.
+            _ => {}
+        }
+    }
+
+    /// Classify a numeric run; when the whole run is nothing, try its space-separated parts, longest
+    /// first, so two phone numbers side by side are both found.
+    fn scrub_number(&self, run: &str, out: &mut String) {
+        if let Some(d) = classify_number(run, &self.numeric) {
+            self.replace(d, run, out);
+            return;
+        }
+        let tokens: Vec<&str> = run.split(' ').collect();
+        if tokens.len() == 1 {
+            out.push_str(run);
+            return;
+        }
+        let mut i = 0;
+        while i < tokens.len() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let found = (i + 1..=tokens.len()).rev().find_map(|j| {
+                let candidate = tokens[i..j].join(" ");
+                classify_number(&candidate, &self.numeric).map(|d| (j, d, candidate))
+            });
+            match found {
+                Some((j, d, candidate)) => {
+                    self.replace(d, &candidate, out);
+                    i = j;
+                }
+                None => {
+                    out.push_str(tokens[i]);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for caps in self.regex.captures_iter(text) {
+            let m = caps.get(0).expect("group 0");
+            out.push_str(&text[last..m.start()]);
+            last = m.end();
+            let found = m.as_str();
+            if caps.name("email").is_some() {
+                self.replace(Detector::Email, found, &mut out);
+            } else if caps.name("url").is_some() {
+                self.replace(Detector::Url, found, &mut out);
+            } else if caps.name("iban").is_some() {
+                let compact: String = found.chars().filter(|c| *c != ' ').collect();
+                let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
+                if iban_mod97(&rearranged) == 1 {
+                    self.replace(Detector::Iban, found, &mut out);
+                } else {
+                    out.push_str(found);
+                }
+            } else {
+                self.scrub_number(found, &mut out);
+            }
+        }
+        out.push_str(&text[last..]);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::fake::{FakeKind, Faker, Locale};
+    use crate::transform::hash::{Hash, HashFormat};
+    use crate::transform::seed::tests::key;
+
+    fn all() -> Scrub {
+        let k = key("a");
+        let fake = |kind: FakeKind| {
+            Transform::Fake(Faker::new(k.domain(kind.name()), kind, Locale::En, false))
+        };
+        Scrub::new(vec![
+            (Detector::Email, fake(FakeKind::Email)),
+            (Detector::Phone, fake(FakeKind::Phone)),
+            (Detector::CreditCard, fake(FakeKind::CreditCard)),
+            (Detector::Ssn, Transform::Hash(Hash::new(k.domain("ssn"), HashFormat::Preserve, 0))),
+            (Detector::Ipv4, fake(FakeKind::Ipv4)),
+            (Detector::Iban, fake(FakeKind::Iban)),
+            (Detector::Url, fake(FakeKind::Url)),
+        ])
+    }
+
+    #[test]
+    fn finds_and_replaces_each_kind() {
+        let s = all();
+        let secrets = [
+            "alice.smith@corp.io",
+            "+1 415-555-0134",
+            "(415) 555-0199",
+            "4111 1111 1111 1111",
+            "123-45-6789",
+            "192.168.10.77",
+            "DE89 3704 0044 0532 0130 00",
+            "https://intranet.corp.io/users/alice",
+        ];
+        let text = format!(
+            "Mail {} or call {} / {}. Card {} SSN {} from {} IBAN {} see {} thanks",
+            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5], secrets[6], secrets[7]
+        );
+        let out = s.apply(&text);
+        for secret in secrets {
+            assert!(!out.contains(secret), "{secret} left in {out}");
+        }
+        assert!(out.starts_with("Mail ") && out.ends_with(" thanks"), "{out}");
+        assert_eq!(out, s.apply(&text));
+    }
+
+    #[test]
+    fn leaves_dates_amounts_and_plain_text() {
+        let s = all();
+        for text in ["Delivered 2024-01-15, paid 49.99 for 3 items.", "Order 12345 shipped", "no pii here"] {
+            assert_eq!(s.apply(text), text);
+        }
+    }
+
+    #[test]
+    fn two_phones_side_by_side_are_both_found() {
+        let s = all();
+        let out = s.apply("call 415 555 0134 415 555 0199");
+        assert!(!out.contains("0134") && !out.contains("0199"), "{out}");
+    }
+
+    #[test]
+    fn only_enabled_detectors_act() {
+        let k = key("a");
+        let s = Scrub::new(vec![(
+            Detector::Email,
+            Transform::Fake(Faker::new(k.domain("email"), FakeKind::Email, Locale::En, false)),
+        )]);
+        let out = s.apply("a@b.io 123-45-6789");
+        assert!(out.ends_with(" 123-45-6789") && !out.contains("a@b.io"), "{out}");
+        assert_eq!(classify_number("4111111111111112", &[Detector::CreditCard]), None);
+        assert_eq!(classify_number("10.0.0.1", &[Detector::Ipv4]), Some(Detector::Ipv4));
+        assert_eq!(classify_number("2024-01-15", &[Detector::Phone]), None);
+    }
+}
