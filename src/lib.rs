@@ -4,3 +4,4 @@
 //! validated plan; `transform` holds the pure runtime transformers; `copy` is the COPY text codec.
 
 pub mod transform;
+pub mod rules;

@@ -1,0 +1,239 @@
+//! Bind phase: match the plan against the tables and columns the source really has.
+//!
+//! Every source column gets a [`CellOp`] by position, so the per-row loop never looks up a name.
+//! Uncovered tables and columns (schema drift in production) and rules that name tables or columns
+//! the source does not have are all reported together; the run stops before anything is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::build::{ColumnOp, Plan, TablePlan, Uncovered};
+use super::{suggest, Diagnostic, QualifiedName};
+use crate::transform::text::{Piece, Template};
+use crate::transform::Transform;
+
+/// A table as the source has it: its name, its columns in COPY order, and the partitioned table it
+/// belongs to (a partition without rules of its own takes its parent's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTable {
+    pub name: QualifiedName,
+    pub columns: Vec<String>,
+    pub partition_of: Option<QualifiedName>,
+}
+
+/// What happens to one cell, by column position.
+#[derive(Debug, Clone)]
+pub enum CellOp {
+    /// The original bytes go through untouched.
+    Pass,
+    Apply(Transform),
+    Template(Template),
+}
+
+#[derive(Debug, Clone)]
+pub enum TableAction {
+    /// Copy rows through these per-column operations.
+    Copy { ops: Vec<CellOp> },
+    /// Copy no rows (`skip = true`).
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct BoundTable {
+    pub name: QualifiedName,
+    pub columns: Vec<String>,
+    /// The rule of each column, for reports (`keep`, `fake = "email"`, `uncovered (kept)`).
+    pub rules: Vec<String>,
+    pub action: TableAction,
+}
+
+impl BoundTable {
+    /// Whether any cell is transformed (otherwise whole rows pass through as bytes).
+    pub fn transforms_anything(&self) -> bool {
+        match &self.action {
+            TableAction::Copy { ops } => ops.iter().any(|o| !matches!(o, CellOp::Pass)),
+            TableAction::Skip => false,
+        }
+    }
+}
+
+/// Bind a plan to the source's tables. Returns one bound table per source table, in source order.
+pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut uncovered: BTreeMap<&QualifiedName, (bool, Vec<&str>)> = BTreeMap::new();
+    let mut used_rules: BTreeSet<&QualifiedName> = BTreeSet::new();
+    let mut bound = Vec::with_capacity(source.len());
+
+    for table in source {
+        let rules: Option<&TablePlan> = plan.tables.get(&table.name).or_else(|| {
+            table
+                .partition_of
+                .as_ref()
+                .and_then(|p| plan.tables.get(p))
+        });
+        let Some(rules) = rules else {
+            if plan.uncovered == Uncovered::Fail {
+                uncovered.insert(&table.name, (true, table.columns.iter().map(String::as_str).collect()));
+            }
+            bound.push(BoundTable {
+                name: table.name.clone(),
+                columns: table.columns.clone(),
+                rules: vec!["uncovered (kept)".into(); table.columns.len()],
+                action: TableAction::Copy {
+                    ops: vec![CellOp::Pass; table.columns.len()],
+                },
+            });
+            continue;
+        };
+        used_rules.insert(&rules.name);
+        if rules.skip {
+            bound.push(BoundTable {
+                name: table.name.clone(),
+                columns: table.columns.clone(),
+                rules: vec!["skip".into(); table.columns.len()],
+                action: TableAction::Skip,
+            });
+            continue;
+        }
+        let position: BTreeMap<&str, usize> = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let candidates: Vec<&str> = table.columns.iter().map(String::as_str).collect();
+        for (col, cp) in &rules.columns {
+            if !position.contains_key(col.as_str()) {
+                let hint = suggest(col, &candidates)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                diags.push(Diagnostic {
+                    location: Some(cp.location.clone()),
+                    message: format!(
+                        "column {}.{col} is not in the source{hint} (generated columns are never copied)",
+                        table.name
+                    ),
+                });
+            }
+        }
+        let mut ops = Vec::with_capacity(table.columns.len());
+        let mut descriptions = Vec::with_capacity(table.columns.len());
+        for col in &table.columns {
+            match rules.columns.get(col) {
+                None => {
+                    if plan.uncovered == Uncovered::Fail {
+                        uncovered.entry(&table.name).or_insert((false, Vec::new())).1.push(col);
+                    }
+                    ops.push(CellOp::Pass);
+                    descriptions.push("uncovered (kept)".to_string());
+                }
+                Some(cp) => {
+                    descriptions.push(cp.rule.clone());
+                    ops.push(match &cp.op {
+                        ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
+                        ColumnOp::Transform(t) => CellOp::Apply(t.clone()),
+                        ColumnOp::Template(pieces) => {
+                            let mut bound_pieces = Vec::with_capacity(pieces.len());
+                            for p in pieces {
+                                bound_pieces.push(match p {
+                                    Piece::Literal(s) => Piece::Literal(s.clone()),
+                                    Piece::Column(name) => {
+                                        let referenced = rules.columns.get(name).map(|c| &c.op);
+                                        if matches!(referenced, Some(ColumnOp::Template(_))) {
+                                            diags.push(Diagnostic {
+                                                location: Some(cp.location.clone()),
+                                                message: format!("template of {}.{col} uses {name}, which is itself a template; templates read plain columns", table.name),
+                                            });
+                                        }
+                                        match position.get(name.as_str()) {
+                                            Some(&i) => Piece::Column(i),
+                                            None => {
+                                                let hint = suggest(name, &candidates)
+                                                    .map(|s| format!(" (did you mean {s}?)"))
+                                                    .unwrap_or_default();
+                                                diags.push(Diagnostic {
+                                                    location: Some(cp.location.clone()),
+                                                    message: format!("template of {}.{col} uses column {name}, which is not in the source{hint}", table.name),
+                                                });
+                                                Piece::Column(0)
+                                            }
+                                        }
+                                    }
+                                });
+                            }
+                            CellOp::Template(Template::new(bound_pieces))
+                        }
+                    });
+                }
+            }
+        }
+        bound.push(BoundTable {
+            name: table.name.clone(),
+            columns: table.columns.clone(),
+            rules: descriptions,
+            action: TableAction::Copy { ops },
+        });
+    }
+
+    let parents: BTreeSet<&QualifiedName> = source.iter().filter_map(|t| t.partition_of.as_ref()).collect();
+    let source_names: Vec<String> = source.iter().map(|t| t.name.to_string()).collect();
+    let source_refs: Vec<&str> = source_names.iter().map(String::as_str).collect();
+    for (name, t) in &plan.tables {
+        if !used_rules.contains(name) && !parents.contains(name) {
+            let hint = suggest(&name.to_string(), &source_refs)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            diags.push(Diagnostic {
+                location: Some(t.location.clone()),
+                message: format!("table {name} is not in the source{hint}"),
+            });
+        }
+    }
+    if !uncovered.is_empty() {
+        diags.push(uncovered_diagnostic(plan, &uncovered));
+    }
+    if diags.is_empty() {
+        Ok(bound)
+    } else {
+        Err(diags)
+    }
+}
+
+/// One message listing every uncovered table and column, with lines to paste into the rules file.
+fn uncovered_diagnostic(plan: &Plan, uncovered: &BTreeMap<&QualifiedName, (bool, Vec<&str>)>) -> Diagnostic {
+    let mut msg = String::from(
+        "uncovered columns: every column of every copied table needs a rule or \"keep\" \
+         (schema drift in the source?)\n",
+    );
+    for (name, (whole_table, cols)) in uncovered {
+        if *whole_table {
+            msg.push_str(&format!("  table {name} has no rules (columns: {})\n", cols.join(", ")));
+        } else {
+            for c in cols {
+                msg.push_str(&format!("  column {name}.{c}\n"));
+            }
+        }
+    }
+    msg.push_str(&format!(
+        "add these lines to {} and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):\n",
+        plan.rules_file
+    ));
+    for (name, (_, cols)) in uncovered {
+        msg.push_str(&format!("\n[tables.{}.columns]\n", name.rules_key()));
+        for c in cols {
+            msg.push_str(&format!("{} = \"null\"\n", toml_key(c)));
+        }
+    }
+    Diagnostic {
+        location: None,
+        message: msg.trim_end().to_string(),
+    }
+}
+
+/// A column name as a TOML key: bare when it can be, quoted otherwise.
+fn toml_key(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}

@@ -1,0 +1,614 @@
+//! Build phase: give every rule its meaning and turn it into a runtime transform, collecting every
+//! problem with its location. No database and no data are touched here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use regex::Regex;
+use toml::Spanned;
+
+use super::config::{self, ColumnRule, RuleTable, TRANSFORM_KEYS};
+use super::interp::interpolate;
+use super::{suggest, Diagnostic, Location, Overrides, QualifiedName, SourceText};
+use crate::transform::dates::{Shift, Truncate};
+use crate::transform::fake::{FakeKind, Faker, Locale};
+use crate::transform::hash::{Hash, HashFormat, MAX_LENGTH};
+use crate::transform::json::{parse_path, JsonRule};
+use crate::transform::mask::Mask;
+use crate::transform::numbers::{Noise, NoiseAmount};
+use crate::transform::scrub::{Detector, Scrub};
+use crate::transform::seed::{SecretKey, MIN_KEY_LEN};
+use crate::transform::text::{parse_template, Piece, RegexReplace};
+use crate::transform::Transform;
+
+/// What to do with tables and columns that no rule names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncovered {
+    Fail,
+    Keep,
+}
+
+/// The validated, built rules: everything later stages need, nothing they must look up by string
+/// from the user again.
+#[derive(Debug)]
+pub struct Plan {
+    pub rules_file: String,
+    pub source: String,
+    pub target: String,
+    pub uncovered: Uncovered,
+    pub tables: BTreeMap<QualifiedName, TablePlan>,
+}
+
+#[derive(Debug)]
+pub struct TablePlan {
+    pub name: QualifiedName,
+    pub filter: Option<String>,
+    pub skip: bool,
+    pub columns: BTreeMap<String, ColumnPlan>,
+    pub location: Location,
+}
+
+#[derive(Debug)]
+pub struct ColumnPlan {
+    /// The rule as a short text for reports and previews, e.g. `fake = "email", unique`.
+    pub rule: String,
+    pub op: ColumnOp,
+    pub unique: bool,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub enum ColumnOp {
+    Transform(Transform),
+    /// Column names, resolved to positions when bound to a source table.
+    Template(Vec<Piece<String>>),
+}
+
+/// Bits of keyed output below which a hash cannot promise `unique`.
+const UNIQUE_MIN_BITS: f64 = 96.0;
+
+/// The default name of the environment variable holding the key.
+pub const DEFAULT_KEY_ENV: &str = "ANONYMIZE_KEY";
+
+struct Builder<'a> {
+    src: &'a SourceText,
+    key: SecretKey,
+    diags: Vec<Diagnostic>,
+}
+
+impl Builder<'_> {
+    fn at(&self, span: Range<usize>) -> Location {
+        self.src.location(span.start)
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let location = Some(self.at(span));
+        self.diags.push(Diagnostic {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn prf(&self, default_domain: &str, domain: Option<&Spanned<String>>) -> crate::transform::seed::Prf {
+        match domain {
+            Some(d) => self.key.domain(&format!("domain:{}", d.get_ref())),
+            None => self.key.domain(default_domain),
+        }
+    }
+}
+
+fn did_you_mean(wrong: &str, names: &[&str]) -> String {
+    match suggest(wrong, names) {
+        Some(s) => format!(" (did you mean \"{s}\"?)"),
+        None => format!("; expected one of {}", names.join(", ")),
+    }
+}
+
+/// The key from the environment or a key file. Never part of any message.
+fn load_key(
+    src: &SourceText,
+    secret: Option<&config::Secret>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SecretKey, Diagnostic> {
+    if let Some(file) = secret.and_then(|s| s.key_file.as_ref()) {
+        let loc = Some(src.location(file.span().start));
+        let bytes = std::fs::read(file.get_ref()).map_err(|e| Diagnostic {
+            location: loc.clone(),
+            message: format!("cannot read the key file {}: {e}", file.get_ref()),
+        })?;
+        let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+        return SecretKey::new(trimmed).map_err(|e| Diagnostic {
+            location: loc,
+            message: format!("key file {}: {e}", file.get_ref()),
+        });
+    }
+    let var = secret
+        .and_then(|s| s.key_env.as_ref())
+        .map(|v| v.get_ref().clone())
+        .unwrap_or_else(|| DEFAULT_KEY_ENV.to_string());
+    match env(&var).filter(|k| !k.is_empty()) {
+        Some(k) => SecretKey::new(k.as_bytes()).map_err(|e| Diagnostic {
+            location: None,
+            message: format!("{var}: {e}"),
+        }),
+        None => Err(Diagnostic {
+            location: None,
+            message: format!(
+                "the secret key is not set: export {var}=<a random string of at least {MIN_KEY_LEN} bytes> \
+                 (for example from `openssl rand -hex 32`), or name a file with [secret] key_file"
+            ),
+        }),
+    }
+}
+
+pub(super) fn build(
+    src: &SourceText,
+    file: config::RulesFile,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    if let Some(s) = &file.secret {
+        if s.key_env.is_some() && s.key_file.is_some() {
+            let span = s.key_file.as_ref().expect("checked").span();
+            diags.push(Diagnostic {
+                location: Some(src.location(span.start)),
+                message: "conflicting options: [secret] takes key_env or key_file, not both".into(),
+            });
+        }
+    }
+    // Without the key the rules are still checked, with a stand-in key, so every problem is reported
+    // at once; the plan is not returned then.
+    let key = match load_key(src, file.secret.as_ref(), env) {
+        Ok(k) => k,
+        Err(d) => {
+            diags.push(d);
+            SecretKey::new(&[0u8; MIN_KEY_LEN]).expect("long enough")
+        }
+    };
+    let mut b = Builder {
+        src,
+        key,
+        diags,
+    };
+
+    let mut endpoint = |name: &str, over: &Option<String>, e: &Option<config::Endpoint>, default: &str| {
+        if let Some(o) = over {
+            return o.clone();
+        }
+        match e {
+            Some(e) => match interpolate(e.url.get_ref(), env) {
+                Ok(v) => v,
+                Err(err) => {
+                    let span = e.url.span();
+                    b.error(span, format!("[{name}] url: {err}"));
+                    String::new()
+                }
+            },
+            None => default.to_string(),
+        }
+    };
+    let source = endpoint("source", &overrides.source, &file.source, "-");
+    let target = endpoint("target", &overrides.target, &file.target, "-");
+
+    let uncovered = match file.defaults.as_ref().and_then(|d| d.uncovered.as_ref()) {
+        None => Uncovered::Fail,
+        Some(u) => match u.get_ref().as_str() {
+            "fail" => Uncovered::Fail,
+            "keep" => Uncovered::Keep,
+            other => {
+                let msg = format!("unknown value \"{other}\" for uncovered{}", did_you_mean(other, &["fail", "keep"]));
+                b.error(u.span(), msg);
+                Uncovered::Fail
+            }
+        },
+    };
+
+    let mut tables = BTreeMap::new();
+    for (key, t) in &file.tables {
+        let span = key.span();
+        let key = key.get_ref();
+        let Some(name) = QualifiedName::parse(key) else {
+            b.error(span, format!("invalid table name \"{key}\": write table, schema.table, or quote parts as \"\\\"My Table\\\"\""));
+            continue;
+        };
+        let skip = t.skip.as_ref().is_some_and(|s| *s.get_ref());
+        if skip {
+            if let Some(cols) = &t.columns {
+                if !cols.is_empty() {
+                    let span = t.skip.as_ref().expect("skip set").span();
+                    b.error(span, format!("conflicting options for table {name}: skip = true copies no rows, so it takes no columns"));
+                }
+            }
+        }
+        let filter = t.filter.as_ref().and_then(|f| match interpolate(f.get_ref(), env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                b.error(f.span(), format!("where: {e}"));
+                None
+            }
+        });
+        let mut columns = BTreeMap::new();
+        for (col, rule) in t.columns.iter().flatten() {
+            let col = col.get_ref();
+            if let Some((op, text, unique)) = build_rule(&mut b, &name, col, rule, false) {
+                columns.insert(
+                    col.clone(),
+                    ColumnPlan {
+                        rule: text,
+                        op,
+                        unique,
+                        location: b.at(rule.span()),
+                    },
+                );
+            }
+        }
+        if tables.contains_key(&name) {
+            b.error(span, format!("table {name} has rules twice (as \"{key}\" and another spelling)"));
+            continue;
+        }
+        let location = b.at(span);
+        tables.insert(
+            name.clone(),
+            TablePlan {
+                name,
+                filter,
+                skip,
+                columns,
+                location,
+            },
+        );
+    }
+    if !b.diags.is_empty() {
+        return Err(b.diags);
+    }
+    Ok(Plan {
+        rules_file: src.file.clone(),
+        source,
+        target,
+        uncovered,
+        tables,
+    })
+}
+
+/// Build one column rule. Returns the op, its description and whether it is unique.
+fn build_rule(
+    b: &mut Builder,
+    table: &QualifiedName,
+    column: &str,
+    rule: &Spanned<ColumnRule>,
+    nested: bool,
+) -> Option<(ColumnOp, String, bool)> {
+    let span = rule.span();
+    let t = match rule.get_ref() {
+        ColumnRule::Keep => return Some((ColumnOp::Transform(Transform::Keep), "keep".into(), true)),
+        ColumnRule::Null => return Some((ColumnOp::Transform(Transform::Null), "null".into(), false)),
+        ColumnRule::Rule(t) => t,
+    };
+    let present = present_keys(t);
+    let kind = match present.as_slice() {
+        [one] => *one,
+        [] => {
+            b.error(span, format!("rule for {table}.{column} has no transform; give exactly one of {}", TRANSFORM_KEYS.join(", ")));
+            return None;
+        }
+        many => {
+            b.error(span, format!("rule for {table}.{column} has {} transforms ({}); give exactly one", many.len(), many.join(", ")));
+            return None;
+        }
+    };
+    let unique = t.unique.as_ref().is_some_and(|u| *u.get_ref());
+    if let Some(l) = &t.locale {
+        if kind != "fake" {
+            b.error(l.span(), format!("locale applies to fake only, not to {kind}"));
+        }
+    }
+    if nested && matches!(kind, "json" | "template") {
+        b.error(span, format!("{kind} cannot be used inside a json rule"));
+        return None;
+    }
+    let domain = t.domain.as_ref();
+    let desc;
+    let op = match kind {
+        "set" => {
+            let v = t.set.as_ref().expect("present");
+            let text = match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(x) => if *x { "t".into() } else { "f".into() },
+                toml::Value::Datetime(d) => d.to_string(),
+                _ => {
+                    b.error(v.span(), "set takes a string, number, boolean or date; use \"null\" for NULL");
+                    return None;
+                }
+            };
+            desc = format!("set = {text:?}");
+            Transform::Set(text)
+        }
+        "mask" => {
+            let m = t.mask.as_ref().expect("present").get_ref();
+            let ch = match &m.char {
+                None => '*',
+                Some(c) => {
+                    let mut it = c.get_ref().chars();
+                    match (it.next(), it.next()) {
+                        (Some(ch), None) => ch,
+                        _ => {
+                            b.error(c.span(), "mask char must be exactly one character");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let (first, last) = (m.keep_first.unwrap_or(0), m.keep_last.unwrap_or(0));
+            desc = format!("mask (keep_first {first}, keep_last {last})");
+            Transform::Mask(Mask::new(first as usize, last as usize, ch))
+        }
+        "hash" => {
+            let h = t.hash.as_ref().expect("present").get_ref();
+            let format = match &h.format {
+                None => HashFormat::Hex,
+                Some(f) => match HashFormat::parse(f.get_ref()) {
+                    Some(x) => x,
+                    None => {
+                        let msg = format!("unknown hash format \"{}\"{}", f.get_ref(), did_you_mean(f.get_ref(), HashFormat::NAMES));
+                        b.error(f.span(), msg);
+                        return None;
+                    }
+                },
+            };
+            let length = match (&h.length, format) {
+                (Some(l), HashFormat::Preserve) => {
+                    b.error(l.span(), "conflicting options: format = \"preserve\" keeps the input's length; remove length");
+                    return None;
+                }
+                (Some(l), _) if *l.get_ref() == 0 || *l.get_ref() as usize > MAX_LENGTH => {
+                    b.error(l.span(), format!("hash length must be between 1 and {MAX_LENGTH}"));
+                    return None;
+                }
+                (Some(l), _) => *l.get_ref() as usize,
+                (None, f) => f.default_length(),
+            };
+            if unique && format != HashFormat::Preserve {
+                let bits = format.bits_per_char() * length as f64;
+                if bits < UNIQUE_MIN_BITS {
+                    let need = (UNIQUE_MIN_BITS / format.bits_per_char()).ceil();
+                    let u = t.unique.as_ref().expect("unique set");
+                    b.error(u.span(), format!(
+                        "unique = true needs at least {UNIQUE_MIN_BITS} bits of hash: length = {need} or more for this format, or format = \"preserve\" (a keyed permutation, unique by construction)"
+                    ));
+                    return None;
+                }
+            }
+            let fmt_name = HashFormat::NAMES[format as usize];
+            let default_domain = if format == HashFormat::Preserve {
+                "hash:preserve".to_string()
+            } else {
+                format!("hash:{fmt_name}:{length}")
+            };
+            desc = if format == HashFormat::Preserve {
+                "hash (preserve)".into()
+            } else {
+                format!("hash ({fmt_name}, {length})")
+            };
+            Transform::Hash(Hash::new(b.prf(&default_domain, domain), format, length))
+        }
+        "fake" => {
+            let f = t.fake.as_ref().expect("present");
+            let Some(kind) = FakeKind::parse(f.get_ref()) else {
+                let msg = format!("unknown fake kind \"{}\"{}", f.get_ref(), did_you_mean(f.get_ref(), FakeKind::NAMES));
+                b.error(f.span(), msg);
+                return None;
+            };
+            let locale = match &t.locale {
+                None => Locale::En,
+                Some(l) => match Locale::parse(l.get_ref()) {
+                    Some(x) => x,
+                    None => {
+                        let msg = format!("unknown locale \"{}\"{}", l.get_ref(), did_you_mean(l.get_ref(), Locale::NAMES));
+                        b.error(l.span(), msg);
+                        return None;
+                    }
+                },
+            };
+            if unique && !kind.supports_unique() {
+                let u = t.unique.as_ref().expect("unique set");
+                b.error(u.span(), format!(
+                    "fake = \"{}\" cannot promise unique values; use hash = {{ format = \"preserve\" }}, or one of the fake kinds email, username, url, uuid, ipv6",
+                    kind.name()
+                ));
+                return None;
+            }
+            desc = format!("fake = \"{}\"{}", kind.name(), if unique { ", unique" } else { "" });
+            Transform::Fake(fake_transform(b, kind, locale, unique, domain))
+        }
+        "shift" => {
+            let s = t.shift.as_ref().expect("present").get_ref();
+            let days = *s.days.get_ref();
+            if days == 0 {
+                b.error(s.days.span(), "shift days must be at least 1");
+                return None;
+            }
+            desc = format!("shift (±{days} days)");
+            Transform::Shift(Shift::new(b.prf(&format!("shift:{days}"), domain), days))
+        }
+        "truncate" => {
+            let s = t.truncate.as_ref().expect("present");
+            let Some(tr) = Truncate::parse(s.get_ref()) else {
+                let msg = format!("unknown truncate unit \"{}\"{}", s.get_ref(), did_you_mean(s.get_ref(), Truncate::NAMES));
+                b.error(s.span(), msg);
+                return None;
+            };
+            desc = format!("truncate = \"{}\"", s.get_ref());
+            Transform::Truncate(tr)
+        }
+        "noise" => {
+            let nspan = t.noise.as_ref().expect("present").span();
+            let n = t.noise.as_ref().expect("present").get_ref();
+            let amount = match (&n.percent, &n.absolute) {
+                (Some(p), None) => {
+                    let v = *p.get_ref();
+                    if !(v > 0.0 && v <= 100.0) {
+                        b.error(p.span(), "noise percent must be above 0 and at most 100");
+                        return None;
+                    }
+                    NoiseAmount::Percent(v)
+                }
+                (None, Some(a)) => {
+                    let v = *a.get_ref();
+                    if !(v > 0.0 && v.is_finite()) {
+                        b.error(a.span(), "noise absolute must be above 0");
+                        return None;
+                    }
+                    NoiseAmount::Absolute(v)
+                }
+                (Some(_), Some(_)) => {
+                    b.error(nspan, "conflicting options: noise takes percent or absolute, not both");
+                    return None;
+                }
+                (None, None) => {
+                    b.error(nspan, "noise needs percent = N or absolute = N");
+                    return None;
+                }
+            };
+            let d = match amount {
+                NoiseAmount::Percent(p) => format!("noise:percent={p}"),
+                NoiseAmount::Absolute(a) => format!("noise:absolute={a}"),
+            };
+            desc = match amount {
+                NoiseAmount::Percent(p) => format!("noise (±{p}%)"),
+                NoiseAmount::Absolute(a) => format!("noise (±{a})"),
+            };
+            Transform::Noise(Noise::new(b.prf(&d, domain), amount))
+        }
+        "scrub" => {
+            let list = t.scrub.as_ref().expect("present");
+            if list.get_ref().is_empty() {
+                b.error(list.span(), format!("scrub needs at least one detector: {}", Detector::NAMES.join(", ")));
+                return None;
+            }
+            let mut detectors = BTreeSet::new();
+            for d in list.get_ref() {
+                match Detector::parse(d.get_ref()) {
+                    Some(x) => {
+                        if !detectors.insert(x) {
+                            b.error(d.span(), format!("detector \"{}\" is listed twice", d.get_ref()));
+                        }
+                    }
+                    None => {
+                        let msg = format!("unknown detector \"{}\"{}", d.get_ref(), did_you_mean(d.get_ref(), Detector::NAMES));
+                        b.error(d.span(), msg);
+                    }
+                }
+            }
+            let names: Vec<&str> = list.get_ref().iter().map(|d| d.get_ref().as_str()).collect();
+            desc = format!("scrub [{}]", names.join(", "));
+            Transform::Scrub(Scrub::new(
+                detectors.into_iter().map(|d| (d, scrub_replacement(b, d))).collect(),
+            ))
+        }
+        "regex" => {
+            let r = t.regex.as_ref().expect("present").get_ref();
+            let re = match Regex::new(r.pattern.get_ref()) {
+                Ok(re) => re,
+                Err(e) => {
+                    let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                    b.error(r.pattern.span(), format!("invalid regex pattern: {first}"));
+                    return None;
+                }
+            };
+            desc = "regex".into();
+            Transform::Regex(RegexReplace::new(re, r.replace.clone()))
+        }
+        "template" => {
+            let s = t.template.as_ref().expect("present");
+            if unique {
+                b.error(s.span(), "a template cannot promise unique values");
+                return None;
+            }
+            return match parse_template(s.get_ref()) {
+                Ok(pieces) => Some((ColumnOp::Template(pieces), format!("template = {:?}", s.get_ref()), false)),
+                Err(e) => {
+                    b.error(s.span(), e.to_string());
+                    None
+                }
+            };
+        }
+        "json" => {
+            let map = t.json.as_ref().expect("present");
+            let mut rules = Vec::new();
+            for (path, sub) in map.get_ref() {
+                let steps = match parse_path(path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        b.error(sub.span(), format!("{e} in \"{path}\""));
+                        continue;
+                    }
+                };
+                if let Some((ColumnOp::Transform(tr), _, _)) = build_rule(b, table, column, sub, true) {
+                    rules.push((path.clone(), steps, tr));
+                }
+            }
+            desc = format!("json ({} paths)", map.get_ref().len());
+            Transform::Json(JsonRule::new(rules))
+        }
+        other => unreachable!("present_keys returns only transform keys, got {other}"),
+    };
+    if unique && !matches!(kind, "hash" | "fake") {
+        let u = t.unique.as_ref().expect("unique set");
+        b.error(u.span(), format!(
+            "{kind} cannot promise unique values; use hash = {{ format = \"preserve\" }} or a unique fake kind (email, username, url, uuid, ipv6)"
+        ));
+        return None;
+    }
+    Some((ColumnOp::Transform(op), desc, unique))
+}
+
+fn fake_transform(b: &Builder, kind: FakeKind, locale: Locale, unique: bool, domain: Option<&Spanned<String>>) -> Faker {
+    let default_domain = format!(
+        "fake:{}:{:?}{}",
+        kind.name(),
+        locale,
+        if unique { ":unique" } else { "" }
+    );
+    Faker::new(b.prf(&default_domain, domain), kind, locale, unique)
+}
+
+/// What a scrub detector replaces its findings with: the standalone rule, in its default domain, so
+/// the same value gets the same pseudonym in a free-text column and in its own column.
+fn scrub_replacement(b: &Builder, d: Detector) -> Transform {
+    let fake = |kind, unique| Transform::Fake(fake_transform(b, kind, Locale::En, unique, None));
+    match d {
+        Detector::Email => fake(FakeKind::Email, true),
+        Detector::Phone => fake(FakeKind::Phone, false),
+        Detector::CreditCard => fake(FakeKind::CreditCard, false),
+        Detector::Ssn => Transform::Hash(Hash::new(b.prf("hash:preserve", None), HashFormat::Preserve, 0)),
+        Detector::Ipv4 => fake(FakeKind::Ipv4, false),
+        Detector::Iban => fake(FakeKind::Iban, false),
+        Detector::Url => fake(FakeKind::Url, false),
+    }
+}
+
+fn present_keys(t: &RuleTable) -> Vec<&'static str> {
+    let flags = [
+        t.set.is_some(),
+        t.mask.is_some(),
+        t.hash.is_some(),
+        t.fake.is_some(),
+        t.shift.is_some(),
+        t.truncate.is_some(),
+        t.noise.is_some(),
+        t.scrub.is_some(),
+        t.regex.is_some(),
+        t.template.is_some(),
+        t.json.is_some(),
+    ];
+    TRANSFORM_KEYS
+        .iter()
+        .zip(flags)
+        .filter(|(_, on)| *on)
+        .map(|(k, _)| *k)
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! The serde mirror of the rules file. Every struct denies unknown keys: a misspelled option must be
+//! an error, never silently ignored (for an anonymizer that would be a leak). Nothing here checks
+//! meaning; `build` does that with the spans kept here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesFile {
+    pub source: Option<Endpoint>,
+    pub target: Option<Endpoint>,
+    pub secret: Option<Secret>,
+    pub defaults: Option<Defaults>,
+    #[serde(default)]
+    pub tables: BTreeMap<Spanned<String>, TableRules>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub key_env: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub uncovered: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRules {
+    #[serde(rename = "where")]
+    pub filter: Option<Spanned<String>>,
+    pub skip: Option<Spanned<bool>>,
+    pub columns: Option<BTreeMap<Spanned<String>, Spanned<ColumnRule>>>,
+}
+
+/// `"keep"`, `"null"`, or a table with one transform key plus common options.
+#[derive(Debug)]
+pub enum ColumnRule {
+    Keep,
+    Null,
+    Rule(Box<RuleTable>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleTable {
+    pub set: Option<Spanned<toml::Value>>,
+    pub mask: Option<Spanned<MaskSpec>>,
+    pub hash: Option<Spanned<HashSpec>>,
+    pub fake: Option<Spanned<String>>,
+    pub shift: Option<Spanned<ShiftSpec>>,
+    pub truncate: Option<Spanned<String>>,
+    pub noise: Option<Spanned<NoiseSpec>>,
+    pub scrub: Option<Spanned<Vec<Spanned<String>>>>,
+    pub regex: Option<Spanned<RegexSpec>>,
+    pub template: Option<Spanned<String>>,
+    pub json: Option<Spanned<BTreeMap<String, Spanned<ColumnRule>>>>,
+    // Common options.
+    pub locale: Option<Spanned<String>>,
+    pub unique: Option<Spanned<bool>>,
+    pub domain: Option<Spanned<String>>,
+}
+
+/// The transform keys of [`RuleTable`], in the order messages list them.
+pub const TRANSFORM_KEYS: &[&str] = &[
+    "set", "mask", "hash", "fake", "shift", "truncate", "noise", "scrub", "regex", "template", "json",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSpec {
+    pub keep_first: Option<u32>,
+    pub keep_last: Option<u32>,
+    pub char: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashSpec {
+    pub length: Option<Spanned<u32>>,
+    pub format: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftSpec {
+    pub days: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseSpec {
+    pub percent: Option<Spanned<f64>>,
+    pub absolute: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexSpec {
+    pub pattern: Spanned<String>,
+    pub replace: String,
+}
+
+impl<'de> Deserialize<'de> for ColumnRule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RuleVisitor;
+
+        impl<'de> Visitor<'de> for RuleVisitor {
+            type Value = ColumnRule;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""keep", "null" or a table such as { fake = "email" }"#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ColumnRule, E> {
+                match v {
+                    "keep" => Ok(ColumnRule::Keep),
+                    "null" => Ok(ColumnRule::Null),
+                    other => {
+                        let hint = super::suggest(other, &["keep", "null"])
+                            .map(|s| format!(" (did you mean \"{s}\"?)"))
+                            .unwrap_or_default();
+                        Err(E::custom(format!(
+                            "unknown rule \"{other}\"{hint}; a column takes \"keep\", \"null\" or a table such as {{ fake = \"email\" }}"
+                        )))
+                    }
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ColumnRule, A::Error> {
+                RuleTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|t| ColumnRule::Rule(Box::new(t)))
+            }
+        }
+
+        d.deserialize_any(RuleVisitor)
+    }
+}

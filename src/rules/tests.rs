@@ -1,0 +1,290 @@
+use super::*;
+
+const KEY: &str = "a-test-key-that-is-long-enough";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "ANONYMIZE_KEY" | "OTHER_KEY" => Some(KEY.into()),
+        "SHORT_KEY" => Some("demo".into()),
+        "PROD_URL" => Some("postgres://prod/app".into()),
+        _ => None,
+    }
+}
+
+fn plan(text: &str) -> Result<Plan, String> {
+    parse("r.toml", text.to_string(), &Overrides::default(), &env).map_err(|e| e.to_string())
+}
+
+fn err(text: &str) -> String {
+    plan(text).expect_err("rules should be refused")
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let p = plan(
+        r#"
+[source]
+url = "${PROD_URL:-examples/production.sql}"
+[target]
+url = "${STAGING_URL:-staging.sql}"
+[secret]
+key_env = "ANONYMIZE_KEY"
+[defaults]
+uncovered = "fail"
+
+[tables.customers]
+where = "deleted_at IS NULL"
+[tables.customers.columns]
+id         = "keep"
+email      = { fake = "email", unique = true }
+first_name = { fake = "first_name" }
+phone      = { mask = { keep_last = 4 } }
+ssn        = { hash = { length = 12 } }
+notes      = { scrub = ["email", "phone", "credit_card"] }
+birth_date = { shift = { days = 180 } }
+salary     = { noise = { percent = 10 } }
+country    = { set = "US" }
+deleted_at = "null"
+login      = { template = "{first_name}@example.com" }
+profile    = { json = { "$.email" = { fake = "email" }, "$.address.phone" = { mask = { keep_last = 2 } } } }
+
+[tables."billing.invoices"]
+skip = true
+"#,
+    )
+    .unwrap();
+    assert_eq!(plan_source(&p), ("postgres://prod/app", "staging.sql"));
+    assert_eq!(p.uncovered, Uncovered::Fail);
+    let customers = &p.tables[&QualifiedName::new("public", "customers")];
+    assert_eq!(customers.filter.as_deref(), Some("deleted_at IS NULL"));
+    assert_eq!(customers.columns.len(), 12);
+    assert_eq!(customers.columns["email"].rule, "fake = \"email\", unique");
+    assert_eq!(customers.columns["email"].location.to_string(), "r.toml:15:14");
+    assert!(p.tables[&QualifiedName::new("billing", "invoices")].skip);
+}
+
+fn plan_source(p: &Plan) -> (&str, &str) {
+    (&p.source, &p.target)
+}
+
+#[test]
+fn shipped_rules_files_parse() {
+    for path in ["rules/customers.toml", "tests/fixtures/pagila.toml"] {
+        let text = std::fs::read_to_string(path).unwrap();
+        plan(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}
+
+#[test]
+fn bad_rules_give_located_messages() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[tables.t.columns]\na = { fakee = \"email\" }\n",
+            "r.toml:2:7: unknown key `fakee` (did you mean `fake`?); expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`",
+        ),
+        (
+            "[tables.t.columns]\na = \"kep\"\n",
+            "r.toml:2:5: unknown rule \"kep\" (did you mean \"keep\"?); a column takes \"keep\", \"null\" or a table such as { fake = \"email\" }",
+        ),
+        (
+            "[tables.t.columns]\na = { fake = \"emial\" }\n",
+            "r.toml:2:14: unknown fake kind \"emial\" (did you mean \"email\"?)",
+        ),
+        (
+            "[tables.t]\nwehre = \"x\"\n",
+            "r.toml:2:1: unknown key `wehre` (did you mean `where`?); expected one of `where`, `skip`, `columns`",
+        ),
+        ("[sourc]\nurl = \"x\"\n", "r.toml:1:2: unknown key `sourc` (did you mean `source`?); expected one of `source`, `target`, `secret`, `defaults`, `tables`"),
+        (
+            "[tables.t.columns]\na = { mask = { keep_last = \"4\" } }\n",
+            "r.toml:2:28: invalid type: string \"4\", expected u32",
+        ),
+        ("[tables.t.columns\n", "r.toml:1:18: invalid table header\nexpected `.`, `]`"),
+        (
+            "[tables.t.columns]\na = { phone = 1 }\n",
+            "r.toml:2:7: unknown key `phone`; expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(&err(text), want, "for {text:?}");
+    }
+}
+
+#[test]
+fn every_meaning_problem_is_reported_at_once() {
+    let text = r###"[defaults]
+uncovered = "kept"
+[tables.t.columns]
+a = { fake = "phone", unique = true }
+b = { hash = { length = 8 }, unique = true }
+c = { hash = { format = "preserve", length = 3 } }
+d = { mask = { char = "##" } }
+e = { noise = { percent = 5, absolute = 1 } }
+f = { shift = { days = 0 } }
+g = { scrub = ["email", "emial"] }
+h = { regex = { pattern = "(", replace = "" } }
+i = { template = "{a" }
+j = { fake = "name", hash = {} }
+k = { unique = true }
+l = { truncate = "week" }
+m = { json = { "nope" = "keep", "$.x" = { template = "{a}" } } }
+n = { mask = {}, unique = true }
+o = { fake = "city", locale = "xx" }
+p = { set = [1] }
+"###;
+    let got = err(text);
+    let want = [
+        "r.toml:2:13: unknown value \"kept\" for uncovered (did you mean \"keep\"?)",
+        "r.toml:4:32: fake = \"phone\" cannot promise unique values; use hash = { format = \"preserve\" }, or one of the fake kinds email, username, url, uuid, ipv6",
+        "r.toml:5:39: unique = true needs at least 96 bits of hash: length = 24 or more for this format, or format = \"preserve\" (a keyed permutation, unique by construction)",
+        "r.toml:6:46: conflicting options: format = \"preserve\" keeps the input's length; remove length",
+        "r.toml:7:23: mask char must be exactly one character",
+        "r.toml:8:15: conflicting options: noise takes percent or absolute, not both",
+        "r.toml:9:24: shift days must be at least 1",
+        "r.toml:10:25: unknown detector \"emial\" (did you mean \"email\"?)",
+        "r.toml:11:27: invalid regex pattern: error: unclosed group",
+        "r.toml:12:18: unclosed `{` in template (write `{{` for a literal brace)",
+        "r.toml:13:5: rule for public.t.j has 2 transforms (hash, fake); give exactly one",
+        "r.toml:14:5: rule for public.t.k has no transform; give exactly one of set, mask, hash, fake, shift, truncate, noise, scrub, regex, template, json",
+        "r.toml:15:18: unknown truncate unit \"week\"; expected one of day, month, year",
+        "r.toml:16:41: template cannot be used inside a json rule",
+        "r.toml:16:25: invalid JSON path: a path starts with `$` in \"nope\"",
+        "r.toml:17:27: mask cannot promise unique values; use hash = { format = \"preserve\" } or a unique fake kind (email, username, url, uuid, ipv6)",
+        "r.toml:18:31: unknown locale \"xx\"; expected one of en, fr_fr, de_de, it_it, pt_br, nl_nl, ja_jp, zh_cn",
+        "r.toml:19:13: set takes a string, number, boolean or date; use \"null\" for NULL",
+    ]
+    .join("\n");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn keys_are_required_and_checked() {
+    let missing = parse("r.toml", String::new(), &Overrides::default(), &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        missing,
+        "the secret key is not set: export ANONYMIZE_KEY=<a random string of at least 16 bytes> \
+         (for example from `openssl rand -hex 32`), or name a file with [secret] key_file"
+    );
+    assert_eq!(
+        err("[secret]\nkey_env = \"SHORT_KEY\"\n"),
+        "SHORT_KEY: the secret key is 4 bytes long; at least 16 bytes are required"
+    );
+    assert!(plan("[secret]\nkey_env = \"OTHER_KEY\"\n").is_ok());
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let text = format!("[secret]\nkey_file = {:?}\n", key_file.display().to_string());
+    let p = parse("r.toml", text, &Overrides::default(), &|_| None);
+    assert!(p.is_ok(), "{:?}", p.err().map(|e| e.to_string()));
+    // A missing key still lets the other problems through, all at once.
+    let both = parse("r.toml", "[tables.t.columns]\na = { fake = \"nope\" }\n".into(), &Overrides::default(), &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(both.lines().count(), 2, "{both}");
+}
+
+#[test]
+fn interpolation_errors_name_the_variable() {
+    assert_eq!(
+        err("[source]\nurl = \"${NOPE}\"\n"),
+        "r.toml:2:7: [source] url: environment variable NOPE is not set (give a default with ${NOPE:-default})"
+    );
+    let p = parse(
+        "r.toml",
+        "[source]\nurl = \"${NOPE}\"\n".into(),
+        &Overrides {
+            source: Some("dump.sql".into()),
+            target: None,
+        },
+        &env,
+    )
+    .unwrap();
+    assert_eq!(p.source, "dump.sql");
+    assert_eq!(p.target, "-");
+}
+
+#[test]
+fn qualified_names() {
+    assert_eq!(QualifiedName::parse("t"), Some(QualifiedName::new("public", "t")));
+    assert_eq!(
+        QualifiedName::parse("\"My Schema\".\"a.b\""),
+        Some(QualifiedName::new("My Schema", "a.b"))
+    );
+    assert_eq!(QualifiedName::parse("a.b.c"), None);
+    assert_eq!(QualifiedName::parse(""), None);
+    assert_eq!(QualifiedName::new("public", "Users").to_string(), "public.\"Users\"");
+    assert_eq!(QualifiedName::new("public", "users").rules_key(), "users");
+    assert_eq!(QualifiedName::new("billing", "invoices").rules_key(), "\"billing.invoices\"");
+    assert_eq!(QualifiedName::new("public", "My T").rules_key(), "\"public.\\\"My T\\\"\"");
+}
+
+fn source(name: &str, cols: &[&str]) -> SourceTable {
+    SourceTable {
+        name: QualifiedName::parse(name).unwrap(),
+        columns: cols.iter().map(|c| c.to_string()).collect(),
+        partition_of: None,
+    }
+}
+
+#[test]
+fn binding_reports_drift_unknown_names_and_paste_lines() {
+    let p = plan(
+        "[tables.customers.columns]\nid = \"keep\"\nemial = { fake = \"email\" }\n[tables.gone]\nskip = true\n",
+    )
+    .unwrap();
+    let diags = bind(
+        &p,
+        &[source("customers", &["id", "email", "phone"]), source("audit", &["id", "who"])],
+    )
+    .unwrap_err();
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        text.join("\n"),
+        "r.toml:3:9: column public.customers.emial is not in the source (did you mean email?) (generated columns are never copied)
+r.toml:4:9: table public.gone is not in the source
+uncovered columns: every column of every copied table needs a rule or \"keep\" (schema drift in the source?)
+  table public.audit has no rules (columns: id, who)
+  column public.customers.email
+  column public.customers.phone
+add these lines to r.toml and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):
+
+[tables.audit.columns]
+id = \"null\"
+who = \"null\"
+
+[tables.customers.columns]
+email = \"null\"
+phone = \"null\""
+    );
+}
+
+#[test]
+fn binding_uses_parent_rules_for_partitions_and_resolves_templates() {
+    let p = plan(
+        "[tables.payment.columns]\nid = \"keep\"\nnote = { template = \"{id}-x\" }\n[tables.skipme]\nskip = true\n",
+    )
+    .unwrap();
+    let mut part = source("payment_p1", &["note", "id"]);
+    part.partition_of = Some(QualifiedName::new("public", "payment"));
+    let bound = bind(&p, &[part, source("skipme", &["a"])]).unwrap();
+    assert_eq!(bound.len(), 2);
+    match &bound[0].action {
+        TableAction::Copy { ops } => {
+            assert!(matches!(ops[1], CellOp::Pass));
+            let CellOp::Template(t) = &ops[0] else { panic!("template expected") };
+            assert_eq!(t.columns().collect::<Vec<_>>(), vec![1]);
+        }
+        TableAction::Skip => panic!("copy expected"),
+    }
+    assert!(matches!(bound[1].action, TableAction::Skip));
+    assert_eq!(bound[0].rules, vec!["template = \"{id}-x\"", "keep"]);
+}
+
+#[test]
+fn uncovered_keep_passes_everything_through() {
+    let p = plan("[defaults]\nuncovered = \"keep\"\n").unwrap();
+    let bound = bind(&p, &[source("t", &["a"])]).unwrap();
+    assert!(!bound[0].transforms_anything());
+}
