@@ -1,7 +1,14 @@
 //! `anonymize`: stream production tables through per-column rules into staging.
 //!
 //! Data flows one way: source → pipeline → transform → sink. `rules` turns the rules file into a
-//! validated plan; `transform` holds the pure runtime transformers; `copy` is the COPY text codec.
+//! validated plan and binds it to the source's tables; `transform` holds the pure runtime
+//! transformers; `copy` is the COPY text codec; `cli` is the thin command-line layer.
 
-pub mod transform;
+pub mod cli;
+pub mod copy;
+pub mod error;
+pub mod pipeline;
 pub mod rules;
+pub mod sink;
+pub mod source;
+pub mod transform;

@@ -1,1 +1,20 @@
-fn main(){}
+//! Entry point: arguments → run → exit code. Only this file decides exit codes.
+
+use clap::Parser;
+
+use anonymize::cli::{render_error, run, Args};
+use anonymize::error::exit;
+
+fn main() {
+    let args = Args::parse();
+    let code = match run(args) {
+        Ok(_) => exit::SUCCESS,
+        // `anonymize ... | head`: the reader has what it wanted.
+        Err(e) if e.is_closed_stdout() => exit::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,201 @@
+//! The command line: raw arguments → validated plan → run → rendered result on stderr.
+//!
+//! Everything user-facing that is not data lives here: argument parsing, progress and summary lines.
+//! stdout carries only data (a dump written to `-`).
+
+use std::fs::File;
+use std::io::{self, BufReader, Seek, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+
+use crate::error::Error;
+use crate::pipeline::{self, Options, Progress, Report, TableStats};
+use crate::rules::{self, Overrides};
+use crate::sink::dump::DumpSink;
+use crate::source::dump::prescan;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  runtime failure (bad data in the dump, I/O); the target is left as it was
+  2  usage error, invalid rules, or uncovered columns; nothing was written
+
+The secret key is read from the environment variable named by [secret] key_env
+(default ANONYMIZE_KEY) or from [secret] key_file; it must be at least 16 bytes.";
+
+/// Seed staging from production without leaking personal data.
+#[derive(Debug, Parser)]
+#[command(name = "anonymize", version, about, after_help = AFTER_HELP)]
+pub struct Args {
+    /// The rules file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    /// Where rows come from: a pg_dump plain-SQL file, or - for stdin. Overrides [source] url.
+    #[arg(long, value_name = "PATH|-")]
+    pub source: Option<String>,
+    /// Where rows go: an output .sql file, or - for stdout. Overrides [target] url.
+    #[arg(long, value_name = "PATH|-")]
+    pub target: Option<String>,
+    /// Transform threads (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+    /// Print only errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn is_database_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// Prints one line per finished table to stderr.
+struct Lines {
+    out: Mutex<io::Stderr>,
+}
+
+impl Progress for Lines {
+    fn table_finished(&self, s: &TableStats) {
+        let mut err = self.out.lock().expect("stderr lock");
+        let rate = if s.seconds > 0.0 {
+            s.rows_read as f64 / s.seconds
+        } else {
+            0.0
+        };
+        let what = if s.skipped { "skipped" } else { "rows" };
+        let _ = writeln!(
+            err,
+            "anonymize: {}: {} {what} in {:.2}s ({:.0} rows/s)",
+            s.name, s.rows_read, s.seconds, rate
+        );
+    }
+}
+
+/// What a successful run did.
+pub struct Outcome {
+    pub report: Report,
+}
+
+/// Run the command. Never exits and never prints data; messages go to stderr.
+pub fn run(args: Args) -> Result<Outcome, Error> {
+    let overrides = Overrides {
+        source: args.source.clone(),
+        target: args.target.clone(),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let plan = rules::load(&args.rules, &overrides, &env)?;
+    for (url, what) in [(&plan.source, "source"), (&plan.target, "target")] {
+        if is_database_url(url) {
+            return Err(Error::Usage(format!(
+                "{what}: database URLs are not supported by this build yet; use a pg_dump plain-SQL file or -"
+            )));
+        }
+    }
+    if plan.source != "-" && plan.source == plan.target {
+        return Err(Error::Usage(format!(
+            "source and target are the same file ({}); refusing to overwrite the input",
+            plan.source
+        )));
+    }
+
+    // The rules are bound before anything is written, so the input is read twice: stdin is spooled
+    // to an unnamed temporary file first (removed by the OS when the run ends).
+    let mut input = if plan.source == "-" {
+        let mut spool = tempfile::tempfile().map_err(|source| Error::Io {
+            context: "creating a temporary file to hold stdin".into(),
+            source,
+        })?;
+        io::copy(&mut io::stdin().lock(), &mut spool).map_err(|source| Error::Io {
+            context: "reading stdin".into(),
+            source,
+        })?;
+        spool
+    } else {
+        File::open(&plan.source).map_err(|source| Error::Io {
+            context: format!("opening the source dump {}", plan.source),
+            source,
+        })?
+    };
+    let rewind = |f: &mut File| {
+        f.rewind().map_err(|source| Error::Io {
+            context: "rewinding the source".into(),
+            source,
+        })
+    };
+    rewind(&mut input)?;
+    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| Error::Pipeline {
+        error: e.into(),
+        report: Box::default(),
+    })?;
+    let bound = rules::bind(&plan, &source_tables).map_err(Error::Bind)?;
+    if !args.quiet {
+        for t in plan.tables.values().filter(|t| t.filter.is_some()) {
+            eprintln!(
+                "anonymize: warning: {}: `where` filters apply to database sources only; a dump is copied whole",
+                t.name
+            );
+        }
+    }
+    rewind(&mut input)?;
+
+    let mut sink = DumpSink::open(&plan.target).map_err(|source| Error::Io {
+        context: format!("creating the target {}", plan.target),
+        source,
+    })?;
+    let options = Options {
+        jobs: args.jobs.map_or_else(|| Options::default().jobs, usize::from),
+        ..Options::default()
+    };
+    let lines = Lines {
+        out: Mutex::new(io::stderr()),
+    };
+    let progress: &dyn Progress = if args.quiet { &pipeline::Silent } else { &lines };
+    let stdout = sink.is_stdout();
+    let report = pipeline::run_dump(
+        BufReader::with_capacity(1 << 20, input),
+        Arc::new(bound),
+        sink.writer(),
+        stdout,
+        &options,
+        progress,
+    )
+    .map_err(|(error, report)| Error::Pipeline {
+        error,
+        report: Box::new(report),
+    })?;
+    sink.commit().map_err(|source| Error::Io {
+        context: format!("finishing the target {}", plan.target),
+        source,
+    })?;
+    if !args.quiet {
+        let rows = report.rows_written();
+        let rate = rows as f64 / report.seconds.max(1e-9);
+        let shown = if plan.target == "-" { "stdout" } else { plan.target.as_str() };
+        eprintln!(
+            "anonymize: done: {} tables, {rows} rows written to {shown} in {:.2}s ({rate:.0} rows/s)",
+            report.tables.len(),
+            report.seconds
+        );
+    }
+    Ok(Outcome { report })
+}
+
+/// Render a failure for stderr: the error, then how far the run got.
+pub fn render_error(e: &Error) -> String {
+    let mut msg = format!("anonymize: error: {e}");
+    if let Error::Pipeline { report, .. } = e {
+        if !report.tables.is_empty() {
+            let done: Vec<String> = report
+                .tables
+                .iter()
+                .map(|t| format!("{} ({} rows)", t.name, t.rows_written))
+                .collect();
+            msg.push_str(&format!(
+                "\nanonymize: finished before the failure (nothing was kept): {}",
+                done.join(", ")
+            ));
+        }
+    }
+    msg
+}

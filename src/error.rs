@@ -1,0 +1,57 @@
+//! Error types of a run and the exit codes they map to. Only `main` exits; this only classifies.
+
+use crate::pipeline::{PipelineError, Report};
+use crate::rules::{Diagnostic, RulesError};
+
+/// Exit codes, documented in the README and `--help`.
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    /// A runtime failure: bad data, I/O, a connection.
+    pub const RUNTIME: i32 = 1;
+    /// Usage, invalid rules, uncovered columns: nothing was written.
+    pub const INVALID: i32 = 2;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("{}", render(.0))]
+    Bind(Vec<Diagnostic>),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{error}")]
+    Pipeline {
+        error: PipelineError,
+        /// What was finished before the failure.
+        report: Box<Report>,
+    },
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Rules(_) | Error::Bind(_) => exit::INVALID,
+            Error::Io { .. } | Error::Pipeline { .. } => exit::RUNTIME,
+        }
+    }
+
+    /// Whether this is stdout closed by its reader (`| head`): a quiet success, not a failure.
+    pub fn is_closed_stdout(&self) -> bool {
+        matches!(self, Error::Pipeline { error: PipelineError::Write { stdout: true, source }, .. }
+            if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}

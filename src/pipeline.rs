@@ -1,0 +1,418 @@
+//! Reader → bounded channel → parallel transform (order kept) → writer.
+//!
+//! The reader thread cuts the dump into events; every batch of rows is handed to the rayon pool
+//! at once and its result slot goes into a bounded channel in dump order; the writer (the calling
+//! thread) takes slots in order and waits for each batch it reaches. The channel bound caps the
+//! batches in flight, so memory stays flat whatever the dump size, and the slowest stage sets the
+//! pace. Cells without a rule are copied as the bytes they came in; only transformed cells are
+//! decoded, transformed and re-encoded.
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::copy::{self, CodecError};
+use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
+use crate::source::dump::{parse_copy_header, DumpError, DumpReader, Event};
+use crate::transform::ValueError;
+
+/// Tuning of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Transform threads.
+    pub jobs: usize,
+    /// Rows per batch handed to a worker.
+    pub batch_rows: u64,
+    /// Bytes per batch handed to a worker.
+    pub batch_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch_rows: 4096,
+            batch_bytes: 512 * 1024,
+        }
+    }
+}
+
+/// How the core reports progress. Every method does nothing by default, so tests and `--quiet` get
+/// silence for free; the CLI renders it.
+pub trait Progress: Send + Sync {
+    fn table_started(&self, _table: &QualifiedName) {}
+    fn rows_written(&self, _table: &QualifiedName, _rows: u64) {}
+    fn table_finished(&self, _stats: &TableStats) {}
+}
+
+/// Progress that shows nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableStats {
+    pub name: QualifiedName,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub seconds: f64,
+    pub skipped: bool,
+}
+
+/// What a run did (or had done when it failed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub tables: Vec<TableStats>,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn rows_written(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows_written).sum()
+    }
+}
+
+/// Why a row could not be anonymized. Names table, row, dump line and column; never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{table} row {row} (dump line {line}){}: {kind}", column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default())]
+pub struct RowError {
+    pub table: QualifiedName,
+    pub row: u64,
+    pub line: u64,
+    pub column: Option<String>,
+    pub kind: RowErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RowErrorKind {
+    #[error("{found} fields, expected {expected}")]
+    ColumnCount { expected: usize, found: usize },
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Value(#[from] ValueError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error(transparent)]
+    Row(#[from] RowError),
+    #[error("writing {}: {source}", if *.stdout { "to stdout" } else { "the target file" })]
+    Write {
+        stdout: bool,
+        source: std::io::Error,
+    },
+    #[error("the dump changed between the first and second read (COPY block {block})")]
+    Changed { block: usize },
+}
+
+type BatchResult = Result<Vec<u8>, RowError>;
+
+/// What the reader hands the writer, in dump order.
+enum Slot {
+    Sql(Vec<u8>),
+    Start(usize, Vec<u8>),
+    Rows {
+        block: usize,
+        rows: u64,
+        bytes_read: u64,
+        result: Receiver<BatchResult>,
+    },
+    /// Rows of a skipped table: read, not written.
+    Skipped { rows: u64, bytes_read: u64 },
+    End(Vec<u8>),
+    Failed(PipelineError),
+}
+
+/// Anonymize a dump stream. `tables` are the bound tables in COPY order, as the prescan found them.
+pub fn run_dump<R: BufRead + Send>(
+    input: R,
+    tables: Arc<Vec<BoundTable>>,
+    out: &mut (dyn Write + Send),
+    out_is_stdout: bool,
+    options: &Options,
+    progress: &dyn Progress,
+) -> Result<Report, (PipelineError, Report)> {
+    let started = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.jobs.max(1))
+        .thread_name(|i| format!("anonymize-{i}"))
+        .build()
+        .expect("thread pool");
+    // Enough slots to keep every worker busy with one batch queued behind it.
+    let (tx, rx) = sync_channel::<Slot>(options.jobs.max(1) * 4);
+    std::thread::scope(|scope| {
+        let reader_tables = Arc::clone(&tables);
+        let opts = options.clone();
+        let pool = &pool;
+        scope.spawn(move || read(input, reader_tables, &opts, pool, tx));
+        write(rx, &tables, out, out_is_stdout, progress, started)
+    })
+}
+
+fn read<R: BufRead>(
+    input: R,
+    tables: Arc<Vec<BoundTable>>,
+    options: &Options,
+    pool: &rayon::ThreadPool,
+    tx: SyncSender<Slot>,
+) {
+    let mut reader = DumpReader::new(input, options.batch_rows, options.batch_bytes);
+    let mut rows_so_far = 0u64;
+    loop {
+        let slot = match reader.next_event() {
+            Err(e) => Slot::Failed(e.into()),
+            Ok(None) => return,
+            Ok(Some(Event::Sql(b))) => Slot::Sql(b),
+            Ok(Some(Event::CopyStart { block, header })) => {
+                let same = matches!(
+                    (parse_copy_header(&header), tables.get(block)),
+                    (Some(Ok((name, _))), Some(t)) if name == t.name
+                );
+                rows_so_far = 0;
+                if same {
+                    Slot::Start(block, header)
+                } else {
+                    Slot::Failed(PipelineError::Changed { block })
+                }
+            }
+            Ok(Some(Event::CopyEnd { line, .. })) => Slot::End(line),
+            Ok(Some(Event::Rows {
+                block,
+                data,
+                first_line,
+                rows,
+            })) => {
+                let first_row = rows_so_far + 1;
+                rows_so_far += rows;
+                let bytes_read = data.len() as u64;
+                let table = &tables[block];
+                if matches!(table.action, TableAction::Skip) {
+                    Slot::Skipped { rows, bytes_read }
+                } else {
+                    let (done, result) = sync_channel(1);
+                    let tables = Arc::clone(&tables);
+                    pool.spawn(move || {
+                        let r = process_rows(&tables[block], data, first_line, first_row);
+                        let _ = done.send(r);
+                    });
+                    Slot::Rows {
+                        block,
+                        rows,
+                        bytes_read,
+                        result,
+                    }
+                }
+            }
+        };
+        let failed = matches!(slot, Slot::Failed(_));
+        // The writer is gone (it failed): stop reading.
+        if tx.send(slot).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn write(
+    rx: Receiver<Slot>,
+    tables: &[BoundTable],
+    out: &mut (dyn Write + Send),
+    stdout: bool,
+    progress: &dyn Progress,
+    started: Instant,
+) -> Result<Report, (PipelineError, Report)> {
+    let mut report = Report::default();
+    let mut current: Option<(TableStats, Instant)> = None;
+    let werr = |source| PipelineError::Write { stdout, source };
+    macro_rules! fail {
+        ($e:expr) => {{
+            report.seconds = started.elapsed().as_secs_f64();
+            return Err(($e, report));
+        }};
+    }
+    for slot in rx {
+        match slot {
+            Slot::Sql(b) => {
+                if let Err(e) = out.write_all(&b) {
+                    fail!(werr(e))
+                }
+            }
+            Slot::Start(block, header) => {
+                let t = &tables[block];
+                progress.table_started(&t.name);
+                current = Some((
+                    TableStats {
+                        name: t.name.clone(),
+                        rows_read: 0,
+                        rows_written: 0,
+                        bytes_read: 0,
+                        bytes_written: 0,
+                        seconds: 0.0,
+                        skipped: matches!(t.action, TableAction::Skip),
+                    },
+                    Instant::now(),
+                ));
+                if let Err(e) = out.write_all(&header) {
+                    fail!(werr(e))
+                }
+            }
+            Slot::Rows {
+                block,
+                rows,
+                bytes_read,
+                result,
+            } => {
+                let bytes = match result.recv() {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => fail!(e.into()),
+                    // A worker cannot drop its sender without sending unless it panicked.
+                    Err(_) => fail!(werr(std::io::Error::other("a transform worker stopped"))),
+                };
+                if let Err(e) = out.write_all(&bytes) {
+                    fail!(werr(e))
+                }
+                if let Some((s, _)) = current.as_mut() {
+                    s.rows_read += rows;
+                    s.rows_written += rows;
+                    s.bytes_read += bytes_read;
+                    s.bytes_written += bytes.len() as u64;
+                    progress.rows_written(&tables[block].name, s.rows_written);
+                }
+            }
+            Slot::Skipped { rows, bytes_read } => {
+                if let Some((s, _)) = current.as_mut() {
+                    s.rows_read += rows;
+                    s.bytes_read += bytes_read;
+                }
+            }
+            Slot::End(line) => {
+                if let Err(e) = out.write_all(&line) {
+                    fail!(werr(e))
+                }
+                if let Some((mut s, t0)) = current.take() {
+                    s.seconds = t0.elapsed().as_secs_f64();
+                    progress.table_finished(&s);
+                    report.tables.push(s);
+                }
+            }
+            Slot::Failed(e) => fail!(e),
+        }
+    }
+    if let Err(e) = out.flush() {
+        fail!(werr(e))
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Transform one batch of COPY rows. Pass-through cells are copied as bytes.
+pub fn process_rows(
+    table: &BoundTable,
+    data: Vec<u8>,
+    first_line: u64,
+    first_row: u64,
+) -> Result<Vec<u8>, RowError> {
+    let err = |i: usize, column: Option<usize>, kind: RowErrorKind| RowError {
+        table: table.name.clone(),
+        row: first_row + i as u64,
+        line: first_line + i as u64,
+        column: column.map(|c| table.columns[c].clone()),
+        kind,
+    };
+    let ops = match &table.action {
+        TableAction::Copy { ops } => ops,
+        TableAction::Skip => return Ok(Vec::new()),
+    };
+    if !table.transforms_anything() {
+        // Whole rows go through; only check what a transform would have checked.
+        for (i, line) in lines(&data).enumerate() {
+            if std::str::from_utf8(line).is_err() {
+                return Err(err(i, None, RowErrorKind::InvalidUtf8));
+            }
+            let found = copy::fields(line).count() + 1;
+            if found != ops.len() {
+                return Err(err(i, None, RowErrorKind::ColumnCount { expected: ops.len(), found }));
+            }
+        }
+        return Ok(data);
+    }
+    let has_templates = ops.iter().any(|o| matches!(o, CellOp::Template(_)));
+    let mut out = Vec::with_capacity(data.len() + data.len() / 2);
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(ops.len());
+    let mut outputs: Vec<Option<Option<String>>> = Vec::with_capacity(ops.len());
+    for (i, line) in lines(&data).enumerate() {
+        copy::split(line, &mut fields);
+        if fields.len() != ops.len() {
+            return Err(err(i, None, RowErrorKind::ColumnCount { expected: ops.len(), found: fields.len() }));
+        }
+        if std::str::from_utf8(line).is_err() {
+            return Err(err(i, None, RowErrorKind::InvalidUtf8));
+        }
+        if has_templates {
+            outputs.clear();
+            for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
+                outputs.push(match op {
+                    CellOp::Apply(t) => {
+                        let v = copy::decode(f).map_err(|e| err(i, Some(c), e.into()))?;
+                        Some(t.apply(v.as_deref()).map_err(|e| err(i, Some(c), e.into()))?)
+                    }
+                    CellOp::Pass | CellOp::Template(_) => None,
+                });
+            }
+            for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
+                if c > 0 {
+                    out.push(b'\t');
+                }
+                match op {
+                    CellOp::Pass => out.extend_from_slice(f),
+                    CellOp::Apply(_) => copy::encode(outputs[c].as_ref().and_then(|v| v.as_deref()), &mut out),
+                    CellOp::Template(t) => {
+                        // Pass-through columns a template reads are decoded here, once per use.
+                        let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
+                        for r in t.columns() {
+                            if outputs[r].is_none() {
+                                decoded[r] = copy::decode(fields[r])
+                                    .map_err(|e| err(i, Some(r), e.into()))?
+                                    .map(|v| v.into_owned());
+                            }
+                        }
+                        let rendered = t.render(|r| match &outputs[r] {
+                            Some(v) => v.as_deref(),
+                            None => decoded[r].as_deref(),
+                        });
+                        copy::encode(Some(&rendered), &mut out);
+                    }
+                }
+            }
+        } else {
+            for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
+                if c > 0 {
+                    out.push(b'\t');
+                }
+                match op {
+                    CellOp::Pass => out.extend_from_slice(f),
+                    CellOp::Apply(t) => {
+                        let v = copy::decode(f).map_err(|e| err(i, Some(c), e.into()))?;
+                        let r = t.apply(v.as_deref()).map_err(|e| err(i, Some(c), e.into()))?;
+                        copy::encode(r.as_deref(), &mut out);
+                    }
+                    CellOp::Template(_) => unreachable!("has_templates is false"),
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// The lines of a batch, without their `\n`.
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    body.split(|b| *b == b'\n').filter(move |_| !data.is_empty())
+}

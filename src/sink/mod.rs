@@ -1,0 +1,3 @@
+//! Where rows go. Sinks know nothing of rules: they receive finished bytes.
+
+pub mod dump;

@@ -1,0 +1,3 @@
+//! Where rows come from. Sources know nothing of rules: they yield tables, columns and COPY rows.
+
+pub mod dump;
