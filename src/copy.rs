@@ -150,7 +150,12 @@ mod tests {
             ("zoë 🦀".as_bytes(), Some("zoë 🦀")),
         ];
         for (input, want) in cases {
-            assert_eq!(dec(input).as_deref(), *want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                dec(input).as_deref(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         assert_eq!(decode(b"a\\"), Err(CodecError::TrailingBackslash));
         assert_eq!(decode(b"\xff"), Err(CodecError::InvalidUtf8));

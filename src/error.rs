@@ -1,6 +1,6 @@
 //! Error types of a run and the exit codes they map to. Only `main` exits; this only classifies.
 
-use crate::pipeline::{PipelineError, Report};
+use crate::pipeline::{PipelineError, RunFailure};
 use crate::rules::{Diagnostic, RulesError};
 
 /// Exit codes, documented in the README and `--help`.
@@ -25,12 +25,9 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
-    #[error("{error}")]
-    Pipeline {
-        error: PipelineError,
-        /// What was finished before the failure.
-        report: Box<Report>,
-    },
+    /// A run that failed while moving data, with what it had finished.
+    #[error("{}", .0.error)]
+    Pipeline(Box<RunFailure>),
 }
 
 fn render(diags: &[Diagnostic]) -> String {
@@ -45,13 +42,13 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Rules(_) | Error::Bind(_) => exit::INVALID,
-            Error::Io { .. } | Error::Pipeline { .. } => exit::RUNTIME,
+            Error::Io { .. } | Error::Pipeline(_) => exit::RUNTIME,
         }
     }
 
     /// Whether this is stdout closed by its reader (`| head`): a quiet success, not a failure.
     pub fn is_closed_stdout(&self) -> bool {
-        matches!(self, Error::Pipeline { error: PipelineError::Write { stdout: true, source }, .. }
-            if source.kind() == std::io::ErrorKind::BrokenPipe)
+        matches!(self, Error::Pipeline(f) if matches!(&f.error,
+            PipelineError::Write { stdout: true, source } if source.kind() == std::io::ErrorKind::BrokenPipe))
     }
 }

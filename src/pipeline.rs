@@ -112,6 +112,13 @@ pub enum PipelineError {
     Changed { block: usize },
 }
 
+/// A failed run: why, and what it had finished before.
+#[derive(Debug)]
+pub struct RunFailure {
+    pub error: PipelineError,
+    pub report: Report,
+}
+
 type BatchResult = Result<Vec<u8>, RowError>;
 
 /// What the reader hands the writer, in dump order.
@@ -125,7 +132,10 @@ enum Slot {
         result: Receiver<BatchResult>,
     },
     /// Rows of a skipped table: read, not written.
-    Skipped { rows: u64, bytes_read: u64 },
+    Skipped {
+        rows: u64,
+        bytes_read: u64,
+    },
     End(Vec<u8>),
     Failed(PipelineError),
 }
@@ -138,7 +148,7 @@ pub fn run_dump<R: BufRead + Send>(
     out_is_stdout: bool,
     options: &Options,
     progress: &dyn Progress,
-) -> Result<Report, (PipelineError, Report)> {
+) -> Result<Report, Box<RunFailure>> {
     let started = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.jobs.max(1))
@@ -226,14 +236,14 @@ fn write(
     stdout: bool,
     progress: &dyn Progress,
     started: Instant,
-) -> Result<Report, (PipelineError, Report)> {
+) -> Result<Report, Box<RunFailure>> {
     let mut report = Report::default();
     let mut current: Option<(TableStats, Instant)> = None;
     let werr = |source| PipelineError::Write { stdout, source };
     macro_rules! fail {
         ($e:expr) => {{
             report.seconds = started.elapsed().as_secs_f64();
-            return Err(($e, report));
+            return Err(Box::new(RunFailure { error: $e, report }));
         }};
     }
     for slot in rx {
@@ -337,7 +347,14 @@ pub fn process_rows(
             }
             let found = copy::fields(line).count() + 1;
             if found != ops.len() {
-                return Err(err(i, None, RowErrorKind::ColumnCount { expected: ops.len(), found }));
+                return Err(err(
+                    i,
+                    None,
+                    RowErrorKind::ColumnCount {
+                        expected: ops.len(),
+                        found,
+                    },
+                ));
             }
         }
         return Ok(data);
@@ -349,7 +366,14 @@ pub fn process_rows(
     for (i, line) in lines(&data).enumerate() {
         copy::split(line, &mut fields);
         if fields.len() != ops.len() {
-            return Err(err(i, None, RowErrorKind::ColumnCount { expected: ops.len(), found: fields.len() }));
+            return Err(err(
+                i,
+                None,
+                RowErrorKind::ColumnCount {
+                    expected: ops.len(),
+                    found: fields.len(),
+                },
+            ));
         }
         if std::str::from_utf8(line).is_err() {
             return Err(err(i, None, RowErrorKind::InvalidUtf8));
@@ -360,7 +384,10 @@ pub fn process_rows(
                 outputs.push(match op {
                     CellOp::Apply(t) => {
                         let v = copy::decode(f).map_err(|e| err(i, Some(c), e.into()))?;
-                        Some(t.apply(v.as_deref()).map_err(|e| err(i, Some(c), e.into()))?)
+                        Some(
+                            t.apply(v.as_deref())
+                                .map_err(|e| err(i, Some(c), e.into()))?,
+                        )
                     }
                     CellOp::Pass | CellOp::Template(_) => None,
                 });
@@ -371,7 +398,9 @@ pub fn process_rows(
                 }
                 match op {
                     CellOp::Pass => out.extend_from_slice(f),
-                    CellOp::Apply(_) => copy::encode(outputs[c].as_ref().and_then(|v| v.as_deref()), &mut out),
+                    CellOp::Apply(_) => {
+                        copy::encode(outputs[c].as_ref().and_then(|v| v.as_deref()), &mut out)
+                    }
                     CellOp::Template(t) => {
                         // Pass-through columns a template reads are decoded here, once per use.
                         let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
@@ -399,7 +428,9 @@ pub fn process_rows(
                     CellOp::Pass => out.extend_from_slice(f),
                     CellOp::Apply(t) => {
                         let v = copy::decode(f).map_err(|e| err(i, Some(c), e.into()))?;
-                        let r = t.apply(v.as_deref()).map_err(|e| err(i, Some(c), e.into()))?;
+                        let r = t
+                            .apply(v.as_deref())
+                            .map_err(|e| err(i, Some(c), e.into()))?;
                         copy::encode(r.as_deref(), &mut out);
                     }
                     CellOp::Template(_) => unreachable!("has_templates is false"),
@@ -414,5 +445,6 @@ pub fn process_rows(
 /// The lines of a batch, without their `\n`.
 fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = data.strip_suffix(b"\n").unwrap_or(data);
-    body.split(|b| *b == b'\n').filter(move |_| !data.is_empty())
+    body.split(|b| *b == b'\n')
+        .filter(move |_| !data.is_empty())
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 
 use crate::error::Error;
-use crate::pipeline::{self, Options, Progress, Report, TableStats};
+use crate::pipeline::{self, Options, Progress, Report, RunFailure, TableStats};
 use crate::rules::{self, Overrides};
 use crate::sink::dump::DumpSink;
 use crate::source::dump::prescan;
@@ -124,9 +124,11 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         })
     };
     rewind(&mut input)?;
-    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| Error::Pipeline {
-        error: e.into(),
-        report: Box::default(),
+    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| {
+        Error::Pipeline(Box::new(RunFailure {
+            error: e.into(),
+            report: Report::default(),
+        }))
     })?;
     let bound = rules::bind(&plan, &source_tables).map_err(Error::Bind)?;
     if !args.quiet {
@@ -144,13 +146,19 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         source,
     })?;
     let options = Options {
-        jobs: args.jobs.map_or_else(|| Options::default().jobs, usize::from),
+        jobs: args
+            .jobs
+            .map_or_else(|| Options::default().jobs, usize::from),
         ..Options::default()
     };
     let lines = Lines {
         out: Mutex::new(io::stderr()),
     };
-    let progress: &dyn Progress = if args.quiet { &pipeline::Silent } else { &lines };
+    let progress: &dyn Progress = if args.quiet {
+        &pipeline::Silent
+    } else {
+        &lines
+    };
     let stdout = sink.is_stdout();
     let report = pipeline::run_dump(
         BufReader::with_capacity(1 << 20, input),
@@ -160,10 +168,7 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         &options,
         progress,
     )
-    .map_err(|(error, report)| Error::Pipeline {
-        error,
-        report: Box::new(report),
-    })?;
+    .map_err(Error::Pipeline)?;
     sink.commit().map_err(|source| Error::Io {
         context: format!("finishing the target {}", plan.target),
         source,
@@ -171,7 +176,11 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     if !args.quiet {
         let rows = report.rows_written();
         let rate = rows as f64 / report.seconds.max(1e-9);
-        let shown = if plan.target == "-" { "stdout" } else { plan.target.as_str() };
+        let shown = if plan.target == "-" {
+            "stdout"
+        } else {
+            plan.target.as_str()
+        };
         eprintln!(
             "anonymize: done: {} tables, {rows} rows written to {shown} in {:.2}s ({rate:.0} rows/s)",
             report.tables.len(),
@@ -184,7 +193,8 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
 /// Render a failure for stderr: the error, then how far the run got.
 pub fn render_error(e: &Error) -> String {
     let mut msg = format!("anonymize: error: {e}");
-    if let Error::Pipeline { report, .. } = e {
+    if let Error::Pipeline(failure) = e {
+        let report = &failure.report;
         if !report.tables.is_empty() {
             let done: Vec<String> = report
                 .tables

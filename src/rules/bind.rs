@@ -64,15 +64,16 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
     let mut bound = Vec::with_capacity(source.len());
 
     for table in source {
-        let rules: Option<&TablePlan> = plan.tables.get(&table.name).or_else(|| {
-            table
-                .partition_of
-                .as_ref()
-                .and_then(|p| plan.tables.get(p))
-        });
+        let rules: Option<&TablePlan> = plan
+            .tables
+            .get(&table.name)
+            .or_else(|| table.partition_of.as_ref().and_then(|p| plan.tables.get(p)));
         let Some(rules) = rules else {
             if plan.uncovered == Uncovered::Fail {
-                uncovered.insert(&table.name, (true, table.columns.iter().map(String::as_str).collect()));
+                uncovered.insert(
+                    &table.name,
+                    (true, table.columns.iter().map(String::as_str).collect()),
+                );
             }
             bound.push(BoundTable {
                 name: table.name.clone(),
@@ -121,7 +122,11 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             match rules.columns.get(col) {
                 None => {
                     if plan.uncovered == Uncovered::Fail {
-                        uncovered.entry(&table.name).or_insert((false, Vec::new())).1.push(col);
+                        uncovered
+                            .entry(&table.name)
+                            .or_insert((false, Vec::new()))
+                            .1
+                            .push(col);
                     }
                     ops.push(CellOp::Pass);
                     descriptions.push("uncovered (kept)".to_string());
@@ -174,7 +179,10 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         });
     }
 
-    let parents: BTreeSet<&QualifiedName> = source.iter().filter_map(|t| t.partition_of.as_ref()).collect();
+    let parents: BTreeSet<&QualifiedName> = source
+        .iter()
+        .filter_map(|t| t.partition_of.as_ref())
+        .collect();
     let source_names: Vec<String> = source.iter().map(|t| t.name.to_string()).collect();
     let source_refs: Vec<&str> = source_names.iter().map(String::as_str).collect();
     for (name, t) in &plan.tables {
@@ -199,14 +207,20 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
 }
 
 /// One message listing every uncovered table and column, with lines to paste into the rules file.
-fn uncovered_diagnostic(plan: &Plan, uncovered: &BTreeMap<&QualifiedName, (bool, Vec<&str>)>) -> Diagnostic {
+fn uncovered_diagnostic(
+    plan: &Plan,
+    uncovered: &BTreeMap<&QualifiedName, (bool, Vec<&str>)>,
+) -> Diagnostic {
     let mut msg = String::from(
         "uncovered columns: every column of every copied table needs a rule or \"keep\" \
          (schema drift in the source?)\n",
     );
     for (name, (whole_table, cols)) in uncovered {
         if *whole_table {
-            msg.push_str(&format!("  table {name} has no rules (columns: {})\n", cols.join(", ")));
+            msg.push_str(&format!(
+                "  table {name} has no rules (columns: {})\n",
+                cols.join(", ")
+            ));
         } else {
             for c in cols {
                 msg.push_str(&format!("  column {name}.{c}\n"));
@@ -231,7 +245,10 @@ fn uncovered_diagnostic(plan: &Plan, uncovered: &BTreeMap<&QualifiedName, (bool,
 
 /// A column name as a TOML key: bare when it can be, quoted otherwise.
 fn toml_key(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         s.to_string()
     } else {
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))

@@ -89,7 +89,11 @@ impl Builder<'_> {
         });
     }
 
-    fn prf(&self, default_domain: &str, domain: Option<&Spanned<String>>) -> crate::transform::seed::Prf {
+    fn prf(
+        &self,
+        default_domain: &str,
+        domain: Option<&Spanned<String>>,
+    ) -> crate::transform::seed::Prf {
         match domain {
             Some(d) => self.key.domain(&format!("domain:{}", d.get_ref())),
             None => self.key.domain(default_domain),
@@ -150,8 +154,8 @@ pub(super) fn build(
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     if let Some(s) = &file.secret {
-        if s.key_env.is_some() && s.key_file.is_some() {
-            let span = s.key_file.as_ref().expect("checked").span();
+        if let (Some(_), Some(file)) = (&s.key_env, &s.key_file) {
+            let span = file.span();
             diags.push(Diagnostic {
                 location: Some(src.location(span.start)),
                 message: "conflicting options: [secret] takes key_env or key_file, not both".into(),
@@ -167,28 +171,25 @@ pub(super) fn build(
             SecretKey::new(&[0u8; MIN_KEY_LEN]).expect("long enough")
         }
     };
-    let mut b = Builder {
-        src,
-        key,
-        diags,
-    };
+    let mut b = Builder { src, key, diags };
 
-    let mut endpoint = |name: &str, over: &Option<String>, e: &Option<config::Endpoint>, default: &str| {
-        if let Some(o) = over {
-            return o.clone();
-        }
-        match e {
-            Some(e) => match interpolate(e.url.get_ref(), env) {
-                Ok(v) => v,
-                Err(err) => {
-                    let span = e.url.span();
-                    b.error(span, format!("[{name}] url: {err}"));
-                    String::new()
-                }
-            },
-            None => default.to_string(),
-        }
-    };
+    let mut endpoint =
+        |name: &str, over: &Option<String>, e: &Option<config::Endpoint>, default: &str| {
+            if let Some(o) = over {
+                return o.clone();
+            }
+            match e {
+                Some(e) => match interpolate(e.url.get_ref(), env) {
+                    Ok(v) => v,
+                    Err(err) => {
+                        let span = e.url.span();
+                        b.error(span, format!("[{name}] url: {err}"));
+                        String::new()
+                    }
+                },
+                None => default.to_string(),
+            }
+        };
     let source = endpoint("source", &overrides.source, &file.source, "-");
     let target = endpoint("target", &overrides.target, &file.target, "-");
 
@@ -198,7 +199,10 @@ pub(super) fn build(
             "fail" => Uncovered::Fail,
             "keep" => Uncovered::Keep,
             other => {
-                let msg = format!("unknown value \"{other}\" for uncovered{}", did_you_mean(other, &["fail", "keep"]));
+                let msg = format!(
+                    "unknown value \"{other}\" for uncovered{}",
+                    did_you_mean(other, &["fail", "keep"])
+                );
                 b.error(u.span(), msg);
                 Uncovered::Fail
             }
@@ -222,13 +226,16 @@ pub(super) fn build(
                 }
             }
         }
-        let filter = t.filter.as_ref().and_then(|f| match interpolate(f.get_ref(), env) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                b.error(f.span(), format!("where: {e}"));
-                None
-            }
-        });
+        let filter = t
+            .filter
+            .as_ref()
+            .and_then(|f| match interpolate(f.get_ref(), env) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    b.error(f.span(), format!("where: {e}"));
+                    None
+                }
+            });
         let mut columns = BTreeMap::new();
         for (col, rule) in t.columns.iter().flatten() {
             let col = col.get_ref();
@@ -245,7 +252,10 @@ pub(super) fn build(
             }
         }
         if tables.contains_key(&name) {
-            b.error(span, format!("table {name} has rules twice (as \"{key}\" and another spelling)"));
+            b.error(
+                span,
+                format!("table {name} has rules twice (as \"{key}\" and another spelling)"),
+            );
             continue;
         }
         let location = b.at(span);
@@ -282,26 +292,46 @@ fn build_rule(
 ) -> Option<(ColumnOp, String, bool)> {
     let span = rule.span();
     let t = match rule.get_ref() {
-        ColumnRule::Keep => return Some((ColumnOp::Transform(Transform::Keep), "keep".into(), true)),
-        ColumnRule::Null => return Some((ColumnOp::Transform(Transform::Null), "null".into(), false)),
+        ColumnRule::Keep => {
+            return Some((ColumnOp::Transform(Transform::Keep), "keep".into(), true))
+        }
+        ColumnRule::Null => {
+            return Some((ColumnOp::Transform(Transform::Null), "null".into(), false))
+        }
         ColumnRule::Rule(t) => t,
     };
     let present = present_keys(t);
     let kind = match present.as_slice() {
         [one] => *one,
         [] => {
-            b.error(span, format!("rule for {table}.{column} has no transform; give exactly one of {}", TRANSFORM_KEYS.join(", ")));
+            b.error(
+                span,
+                format!(
+                    "rule for {table}.{column} has no transform; give exactly one of {}",
+                    TRANSFORM_KEYS.join(", ")
+                ),
+            );
             return None;
         }
         many => {
-            b.error(span, format!("rule for {table}.{column} has {} transforms ({}); give exactly one", many.len(), many.join(", ")));
+            b.error(
+                span,
+                format!(
+                    "rule for {table}.{column} has {} transforms ({}); give exactly one",
+                    many.len(),
+                    many.join(", ")
+                ),
+            );
             return None;
         }
     };
     let unique = t.unique.as_ref().is_some_and(|u| *u.get_ref());
     if let Some(l) = &t.locale {
         if kind != "fake" {
-            b.error(l.span(), format!("locale applies to fake only, not to {kind}"));
+            b.error(
+                l.span(),
+                format!("locale applies to fake only, not to {kind}"),
+            );
         }
     }
     if nested && matches!(kind, "json" | "template") {
@@ -317,10 +347,19 @@ fn build_rule(
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(x) => if *x { "t".into() } else { "f".into() },
+                toml::Value::Boolean(x) => {
+                    if *x {
+                        "t".into()
+                    } else {
+                        "f".into()
+                    }
+                }
                 toml::Value::Datetime(d) => d.to_string(),
                 _ => {
-                    b.error(v.span(), "set takes a string, number, boolean or date; use \"null\" for NULL");
+                    b.error(
+                        v.span(),
+                        "set takes a string, number, boolean or date; use \"null\" for NULL",
+                    );
                     return None;
                 }
             };
@@ -353,7 +392,11 @@ fn build_rule(
                 Some(f) => match HashFormat::parse(f.get_ref()) {
                     Some(x) => x,
                     None => {
-                        let msg = format!("unknown hash format \"{}\"{}", f.get_ref(), did_you_mean(f.get_ref(), HashFormat::NAMES));
+                        let msg = format!(
+                            "unknown hash format \"{}\"{}",
+                            f.get_ref(),
+                            did_you_mean(f.get_ref(), HashFormat::NAMES)
+                        );
                         b.error(f.span(), msg);
                         return None;
                     }
@@ -365,7 +408,10 @@ fn build_rule(
                     return None;
                 }
                 (Some(l), _) if *l.get_ref() == 0 || *l.get_ref() as usize > MAX_LENGTH => {
-                    b.error(l.span(), format!("hash length must be between 1 and {MAX_LENGTH}"));
+                    b.error(
+                        l.span(),
+                        format!("hash length must be between 1 and {MAX_LENGTH}"),
+                    );
                     return None;
                 }
                 (Some(l), _) => *l.get_ref() as usize,
@@ -398,7 +444,11 @@ fn build_rule(
         "fake" => {
             let f = t.fake.as_ref().expect("present");
             let Some(kind) = FakeKind::parse(f.get_ref()) else {
-                let msg = format!("unknown fake kind \"{}\"{}", f.get_ref(), did_you_mean(f.get_ref(), FakeKind::NAMES));
+                let msg = format!(
+                    "unknown fake kind \"{}\"{}",
+                    f.get_ref(),
+                    did_you_mean(f.get_ref(), FakeKind::NAMES)
+                );
                 b.error(f.span(), msg);
                 return None;
             };
@@ -407,7 +457,11 @@ fn build_rule(
                 Some(l) => match Locale::parse(l.get_ref()) {
                     Some(x) => x,
                     None => {
-                        let msg = format!("unknown locale \"{}\"{}", l.get_ref(), did_you_mean(l.get_ref(), Locale::NAMES));
+                        let msg = format!(
+                            "unknown locale \"{}\"{}",
+                            l.get_ref(),
+                            did_you_mean(l.get_ref(), Locale::NAMES)
+                        );
                         b.error(l.span(), msg);
                         return None;
                     }
@@ -421,7 +475,11 @@ fn build_rule(
                 ));
                 return None;
             }
-            desc = format!("fake = \"{}\"{}", kind.name(), if unique { ", unique" } else { "" });
+            desc = format!(
+                "fake = \"{}\"{}",
+                kind.name(),
+                if unique { ", unique" } else { "" }
+            );
             Transform::Fake(fake_transform(b, kind, locale, unique, domain))
         }
         "shift" => {
@@ -437,7 +495,11 @@ fn build_rule(
         "truncate" => {
             let s = t.truncate.as_ref().expect("present");
             let Some(tr) = Truncate::parse(s.get_ref()) else {
-                let msg = format!("unknown truncate unit \"{}\"{}", s.get_ref(), did_you_mean(s.get_ref(), Truncate::NAMES));
+                let msg = format!(
+                    "unknown truncate unit \"{}\"{}",
+                    s.get_ref(),
+                    did_you_mean(s.get_ref(), Truncate::NAMES)
+                );
                 b.error(s.span(), msg);
                 return None;
             };
@@ -465,7 +527,10 @@ fn build_rule(
                     NoiseAmount::Absolute(v)
                 }
                 (Some(_), Some(_)) => {
-                    b.error(nspan, "conflicting options: noise takes percent or absolute, not both");
+                    b.error(
+                        nspan,
+                        "conflicting options: noise takes percent or absolute, not both",
+                    );
                     return None;
                 }
                 (None, None) => {
@@ -486,7 +551,13 @@ fn build_rule(
         "scrub" => {
             let list = t.scrub.as_ref().expect("present");
             if list.get_ref().is_empty() {
-                b.error(list.span(), format!("scrub needs at least one detector: {}", Detector::NAMES.join(", ")));
+                b.error(
+                    list.span(),
+                    format!(
+                        "scrub needs at least one detector: {}",
+                        Detector::NAMES.join(", ")
+                    ),
+                );
                 return None;
             }
             let mut detectors = BTreeSet::new();
@@ -494,19 +565,33 @@ fn build_rule(
                 match Detector::parse(d.get_ref()) {
                     Some(x) => {
                         if !detectors.insert(x) {
-                            b.error(d.span(), format!("detector \"{}\" is listed twice", d.get_ref()));
+                            b.error(
+                                d.span(),
+                                format!("detector \"{}\" is listed twice", d.get_ref()),
+                            );
                         }
                     }
                     None => {
-                        let msg = format!("unknown detector \"{}\"{}", d.get_ref(), did_you_mean(d.get_ref(), Detector::NAMES));
+                        let msg = format!(
+                            "unknown detector \"{}\"{}",
+                            d.get_ref(),
+                            did_you_mean(d.get_ref(), Detector::NAMES)
+                        );
                         b.error(d.span(), msg);
                     }
                 }
             }
-            let names: Vec<&str> = list.get_ref().iter().map(|d| d.get_ref().as_str()).collect();
+            let names: Vec<&str> = list
+                .get_ref()
+                .iter()
+                .map(|d| d.get_ref().as_str())
+                .collect();
             desc = format!("scrub [{}]", names.join(", "));
             Transform::Scrub(Scrub::new(
-                detectors.into_iter().map(|d| (d, scrub_replacement(b, d))).collect(),
+                detectors
+                    .into_iter()
+                    .map(|d| (d, scrub_replacement(b, d)))
+                    .collect(),
             ))
         }
         "regex" => {
@@ -514,7 +599,13 @@ fn build_rule(
             let re = match Regex::new(r.pattern.get_ref()) {
                 Ok(re) => re,
                 Err(e) => {
-                    let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
                     b.error(r.pattern.span(), format!("invalid regex pattern: {first}"));
                     return None;
                 }
@@ -529,7 +620,11 @@ fn build_rule(
                 return None;
             }
             return match parse_template(s.get_ref()) {
-                Ok(pieces) => Some((ColumnOp::Template(pieces), format!("template = {:?}", s.get_ref()), false)),
+                Ok(pieces) => Some((
+                    ColumnOp::Template(pieces),
+                    format!("template = {:?}", s.get_ref()),
+                    false,
+                )),
                 Err(e) => {
                     b.error(s.span(), e.to_string());
                     None
@@ -547,7 +642,9 @@ fn build_rule(
                         continue;
                     }
                 };
-                if let Some((ColumnOp::Transform(tr), _, _)) = build_rule(b, table, column, sub, true) {
+                if let Some((ColumnOp::Transform(tr), _, _)) =
+                    build_rule(b, table, column, sub, true)
+                {
                     rules.push((path.clone(), steps, tr));
                 }
             }
@@ -566,7 +663,13 @@ fn build_rule(
     Some((ColumnOp::Transform(op), desc, unique))
 }
 
-fn fake_transform(b: &Builder, kind: FakeKind, locale: Locale, unique: bool, domain: Option<&Spanned<String>>) -> Faker {
+fn fake_transform(
+    b: &Builder,
+    kind: FakeKind,
+    locale: Locale,
+    unique: bool,
+    domain: Option<&Spanned<String>>,
+) -> Faker {
     let default_domain = format!(
         "fake:{}:{:?}{}",
         kind.name(),
@@ -584,7 +687,11 @@ fn scrub_replacement(b: &Builder, d: Detector) -> Transform {
         Detector::Email => fake(FakeKind::Email, true),
         Detector::Phone => fake(FakeKind::Phone, false),
         Detector::CreditCard => fake(FakeKind::CreditCard, false),
-        Detector::Ssn => Transform::Hash(Hash::new(b.prf("hash:preserve", None), HashFormat::Preserve, 0)),
+        Detector::Ssn => Transform::Hash(Hash::new(
+            b.prf("hash:preserve", None),
+            HashFormat::Preserve,
+            0,
+        )),
         Detector::Ipv4 => fake(FakeKind::Ipv4, false),
         Detector::Iban => fake(FakeKind::Iban, false),
         Detector::Url => fake(FakeKind::Url, false),

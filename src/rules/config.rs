@@ -78,7 +78,8 @@ pub struct RuleTable {
 
 /// The transform keys of [`RuleTable`], in the order messages list them.
 pub const TRANSFORM_KEYS: &[&str] = &[
-    "set", "mask", "hash", "fake", "shift", "truncate", "noise", "scrub", "regex", "template", "json",
+    "set", "mask", "hash", "fake", "shift", "truncate", "noise", "scrub", "regex", "template",
+    "json",
 ];
 
 #[derive(Debug, Deserialize)]

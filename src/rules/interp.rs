@@ -28,9 +28,7 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
                 None => (inner, None),
             };
             let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
                 return Err(InterpError::BadName(name.to_string()));
@@ -79,6 +77,9 @@ mod tests {
             "environment variable MISSING is not set (give a default with ${MISSING:-default})"
         );
         assert_eq!(interpolate("${HOST", &env), Err(InterpError::Unclosed));
-        assert_eq!(interpolate("${1X}", &env), Err(InterpError::BadName("1X".into())));
+        assert_eq!(
+            interpolate("${1X}", &env),
+            Err(InterpError::BadName("1X".into()))
+        );
     }
 }

@@ -89,7 +89,10 @@ impl SourceText {
     pub fn location(&self, offset: usize) -> Location {
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
         let start = self.line_starts[line - 1];
-        let col = self.text[start..offset.min(self.text.len())].chars().count() + 1;
+        let col = self.text[start..offset.min(self.text.len())]
+            .chars()
+            .count()
+            + 1;
         Location {
             file: self.file.clone(),
             line,
@@ -148,14 +151,16 @@ fn improve_message(msg: &str) -> String {
     let Some((field, expected)) = rest.split_once('`') else {
         return msg.to_string();
     };
-    let candidates: Vec<&str> = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .collect();
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     match suggest(field, &candidates) {
-        Some(s) => format!("unknown key `{field}` (did you mean `{s}`?); expected one of {}", list(&candidates)),
-        None => format!("unknown key `{field}`; expected one of {}", list(&candidates)),
+        Some(s) => format!(
+            "unknown key `{field}` (did you mean `{s}`?); expected one of {}",
+            list(&candidates)
+        ),
+        None => format!(
+            "unknown key `{field}`; expected one of {}",
+            list(&candidates)
+        ),
     }
 }
 
@@ -193,13 +198,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j - 1] + cost).min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
+            d[i][j] = (d[i - 1][j - 1] + cost)
+                .min(d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -257,7 +264,12 @@ impl QualifiedName {
 
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+        write!(
+            f,
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(&self.name)
+        )
     }
 }
 
@@ -267,8 +279,7 @@ pub fn quote_ident(s: &str) -> String {
         && s.chars()
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain {
         s.to_string()

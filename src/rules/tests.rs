@@ -59,7 +59,10 @@ skip = true
     assert_eq!(customers.filter.as_deref(), Some("deleted_at IS NULL"));
     assert_eq!(customers.columns.len(), 12);
     assert_eq!(customers.columns["email"].rule, "fake = \"email\", unique");
-    assert_eq!(customers.columns["email"].location.to_string(), "r.toml:15:14");
+    assert_eq!(
+        customers.columns["email"].location.to_string(),
+        "r.toml:15:14"
+    );
     assert!(p.tables[&QualifiedName::new("billing", "invoices")].skip);
 }
 
@@ -175,13 +178,21 @@ fn keys_are_required_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let text = format!("[secret]\nkey_file = {:?}\n", key_file.display().to_string());
+    let text = format!(
+        "[secret]\nkey_file = {:?}\n",
+        key_file.display().to_string()
+    );
     let p = parse("r.toml", text, &Overrides::default(), &|_| None);
     assert!(p.is_ok(), "{:?}", p.err().map(|e| e.to_string()));
     // A missing key still lets the other problems through, all at once.
-    let both = parse("r.toml", "[tables.t.columns]\na = { fake = \"nope\" }\n".into(), &Overrides::default(), &|_| None)
-        .unwrap_err()
-        .to_string();
+    let both = parse(
+        "r.toml",
+        "[tables.t.columns]\na = { fake = \"nope\" }\n".into(),
+        &Overrides::default(),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(both.lines().count(), 2, "{both}");
 }
 
@@ -207,17 +218,29 @@ fn interpolation_errors_name_the_variable() {
 
 #[test]
 fn qualified_names() {
-    assert_eq!(QualifiedName::parse("t"), Some(QualifiedName::new("public", "t")));
+    assert_eq!(
+        QualifiedName::parse("t"),
+        Some(QualifiedName::new("public", "t"))
+    );
     assert_eq!(
         QualifiedName::parse("\"My Schema\".\"a.b\""),
         Some(QualifiedName::new("My Schema", "a.b"))
     );
     assert_eq!(QualifiedName::parse("a.b.c"), None);
     assert_eq!(QualifiedName::parse(""), None);
-    assert_eq!(QualifiedName::new("public", "Users").to_string(), "public.\"Users\"");
+    assert_eq!(
+        QualifiedName::new("public", "Users").to_string(),
+        "public.\"Users\""
+    );
     assert_eq!(QualifiedName::new("public", "users").rules_key(), "users");
-    assert_eq!(QualifiedName::new("billing", "invoices").rules_key(), "\"billing.invoices\"");
-    assert_eq!(QualifiedName::new("public", "My T").rules_key(), "\"public.\\\"My T\\\"\"");
+    assert_eq!(
+        QualifiedName::new("billing", "invoices").rules_key(),
+        "\"billing.invoices\""
+    );
+    assert_eq!(
+        QualifiedName::new("public", "My T").rules_key(),
+        "\"public.\\\"My T\\\"\""
+    );
 }
 
 fn source(name: &str, cols: &[&str]) -> SourceTable {
@@ -236,7 +259,10 @@ fn binding_reports_drift_unknown_names_and_paste_lines() {
     .unwrap();
     let diags = bind(
         &p,
-        &[source("customers", &["id", "email", "phone"]), source("audit", &["id", "who"])],
+        &[
+            source("customers", &["id", "email", "phone"]),
+            source("audit", &["id", "who"]),
+        ],
     )
     .unwrap_err();
     let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
@@ -273,7 +299,9 @@ fn binding_uses_parent_rules_for_partitions_and_resolves_templates() {
     match &bound[0].action {
         TableAction::Copy { ops } => {
             assert!(matches!(ops[1], CellOp::Pass));
-            let CellOp::Template(t) = &ops[0] else { panic!("template expected") };
+            let CellOp::Template(t) = &ops[0] else {
+                panic!("template expected")
+            };
             assert_eq!(t.columns().collect::<Vec<_>>(), vec![1]);
         }
         TableAction::Skip => panic!("copy expected"),

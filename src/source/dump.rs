@@ -111,7 +111,9 @@ fn parse_attach(line: &[u8]) -> Option<(QualifiedName, QualifiedName)> {
     let at = rest.find(" ATTACH PARTITION ")?;
     let parent = qualified(&rest[..at])?;
     let after = &rest[at + " ATTACH PARTITION ".len()..];
-    let end = after.find(" FOR VALUES").or_else(|| after.find(" DEFAULT"))?;
+    let end = after
+        .find(" FOR VALUES")
+        .or_else(|| after.find(" DEFAULT"))?;
     Some((qualified(&after[..end])?, parent))
 }
 
@@ -197,7 +199,10 @@ impl<R: BufRead> DumpReader<R> {
                 if !line.ends_with(b"\n") {
                     line.push(b'\n');
                 }
-                return Ok(Some(Event::CopyStart { block, header: line }));
+                return Ok(Some(Event::CopyStart {
+                    block,
+                    header: line,
+                }));
             }
             chunk.extend_from_slice(&line);
             if chunk.len() >= SQL_CHUNK {
@@ -281,7 +286,9 @@ pub fn prescan<R: BufRead>(input: R) -> Result<Vec<SourceTable>, DumpError> {
             }
             Event::CopyStart { header, .. } => {
                 let Some(Ok((name, columns))) = parse_copy_header(&header) else {
-                    return Err(DumpError::BadHeader { line: reader.line() });
+                    return Err(DumpError::BadHeader {
+                        line: reader.line(),
+                    });
                 };
                 tables.push(SourceTable {
                     name,
@@ -328,9 +335,9 @@ SELECT 1;\n";
             let mut out = Vec::new();
             for e in &evs {
                 match e {
-                    Event::Sql(b) | Event::CopyStart { header: b, .. } | Event::CopyEnd { line: b, .. } => {
-                        out.extend_from_slice(b)
-                    }
+                    Event::Sql(b)
+                    | Event::CopyStart { header: b, .. }
+                    | Event::CopyEnd { line: b, .. } => out.extend_from_slice(b),
                     Event::Rows { data, .. } => out.extend_from_slice(data),
                 }
             }
@@ -340,7 +347,9 @@ SELECT 1;\n";
         let rows: Vec<(u64, u64)> = evs
             .iter()
             .filter_map(|e| match e {
-                Event::Rows { first_line, rows, .. } => Some((*first_line, *rows)),
+                Event::Rows {
+                    first_line, rows, ..
+                } => Some((*first_line, *rows)),
                 _ => None,
             })
             .collect();
@@ -352,7 +361,10 @@ SELECT 1;\n";
         let tables = prescan(DUMP.as_bytes()).unwrap();
         assert_eq!(tables.len(), 2);
         assert_eq!(tables[0].columns, vec!["id", "Name", "odd, col"]);
-        assert_eq!(tables[1].partition_of, Some(QualifiedName::new("public", "p")));
+        assert_eq!(
+            tables[1].partition_of,
+            Some(QualifiedName::new("public", "p"))
+        );
     }
 
     #[test]
@@ -369,6 +381,9 @@ SELECT 1;\n";
         );
         let latin1 = b"SELECT 'caf\xe9';\n";
         let mut r = DumpReader::new(&latin1[..], 10, 1024);
-        assert_eq!(r.next_event().unwrap_err().to_string(), "dump line 1: invalid UTF-8");
+        assert_eq!(
+            r.next_event().unwrap_err().to_string(),
+            "dump line 1: invalid UTF-8"
+        );
     }
 }

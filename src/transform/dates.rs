@@ -62,8 +62,7 @@ fn parse(value: &str) -> Result<Option<Parsed<'_>>, ValueError> {
     }
     let tail = &body[year_len..];
     let tb = tail.as_bytes();
-    if tb[0] != b'-' || tb[3] != b'-' || !tb[1..3].iter().chain(&tb[4..6]).all(u8::is_ascii_digit)
-    {
+    if tb[0] != b'-' || tb[3] != b'-' || !tb[1..3].iter().chain(&tb[4..6]).all(u8::is_ascii_digit) {
         return Err(ValueError::NotADate);
     }
     let year: i64 = body[..year_len].parse().map_err(|_| ValueError::NotADate)?;
@@ -112,7 +111,7 @@ impl Shift {
     fn offset(&self, value: &str) -> i64 {
         let mut rng = self.prf.rng(value.as_bytes());
         let magnitude = 1 + rng.below(u64::from(self.days)) as i64;
-        if rng.next() & 1 == 0 {
+        if rng.next_u64() & 1 == 0 {
             magnitude
         } else {
             -magnitude
@@ -199,8 +198,16 @@ mod tests {
         let cases = [
             (Truncate::Month, "2024-05-17", "2024-05-01"),
             (Truncate::Year, "2024-05-17", "2024-01-01"),
-            (Truncate::Day, "2024-05-17 13:45:10.123+02", "2024-05-17 00:00:00+02"),
-            (Truncate::Month, "2024-05-17 13:45:10-03:30", "2024-05-01 00:00:00-03:30"),
+            (
+                Truncate::Day,
+                "2024-05-17 13:45:10.123+02",
+                "2024-05-17 00:00:00+02",
+            ),
+            (
+                Truncate::Month,
+                "2024-05-17 13:45:10-03:30",
+                "2024-05-01 00:00:00-03:30",
+            ),
             (Truncate::Year, "2024-05-17T13:45:10", "2024-01-01T00:00:00"),
             (Truncate::Month, "0044-03-15 BC", "0044-03-01 BC"),
             (Truncate::Year, "infinity", "infinity"),
@@ -228,7 +235,14 @@ mod tests {
     #[test]
     fn non_dates_are_errors() {
         let s = Shift::new(key("a").domain("shift"), 3);
-        for bad in ["", "yesterday", "2024/01/01", "24-01-01", "2024-13-01", "2024-01-01X"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024/01/01",
+            "24-01-01",
+            "2024-13-01",
+            "2024-01-01X",
+        ] {
             assert_eq!(s.apply(bad), Err(ValueError::NotADate), "{bad}");
         }
     }

@@ -172,7 +172,12 @@ impl Faker {
             .collect()
     }
 
-    fn generate<L: Data + Copy + fake::faker::impls::address::CityNameGenFn>(&self, l: L, rng: &mut KeyedRng, tag: Option<&str>) -> String {
+    fn generate<L: Data + Copy + fake::faker::impls::address::CityNameGenFn>(
+        &self,
+        l: L,
+        rng: &mut KeyedRng,
+        tag: Option<&str>,
+    ) -> String {
         match self.kind {
             FakeKind::FirstName => FirstName(l).fake_with_rng(rng),
             FakeKind::LastName => LastName(l).fake_with_rng(rng),
@@ -209,15 +214,19 @@ impl Faker {
             FakeKind::JobTitle => JobTitle(l).fake_with_rng(rng),
             FakeKind::Ipv4 => {
                 // 10.0.0.0/8: private, never routed to anyone real.
-                let v = rng.next();
+                let v = rng.next_u64();
                 format!("10.{}.{}.{}", v & 255, (v >> 8) & 255, 1 + (v >> 16) % 254)
             }
             FakeKind::Ipv6 => {
                 // 2001:db8::/32 is reserved for documentation; 96 keyed bits below it.
-                let (hi, lo) = (rng.next(), rng.next());
+                let (hi, lo) = (rng.next_u64(), rng.next_u64());
                 let groups: Vec<String> = (0..6)
                     .map(|i| {
-                        let word = if i < 4 { hi >> (16 * i) } else { lo >> (16 * (i - 4)) };
+                        let word = if i < 4 {
+                            hi >> (16 * i)
+                        } else {
+                            lo >> (16 * (i - 4))
+                        };
                         format!("{:x}", word & 0xffff)
                     })
                     .collect();
@@ -226,12 +235,19 @@ impl Faker {
             FakeKind::Uuid => {
                 let mut b = [0u8; 16];
                 for chunk in b.chunks_mut(8) {
-                    chunk.copy_from_slice(&rng.next().to_le_bytes());
+                    chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
                 }
                 b[6] = (b[6] & 0x0f) | 0x40;
                 b[8] = (b[8] & 0x3f) | 0x80;
                 let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                )
             }
             FakeKind::CreditCard => {
                 let mut digits: Vec<u8> = CARD_PREFIXES[rng.below(4) as usize]
@@ -245,7 +261,9 @@ impl Faker {
                 digits.iter().map(|d| char::from(b'0' + d)).collect()
             }
             FakeKind::Iban => {
-                let bban: String = (0..18).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+                let bban: String = (0..18)
+                    .map(|_| char::from(b'0' + rng.below(10) as u8))
+                    .collect();
                 iban("DE", &bban)
             }
             FakeKind::Url => {
@@ -385,7 +403,10 @@ mod tests {
         let f = faker(FakeKind::Email, false);
         let fu = faker(FakeKind::Email, true);
         for i in 0..500 {
-            for out in [f.apply(&format!("p{i}@corp.io")), fu.apply(&format!("p{i}@corp.io"))] {
+            for out in [
+                f.apply(&format!("p{i}@corp.io")),
+                fu.apply(&format!("p{i}@corp.io")),
+            ] {
                 let domain = out.rsplit('@').next().unwrap();
                 assert!(RESERVED_DOMAINS.contains(&domain), "{out}");
                 assert!(out.is_ascii());
@@ -406,7 +427,9 @@ mod tests {
             let rearranged = format!("{}{}", &iban[4..], &iban[..4]);
             assert_eq!(iban_mod97(&rearranged), 1, "{iban}");
         }
-        assert!(luhn_valid(&[4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]));
+        assert!(luhn_valid(&[
+            4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+        ]));
     }
 
     #[test]
@@ -436,7 +459,10 @@ mod tests {
         let f = faker(FakeKind::Email, true);
         let mut seen = HashSet::with_capacity(1_000_000);
         for i in 0..1_000_000u32 {
-            assert!(seen.insert(f.apply(&format!("user{i}@mail.test"))), "collision at {i}");
+            assert!(
+                seen.insert(f.apply(&format!("user{i}@mail.test"))),
+                "collision at {i}"
+            );
         }
     }
 

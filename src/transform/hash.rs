@@ -327,7 +327,9 @@ mod tests {
     fn formats_have_their_alphabet_and_length() {
         let h = hash(HashFormat::Hex, 12).apply("123-45-6789");
         assert_eq!(h.len(), 12);
-        assert!(h.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(h
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         let b = hash(HashFormat::Base32, 33).apply("x");
         assert_eq!(b.len(), 33);
         assert!(b.bytes().all(|c| BASE32.contains(&c)));
@@ -388,7 +390,9 @@ mod tests {
     #[test]
     fn preserve_is_injective_on_100k_ids() {
         let p = hash(HashFormat::Preserve, 0);
-        let outs: HashSet<String> = (0..100_000).map(|i| p.apply(&format!("ID-{i:08}"))).collect();
+        let outs: HashSet<String> = (0..100_000)
+            .map(|i| p.apply(&format!("ID-{i:08}")))
+            .collect();
         assert_eq!(outs.len(), 100_000);
     }
 

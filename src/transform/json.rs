@@ -195,9 +195,21 @@ mod tests {
                 parse_path("$.phone").unwrap(),
                 Transform::Mask(Mask::new(0, 2, '*')),
             ),
-            ("$.tags[*]".into(), parse_path("$.tags[*]").unwrap(), Transform::Set("t".into())),
-            ("$.age".into(), parse_path("$.age").unwrap(), Transform::Set("40".into())),
-            ("$.gone".into(), parse_path("$.gone").unwrap(), Transform::Null),
+            (
+                "$.tags[*]".into(),
+                parse_path("$.tags[*]").unwrap(),
+                Transform::Set("t".into()),
+            ),
+            (
+                "$.age".into(),
+                parse_path("$.age").unwrap(),
+                Transform::Set("40".into()),
+            ),
+            (
+                "$.gone".into(),
+                parse_path("$.gone").unwrap(),
+                Transform::Null,
+            ),
         ]);
         let out = rule
             .apply(r#"{"phone":"555-0134","tags":["a","b"],"age":31,"keep":{"x":1},"gone":"y","missing":null}"#)

@@ -66,7 +66,6 @@ impl Transform {
             Transform::Json(j) => j.apply(v)?,
         }))
     }
-
 }
 
 #[cfg(test)]
@@ -80,13 +79,20 @@ mod tests {
             Transform::Keep,
             Transform::Set("x".into()),
             Transform::Mask(mask::Mask::new(0, 0, '*')),
-            Transform::Hash(hash::Hash::new(key("a").domain("h"), hash::HashFormat::Hex, 8)),
+            Transform::Hash(hash::Hash::new(
+                key("a").domain("h"),
+                hash::HashFormat::Hex,
+                8,
+            )),
             Transform::Shift(dates::Shift::new(key("a").domain("s"), 3)),
         ];
         for t in transforms {
             assert_eq!(t.apply(None), Ok(None));
         }
         assert_eq!(Transform::Null.apply(Some("x")), Ok(None));
-        assert_eq!(Transform::Set("US".into()).apply(Some("FR")), Ok(Some("US".into())));
+        assert_eq!(
+            Transform::Set("US".into()).apply(Some("FR")),
+            Ok(Some("US".into()))
+        );
     }
 }

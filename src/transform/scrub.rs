@@ -27,8 +27,15 @@ pub enum Detector {
 }
 
 impl Detector {
-    pub const NAMES: &'static [&'static str] =
-        &["email", "phone", "credit_card", "ssn", "ipv4", "iban", "url"];
+    pub const NAMES: &'static [&'static str] = &[
+        "email",
+        "phone",
+        "credit_card",
+        "ssn",
+        "ipv4",
+        "iban",
+        "url",
+    ];
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -65,19 +72,19 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
         .map(|b| b - b'0')
         .collect();
     let b = s.as_bytes();
-    let is_ssn = b.len() == 11
-        && b[3] == b'-'
-        && b[6] == b'-'
-        && digits.len() == 9
-        && !s.starts_with('+');
+    let is_ssn =
+        b.len() == 11 && b[3] == b'-' && b[6] == b'-' && digits.len() == 9 && !s.starts_with('+');
     if is_ssn {
         return on(Detector::Ssn).then_some(Detector::Ssn);
     }
     let octets: Vec<&str> = s.split('.').collect();
     if octets.len() == 4
-        && octets
-            .iter()
-            .all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|c| c.is_ascii_digit()) && o.parse::<u16>().is_ok_and(|v| v <= 255))
+        && octets.iter().all(|o| {
+            !o.is_empty()
+                && o.len() <= 3
+                && o.bytes().all(|c| c.is_ascii_digit())
+                && o.parse::<u16>().is_ok_and(|v| v <= 255)
+        })
     {
         return on(Detector::Ipv4).then_some(Detector::Ipv4);
     }
@@ -142,10 +149,10 @@ impl Scrub {
             .find(|(d, _)| *d == detector)
             .map(|(_, t)| t)
             .expect("only enabled detectors match");
-        match t.apply(Some(found)) {
-            Ok(Some(v)) => out.push_str(&v),
-            // The replacement transforms are total on strings; keep nothing rather than the finding.
-            _ => {}
+        // The replacement transforms are total on strings; on the impossible error nothing is
+        // written rather than the finding.
+        if let Ok(Some(v)) = t.apply(Some(found)) {
+            out.push_str(&v);
         }
     }
 
@@ -228,7 +235,10 @@ mod tests {
             (Detector::Email, fake(FakeKind::Email)),
             (Detector::Phone, fake(FakeKind::Phone)),
             (Detector::CreditCard, fake(FakeKind::CreditCard)),
-            (Detector::Ssn, Transform::Hash(Hash::new(k.domain("ssn"), HashFormat::Preserve, 0))),
+            (
+                Detector::Ssn,
+                Transform::Hash(Hash::new(k.domain("ssn"), HashFormat::Preserve, 0)),
+            ),
             (Detector::Ipv4, fake(FakeKind::Ipv4)),
             (Detector::Iban, fake(FakeKind::Iban)),
             (Detector::Url, fake(FakeKind::Url)),
@@ -250,20 +260,34 @@ mod tests {
         ];
         let text = format!(
             "Mail {} or call {} / {}. Card {} SSN {} from {} IBAN {} see {} thanks",
-            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5], secrets[6], secrets[7]
+            secrets[0],
+            secrets[1],
+            secrets[2],
+            secrets[3],
+            secrets[4],
+            secrets[5],
+            secrets[6],
+            secrets[7]
         );
         let out = s.apply(&text);
         for secret in secrets {
             assert!(!out.contains(secret), "{secret} left in {out}");
         }
-        assert!(out.starts_with("Mail ") && out.ends_with(" thanks"), "{out}");
+        assert!(
+            out.starts_with("Mail ") && out.ends_with(" thanks"),
+            "{out}"
+        );
         assert_eq!(out, s.apply(&text));
     }
 
     #[test]
     fn leaves_dates_amounts_and_plain_text() {
         let s = all();
-        for text in ["Delivered 2024-01-15, paid 49.99 for 3 items.", "Order 12345 shipped", "no pii here"] {
+        for text in [
+            "Delivered 2024-01-15, paid 49.99 for 3 items.",
+            "Order 12345 shipped",
+            "no pii here",
+        ] {
             assert_eq!(s.apply(text), text);
         }
     }
@@ -280,12 +304,26 @@ mod tests {
         let k = key("a");
         let s = Scrub::new(vec![(
             Detector::Email,
-            Transform::Fake(Faker::new(k.domain("email"), FakeKind::Email, Locale::En, false)),
+            Transform::Fake(Faker::new(
+                k.domain("email"),
+                FakeKind::Email,
+                Locale::En,
+                false,
+            )),
         )]);
         let out = s.apply("a@b.io 123-45-6789");
-        assert!(out.ends_with(" 123-45-6789") && !out.contains("a@b.io"), "{out}");
-        assert_eq!(classify_number("4111111111111112", &[Detector::CreditCard]), None);
-        assert_eq!(classify_number("10.0.0.1", &[Detector::Ipv4]), Some(Detector::Ipv4));
+        assert!(
+            out.ends_with(" 123-45-6789") && !out.contains("a@b.io"),
+            "{out}"
+        );
+        assert_eq!(
+            classify_number("4111111111111112", &[Detector::CreditCard]),
+            None
+        );
+        assert_eq!(
+            classify_number("10.0.0.1", &[Detector::Ipv4]),
+            Some(Detector::Ipv4)
+        );
         assert_eq!(classify_number("2024-01-15", &[Detector::Phone]), None);
     }
 }

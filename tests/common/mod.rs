@@ -1,0 +1,186 @@
+//! Shared helpers for the end-to-end tests: the binary, throwaway databases, dump parsing.
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const KEY: &str = "test-key-not-secret-0123456789";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn pagila_dir() -> PathBuf {
+    root().join("../shared/samples/pagila")
+}
+
+/// The binary, with a key set and nothing else inherited that could change its behaviour.
+pub fn anonymize() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_anonymize"));
+    c.env("ANONYMIZE_KEY", KEY)
+        .env_remove("PROD_DATABASE_URL")
+        .env_remove("STAGING_DATABASE_URL")
+        .current_dir(root());
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("run the binary")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// psql connection arguments for the local server.
+pub fn pg_args() -> Vec<String> {
+    [
+        "-X",
+        "-q",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "5432",
+        "-U",
+        "postgres",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A database created for one test and dropped when the value goes out of scope.
+pub struct TestDb {
+    pub name: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    pub fn new(tag: &str) -> Self {
+        let name = format!(
+            "anon_test_{tag}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let status = Command::new("createdb")
+            .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", &name])
+            .status()
+            .expect("createdb");
+        assert!(status.success(), "createdb {name}");
+        TestDb { name }
+    }
+
+    /// Run SQL from a file with ON_ERROR_STOP; panics with psql's stderr on failure.
+    pub fn load(&self, file: &Path) {
+        let out = Command::new("psql")
+            .args(pg_args())
+            .args(["-v", "ON_ERROR_STOP=1", "-d", &self.name, "-f"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "loading {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// One query, unaligned, tuples only.
+    pub fn query(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(pg_args())
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-d", &self.name, "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("dropdb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "5432",
+                "-U",
+                "postgres",
+                "--if-exists",
+                "--force",
+                &self.name,
+            ])
+            .status();
+    }
+}
+
+/// The rows of each COPY block of a plain dump: table → rows → decoded-enough fields (escapes kept).
+pub fn copy_blocks(dump: &str) -> BTreeMap<String, (Vec<String>, Vec<Vec<String>>)> {
+    let mut blocks = BTreeMap::new();
+    let mut current: Option<(String, Vec<String>, Vec<Vec<String>>)> = None;
+    for line in dump.lines() {
+        if let Some((name, cols, rows)) = current.as_mut() {
+            if line == "\\." {
+                let (name, cols, rows) = (name.clone(), cols.clone(), std::mem::take(rows));
+                blocks.insert(name, (cols, rows));
+                current = None;
+            } else {
+                rows.push(line.split('\t').map(String::from).collect());
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("COPY ") {
+            let (name, tail) = rest.split_once(" (").unwrap();
+            let cols = tail
+                .split_once(")")
+                .unwrap()
+                .0
+                .split(", ")
+                .map(String::from)
+                .collect();
+            current = Some((name.to_string(), cols, Vec::new()));
+        }
+    }
+    blocks
+}
+
+/// The values of one column of one table.
+pub fn column(
+    blocks: &BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>,
+    table: &str,
+    col: &str,
+) -> Vec<String> {
+    let (cols, rows) = &blocks[table];
+    let i = cols
+        .iter()
+        .position(|c| c == col)
+        .unwrap_or_else(|| panic!("{table}.{col}"));
+    rows.iter()
+        .map(|r| r[i].clone())
+        .filter(|v| v != "\\N" && !v.is_empty())
+        .collect()
+}
+
+/// The needles that occur anywhere in the haystack (one pass, whatever the number of needles).
+pub fn occurring<'a>(haystack: &str, needles: &'a [String]) -> Vec<&'a str> {
+    let ac = aho_corasick::AhoCorasick::new(needles).unwrap();
+    let mut found: Vec<&str> = ac
+        .find_overlapping_iter(haystack)
+        .map(|m| needles[m.pattern().as_usize()].as_str())
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}

@@ -1,0 +1,403 @@
+//! End-to-end: the binary on dumps, loaded into real PostgreSQL databases.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn demo_input() -> String {
+    std::fs::read_to_string(root().join("examples/production.sql")).unwrap()
+}
+
+/// Anonymize a dump file into a temporary file; returns the output text.
+fn anonymize_file(rules: &str, source: &std::path::Path, dir: &std::path::Path) -> String {
+    let target = dir.join("out.sql");
+    let o = run(anonymize()
+        .args(["--rules", rules, "--source"])
+        .arg(source)
+        .arg("--target")
+        .arg(&target));
+    assert!(o.status.success(), "anonymize failed: {}", stderr(&o));
+    std::fs::read_to_string(&target).unwrap()
+}
+
+#[test]
+fn demo_output_loads_keeps_shape_and_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = demo_input();
+    let out = anonymize_file(
+        "rules/customers.toml",
+        &root().join("examples/production.sql"),
+        dir.path(),
+    );
+    let db = TestDb::new("demo");
+    db.load(&dir.path().join("out.sql"));
+
+    let before = copy_blocks(&input);
+    for (table, (_, rows)) in &before {
+        let count: usize = db
+            .query(&format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .unwrap();
+        assert_eq!(count, rows.len(), "{table}");
+    }
+    // Keys, UNIQUE(email) and FKs were created after the data by the dump itself; check them anyway.
+    assert_eq!(
+        db.query("SELECT count(*) = count(DISTINCT email) FROM customers"),
+        "t"
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL"),
+        "0"
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM pg_constraint WHERE conrelid::regclass::text IN ('customers','addresses','orders','payments') AND contype = 'f'"),
+        "3"
+    );
+    // The generated column was regenerated from the anonymized names.
+    assert_eq!(
+        db.query(
+            "SELECT count(*) FROM customers WHERE full_name <> first_name || ' ' || last_name"
+        ),
+        "0"
+    );
+    // Emails agree across tables (same domain): every actor email is some customer's email.
+    assert_eq!(
+        db.query("SELECT count(*) FROM audit_log a WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.email = a.actor_email)"),
+        "0"
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM customers WHERE email NOT LIKE '%@example.%'"),
+        "0"
+    );
+
+    // No original email, phone, card number or name appears anywhere in the output.
+    let mut secrets = Vec::new();
+    for (table, col) in [
+        ("public.customers", "email"),
+        ("public.customers", "phone"),
+        ("public.customers", "first_name"),
+        ("public.customers", "last_name"),
+        ("public.customers", "ssn"),
+        ("public.payments", "card_number"),
+        ("public.addresses", "street"),
+        ("public.audit_log", "client_ip"),
+    ] {
+        secrets.extend(column(&before, table, col));
+    }
+    assert!(secrets.len() > 9000, "{}", secrets.len());
+    // The demo's names are invented from syllables no fake list holds, so any occurrence is a leak.
+    let leaked = occurring(&out, &secrets);
+    assert!(leaked.is_empty(), "{} original values leaked", leaked.len());
+    // Free-text phones, cards and SSNs written in the input notes are gone too.
+    let note_numbers = regex_numbers(&column(&before, "public.customers", "notes").join("\n"));
+    assert!(note_numbers.len() > 100);
+    assert!(occurring(&out, &note_numbers).is_empty());
+}
+
+/// Card numbers and phone numbers written in free text (digits with separators).
+fn regex_numbers(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(
+        r"\+1 [0-9]{3}-[0-9]{3}-[0-9]{4}|\b4[0-9]{15}\b|\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
+    )
+    .unwrap();
+    re.find_iter(text).map(|m| m.as_str().to_string()).collect()
+}
+
+#[test]
+fn pagila_output_loads_with_counts_fks_and_no_pii() {
+    let dir = tempfile::tempdir().unwrap();
+    let pagila = pagila_dir();
+    let dump = dir.path().join("pagila.sql");
+    let mut text = std::fs::read_to_string(pagila.join("pagila-schema.sql")).unwrap();
+    text.push_str(&std::fs::read_to_string(pagila.join("pagila-data.sql")).unwrap());
+    std::fs::write(&dump, &text).unwrap();
+    let out = anonymize_file("tests/fixtures/pagila.toml", &dump, dir.path());
+    let db = TestDb::new("pagila");
+    db.load(&dir.path().join("out.sql"));
+
+    let before = copy_blocks(&text);
+    let mut total = 0;
+    for (table, (_, rows)) in &before {
+        let count: usize = db
+            .query(&format!("SELECT count(*) FROM ONLY {table}"))
+            .parse()
+            .unwrap();
+        assert_eq!(count, rows.len(), "{table}");
+        total += count;
+    }
+    assert_eq!(total, 49_636);
+    // The FKs of the schema were live during the load; the partitioned parent sees every row.
+    assert_eq!(db.query("SELECT count(*) FROM payment"), "16049");
+    assert_eq!(
+        db.query("SELECT count(*) FROM customer WHERE email NOT LIKE '%@example.%'"),
+        "0"
+    );
+    // tsvector and array columns came through unchanged.
+    assert_eq!(
+        db.query("SELECT count(*) FROM film WHERE fulltext IS NULL OR special_features IS NULL"),
+        "0"
+    );
+
+    // Identifiers: no original email, phone or username anywhere (emails as substrings, the others
+    // as whole cells, since a short username can be a fair part of an invented email).
+    let emails: Vec<String> = ["public.customer", "public.staff"]
+        .iter()
+        .flat_map(|t| column(&before, t, "email"))
+        .collect();
+    assert!(emails.len() > 2000);
+    assert!(occurring(&out, &emails).is_empty());
+    let after = copy_blocks(&out);
+    for (table, col) in [("public.address", "phone"), ("public.staff", "username")] {
+        let cells: std::collections::HashSet<String> = after
+            .values()
+            .flat_map(|(_, rows)| rows.iter().flatten().cloned())
+            .collect();
+        let originals = column(&before, table, col);
+        assert!(!originals.is_empty());
+        assert!(
+            originals.iter().all(|v| !cells.contains(v)),
+            "{table}.{col}"
+        );
+    }
+    // Names: pagila's staff were themselves made with a fake-name list, so an invented name can
+    // match somebody else's by chance; what must never happen is a person keeping their own name.
+    for table in ["public.customer", "public.actor", "public.staff"] {
+        let name = |b: &std::collections::BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>| {
+            column(b, table, "first_name")
+                .into_iter()
+                .zip(column(b, table, "last_name"))
+                .collect::<Vec<_>>()
+        };
+        let (old, new) = (name(&before), name(&after));
+        assert_eq!(old.len(), new.len());
+        let kept = old.iter().zip(&new).filter(|(o, n)| o == n).count();
+        assert_eq!(kept, 0, "{table}");
+    }
+}
+
+#[test]
+fn pg_dump_to_stdin_stdout_to_psql() {
+    let src = TestDb::new("pipe_src");
+    src.load(&root().join("examples/production.sql"));
+    let staging = TestDb::new("pipe_dst");
+    let script = format!(
+        "set -o pipefail; pg_dump -h 127.0.0.1 -U postgres {} | {} --rules rules/customers.toml --source - --target - | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d {} >/dev/null",
+        src.name,
+        env!("CARGO_BIN_EXE_anonymize"),
+        staging.name
+    );
+    let o = Command::new("bash")
+        .args(["-c", &script])
+        .env("ANONYMIZE_KEY", KEY)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (table, want) in [
+        ("customers", "1000"),
+        ("orders", "3000"),
+        ("payments", "2500"),
+        ("audit_log", "1500"),
+    ] {
+        assert_eq!(
+            staging.query(&format!("SELECT count(*) FROM {table}")),
+            want,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        staging.query("SELECT count(*) FROM customers WHERE email NOT LIKE '%@example.%'"),
+        "0"
+    );
+    assert_ne!(
+        staging.query("SELECT email FROM customers WHERE id = 1"),
+        src.query("SELECT email FROM customers WHERE id = 1")
+    );
+}
+
+#[test]
+fn output_is_deterministic_and_key_dependent() {
+    let run_with = |key: &str| {
+        let o = run(anonymize().env("ANONYMIZE_KEY", key).args([
+            "--rules",
+            "rules/customers.toml",
+            "--target",
+            "-",
+            "--quiet",
+        ]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.stderr.is_empty(), "--quiet prints nothing on success");
+        o.stdout
+    };
+    let a = run_with(KEY);
+    assert_eq!(a, run_with(KEY));
+    assert_ne!(a, run_with("another-key-not-secret-0123456789"));
+    // Same key with another thread count: same bytes.
+    let o = run(anonymize().args([
+        "--rules",
+        "rules/customers.toml",
+        "--target",
+        "-",
+        "--jobs",
+        "1",
+        "-q",
+    ]));
+    assert_eq!(o.stdout, a);
+}
+
+#[test]
+fn uncovered_columns_stop_the_run_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("drift.sql");
+    let input = demo_input().replace(
+        "COPY public.orders (id, customer_id, total, status, ordered_at, shipping_note) FROM stdin;",
+        "COPY public.orders (id, customer_id, total, status, ordered_at, shipping_note, gift_message) FROM stdin;",
+    );
+    std::fs::write(&dump, input).unwrap();
+    let target = dir.path().join("out.sql");
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "--source"])
+        .arg(&dump)
+        .arg("--target")
+        .arg(&target));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "anonymize: error: uncovered columns: every column of every copied table needs a rule or \"keep\" (schema drift in the source?)
+  column public.orders.gift_message
+add these lines to rules/customers.toml and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):
+
+[tables.orders.columns]
+gift_message = \"null\"
+"
+    );
+    assert!(!target.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn broken_dumps_fail_with_line_numbers_and_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = demo_input();
+    let header = "COPY public.orders (id, customer_id, total, status, ordered_at, shipping_note) FROM stdin;\n";
+    let at = full.find(header).unwrap() + header.len();
+    let header_line = full[..at].lines().count();
+    let cases = [
+        // Cut in the middle of the orders block.
+        (full[..at + 200].to_string(), format!("dump line {}: the COPY block of public.orders (started on line {header_line}) has no end marker `\\.`: the dump is truncated", full[..at + 200].lines().count())),
+        // One field too many in the first order.
+        ({
+            let mut s = full.clone();
+            s.insert_str(at, "99\t1\t1.00\tnew\t2024-01-01 00:00:00+00\t\\N\textra\n");
+            s
+        }, format!("public.orders row 1 (dump line {}): 7 fields, expected 6", header_line + 1)),
+        // A date that is not a date under a shift rule.
+        (full.replacen("\t1991-", "\tnot-a-date-", 1), String::new()),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let dump = dir.path().join(format!("broken{i}.sql"));
+        std::fs::write(&dump, text).unwrap();
+        let target = dir.path().join(format!("out{i}.sql"));
+        let o = run(anonymize()
+            .args(["--rules", "rules/customers.toml", "-q", "--source"])
+            .arg(&dump)
+            .arg("--target")
+            .arg(&target));
+        assert_eq!(o.status.code(), Some(1), "case {i}: {}", stderr(&o));
+        let err = stderr(&o);
+        if want.is_empty() {
+            assert!(
+                err.contains(", column birth_date: value is not a date or timestamp"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("not-a-date"),
+                "the value itself must not be printed: {err}"
+            );
+        } else {
+            assert!(
+                err.starts_with(&format!("anonymize: error: {want}")),
+                "case {i}: {err}"
+            );
+        }
+        assert!(!target.exists(), "case {i}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn bad_rules_and_keys_exit_2_with_exact_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.toml");
+    std::fs::write(
+        &rules,
+        "[tables.customers.columns]\nemail = { fake = \"emial\" }\n",
+    )
+    .unwrap();
+    let o = run(anonymize().arg("--rules").arg(&rules));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "anonymize: error: {}:2:18: unknown fake kind \"emial\" (did you mean \"email\"?)\n",
+            rules.display()
+        )
+    );
+
+    let o = run(anonymize()
+        .env("ANONYMIZE_KEY", "demo")
+        .args(["--rules", "rules/customers.toml"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "anonymize: error: ANONYMIZE_KEY: the secret key is 4 bytes long; at least 16 bytes are required\n"
+    );
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["--rules", "rules/customers.toml"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o)
+        .starts_with("anonymize: error: the secret key is not set: export ANONYMIZE_KEY="));
+
+    let o = run(anonymize().args([
+        "--rules",
+        "rules/customers.toml",
+        "--source",
+        "examples/production.sql",
+        "--target",
+        "examples/production.sql",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("source and target are the same file"));
+
+    let o = run(anonymize().args(["--rules", "rules/customers.toml", "--jobs", "0"]));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let mut child = anonymize()
+        .args(["--rules", "rules/customers.toml", "--target", "-", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
