@@ -222,7 +222,8 @@ impl<R: BufRead> DumpReader<R> {
             self.block = None;
             return Ok(Some(Event::CopyEnd { block, line: end }));
         }
-        let mut data = Vec::with_capacity(self.batch_bytes.min(1 << 20) + 4096);
+        // Room for the batch plus one long row, so the last row read rarely reallocates the batch.
+        let mut data = Vec::with_capacity(self.batch_bytes.min(1 << 22) + 64 * 1024);
         let mut rows = 0u64;
         let first_line = self.line_no + 1;
         loop {

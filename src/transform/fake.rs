@@ -137,12 +137,10 @@ impl Faker {
     }
 
     pub fn apply(&self, input: &str) -> String {
-        let mut rng = self.prf.rng(input.as_bytes());
-        let tag = if self.unique {
-            Some(self.tag(input))
-        } else {
-            None
-        };
+        // One digest seeds the generator and, for unique kinds, gives the tag.
+        let digest = self.prf.digest(input.as_bytes());
+        let mut rng = KeyedRng::from_seed(digest);
+        let tag = self.unique.then(|| tag(&digest));
         let mut out = String::new();
         for _ in 0..16 {
             out = match self.locale {
@@ -160,16 +158,6 @@ impl Faker {
             }
         }
         out
-    }
-
-    /// 100 bits of the keyed digest of the input, as 20 base-32 characters.
-    fn tag(&self, input: &str) -> String {
-        const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
-        let d = self.prf.digest_parts(&[b"unique-tag", input.as_bytes()]);
-        let v = u128::from_le_bytes(d[..16].try_into().expect("16 bytes"));
-        (0..20)
-            .map(|i| ALPHABET[((v >> (i * 5)) & 31) as usize] as char)
-            .collect()
     }
 
     fn generate<L: Data + Copy + fake::faker::impls::address::CityNameGenFn>(
@@ -294,6 +282,16 @@ impl Faker {
             }
         }
     }
+}
+
+/// 100 bits of the keyed digest of the input, as 20 base-32 characters (no 0/1/l/o to read well).
+fn tag(digest: &[u8; 32]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    // The last 16 bytes: the generator's first draws come from the first ones.
+    let v = u128::from_le_bytes(digest[16..].try_into().expect("16 bytes"));
+    (0..20)
+        .map(|i| ALPHABET[((v >> (i * 5)) & 31) as usize] as char)
+        .collect()
 }
 
 /// Lower-case ASCII letters and digits, other runs of characters folded into `sep`.

@@ -13,7 +13,7 @@
 //! letters and digits form), turned into a single cycle so it has no fixed point: `preserve` is
 //! injective, so it satisfies `unique = true` by construction, and never returns its input.
 
-use super::seed::Prf;
+use super::seed::{Prf, SipKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashFormat {
@@ -63,7 +63,11 @@ pub struct Hash {
     prf: Prf,
     format: HashFormat,
     length: usize,
+    /// Identifies this transform's key and domain in the per-thread round-key cache.
+    id: u64,
 }
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -73,12 +77,13 @@ impl Hash {
             prf,
             format,
             length,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     pub fn apply(&self, input: &str) -> String {
         if self.format == HashFormat::Preserve {
-            return preserve(&self.prf, input);
+            return preserve(&self.prf, self.id, input);
         }
         // A drawn value equal to its input would leak it; draw again with a counter (deterministic).
         let mut attempt = 0u32;
@@ -180,7 +185,9 @@ const BLOCK_LIMIT: u128 = 1 << 100;
 struct Block<'a> {
     radices: &'a [u128],
     split: usize,
-    tweak: Vec<u8>,
+    /// Round key: HMAC of the layout (classes and separators) and the block number, so values of
+    /// another shape get an unrelated permutation.
+    key: SipKey,
 }
 
 impl Block<'_> {
@@ -195,20 +202,38 @@ impl Block<'_> {
             .fold(0u128, |acc, (d, r)| acc * r + d)
     }
 
-    fn from_num(mut v: u128, radices: &[u128], out: &mut [u128]) {
+    fn from_num(v: u128, radices: &[u128], out: &mut [u128]) {
+        // Most blocks fit in 64 bits, where division is several times cheaper.
+        if let Ok(mut v) = u64::try_from(v) {
+            for (slot, r) in out.iter_mut().zip(radices).rev() {
+                let r = *r as u64;
+                *slot = u128::from(v % r);
+                v /= r;
+            }
+            return;
+        }
+        let mut v = v;
         for (slot, r) in out.iter_mut().zip(radices).rev() {
             *slot = v % r;
             v /= r;
         }
     }
 
-    fn round(&self, prf: &Prf, round: u8, other: u128, modulus: u128) -> u128 {
-        let d = prf.digest_parts(&[&self.tweak, &[round], &other.to_be_bytes()]);
-        u128::from_le_bytes(d[..16].try_into().expect("16 bytes")) % modulus
+    fn round(&self, round: u8, other: u128, modulus: u128) -> u128 {
+        let mut m = [0u8; 18];
+        m[0] = round;
+        m[2..].copy_from_slice(&other.to_le_bytes());
+        let lo = self.key.hash(&m);
+        if modulus <= 1 << 60 {
+            return u128::from(lo % modulus as u64);
+        }
+        m[1] = 1;
+        let hi = self.key.hash(&m);
+        ((u128::from(hi) << 64) | u128::from(lo)) % modulus
     }
 
     /// The keyed permutation P or its inverse on (a, b).
-    fn feistel(&self, prf: &Prf, mut a: u128, mut b: u128, inverse: bool) -> (u128, u128) {
+    fn feistel(&self, mut a: u128, mut b: u128, inverse: bool) -> (u128, u128) {
         let na = Self::modulus(&self.radices[..self.split]);
         let nb = Self::modulus(&self.radices[self.split..]);
         let rounds: Vec<u8> = if inverse {
@@ -218,30 +243,21 @@ impl Block<'_> {
         };
         for r in rounds {
             if r % 2 == 0 {
-                let f = self.round(prf, r, b, na);
-                a = if inverse {
-                    (a + na - f) % na
-                } else {
-                    (a + f) % na
-                };
+                let f = self.round(r, b, na);
+                a = if inverse { sub_mod(a, f, na) } else { add_mod(a, f, na) };
             } else {
-                let f = self.round(prf, r, a, nb);
-                b = if inverse {
-                    (b + nb - f) % nb
-                } else {
-                    (b + f) % nb
-                };
+                let f = self.round(r, a, nb);
+                b = if inverse { sub_mod(b, f, nb) } else { add_mod(b, f, nb) };
             }
         }
         (a, b)
     }
 
     /// Q = P⁻¹ ∘ (+1 mod N) ∘ P: a permutation made of a single N-cycle, so no value maps to itself.
-    fn cycle(&self, prf: &Prf, digits: &mut [u128]) {
+    fn cycle(&self, digits: &mut [u128]) {
         let (ra, rb) = self.radices.split_at(self.split);
         let nb = Self::modulus(rb);
         let (a, b) = self.feistel(
-            prf,
             Self::to_num(&digits[..self.split], ra),
             Self::to_num(&digits[self.split..], rb),
             false,
@@ -252,15 +268,62 @@ impl Block<'_> {
         } else {
             ((a + 1) % Self::modulus(ra), 0)
         };
-        let (a, b) = self.feistel(prf, a, b, true);
+        let (a, b) = self.feistel(a, b, true);
         let (da, db) = digits.split_at_mut(self.split);
         Self::from_num(a, ra, da);
         Self::from_num(b, rb, db);
     }
 }
 
+thread_local! {
+    /// Round keys by (transform, block, layout): a column's values mostly share one layout, so the
+    /// HMAC that derives the key runs once per layout instead of once per value. Bounded.
+    static ROUND_KEYS: std::cell::RefCell<std::collections::HashMap<Vec<u8>, SipKey>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+const ROUND_KEY_CACHE: usize = 4096;
+
+fn round_key(prf: &Prf, id: u64, layout: &[u8], block_no: u32) -> SipKey {
+    let mut cache_key = Vec::with_capacity(12 + layout.len());
+    cache_key.extend_from_slice(&id.to_le_bytes());
+    cache_key.extend_from_slice(&block_no.to_le_bytes());
+    cache_key.extend_from_slice(layout);
+    ROUND_KEYS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(k) = cache.get(&cache_key) {
+            return k.clone();
+        }
+        let k = SipKey::from_digest(&prf.digest_parts(&[layout, &block_no.to_be_bytes()]));
+        if cache.len() >= ROUND_KEY_CACHE {
+            cache.clear();
+        }
+        cache.insert(cache_key, k.clone());
+        k
+    })
+}
+
+/// (a + b) mod n for a, b < n, without a division.
+fn add_mod(a: u128, b: u128, n: u128) -> u128 {
+    let s = a + b;
+    if s >= n {
+        s - n
+    } else {
+        s
+    }
+}
+
+/// (a - b) mod n for a, b < n.
+fn sub_mod(a: u128, b: u128, n: u128) -> u128 {
+    if a >= b {
+        a - b
+    } else {
+        a + n - b
+    }
+}
+
 /// Format-preserving keyed pseudonym of `input`.
-pub fn preserve(prf: &Prf, input: &str) -> String {
+pub fn preserve(prf: &Prf, id: u64, input: &str) -> String {
     let mut classes = Vec::new();
     let mut digits = Vec::new();
     let mut layout = Vec::with_capacity(input.len());
@@ -293,9 +356,9 @@ pub fn preserve(prf: &Prf, input: &str) -> String {
             radices: &radices[start..end],
             // A lone position is its own half A; B is empty (modulus 1).
             split: len.div_ceil(2),
-            tweak: [layout.as_slice(), &block_no.to_be_bytes()].concat(),
+            key: round_key(prf, id, &layout, block_no),
         };
-        block.cycle(prf, &mut digits[start..end]);
+        block.cycle(&mut digits[start..end]);
         start = end;
         block_no += 1;
     }

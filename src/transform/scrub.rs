@@ -116,17 +116,17 @@ impl Scrub {
         let enabled: Vec<Detector> = replacements.iter().map(|(d, _)| *d).collect();
         let mut alternatives = Vec::new();
         if enabled.contains(&Detector::Email) {
-            alternatives.push(format!("(?P<email>{EMAIL})"));
+            alternatives.push(format!("(?:{EMAIL})"));
         }
         if enabled.contains(&Detector::Url) {
-            alternatives.push(format!("(?P<url>{URL})"));
+            alternatives.push(format!("(?:{URL})"));
         }
         if enabled.contains(&Detector::Iban) {
-            alternatives.push(format!("(?P<iban>{IBAN})"));
+            alternatives.push(format!("(?:{IBAN})"));
         }
         let numeric: Vec<Detector> = enabled.iter().copied().filter(|d| d.is_numeric()).collect();
         if !numeric.is_empty() {
-            alternatives.push(format!("(?P<num>{NUMBER})"));
+            alternatives.push(format!("(?:{NUMBER})"));
         }
         let pattern = if alternatives.is_empty() {
             // Matches nothing: a scrub with no detectors keeps the text.
@@ -193,16 +193,18 @@ impl Scrub {
     pub fn apply(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
-        for caps in self.regex.captures_iter(text) {
-            let m = caps.get(0).expect("group 0");
+        // The alternatives have disjoint shapes, so a match tells its kind by itself; finding
+        // without capture groups is several times faster.
+        for m in self.regex.find_iter(text) {
             out.push_str(&text[last..m.start()]);
             last = m.end();
             let found = m.as_str();
-            if caps.name("email").is_some() {
+            let b = found.as_bytes();
+            if found.contains('@') {
                 self.replace(Detector::Email, found, &mut out);
-            } else if caps.name("url").is_some() {
+            } else if found.starts_with("http") {
                 self.replace(Detector::Url, found, &mut out);
-            } else if caps.name("iban").is_some() {
+            } else if b.len() >= 2 && b[0].is_ascii_uppercase() && b[1].is_ascii_uppercase() {
                 let compact: String = found.chars().filter(|c| *c != ' ').collect();
                 let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
                 if iban_mod97(&rearranged) == 1 {
