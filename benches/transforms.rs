@@ -14,8 +14,10 @@ const KEY: &str = "bench-key-not-secret-0123456789";
 /// Build the transform of `rule` the way a rules file would.
 fn transform(rule: &str) -> Transform {
     let text = format!("[tables.t.columns]\nc = {rule}\n");
-    let plan = rules::parse("bench.toml", text, &Overrides::default(), &|_| Some(KEY.into()))
-        .unwrap_or_else(|e| panic!("{rule}: {e}"));
+    let plan = rules::parse("bench.toml", text, &Overrides::default(), &|_| {
+        Some(KEY.into())
+    })
+    .unwrap_or_else(|e| panic!("{rule}: {e}"));
     match &plan.tables.values().next().unwrap().columns["c"].op {
         ColumnOp::Transform(t) => t.clone(),
         ColumnOp::Template(_) => unreachable!("no template benchmarked here"),
@@ -80,7 +82,10 @@ fn bench_codec(c: &mut Criterion) {
         copy::encode(Some(&format!("{v}\twith\\tab\n")), &mut encoded);
         encoded.push(b'\t');
     }
-    let fields: Vec<&[u8]> = encoded.split(|b| *b == b'\t').filter(|f| !f.is_empty()).collect();
+    let fields: Vec<&[u8]> = encoded
+        .split(|b| *b == b'\t')
+        .filter(|f| !f.is_empty())
+        .collect();
     let mut group = c.benchmark_group("copy");
     group.throughput(Throughput::Elements(fields.len() as u64));
     group.bench_function("decode", |b| {

@@ -339,12 +339,14 @@ pub fn process_rows(
         TableAction::Copy { ops } => ops,
         TableAction::Skip => return Ok(Vec::new()),
     };
+    // One pass over the whole batch is much cheaper than one per row; on failure, find the row.
+    if let Err(e) = std::str::from_utf8(&data) {
+        let row = memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count();
+        return Err(err(row, None, RowErrorKind::InvalidUtf8));
+    }
     if !table.transforms_anything() {
         // Whole rows go through; only check what a transform would have checked.
         for (i, line) in lines(&data).enumerate() {
-            if std::str::from_utf8(line).is_err() {
-                return Err(err(i, None, RowErrorKind::InvalidUtf8));
-            }
             let found = copy::fields(line).count() + 1;
             if found != ops.len() {
                 return Err(err(
@@ -374,9 +376,6 @@ pub fn process_rows(
                     found: fields.len(),
                 },
             ));
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(err(i, None, RowErrorKind::InvalidUtf8));
         }
         if has_templates {
             outputs.clear();

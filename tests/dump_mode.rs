@@ -300,6 +300,21 @@ fn broken_dumps_fail_with_line_numbers_and_leave_no_file() {
         // A date that is not a date under a shift rule.
         (full.replacen("\t1991-", "\tnot-a-date-", 1), String::new()),
     ];
+    let mut cases: Vec<(Vec<u8>, String)> = cases
+        .into_iter()
+        .map(|(t, w)| (t.into_bytes(), w))
+        .collect();
+    // A Latin-1 byte in the second order row.
+    let mut latin1 = full.as_bytes().to_vec();
+    let second_row = at + full[at..].find('\n').unwrap() + 1;
+    latin1.insert(second_row + 2, 0xe9);
+    cases.push((
+        latin1,
+        format!(
+            "public.orders row 2 (dump line {}): invalid UTF-8",
+            header_line + 2
+        ),
+    ));
     for (i, (text, want)) in cases.iter().enumerate() {
         let dump = dir.path().join(format!("broken{i}.sql"));
         std::fs::write(&dump, text).unwrap();

@@ -297,7 +297,12 @@ fn tag(digest: &[u8; 32]) -> String {
 /// Lower-case ASCII letters and digits, other runs of characters folded into `sep`.
 fn ascii_slug(s: &str, sep: char) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in deunicode::deunicode(s).chars() {
+    let ascii: std::borrow::Cow<str> = if s.is_ascii() {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(deunicode::deunicode(s))
+    };
+    for c in ascii.chars() {
         if c.is_ascii_alphanumeric() {
             out.push(c.to_ascii_lowercase());
         } else if !out.is_empty() && !out.ends_with(sep) {

@@ -244,10 +244,18 @@ impl Block<'_> {
         for r in rounds {
             if r % 2 == 0 {
                 let f = self.round(r, b, na);
-                a = if inverse { sub_mod(a, f, na) } else { add_mod(a, f, na) };
+                a = if inverse {
+                    sub_mod(a, f, na)
+                } else {
+                    add_mod(a, f, na)
+                };
             } else {
                 let f = self.round(r, a, nb);
-                b = if inverse { sub_mod(b, f, nb) } else { add_mod(b, f, nb) };
+                b = if inverse {
+                    sub_mod(b, f, nb)
+                } else {
+                    add_mod(b, f, nb)
+                };
             }
         }
         (a, b)
