@@ -300,13 +300,13 @@ fn round_key(prf: &Prf, id: u64, layout: &[u8], block_no: u32) -> SipKey {
     ROUND_KEYS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(k) = cache.get(&cache_key) {
-            return k.clone();
+            return *k;
         }
         let k = SipKey::from_digest(&prf.digest_parts(&[layout, &block_no.to_be_bytes()]));
         if cache.len() >= ROUND_KEY_CACHE {
             cache.clear();
         }
-        cache.insert(cache_key, k.clone());
+        cache.insert(cache_key, k);
         k
     })
 }
