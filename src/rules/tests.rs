@@ -316,3 +316,76 @@ fn uncovered_keep_passes_everything_through() {
     let bound = bind(&p, &[source("t", &["a"])]).unwrap();
     assert!(!bound[0].transforms_anything());
 }
+
+#[test]
+fn every_transform_doc_example_parses() {
+    let sources = [
+        ("mask", include_str!("../transform/mask.rs")),
+        ("hash", include_str!("../transform/hash.rs")),
+        ("fake", include_str!("../transform/fake.rs")),
+        ("dates", include_str!("../transform/dates.rs")),
+        ("numbers", include_str!("../transform/numbers.rs")),
+        ("scrub", include_str!("../transform/scrub.rs")),
+        ("text", include_str!("../transform/text.rs")),
+        ("json", include_str!("../transform/json.rs")),
+    ];
+    for (name, src) in sources {
+        let mut in_block = false;
+        let mut example = String::from("[tables.t.columns]\n");
+        let mut lines = 0;
+        for line in src.lines() {
+            let Some(doc) = line.strip_prefix("//!") else {
+                continue;
+            };
+            let doc = doc.strip_prefix(' ').unwrap_or(doc);
+            if doc.starts_with("```") {
+                in_block = doc == "```toml";
+                continue;
+            }
+            if in_block {
+                example.push_str(doc);
+                example.push('\n');
+                lines += 1;
+            }
+        }
+        assert!(
+            lines > 0,
+            "{name}.rs has no ```toml example in its module doc"
+        );
+        let p = plan(&example).unwrap_or_else(|e| panic!("{name}.rs example: {e}"));
+        assert_eq!(
+            p.tables.values().next().unwrap().columns.len(),
+            lines,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unique_rules_are_injective() {
+    use crate::transform::Transform;
+    for rule in [
+        "{ fake = \"username\", unique = true }",
+        "{ fake = \"url\", unique = true }",
+        "{ fake = \"uuid\", unique = true }",
+        "{ fake = \"ipv6\", unique = true }",
+        "{ hash = { length = 24 }, unique = true }",
+        "{ hash = { length = 20, format = \"base32\" }, unique = true }",
+        "{ hash = { length = 29, format = \"digits\" }, unique = true }",
+    ] {
+        let p = plan(&format!("[tables.t.columns]\nc = {rule}\n")).unwrap();
+        let cp = &p.tables.values().next().unwrap().columns["c"];
+        assert!(cp.unique, "{rule}");
+        let ColumnOp::Transform(t) = &cp.op else {
+            panic!("{rule}")
+        };
+        let outs: std::collections::HashSet<String> = (0..50_000)
+            .map(|i| {
+                Transform::apply(t, Some(&format!("user-{i}")))
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(outs.len(), 50_000, "{rule}");
+    }
+}
