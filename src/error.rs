@@ -20,6 +20,9 @@ pub enum Error {
     Rules(#[from] RulesError),
     #[error("{}", render(.0))]
     Bind(Vec<Diagnostic>),
+    /// A database connection or statement failed before any data moved.
+    #[error("{0}")]
+    Database(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -42,7 +45,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Rules(_) | Error::Bind(_) => exit::INVALID,
-            Error::Io { .. } | Error::Pipeline(_) => exit::RUNTIME,
+            Error::Io { .. } | Error::Database(_) | Error::Pipeline(_) => exit::RUNTIME,
         }
     }
 

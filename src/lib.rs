@@ -8,6 +8,7 @@ pub mod cli;
 pub mod copy;
 pub mod error;
 pub mod pipeline;
+pub mod refresh;
 pub mod rules;
 pub mod sink;
 pub mod source;

@@ -76,11 +76,12 @@ impl Report {
 
 /// Why a row could not be anonymized. Names table, row, dump line and column; never a value.
 #[derive(Debug, thiserror::Error)]
-#[error("{table} row {row} (dump line {line}){}: {kind}", column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default())]
+#[error("{table} row {row}{}{}: {kind}", line.map(|l| format!(" (dump line {l})")).unwrap_or_default(), column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default())]
 pub struct RowError {
     pub table: QualifiedName,
     pub row: u64,
-    pub line: u64,
+    /// The line in a dump source; none for a database source.
+    pub line: Option<u64>,
     pub column: Option<String>,
     pub kind: RowErrorKind,
 }
@@ -102,7 +103,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Dump(#[from] DumpError),
     #[error(transparent)]
-    Row(#[from] RowError),
+    Row(#[from] Box<RowError>),
     #[error("writing {}: {source}", if *.stdout { "to stdout" } else { "the target file" })]
     Write {
         stdout: bool,
@@ -110,6 +111,8 @@ pub enum PipelineError {
     },
     #[error("the dump changed between the first and second read (COPY block {block})")]
     Changed { block: usize },
+    #[error(transparent)]
+    Db(#[from] crate::source::postgres::DbError),
 }
 
 /// A failed run: why, and what it had finished before.
@@ -119,7 +122,7 @@ pub struct RunFailure {
     pub report: Report,
 }
 
-type BatchResult = Result<Vec<u8>, RowError>;
+type BatchResult = Result<Vec<u8>, Box<RowError>>;
 
 /// What the reader hands the writer, in dump order.
 enum Slot {
@@ -209,7 +212,7 @@ fn read<R: BufRead>(
                     let (done, result) = sync_channel(1);
                     let tables = Arc::clone(&tables);
                     pool.spawn(move || {
-                        let r = process_rows(&tables[block], data, first_line, first_row);
+                        let r = process_rows(&tables[block], data, Some(first_line), first_row);
                         let _ = done.send(r);
                     });
                     Slot::Rows {
@@ -325,15 +328,17 @@ fn write(
 pub fn process_rows(
     table: &BoundTable,
     data: Vec<u8>,
-    first_line: u64,
+    first_line: Option<u64>,
     first_row: u64,
-) -> Result<Vec<u8>, RowError> {
-    let err = |i: usize, column: Option<usize>, kind: RowErrorKind| RowError {
-        table: table.name.clone(),
-        row: first_row + i as u64,
-        line: first_line + i as u64,
-        column: column.map(|c| table.columns[c].clone()),
-        kind,
+) -> Result<Vec<u8>, Box<RowError>> {
+    let err = |i: usize, column: Option<usize>, kind: RowErrorKind| {
+        Box::new(RowError {
+            table: table.name.clone(),
+            row: first_row + i as u64,
+            line: first_line.map(|l| l + i as u64),
+            column: column.map(|c| table.columns[c].clone()),
+            kind,
+        })
     };
     let ops = match &table.action {
         TableAction::Copy { ops } => ops,
@@ -446,4 +451,125 @@ fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = data.strip_suffix(b"\n").unwrap_or(data);
     body.split(|b| *b == b'\n')
         .filter(move |_| !data.is_empty())
+}
+
+/// Where one table's anonymized rows go in a database refresh.
+pub enum TableOut<'a> {
+    /// COPY FROM STDIN into staging.
+    Copy(std::pin::Pin<&'a mut tokio_postgres::CopyInSink<bytes::Bytes>>),
+    /// A dump file, or stdout when the flag is set.
+    Write(&'a mut (dyn Write + Send), bool),
+}
+
+/// Stream one table from a database source through the transforms into `out`, in order, with the
+/// transform work on the rayon pool. Returns (rows, bytes read, bytes written).
+pub async fn copy_table(
+    source: &tokio_postgres::Client,
+    copy_sql: &str,
+    table: Arc<BoundTable>,
+    pool: &rayon::ThreadPool,
+    options: &Options,
+    progress: &dyn Progress,
+    mut out: TableOut<'_>,
+) -> Result<(u64, u64, u64), PipelineError> {
+    use crate::source::postgres::{describe, DbError};
+    use futures_util::{SinkExt, StreamExt};
+
+    let read_err = |e: tokio_postgres::Error| {
+        PipelineError::Db(DbError::Query {
+            context: format!("reading {} from the source", table.name),
+            message: describe(&e),
+        })
+    };
+    let stream = source.copy_out(copy_sql).await.map_err(read_err)?;
+    let mut stream = std::pin::pin!(stream);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+        u64,
+        tokio::sync::oneshot::Receiver<BatchResult>,
+    )>(options.jobs.max(1) * 4);
+    let spawn = |data: Vec<u8>, rows: u64, first_row: u64| {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let t = Arc::clone(&table);
+        pool.spawn(move || {
+            let _ = done.send(process_rows(&t, data, None, first_row));
+        });
+        (rows, result)
+    };
+    let read = async {
+        let mut batch: Vec<u8> = Vec::with_capacity(options.batch_bytes + 64 * 1024);
+        let (mut rows, mut total, mut bytes_read) = (0u64, 0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(read_err)?;
+            bytes_read += chunk.len() as u64;
+            rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+            batch.extend_from_slice(&chunk);
+            if (rows >= options.batch_rows || batch.len() >= options.batch_bytes)
+                && batch.ends_with(b"\n")
+            {
+                let full = std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(options.batch_bytes + 64 * 1024),
+                );
+                let slot = spawn(full, rows, total + 1);
+                total += rows;
+                rows = 0;
+                if tx.send(slot).await.is_err() {
+                    // The writer stopped on an error; it reports it.
+                    return Ok((total, bytes_read));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let slot = spawn(batch, rows, total + 1);
+            total += rows;
+            let _ = tx.send(slot).await;
+        }
+        drop(tx);
+        Ok::<_, PipelineError>((total, bytes_read))
+    };
+    let write = async {
+        let mut written = 0u64;
+        let mut bytes_written = 0u64;
+        while let Some((rows, result)) = rx.recv().await {
+            let bytes = match result.await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(PipelineError::Write {
+                        stdout: false,
+                        source: std::io::Error::other("a transform worker stopped"),
+                    })
+                }
+            };
+            bytes_written += bytes.len() as u64;
+            match &mut out {
+                TableOut::Copy(sink) => {
+                    sink.send(bytes::Bytes::from(bytes)).await.map_err(|e| {
+                        PipelineError::Db(DbError::Query {
+                            context: format!("loading {} into staging", table.name),
+                            message: describe(&e),
+                        })
+                    })?
+                }
+                TableOut::Write(w, stdout) => {
+                    w.write_all(&bytes).map_err(|source| PipelineError::Write {
+                        stdout: *stdout,
+                        source,
+                    })?
+                }
+            }
+            written += rows;
+            progress.rows_written(&table.name, written);
+        }
+        Ok::<_, PipelineError>(bytes_written)
+    };
+    let ((rows, bytes_read), bytes_written) = futures_util::future::try_join(read, write).await?;
+    if let TableOut::Copy(sink) = out {
+        sink.finish().await.map_err(|e| {
+            PipelineError::Db(DbError::Query {
+                context: format!("loading {} into staging", table.name),
+                message: describe(&e),
+            })
+        })?;
+    }
+    Ok((rows, bytes_read, bytes_written))
 }

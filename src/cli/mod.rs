@@ -12,9 +12,11 @@ use clap::Parser;
 
 use crate::error::Error;
 use crate::pipeline::{self, Options, Progress, Report, RunFailure, TableStats};
+use crate::refresh::{self, is_database_url};
 use crate::rules::{self, Overrides};
 use crate::sink::dump::DumpSink;
 use crate::source::dump::prescan;
+use crate::source::postgres::redact;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -44,10 +46,6 @@ pub struct Args {
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
-}
-
-fn is_database_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 /// Prints one line per finished table to stderr.
@@ -85,12 +83,29 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     };
     let env = |name: &str| std::env::var(name).ok();
     let plan = rules::load(&args.rules, &overrides, &env)?;
-    for (url, what) in [(&plan.source, "source"), (&plan.target, "target")] {
-        if is_database_url(url) {
-            return Err(Error::Usage(format!(
-                "{what}: database URLs are not supported by this build yet; use a pg_dump plain-SQL file or -"
-            )));
-        }
+    let options = Options {
+        jobs: args
+            .jobs
+            .map_or_else(|| Options::default().jobs, usize::from),
+        ..Options::default()
+    };
+    let lines = Lines {
+        out: Mutex::new(io::stderr()),
+    };
+    let progress: &dyn Progress = if args.quiet {
+        &pipeline::Silent
+    } else {
+        &lines
+    };
+    if is_database_url(&plan.source) {
+        let report = refresh::run(&plan, &options, progress)?;
+        summary(&args, &plan, &report);
+        return Ok(Outcome { report });
+    }
+    if is_database_url(&plan.target) {
+        return Err(Error::Usage(
+            "a database target needs a database source; to load a dump, pipe it to psql".into(),
+        ));
     }
     if plan.source != "-" && plan.source == plan.target {
         return Err(Error::Usage(format!(
@@ -145,20 +160,6 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         context: format!("creating the target {}", plan.target),
         source,
     })?;
-    let options = Options {
-        jobs: args
-            .jobs
-            .map_or_else(|| Options::default().jobs, usize::from),
-        ..Options::default()
-    };
-    let lines = Lines {
-        out: Mutex::new(io::stderr()),
-    };
-    let progress: &dyn Progress = if args.quiet {
-        &pipeline::Silent
-    } else {
-        &lines
-    };
     let stdout = sink.is_stdout();
     let report = pipeline::run_dump(
         BufReader::with_capacity(1 << 20, input),
@@ -173,21 +174,26 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         context: format!("finishing the target {}", plan.target),
         source,
     })?;
-    if !args.quiet {
-        let rows = report.rows_written();
-        let rate = rows as f64 / report.seconds.max(1e-9);
-        let shown = if plan.target == "-" {
-            "stdout"
-        } else {
-            plan.target.as_str()
-        };
-        eprintln!(
-            "anonymize: done: {} tables, {rows} rows written to {shown} in {:.2}s ({rate:.0} rows/s)",
-            report.tables.len(),
-            report.seconds
-        );
-    }
+    summary(&args, &plan, &report);
     Ok(Outcome { report })
+}
+
+fn summary(args: &Args, plan: &rules::Plan, report: &Report) {
+    if args.quiet {
+        return;
+    }
+    let rows = report.rows_written();
+    let rate = rows as f64 / report.seconds.max(1e-9);
+    let shown = if plan.target == "-" {
+        "stdout".to_string()
+    } else {
+        redact(&plan.target)
+    };
+    eprintln!(
+        "anonymize: done: {} tables, {rows} rows written to {shown} in {:.2}s ({rate:.0} rows/s)",
+        report.tables.len(),
+        report.seconds
+    );
 }
 
 /// Render a failure for stderr: the error, then how far the run got.

@@ -12,12 +12,83 @@ use crate::transform::text::{Piece, Template};
 use crate::transform::Transform;
 
 /// A table as the source has it: its name, its columns in COPY order, and the partitioned table it
-/// belongs to (a partition without rules of its own takes its parent's).
+/// belongs to (a partition without rules of its own takes its parent's). A database source also
+/// knows each column's constraints and type; a dump does not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTable {
     pub name: QualifiedName,
     pub columns: Vec<String>,
     pub partition_of: Option<QualifiedName>,
+    pub meta: Option<Vec<ColumnMeta>>,
+}
+
+/// What the catalog says about a column, as far as rules care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMeta {
+    pub not_null: bool,
+    /// A single-column UNIQUE constraint or primary key.
+    pub unique: bool,
+    pub kind: TypeKind,
+    /// The n of varchar(n) / char(n).
+    pub max_len: Option<usize>,
+    /// The type as PostgreSQL writes it, for messages.
+    pub type_name: String,
+}
+
+/// Type families, with domains resolved to their base type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeKind {
+    Text,
+    Number,
+    Date,
+    Timestamp,
+    Json,
+    Other,
+}
+
+/// Whether a rule can work on a column of this type and constraints; the problem if not.
+fn check_fit(op: &ColumnOp, unique: bool, m: &ColumnMeta) -> Option<String> {
+    let t = match op {
+        ColumnOp::Transform(t) => Some(t),
+        ColumnOp::Template(_) => None,
+    };
+    if matches!(t, Some(Transform::Null)) {
+        return m.not_null.then(|| {
+            "is NOT NULL, so \"null\" would fail the load; use a rule that writes a value"
+                .to_string()
+        });
+    }
+    if m.unique && !unique {
+        return Some(
+            "has a UNIQUE constraint or primary key; its rule must promise distinct values \
+             (\"keep\", hash = { format = \"preserve\" }, a hash or fake with unique = true)"
+                .to_string(),
+        );
+    }
+    let kind_ok = match t {
+        Some(Transform::Shift(_) | Transform::Truncate(_)) => {
+            matches!(
+                m.kind,
+                TypeKind::Date | TypeKind::Timestamp | TypeKind::Text
+            )
+        }
+        Some(Transform::Noise(_)) => matches!(m.kind, TypeKind::Number | TypeKind::Text),
+        Some(Transform::Json(_)) => matches!(m.kind, TypeKind::Json | TypeKind::Text),
+        _ => true,
+    };
+    if !kind_ok {
+        return Some(format!(
+            "is of type {}, which this rule cannot read",
+            m.type_name
+        ));
+    }
+    match (t.and_then(Transform::max_output_chars), m.max_len) {
+        (Some(out), Some(max)) if out > max => Some(format!(
+            "is {}, too short for this rule's outputs of {out} characters",
+            m.type_name
+        )),
+        _ => None,
+    }
 }
 
 /// What happens to one cell, by column position.
@@ -118,7 +189,18 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         }
         let mut ops = Vec::with_capacity(table.columns.len());
         let mut descriptions = Vec::with_capacity(table.columns.len());
-        for col in &table.columns {
+        for (i, col) in table.columns.iter().enumerate() {
+            if let (Some(cp), Some(meta)) = (
+                rules.columns.get(col),
+                table.meta.as_ref().and_then(|m| m.get(i)),
+            ) {
+                if let Some(problem) = check_fit(&cp.op, cp.unique, meta) {
+                    diags.push(Diagnostic {
+                        location: Some(cp.location.clone()),
+                        message: format!("column {}.{col} {problem}", table.name),
+                    });
+                }
+            }
             match rules.columns.get(col) {
                 None => {
                     if plan.uncovered == Uncovered::Fail {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-pub use bind::{bind, BoundTable, CellOp, SourceTable, TableAction};
+pub use bind::{bind, BoundTable, CellOp, ColumnMeta, SourceTable, TableAction, TypeKind};
 pub use build::{ColumnOp, ColumnPlan, Plan, TablePlan, Uncovered};
 
 /// Where in the rules file something was written.

@@ -248,6 +248,7 @@ fn source(name: &str, cols: &[&str]) -> SourceTable {
         name: QualifiedName::parse(name).unwrap(),
         columns: cols.iter().map(|c| c.to_string()).collect(),
         partition_of: None,
+        meta: None,
     }
 }
 

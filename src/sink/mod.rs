@@ -1,3 +1,4 @@
 //! Where rows go. Sinks know nothing of rules: they receive finished bytes.
 
 pub mod dump;
+pub mod postgres;

@@ -295,6 +295,7 @@ pub fn prescan<R: BufRead>(input: R) -> Result<Vec<SourceTable>, DumpError> {
                     name,
                     columns,
                     partition_of: None,
+                    meta: None,
                 });
             }
             Event::Rows { .. } | Event::CopyEnd { .. } => {}

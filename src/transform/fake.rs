@@ -132,8 +132,17 @@ impl Faker {
         }
     }
 
-    pub fn kind(&self) -> FakeKind {
-        self.kind
+    /// The longest output of kinds whose length is fixed by their format.
+    pub fn max_len(&self) -> Option<usize> {
+        match self.kind {
+            FakeKind::Uuid => Some(36),
+            FakeKind::Ipv4 => Some(15),
+            FakeKind::Ipv6 => Some(39),
+            FakeKind::CreditCard => Some(16),
+            FakeKind::Iban => Some(22),
+            FakeKind::DateOfBirth => Some(10),
+            _ => None,
+        }
     }
 
     pub fn apply(&self, input: &str) -> String {

@@ -81,6 +81,11 @@ impl Hash {
         }
     }
 
+    /// The output length, unless it follows the input (`preserve`).
+    pub fn output_len(&self) -> Option<usize> {
+        (self.format != HashFormat::Preserve).then_some(self.length)
+    }
+
     pub fn apply(&self, input: &str) -> String {
         if self.format == HashFormat::Preserve {
             return preserve(&self.prf, self.id, input);

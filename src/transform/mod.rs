@@ -46,6 +46,16 @@ pub enum Transform {
 }
 
 impl Transform {
+    /// The most characters an output can have, when the rule fixes it (for fitting varchar(n)).
+    pub fn max_output_chars(&self) -> Option<usize> {
+        match self {
+            Transform::Set(s) => Some(s.chars().count()),
+            Transform::Hash(h) => h.output_len(),
+            Transform::Fake(f) => f.max_len(),
+            _ => None,
+        }
+    }
+
     /// The anonymized value of one cell. NULL stays NULL for every transform but `null` itself.
     pub fn apply(&self, value: Option<&str>) -> Result<Option<String>, ValueError> {
         let Some(v) = value else {

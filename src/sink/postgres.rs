@@ -1,0 +1,195 @@
+//! The staging database as the target: one transaction for the whole refresh.
+//!
+//! The refresh takes a transaction-scoped advisory lock (a second refresh fails at once instead of
+//! waiting), drops the foreign keys that touch the refreshed tables, empties those tables, loads them
+//! with COPY, puts the foreign keys back (which validates every row, as pg_restore does after the
+//! data), sets the sequences, and commits. Anything that fails before COMMIT rolls everything back, so
+//! staging keeps its previous contents. This module knows nothing of rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use tokio_postgres::{Client, CopyInSink};
+
+use crate::rules::{quote_ident, QualifiedName};
+use crate::source::postgres::{connect, describe, query_err, DbError, SequenceState};
+
+/// The advisory lock every refresh takes on the target ("anonymiz" in ASCII).
+pub const LOCK_KEY: i64 = 0x616e_6f6e_796d_697a;
+
+pub struct Staging {
+    client: Client,
+    dropped_fks: Vec<(QualifiedName, String, String)>,
+}
+
+/// Why the target could not be refreshed before any data moved.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("another refresh of this staging database is running (advisory lock {LOCK_KEY} is held); try again when it has finished")]
+    Locked,
+}
+
+impl Staging {
+    /// Connect, open the refresh transaction and take the lock without waiting.
+    pub async fn begin(url: &str) -> Result<Self, StagingError> {
+        let client = connect(url).await?;
+        Self::begin_on(client).await
+    }
+
+    pub async fn begin_on(client: Client) -> Result<Self, StagingError> {
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(query_err("opening the staging transaction"))?;
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(query_err("taking the refresh lock on staging"))?
+            .get(0);
+        if !locked {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(StagingError::Locked);
+        }
+        Ok(Staging {
+            client,
+            dropped_fks: Vec::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The columns staging has for each table, for comparing with what will be loaded.
+    pub async fn columns(&self) -> Result<BTreeMap<QualifiedName, BTreeSet<String>>, DbError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname, c.relname, a.attname FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading the staging catalog"))?;
+        let mut out: BTreeMap<QualifiedName, BTreeSet<String>> = BTreeMap::new();
+        for r in rows {
+            out.entry(QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+                .or_default()
+                .insert(r.get::<_, &str>(2).to_string());
+        }
+        Ok(out)
+    }
+
+    /// Drop every foreign key from or to these tables; [`Staging::restore_foreign_keys`] adds them back.
+    pub async fn drop_foreign_keys(&mut self, tables: &[QualifiedName]) -> Result<(), DbError> {
+        let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid) \
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE k.contype = 'f' AND k.conparentid = 0 \
+                   AND (k.conrelid = ANY($1::text[]::regclass[]) OR k.confrelid = ANY($1::text[]::regclass[]) \
+                        OR k.conrelid IN (SELECT inhparent FROM pg_inherits WHERE inhrelid = ANY($1::text[]::regclass[])) \
+                        OR k.confrelid IN (SELECT inhparent FROM pg_inherits WHERE inhrelid = ANY($1::text[]::regclass[])))",
+                &[&names],
+            )
+            .await
+            .map_err(query_err("reading the staging foreign keys"))?;
+        for r in rows {
+            let table = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+            let name: String = r.get(2);
+            let def: String = r.get(3);
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT {}",
+                    quote_ident(&name)
+                ))
+                .await
+                .map_err(query_err(&format!(
+                    "dropping foreign key {name} of {table} for the load"
+                )))?;
+            self.dropped_fks.push((table, name, def));
+        }
+        Ok(())
+    }
+
+    /// Empty the tables about to be loaded (and the skipped ones).
+    pub async fn truncate(&self, tables: &[QualifiedName]) -> Result<(), DbError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        self.client
+            .batch_execute(&format!("TRUNCATE {}", list.join(", ")))
+            .await
+            .map_err(query_err("emptying the staging tables"))
+    }
+
+    /// Start loading one table.
+    pub async fn copy_in(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+    ) -> Result<CopyInSink<Bytes>, DbError> {
+        let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        self.client
+            .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
+            .await
+            .map_err(|e| DbError::Query {
+                context: format!("loading {table} into staging"),
+                message: describe(&e),
+            })
+    }
+
+    /// Add back the foreign keys dropped for the load; this checks every row against them.
+    pub async fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
+        for (table, name, def) in std::mem::take(&mut self.dropped_fks) {
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} {def}",
+                    quote_ident(&name)
+                ))
+                .await
+                .map_err(query_err(&format!(
+                    "restoring foreign key {name} of {table}"
+                )))?;
+        }
+        Ok(())
+    }
+
+    /// Give every sequence that staging also has the source's position.
+    pub async fn set_sequences(&self, sequences: &[SequenceState]) -> Result<(), DbError> {
+        for s in sequences {
+            let (value, called) = match s.last_value {
+                Some(v) => (v, true),
+                None => (s.start_value, false),
+            };
+            self.client
+                .execute(
+                    "SELECT setval(to_regclass($1), $2, $3) WHERE to_regclass($1) IS NOT NULL",
+                    &[&s.name.to_string(), &value, &called],
+                )
+                .await
+                .map_err(query_err(&format!("setting sequence {}", s.name)))?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(query_err("committing the staging transaction"))
+    }
+
+    /// Roll back; staging keeps what it had. Errors are moot: a lost connection rolls back too.
+    pub async fn rollback(&self) {
+        let _ = self.client.batch_execute("ROLLBACK").await;
+    }
+}

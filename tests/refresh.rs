@@ -1,0 +1,353 @@
+//! End-to-end: database source → staging database (and → dump file), against the local server.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn url(db: &TestDb) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
+}
+
+fn pagila_source() -> TestDb {
+    let db = TestDb::new("src");
+    db.load(&pagila_dir().join("pagila-schema.sql"));
+    db.load(&pagila_dir().join("pagila-data.sql"));
+    db
+}
+
+fn pagila_staging() -> TestDb {
+    let db = TestDb::new("stg");
+    db.load(&pagila_dir().join("pagila-schema.sql"));
+    db
+}
+
+fn refresh(rules: &str, source: &str, target: &str) -> std::process::Output {
+    run(anonymize().args([
+        "--rules", rules, "-q", "--source", source, "--target", target,
+    ]))
+}
+
+/// A fingerprint of every row of the tables, to prove staging did not change.
+fn fingerprint(db: &TestDb, tables: &[&str]) -> String {
+    tables
+        .iter()
+        .map(|t| db.query(&format!("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM {t} x")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn pagila_refresh_keeps_counts_keys_sequences_partitions_and_hides_pii() {
+    let src = pagila_source();
+    let stg = pagila_staging();
+    let o = refresh("tests/fixtures/pagila.toml", &url(&src), &url(&stg));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let tables = src.query(
+        "SELECT string_agg(c.oid::regclass::text, ' ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'r'",
+    );
+    let tables: Vec<&str> = tables.split(' ').collect();
+    assert_eq!(tables.len(), 21);
+    for t in &tables {
+        let q = format!("SELECT count(*) FROM ONLY {t}");
+        assert_eq!(src.query(&q), stg.query(&q), "{t}");
+    }
+    // Partitions hold the same rows as in the source, and the parent sees them once.
+    assert_eq!(stg.query("SELECT count(*) FROM payment"), "16049");
+    assert_eq!(
+        stg.query("SELECT string_agg(tableoid::regclass::text || '=' || n, ',' ORDER BY tableoid::regclass::text) FROM (SELECT tableoid, count(*) n FROM payment GROUP BY 1) s"),
+        src.query("SELECT string_agg(tableoid::regclass::text || '=' || n, ',' ORDER BY tableoid::regclass::text) FROM (SELECT tableoid, count(*) n FROM payment GROUP BY 1) s")
+    );
+    // Every foreign key is back and valid.
+    assert_eq!(
+        stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
+        src.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f'")
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"),
+        "0"
+    );
+    // Sequences advanced: an insert without an id succeeds and gets the next id.
+    assert_eq!(
+        stg.query("INSERT INTO actor (first_name, last_name) VALUES ('A', 'B') RETURNING actor_id"),
+        "201"
+    );
+    // The tsvector kept by a trigger matches the (unchanged) titles.
+    assert_eq!(stg.query("SELECT count(*) FROM film WHERE fulltext IS NULL OR fulltext <> to_tsvector('english', title || ' ' || description)"), "0");
+    // No original PII value from a covered column is in staging.
+    for (table, col) in [
+        ("customer", "email"),
+        ("staff", "email"),
+        ("staff", "username"),
+        ("address", "phone"),
+    ] {
+        let originals = values_list(&src, table, col);
+        let leaked = stg.query(&format!(
+            "SELECT count(*) FROM {table} WHERE {col} IN (VALUES {originals})"
+        ));
+        assert_eq!(leaked, "0", "{table}.{col}");
+    }
+    for table in ["customer", "actor", "staff"] {
+        let id = format!("{table}_id");
+        let src_names = src.query(&format!(
+            "SELECT string_agg(first_name || ' ' || last_name, '|' ORDER BY {id}) FROM {table}"
+        ));
+        let stg_names = stg.query(&format!(
+            "SELECT string_agg(first_name || ' ' || last_name, '|' ORDER BY {id}) FROM {table}"
+        ));
+        let kept = src_names
+            .split('|')
+            .zip(stg_names.split('|'))
+            .filter(|(a, b)| a == b)
+            .count();
+        assert_eq!(kept, 0, "{table}: somebody kept their name");
+    }
+}
+
+/// The non-empty values of a source column as an SQL VALUES list.
+fn values_list(db: &TestDb, table: &str, col: &str) -> String {
+    db.query(&format!(
+        "SELECT string_agg('(' || quote_literal({col}) || ')', ',') FROM {table} WHERE coalesce({col}, '') <> ''"
+    ))
+}
+
+#[test]
+fn a_failed_load_leaves_staging_exactly_as_it_was() {
+    let src = pagila_source();
+    let stg = pagila_staging();
+    let first = refresh("tests/fixtures/pagila.toml", &url(&src), &url(&stg));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let tables = ["customer", "staff", "address", "payment", "rental", "actor"];
+    let before = fingerprint(&stg, &tables);
+    // A staging-only constraint that the anonymized emails violate.
+    stg.query("ALTER TABLE customer ADD CONSTRAINT no_example CHECK (email NOT LIKE '%@example.%') NOT VALID");
+    src.query("UPDATE actor SET first_name = 'CHANGED' WHERE actor_id = 1");
+    let o = refresh("tests/fixtures/pagila.toml", &url(&src), &url(&stg));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("loading public.customer into staging") && err.contains("no_example"),
+        "{err}"
+    );
+    assert!(!err.contains("@example."), "no value in the message: {err}");
+    assert_eq!(fingerprint(&stg, &tables), before);
+    assert_eq!(
+        stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
+        "36"
+    );
+}
+
+#[test]
+fn killing_the_source_mid_table_rolls_back() {
+    let src = TestDb::new("bigsrc");
+    src.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
+    src.query(
+        "INSERT INTO big SELECT g, 'user' || g || '@corp.test' FROM generate_series(1, 1500000) g",
+    );
+    let stg = TestDb::new("bigstg");
+    stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
+    stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("big.toml");
+    std::fs::write(
+        &rules,
+        "[tables.big.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\n",
+    )
+    .unwrap();
+    let child = anonymize()
+        .args(["--rules", rules.to_str().unwrap(), "-q", "--source"])
+        .arg(format!("{}?application_name=anon_kill_me", url(&src)))
+        .arg("--target")
+        .arg(url(&stg))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying = src.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'anon_kill_me' AND query LIKE 'COPY (SELECT%' AND state = 'active'",
+        );
+        if copying == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never started copying"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'anon_kill_me'");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("reading public.big from the source"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) || ' ' || min(email) FROM big"),
+        "1 yesterday@example.com"
+    );
+}
+
+#[test]
+fn a_second_refresh_fails_fast_on_the_lock_and_same_database_is_refused() {
+    let src = pagila_source();
+    let stg = pagila_staging();
+    // Hold the refresh lock from another session, as a running refresh would.
+    let mut holder = Command::new("psql")
+        .args(pg_args())
+        .args(["-d", &stg.name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "SELECT pg_advisory_lock({});",
+        anonymize::sink::postgres::LOCK_KEY
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stg.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") != "1"
+    {
+        assert!(Instant::now() < deadline, "lock holder did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    let o = refresh("tests/fixtures/pagila.toml", &url(&src), &url(&stg));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "anonymize: error: another refresh of this staging database is running (advisory lock {} is held); try again when it has finished\n",
+            anonymize::sink::postgres::LOCK_KEY
+        )
+    );
+    drop(stdin);
+    let _ = holder.wait();
+    assert_eq!(stg.query("SELECT count(*) FROM customer"), "0");
+
+    let o = refresh(
+        "tests/fixtures/pagila.toml",
+        &url(&src),
+        &format!("postgresql://postgres@localhost:5432/{}", src.name),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("anonymize: error: source and target are the same database"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn database_to_file_writes_a_loadable_fk_ordered_dump() {
+    let src = pagila_source();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("staging.sql");
+    let o = refresh(
+        "tests/fixtures/pagila.toml",
+        &url(&src),
+        out.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("SELECT pg_catalog.setval('public.actor_actor_id_seq', 200, true);"));
+    // Loads with every foreign key of the schema already in force.
+    let stg = pagila_staging();
+    stg.load(&out);
+    assert_eq!(stg.query("SELECT count(*) FROM rental"), "16044");
+    assert_eq!(
+        stg.query("SELECT count(*) FROM customer WHERE email LIKE '%@example.%'"),
+        "599"
+    );
+}
+
+#[test]
+fn rules_are_checked_against_the_real_schema_before_anything_moves() {
+    let src = TestDb::new("schsrc");
+    src.query(
+        "CREATE TABLE users (id int PRIMARY KEY, email varchar(40) UNIQUE NOT NULL, code char(8), born date, score int, doc jsonb, nick text NOT NULL)",
+    );
+    let stg = TestDb::new("schstg");
+    stg.query("CREATE TABLE users (id int PRIMARY KEY, email varchar(40) UNIQUE NOT NULL, code char(8), born date, score int, doc jsonb)");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.toml");
+    std::fs::write(
+        &rules,
+        "[tables.users.columns]
+id = \"keep\"
+email = { fake = \"email\" }
+code = { hash = { length = 12 } }
+born = { noise = { percent = 5 } }
+score = { shift = { days = 3 } }
+doc = \"keep\"
+nick = \"null\"
+",
+    )
+    .unwrap();
+    let o = refresh(rules.to_str().unwrap(), &url(&src), &url(&stg));
+    assert_eq!(o.status.code(), Some(2));
+    let r = rules.display();
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "anonymize: error: {r}:3:9: column public.users.email has a UNIQUE constraint or primary key; its rule must promise distinct values (\"keep\", hash = {{ format = \"preserve\" }}, a hash or fake with unique = true)
+{r}:4:8: column public.users.code is character(8), too short for this rule's outputs of 12 characters
+{r}:5:8: column public.users.born is of type date, which this rule cannot read
+{r}:6:9: column public.users.score is of type integer, which this rule cannot read
+{r}:8:8: column public.users.nick is NOT NULL, so \"null\" would fail the load; use a rule that writes a value
+"
+        )
+    );
+    // Fixed rules, but staging lacks a column: refused before anything is written.
+    std::fs::write(
+        &rules,
+        "[tables.users.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\ncode = { hash = { length = 8 } }\nborn = { shift = { days = 3 } }\nscore = { noise = { percent = 5 } }\ndoc = \"keep\"\nnick = { fake = \"username\" }\n",
+    )
+    .unwrap();
+    let o = refresh(rules.to_str().unwrap(), &url(&src), &url(&stg));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "anonymize: error: staging table public.users lacks column(s) nick\n"
+    );
+}
+
+#[test]
+fn passwords_never_reach_any_output() {
+    let secret = "Sup3rS3cretPw";
+    let o = refresh(
+        "tests/fixtures/pagila.toml",
+        &format!("postgres://postgres:{secret}@127.0.0.1:5432/anon_no_such_db"),
+        "-",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("postgres://postgres:***@127.0.0.1:5432/anon_no_such_db"),
+        "{err}"
+    );
+    assert!(!err.contains(secret) && o.stdout.is_empty());
+    let stg = TestDb::new("pwstg");
+    let src = pagila_source();
+    let o = refresh(
+        "tests/fixtures/pagila.toml",
+        &url(&src),
+        &format!("postgres://postgres:{secret}@127.0.0.1:5432/{}", stg.name),
+    );
+    // Staging has no schema: refused with exit 2, and the summary-free error has no password.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(secret));
+}
