@@ -101,8 +101,14 @@ fn compare_target(
     problems
 }
 
-/// Run a refresh whose source is a database.
-pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Report, Error> {
+/// Run a refresh whose source is a database. With `create_schema`, the source's schema is created in
+/// the target first (inside the refresh transaction for a database, at the top of a file).
+pub fn run(
+    plan: &Plan,
+    options: &Options,
+    progress: &dyn Progress,
+    create_schema: bool,
+) -> Result<Report, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -111,13 +117,14 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
             context: "starting the async runtime".into(),
             source,
         })?;
-    runtime.block_on(run_async(plan, options, progress))
+    runtime.block_on(run_async(plan, options, progress, create_schema))
 }
 
 async fn run_async(
     plan: &Plan,
     options: &Options,
     progress: &dyn Progress,
+    create_schema: bool,
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let source = pg::connect(&plan.source).await.map_err(db)?;
@@ -139,6 +146,11 @@ async fn run_async(
         None
     };
     let prepared = prepare(plan, &source).await?;
+    let schema = if create_schema {
+        Some(pg::schema_sql(&plan.source).map_err(db)?)
+    } else {
+        None
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.jobs.max(1))
         .build()
@@ -150,16 +162,29 @@ async fn run_async(
                 StagingError::Locked => Error::Database(e.to_string()),
                 StagingError::Db(d) => db(d),
             })?;
-            let outcome = load_staging(
-                &mut staging,
-                &prepared,
-                &source,
-                &pool,
-                options,
-                progress,
-                &mut report,
-            )
-            .await;
+            let mut outcome = Ok(());
+            if let Some(sql) = &schema {
+                outcome = staging.client().batch_execute(sql).await.map_err(|e| {
+                    PipelineError::Db(pg::DbError::Query {
+                        context:
+                            "creating the schema in staging (--create-schema needs an empty target)"
+                                .into(),
+                        message: pg::describe(&e),
+                    })
+                });
+            }
+            if outcome.is_ok() {
+                outcome = load_staging(
+                    &mut staging,
+                    &prepared,
+                    &source,
+                    &pool,
+                    options,
+                    progress,
+                    &mut report,
+                )
+                .await;
+            }
             match outcome {
                 Ok(()) => staging.commit().await.map_err(PipelineError::from),
                 Err(e) => {
@@ -172,6 +197,7 @@ async fn run_async(
             write_dump(
                 plan,
                 &prepared,
+                schema.as_deref(),
                 &source,
                 &pool,
                 options,
@@ -272,9 +298,11 @@ async fn load_staging(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // The run's context, passed down once; a struct would only rename it.
 async fn write_dump(
     plan: &Plan,
     prepared: &Prepared,
+    schema: Option<&str>,
     source: &tokio_postgres::Client,
     pool: &rayon::ThreadPool,
     options: &Options,
@@ -290,6 +318,9 @@ async fn write_dump(
     {
         let w = sink.writer();
         w.write_all(b"-- Anonymized data written by anonymize\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n").map_err(werr)?;
+        if let Some(sql) = schema {
+            w.write_all(sql.as_bytes()).map_err(werr)?;
+        }
     }
     for (table, columns) in &prepared.tables {
         let t0 = Instant::now();

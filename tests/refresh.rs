@@ -351,3 +351,64 @@ fn passwords_never_reach_any_output() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!stderr(&o).contains(secret));
 }
+
+#[test]
+fn create_schema_builds_an_empty_staging_and_names_a_missing_pg_dump() {
+    let src = pagila_source();
+    let stg = TestDb::new("newstg");
+    let o = run(anonymize().args([
+        "--rules",
+        "tests/fixtures/pagila.toml",
+        "-q",
+        "--create-schema",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stg.query("SELECT count(*) FROM payment"), "16049");
+    assert_eq!(
+        stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
+        "36"
+    );
+    // A second --create-schema finds the schema there: refused, rolled back, data kept.
+    let o = run(anonymize().args([
+        "--rules",
+        "tests/fixtures/pagila.toml",
+        "-q",
+        "--create-schema",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--create-schema needs an empty target"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stg.query("SELECT count(*) FROM payment"), "16049");
+
+    let empty = TestDb::new("nopgdump");
+    let o = run(anonymize().env("PATH", "/nonexistent").args([
+        "--rules",
+        "tests/fixtures/pagila.toml",
+        "-q",
+        "--create-schema",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&empty),
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("pg_dump is not installed or not on PATH"),
+        "{}",
+        stderr(&o)
+    );
+    // A dump source has its schema already.
+    let o = run(anonymize().args(["--rules", "rules/customers.toml", "--create-schema"]));
+    assert_eq!(o.status.code(), Some(2));
+}

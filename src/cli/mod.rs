@@ -43,6 +43,10 @@ pub struct Args {
     /// Transform threads (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: Option<u16>,
+    /// Create the staging schema from the source's (`pg_dump --schema-only`) before loading; for a
+    /// database source only.
+    #[arg(long)]
+    pub create_schema: bool,
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -98,9 +102,14 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         &lines
     };
     if is_database_url(&plan.source) {
-        let report = refresh::run(&plan, &options, progress)?;
+        let report = refresh::run(&plan, &options, progress, args.create_schema)?;
         summary(&args, &plan, &report);
         return Ok(Outcome { report });
+    }
+    if args.create_schema {
+        return Err(Error::Usage(
+            "--create-schema needs a database source (a dump already holds its schema)".into(),
+        ));
     }
     if is_database_url(&plan.target) {
         return Err(Error::Usage(

@@ -374,6 +374,39 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
     })
 }
 
+/// The source's schema as SQL, from `pg_dump --schema-only` (owners and grants left out, psql-only
+/// `\restrict` lines removed so the text runs as plain SQL).
+pub fn schema_sql(url: &str) -> Result<String, DbError> {
+    let context = "running pg_dump --schema-only on the source";
+    let out = std::process::Command::new("pg_dump")
+        .args(["--schema-only", "--no-owner", "--no-privileges", "--dbname", url])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| DbError::Query {
+            context: context.into(),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "pg_dump is not installed or not on PATH (it comes with the PostgreSQL client, e.g. the postgresql-client package)".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+    if !out.status.success() {
+        return Err(DbError::Query {
+            context: context.into(),
+            message: redact(String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| DbError::Query {
+        context: context.into(),
+        message: "pg_dump wrote invalid UTF-8".into(),
+    })?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(|l| format!("{l}\n"))
+        .collect())
+}
+
 /// The statement that streams one table's rows.
 pub fn copy_out_sql(table: &QualifiedName, columns: &[String], filter: Option<&str>) -> String {
     let cols: Vec<String> = columns
