@@ -113,6 +113,9 @@ pub enum PipelineError {
     Changed { block: usize },
     #[error(transparent)]
     Db(#[from] crate::source::postgres::DbError),
+    /// Staging lacks tables or columns the run would load (found before anything was written).
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    TargetSchema(Vec<crate::rules::Diagnostic>),
 }
 
 /// A failed run: why, and what it had finished before.
@@ -461,32 +464,50 @@ pub enum TableOut<'a> {
     Write(&'a mut (dyn Write + Send), bool),
 }
 
-/// Stream one table from a database source through the transforms into `out`, in order, with the
-/// transform work on the rayon pool. Returns (rows, bytes read, bytes written).
-pub async fn copy_table(
+/// The transformed batches of one table, in order: each slot is (rows, the batch being computed).
+pub type Batches = tokio::sync::mpsc::Receiver<(u64, tokio::sync::oneshot::Receiver<BatchResult>)>;
+pub type BatchSender =
+    tokio::sync::mpsc::Sender<(u64, tokio::sync::oneshot::Receiver<BatchResult>)>;
+
+/// The COPY header of a table in a dump: `\nCOPY schema.table (a, "B") FROM stdin;\n`.
+pub fn copy_header(table: &QualifiedName, columns: &[String]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| crate::rules::quote_ident(c))
+        .collect();
+    format!("\nCOPY {table} ({}) FROM stdin;\n", cols.join(", "))
+}
+
+/// A bounded channel for one table's batches: it holds `4 × jobs` batches at most, so a reader ahead
+/// of the loader waits instead of filling memory.
+pub fn batch_channel(options: &Options) -> (BatchSender, Batches) {
+    tokio::sync::mpsc::channel(options.jobs.max(1) * 4)
+}
+
+fn db_error(context: String, e: &tokio_postgres::Error) -> PipelineError {
+    PipelineError::Db(crate::source::postgres::DbError::Query {
+        context,
+        message: crate::source::postgres::describe(e),
+    })
+}
+
+/// Stream one table out of a database source and hand its rows to the rayon pool in batches, in
+/// order, through `tx`. Returns (rows, bytes read).
+pub async fn read_table(
     source: &tokio_postgres::Client,
     copy_sql: &str,
     table: Arc<BoundTable>,
-    pool: &rayon::ThreadPool,
+    pool: Arc<rayon::ThreadPool>,
     options: &Options,
-    progress: &dyn Progress,
-    mut out: TableOut<'_>,
-) -> Result<(u64, u64, u64), PipelineError> {
-    use crate::source::postgres::{describe, DbError};
-    use futures_util::{SinkExt, StreamExt};
+    tx: BatchSender,
+    bytes_read_total: &std::sync::atomic::AtomicU64,
+) -> Result<u64, PipelineError> {
+    use futures_util::StreamExt;
 
-    let read_err = |e: tokio_postgres::Error| {
-        PipelineError::Db(DbError::Query {
-            context: format!("reading {} from the source", table.name),
-            message: describe(&e),
-        })
-    };
+    let read_err =
+        |e: tokio_postgres::Error| db_error(format!("reading {} from the source", table.name), &e);
     let stream = source.copy_out(copy_sql).await.map_err(read_err)?;
     let mut stream = std::pin::pin!(stream);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
-        u64,
-        tokio::sync::oneshot::Receiver<BatchResult>,
-    )>(options.jobs.max(1) * 4);
     let spawn = |data: Vec<u8>, rows: u64, first_row: u64| {
         let (done, result) = tokio::sync::oneshot::channel();
         let t = Arc::clone(&table);
@@ -495,81 +516,76 @@ pub async fn copy_table(
         });
         (rows, result)
     };
-    let read = async {
-        let mut batch: Vec<u8> = Vec::with_capacity(options.batch_bytes + 64 * 1024);
-        let (mut rows, mut total, mut bytes_read) = (0u64, 0u64, 0u64);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(read_err)?;
-            bytes_read += chunk.len() as u64;
-            rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
-            batch.extend_from_slice(&chunk);
-            if (rows >= options.batch_rows || batch.len() >= options.batch_bytes)
-                && batch.ends_with(b"\n")
-            {
-                let full = std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(options.batch_bytes + 64 * 1024),
-                );
-                let slot = spawn(full, rows, total + 1);
-                total += rows;
-                rows = 0;
-                if tx.send(slot).await.is_err() {
-                    // The writer stopped on an error; it reports it.
-                    return Ok((total, bytes_read));
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let slot = spawn(batch, rows, total + 1);
+    let capacity = options.batch_bytes + 64 * 1024;
+    let mut batch: Vec<u8> = Vec::with_capacity(capacity);
+    let (mut rows, mut total) = (0u64, 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(read_err)?;
+        bytes_read_total.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+        batch.extend_from_slice(&chunk);
+        // The server sends one row per message; cut only at a row's end all the same.
+        if (rows >= options.batch_rows || batch.len() >= options.batch_bytes)
+            && batch.ends_with(b"\n")
+        {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(capacity));
+            let slot = spawn(full, rows, total + 1);
             total += rows;
-            let _ = tx.send(slot).await;
-        }
-        drop(tx);
-        Ok::<_, PipelineError>((total, bytes_read))
-    };
-    let write = async {
-        let mut written = 0u64;
-        let mut bytes_written = 0u64;
-        while let Some((rows, result)) = rx.recv().await {
-            let bytes = match result.await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(PipelineError::Write {
-                        stdout: false,
-                        source: std::io::Error::other("a transform worker stopped"),
-                    })
-                }
-            };
-            bytes_written += bytes.len() as u64;
-            match &mut out {
-                TableOut::Copy(sink) => {
-                    sink.send(bytes::Bytes::from(bytes)).await.map_err(|e| {
-                        PipelineError::Db(DbError::Query {
-                            context: format!("loading {} into staging", table.name),
-                            message: describe(&e),
-                        })
-                    })?
-                }
-                TableOut::Write(w, stdout) => {
-                    w.write_all(&bytes).map_err(|source| PipelineError::Write {
-                        stdout: *stdout,
-                        source,
-                    })?
-                }
+            rows = 0;
+            if tx.send(slot).await.is_err() {
+                // The loader stopped on an error of its own; it reports it.
+                return Ok(total);
             }
-            written += rows;
-            progress.rows_written(&table.name, written);
         }
-        Ok::<_, PipelineError>(bytes_written)
-    };
-    let ((rows, bytes_read), bytes_written) = futures_util::future::try_join(read, write).await?;
-    if let TableOut::Copy(sink) = out {
-        sink.finish().await.map_err(|e| {
-            PipelineError::Db(DbError::Query {
-                context: format!("loading {} into staging", table.name),
-                message: describe(&e),
-            })
-        })?;
     }
-    Ok((rows, bytes_read, bytes_written))
+    if !batch.is_empty() {
+        let slot = spawn(batch, rows, total + 1);
+        total += rows;
+        let _ = tx.send(slot).await;
+    }
+    Ok(total)
+}
+
+/// Write one table's batches to `out` in order as they are finished. Returns (rows, bytes written).
+pub async fn load_table(
+    table: &QualifiedName,
+    mut batches: Batches,
+    mut out: TableOut<'_>,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), PipelineError> {
+    use futures_util::SinkExt;
+
+    let (mut written, mut bytes_written) = (0u64, 0u64);
+    while let Some((rows, result)) = batches.recv().await {
+        let bytes = match result.await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(PipelineError::Write {
+                    stdout: false,
+                    source: std::io::Error::other("a transform worker stopped"),
+                })
+            }
+        };
+        bytes_written += bytes.len() as u64;
+        match &mut out {
+            TableOut::Copy(sink) => sink
+                .send(bytes::Bytes::from(bytes))
+                .await
+                .map_err(|e| db_error(format!("loading {table} into staging"), &e))?,
+            TableOut::Write(w, stdout) => {
+                w.write_all(&bytes).map_err(|source| PipelineError::Write {
+                    stdout: *stdout,
+                    source,
+                })?
+            }
+        }
+        written += rows;
+        progress.rows_written(table, written);
+    }
+    if let TableOut::Copy(sink) = out {
+        sink.finish()
+            .await
+            .map_err(|e| db_error(format!("loading {table} into staging"), &e))?;
+    }
+    Ok((written, bytes_written))
 }

@@ -1,17 +1,23 @@
 //! A database source: refresh a staging database in place, or write an anonymized dump.
 //!
 //! Order of work: connect to both ends and refuse the same database; open the source's read-only
-//! snapshot and read its catalog; bind the rules to it (every problem reported, nothing written);
-//! then, for a staging target, one transaction: lock, drop foreign keys, empty, load each table in
-//! foreign-key order, restore foreign keys, set sequences, commit. Any failure rolls back.
+//! snapshot, export it, and read the catalog; bind the rules to it (every problem reported, nothing
+//! written); then move the tables. Up to `--jobs` reader sessions join the exported snapshot and read
+//! tables ahead, each into a bounded channel, while the loader takes the tables in foreign-key order:
+//! for a staging target inside one transaction (lock, drop foreign keys, empty, load, restore foreign
+//! keys, set sequences, commit); any failure rolls back.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::{try_join, try_join_all};
+
 use crate::error::Error;
 use crate::pipeline::{
-    copy_table, Options, PipelineError, Progress, Report, RunFailure, TableOut, TableStats,
+    batch_channel, load_table, read_table, Batches, Options, PipelineError, Progress, Report,
+    RunFailure, TableOut, TableStats,
 };
 use crate::rules::{self, BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
 use crate::sink::dump::DumpSink;
@@ -26,77 +32,83 @@ fn db(e: pg::DbError) -> Error {
     Error::Database(e.to_string())
 }
 
+/// One table to move: its bound rules, the statement that reads it, and where its batches arrive.
+struct Job {
+    table: Arc<BoundTable>,
+    copy_sql: String,
+    bytes_read: AtomicU64,
+}
+
 /// What the source gives once its snapshot is open: catalog and bound rules, in load order.
 struct Prepared {
     catalog: Catalog,
-    /// Bound tables in foreign-key load order.
-    tables: Vec<(Arc<BoundTable>, Vec<String>)>,
-    /// Row filters (`where`) by table; a partition takes its root's.
-    filters: BTreeMap<QualifiedName, String>,
+    snapshot: String,
+    /// Tables in foreign-key load order.
+    jobs: Vec<Job>,
 }
 
 async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepared, Error> {
-    pg::begin_snapshot(source).await.map_err(db)?;
+    let snapshot = pg::begin_snapshot(source).await.map_err(db)?;
     let catalog = pg::read_catalog(source).await.map_err(db)?;
     let bound = rules::bind(plan, &catalog.source_tables()).map_err(Error::Bind)?;
     let mut by_name: BTreeMap<QualifiedName, BoundTable> =
         bound.into_iter().map(|b| (b.name.clone(), b)).collect();
-    let tables = catalog
+    let jobs = catalog
         .load_order()
         .into_iter()
-        .filter_map(|t| by_name.remove(&t.name))
-        .map(|b| {
-            let cols = b.columns.clone();
-            (Arc::new(b), cols)
+        .filter_map(|t| {
+            let b = by_name.remove(&t.name)?;
+            // A partition filters with its root's `where`.
+            let rules = plan
+                .tables
+                .get(&t.name)
+                .or_else(|| t.partition_root.as_ref().and_then(|r| plan.tables.get(r)));
+            let filter = rules.and_then(|r| r.filter.as_deref());
+            Some(Job {
+                copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter),
+                table: Arc::new(b),
+                bytes_read: AtomicU64::new(0),
+            })
         })
-        .collect::<Vec<_>>();
-    let mut filters = BTreeMap::new();
-    for t in &catalog.tables {
-        let rules = plan
-            .tables
-            .get(&t.name)
-            .or_else(|| t.partition_root.as_ref().and_then(|r| plan.tables.get(r)));
-        if let Some(f) = rules.and_then(|r| r.filter.clone()) {
-            filters.insert(t.name.clone(), f);
-        }
-    }
+        .collect();
     Ok(Prepared {
         catalog,
-        tables,
-        filters,
+        snapshot,
+        jobs,
     })
 }
 
 /// Check that staging has every table and column about to be loaded.
 fn compare_target(
-    tables: &[(Arc<BoundTable>, Vec<String>)],
+    jobs: &[Job],
     target: &BTreeMap<QualifiedName, std::collections::BTreeSet<String>>,
 ) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    for (t, cols) in tables {
-        match target.get(&t.name) {
-            None => problems.push(Diagnostic {
-                location: None,
-                message: format!("staging has no table {} (run its migrations first)", t.name),
-            }),
+    for job in jobs {
+        let t = &job.table;
+        let message = match target.get(&t.name) {
+            None => format!("staging has no table {} (run its migrations first)", t.name),
             Some(have) => {
-                let missing: Vec<&str> = cols
+                let missing: Vec<&str> = t
+                    .columns
                     .iter()
                     .filter(|c| !have.contains(*c))
                     .map(String::as_str)
                     .collect();
-                if !missing.is_empty() {
-                    problems.push(Diagnostic {
-                        location: None,
-                        message: format!(
-                            "staging table {} lacks column(s) {}",
-                            t.name,
-                            missing.join(", ")
-                        ),
-                    });
+                if missing.is_empty() {
+                    continue;
                 }
+                format!(
+                    "staging table {} lacks column(s) {}",
+                    t.name,
+                    missing.join(", ")
+                )
             }
-        }
+        };
+        problems.push(Diagnostic {
+            location: None,
+            message,
+        });
     }
     problems
 }
@@ -128,8 +140,7 @@ async fn run_async(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let source = pg::connect(&plan.source).await.map_err(db)?;
-    let target_is_db = is_database_url(&plan.target);
-    let target_client = if target_is_db {
+    let target_client = if is_database_url(&plan.target) {
         let t = pg::connect(&plan.target).await.map_err(db)?;
         let (a, b) = (
             pg::identity(&source).await.map_err(db)?,
@@ -146,45 +157,47 @@ async fn run_async(
         None
     };
     let prepared = prepare(plan, &source).await?;
-    let schema = if create_schema {
-        Some(pg::schema_sql(&plan.source).map_err(db)?)
-    } else {
-        None
+    let schema = match create_schema {
+        true => Some(pg::schema_sql(&plan.source).map_err(db)?),
+        false => None,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
-        .build()
-        .expect("thread pool");
+    // Reader sessions: the first is the one holding the snapshot, the others join it.
+    let copied = prepared
+        .jobs
+        .iter()
+        .filter(|j| !matches!(j.table.action, TableAction::Skip))
+        .count();
+    let mut readers = vec![source];
+    for _ in 1..options.jobs.min(copied).max(1) {
+        readers.push(
+            pg::join_snapshot(&plan.source, &prepared.snapshot)
+                .await
+                .map_err(db)?,
+        );
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(options.jobs.max(1))
+            .build()
+            .expect("thread pool"),
+    );
     let mut report = Report::default();
+    let mover = Mover {
+        prepared: &prepared,
+        readers: &readers,
+        pool,
+        options,
+        progress,
+    };
     let result = match target_client {
         Some(client) => {
             let mut staging = Staging::begin_on(client).await.map_err(|e| match e {
                 StagingError::Locked => Error::Database(e.to_string()),
                 StagingError::Db(d) => db(d),
             })?;
-            let mut outcome = Ok(());
-            if let Some(sql) = &schema {
-                outcome = staging.client().batch_execute(sql).await.map_err(|e| {
-                    PipelineError::Db(pg::DbError::Query {
-                        context:
-                            "creating the schema in staging (--create-schema needs an empty target)"
-                                .into(),
-                        message: pg::describe(&e),
-                    })
-                });
-            }
-            if outcome.is_ok() {
-                outcome = load_staging(
-                    &mut staging,
-                    &prepared,
-                    &source,
-                    &pool,
-                    options,
-                    progress,
-                    &mut report,
-                )
+            let outcome = mover
+                .to_staging(&mut staging, schema.as_deref(), &mut report)
                 .await;
-            }
             match outcome {
                 Ok(()) => staging.commit().await.map_err(PipelineError::from),
                 Err(e) => {
@@ -193,192 +206,222 @@ async fn run_async(
                 }
             }
         }
-        None => {
-            write_dump(
-                plan,
-                &prepared,
-                schema.as_deref(),
-                &source,
-                &pool,
-                options,
-                progress,
-                &mut report,
-            )
-            .await
-        }
+        None => mover.to_dump(plan, schema.as_deref(), &mut report).await,
     };
     report.seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => Ok(report),
-        Err(PipelineError::Db(pg::DbError::Query { context, message }))
-            if context == BIND_MARKER =>
-        {
-            Err(Error::Bind(vec![Diagnostic {
-                location: None,
-                message,
-            }]))
-        }
+        Err(PipelineError::TargetSchema(problems)) => Err(Error::Bind(problems)),
         Err(error) => Err(Error::Pipeline(Box::new(RunFailure { error, report }))),
     }
 }
 
-/// Context of the error that carries target-schema problems (reported as exit 2, nothing written).
-const BIND_MARKER: &str = "staging schema";
-
-async fn load_staging(
-    staging: &mut Staging,
-    prepared: &Prepared,
-    source: &tokio_postgres::Client,
-    pool: &rayon::ThreadPool,
-    options: &Options,
-    progress: &dyn Progress,
-    report: &mut Report,
-) -> Result<(), PipelineError> {
-    let have = staging.columns().await?;
-    let problems = compare_target(&prepared.tables, &have);
-    if !problems.is_empty() {
-        let message = problems
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
-        return Err(PipelineError::Db(pg::DbError::Query {
-            context: BIND_MARKER.into(),
-            message,
-        }));
-    }
-    let names: Vec<QualifiedName> = prepared
-        .tables
-        .iter()
-        .map(|(t, _)| t.name.clone())
-        .collect();
-    staging.drop_foreign_keys(&names).await?;
-    staging.truncate(&names).await?;
-    for (table, columns) in &prepared.tables {
-        let t0 = Instant::now();
-        progress.table_started(&table.name);
-        let mut stats = TableStats {
-            name: table.name.clone(),
-            rows_read: 0,
-            rows_written: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-            seconds: 0.0,
-            skipped: matches!(table.action, TableAction::Skip),
-        };
-        if !stats.skipped {
-            let sql = pg::copy_out_sql(
-                &table.name,
-                columns,
-                prepared.filters.get(&table.name).map(String::as_str),
-            );
-            let sink = staging.copy_in(&table.name, columns).await?;
-            let mut sink = std::pin::pin!(sink);
-            let (rows, read, written) = copy_table(
-                source,
-                &sql,
-                Arc::clone(table),
-                pool,
-                options,
-                progress,
-                TableOut::Copy(sink.as_mut()),
-            )
-            .await?;
-            stats.rows_read = rows;
-            stats.rows_written = rows;
-            stats.bytes_read = read;
-            stats.bytes_written = written;
-        }
-        stats.seconds = t0.elapsed().as_secs_f64();
-        progress.table_finished(&stats);
-        report.tables.push(stats);
-    }
-    staging.restore_foreign_keys().await?;
-    staging.set_sequences(&prepared.catalog.sequences).await?;
-    Ok(())
+/// Where each table's rows go, table by table in load order.
+enum Out<'a> {
+    Staging(&'a Staging),
+    Dump(&'a mut DumpSink),
 }
 
-#[allow(clippy::too_many_arguments)] // The run's context, passed down once; a struct would only rename it.
-async fn write_dump(
-    plan: &Plan,
-    prepared: &Prepared,
-    schema: Option<&str>,
-    source: &tokio_postgres::Client,
-    pool: &rayon::ThreadPool,
-    options: &Options,
-    progress: &dyn Progress,
-    report: &mut Report,
-) -> Result<(), PipelineError> {
-    let mut sink = DumpSink::open(&plan.target).map_err(|source| PipelineError::Write {
-        stdout: false,
-        source,
-    })?;
-    let stdout = sink.is_stdout();
-    let werr = |source| PipelineError::Write { stdout, source };
-    {
-        let w = sink.writer();
-        w.write_all(b"-- Anonymized data written by anonymize\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n").map_err(werr)?;
+/// Moves every table from the reader sessions to one target.
+struct Mover<'a> {
+    prepared: &'a Prepared,
+    readers: &'a [tokio_postgres::Client],
+    pool: Arc<rayon::ThreadPool>,
+    options: &'a Options,
+    progress: &'a dyn Progress,
+}
+
+impl Mover<'_> {
+    /// The readers: session r reads tables r, r + R, r + 2R … in load order, each into its own
+    /// bounded channel. The loader takes tables in the same order, so it always waits on a table
+    /// some reader is working on: no deadlock, and memory bounded by R channels.
+    async fn read_all(
+        &self,
+        senders: Vec<Option<crate::pipeline::BatchSender>>,
+    ) -> Result<(), PipelineError> {
+        let r = self.readers.len();
+        let mut per_reader: Vec<Vec<(usize, crate::pipeline::BatchSender)>> =
+            (0..r).map(|_| Vec::new()).collect();
+        let mut next = 0;
+        for (i, tx) in senders.into_iter().enumerate() {
+            if let Some(tx) = tx {
+                per_reader[next % r].push((i, tx));
+                next += 1;
+            }
+        }
+        try_join_all(
+            per_reader
+                .into_iter()
+                .enumerate()
+                .map(|(reader, tables)| async move {
+                    for (i, tx) in tables {
+                        let job = &self.prepared.jobs[i];
+                        read_table(
+                            &self.readers[reader],
+                            &job.copy_sql,
+                            Arc::clone(&job.table),
+                            Arc::clone(&self.pool),
+                            self.options,
+                            tx,
+                            &job.bytes_read,
+                        )
+                        .await?;
+                    }
+                    Ok::<_, PipelineError>(())
+                }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Load every table into `out` in order while the readers run.
+    async fn move_all(&self, mut out: Out<'_>, report: &mut Report) -> Result<(), PipelineError> {
+        let mut senders = Vec::new();
+        let mut receivers: Vec<Option<Batches>> = Vec::new();
+        for job in &self.prepared.jobs {
+            if matches!(job.table.action, TableAction::Skip) {
+                senders.push(None);
+                receivers.push(None);
+            } else {
+                let (tx, rx) = batch_channel(self.options);
+                senders.push(Some(tx));
+                receivers.push(Some(rx));
+            }
+        }
+        let load = async {
+            for (job, rx) in self.prepared.jobs.iter().zip(receivers) {
+                let t0 = Instant::now();
+                let table = &job.table;
+                self.progress.table_started(&table.name);
+                let mut stats = TableStats {
+                    name: table.name.clone(),
+                    rows_read: 0,
+                    rows_written: 0,
+                    bytes_read: 0,
+                    bytes_written: 0,
+                    seconds: 0.0,
+                    skipped: rx.is_none(),
+                };
+                let header = crate::pipeline::copy_header(&table.name, &table.columns);
+                if let Out::Dump(sink) = &mut out {
+                    write(sink, header.as_bytes())?;
+                }
+                if let Some(rx) = rx {
+                    let (rows, bytes) = match &mut out {
+                        Out::Staging(staging) => {
+                            let sink = staging.copy_in(&table.name, &table.columns).await?;
+                            let mut sink = std::pin::pin!(sink);
+                            load_table(
+                                &table.name,
+                                rx,
+                                TableOut::Copy(sink.as_mut()),
+                                self.progress,
+                            )
+                            .await?
+                        }
+                        Out::Dump(sink) => {
+                            let stdout = sink.is_stdout();
+                            load_table(
+                                &table.name,
+                                rx,
+                                TableOut::Write(sink.writer(), stdout),
+                                self.progress,
+                            )
+                            .await?
+                        }
+                    };
+                    stats.rows_read = rows;
+                    stats.rows_written = rows;
+                    stats.bytes_written = bytes;
+                    stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
+                }
+                if let Out::Dump(sink) = &mut out {
+                    write(sink, b"\\.\n")?;
+                }
+                stats.seconds = t0.elapsed().as_secs_f64();
+                self.progress.table_finished(&stats);
+                report.tables.push(stats);
+            }
+            Ok::<_, PipelineError>(())
+        };
+        try_join(load, self.read_all(senders)).await.map(|_| ())
+    }
+
+    async fn to_staging(
+        &self,
+        staging: &mut Staging,
+        schema: Option<&str>,
+        report: &mut Report,
+    ) -> Result<(), PipelineError> {
         if let Some(sql) = schema {
-            w.write_all(sql.as_bytes()).map_err(werr)?;
+            staging.client().batch_execute(sql).await.map_err(|e| {
+                PipelineError::Db(pg::DbError::Query {
+                    context:
+                        "creating the schema in staging (--create-schema needs an empty target)"
+                            .into(),
+                    message: pg::describe(&e),
+                })
+            })?;
         }
-    }
-    for (table, columns) in &prepared.tables {
-        let t0 = Instant::now();
-        progress.table_started(&table.name);
-        let cols: Vec<String> = columns.iter().map(|c| rules::quote_ident(c)).collect();
-        let header = format!("\nCOPY {} ({}) FROM stdin;\n", table.name, cols.join(", "));
-        sink.writer().write_all(header.as_bytes()).map_err(werr)?;
-        let mut stats = TableStats {
-            name: table.name.clone(),
-            rows_read: 0,
-            rows_written: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-            seconds: 0.0,
-            skipped: matches!(table.action, TableAction::Skip),
-        };
-        if !stats.skipped {
-            let sql = pg::copy_out_sql(
-                &table.name,
-                columns,
-                prepared.filters.get(&table.name).map(String::as_str),
-            );
-            let (rows, read, written) = copy_table(
-                source,
-                &sql,
-                Arc::clone(table),
-                pool,
-                options,
-                progress,
-                TableOut::Write(sink.writer(), stdout),
-            )
+        let problems = compare_target(&self.prepared.jobs, &staging.columns().await?);
+        if !problems.is_empty() {
+            return Err(PipelineError::TargetSchema(problems));
+        }
+        let names: Vec<QualifiedName> = self
+            .prepared
+            .jobs
+            .iter()
+            .map(|j| j.table.name.clone())
+            .collect();
+        staging.drop_foreign_keys(&names).await?;
+        staging.truncate(&names).await?;
+        self.move_all(Out::Staging(staging), report).await?;
+        staging.restore_foreign_keys().await?;
+        staging
+            .set_sequences(&self.prepared.catalog.sequences)
             .await?;
-            stats.rows_read = rows;
-            stats.rows_written = rows;
-            stats.bytes_read = read;
-            stats.bytes_written = written;
+        Ok(())
+    }
+
+    async fn to_dump(
+        &self,
+        plan: &Plan,
+        schema: Option<&str>,
+        report: &mut Report,
+    ) -> Result<(), PipelineError> {
+        let mut sink = DumpSink::open(&plan.target).map_err(|source| PipelineError::Write {
+            stdout: false,
+            source,
+        })?;
+        write(
+            &mut sink,
+            b"-- Anonymized data written by anonymize\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n",
+        )?;
+        if let Some(sql) = schema {
+            write(&mut sink, sql.as_bytes())?;
         }
-        sink.writer().write_all(b"\\.\n").map_err(werr)?;
-        stats.seconds = t0.elapsed().as_secs_f64();
-        progress.table_finished(&stats);
-        report.tables.push(stats);
+        self.move_all(Out::Dump(&mut sink), report).await?;
+        write(&mut sink, b"\n")?;
+        for s in &self.prepared.catalog.sequences {
+            let name = s.name.to_string().replace('\'', "''");
+            let line = match s.last_value {
+                Some(v) => format!("SELECT pg_catalog.setval('{name}', {v}, true);\n"),
+                None => format!(
+                    "SELECT pg_catalog.setval('{name}', {}, false);\n",
+                    s.start_value
+                ),
+            };
+            write(&mut sink, line.as_bytes())?;
+        }
+        let stdout = sink.is_stdout();
+        sink.commit()
+            .map_err(|source| PipelineError::Write { stdout, source })
     }
-    let w = sink.writer();
-    w.write_all(b"\n").map_err(werr)?;
-    for s in &prepared.catalog.sequences {
-        let line = match s.last_value {
-            Some(v) => format!(
-                "SELECT pg_catalog.setval('{}', {v}, true);\n",
-                s.name.to_string().replace('\'', "''")
-            ),
-            None => format!(
-                "SELECT pg_catalog.setval('{}', {}, false);\n",
-                s.name.to_string().replace('\'', "''"),
-                s.start_value
-            ),
-        };
-        w.write_all(line.as_bytes()).map_err(werr)?;
-    }
-    sink.commit().map_err(werr)?;
-    Ok(())
+}
+
+fn write(sink: &mut DumpSink, bytes: &[u8]) -> Result<(), PipelineError> {
+    let stdout = sink.is_stdout();
+    sink.writer()
+        .write_all(bytes)
+        .map_err(|source| PipelineError::Write { stdout, source })
 }

@@ -412,3 +412,99 @@ fn create_schema_builds_an_empty_staging_and_names_a_missing_pg_dump() {
     let o = run(anonymize().args(["--rules", "rules/customers.toml", "--create-schema"]));
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn parallel_readers_share_one_snapshot() {
+    let src = TestDb::new("snapsrc");
+    let stg = TestDb::new("snapstg");
+    for db in [&src, &stg] {
+        db.query("CREATE TABLE a0 (id int); CREATE TABLE a1 (id int PRIMARY KEY, v text); CREATE TABLE a2 (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY)");
+    }
+    src.query("INSERT INTO a1 SELECT g, md5(g::text) FROM generate_series(1, 600000) g");
+    src.query("INSERT INTO a2 SELECT g, md5(g::text) FROM generate_series(1, 600000) g");
+    src.query("INSERT INTO b VALUES (1)");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.toml");
+    std::fs::write(
+        &rules,
+        "[tables.a0.columns]\nid = \"keep\"\n[tables.a1.columns]\nid = \"keep\"\nv = { hash = {} }\n[tables.a2.columns]\nid = \"keep\"\nv = { hash = {} }\n[tables.b.columns]\nid = \"keep\"\n",
+    )
+    .unwrap();
+    let child = anonymize()
+        .args([
+            "--rules",
+            rules.to_str().unwrap(),
+            "-q",
+            "--jobs",
+            "2",
+            "--source",
+        ])
+        .arg(format!("{}?application_name=anon_snap", url(&src)))
+        .arg("--target")
+        .arg(url(&stg))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sessions = src.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'anon_snap' AND query LIKE 'COPY (SELECT%' AND state = 'active'",
+        );
+        if sessions != "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never started copying"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Committed after the snapshot was taken: no reader session may see it (b goes to the session
+    // that joined the snapshot, after a1).
+    src.query("INSERT INTO b VALUES (2)");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stg.query("SELECT string_agg(id::text, ',') FROM b"), "1");
+    assert_eq!(stg.query("SELECT count(*) FROM a1"), "600000");
+    assert_eq!(stg.query("SELECT count(*) FROM a2"), "600000");
+}
+
+#[test]
+fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
+    use anonymize::source::postgres::{begin_snapshot, connect, join_snapshot};
+    async fn count(c: &tokio_postgres::Client) -> i64 {
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+    let db = TestDb::new("join");
+    db.query("CREATE TABLE t (id int)");
+    let u = url(&db);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let main = connect(&u).await.unwrap();
+        let snapshot = begin_snapshot(&main).await.unwrap();
+        db.query("INSERT INTO t VALUES (1)");
+        let joined = join_snapshot(&u, &snapshot).await.unwrap();
+        let fresh = connect(&u).await.unwrap();
+        assert_eq!(count(&main).await, 0);
+        assert_eq!(
+            count(&joined).await,
+            0,
+            "the joined session sees the exported snapshot"
+        );
+        assert_eq!(count(&fresh).await, 1);
+        let write = joined
+            .batch_execute("INSERT INTO t VALUES (2)")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            write.code(),
+            Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+        );
+    });
+}

@@ -134,15 +134,41 @@ pub async fn identity(client: &Client) -> Result<String, DbError> {
     Ok(format!("{sysid}/{db}"))
 }
 
-/// Make the session read-only and open the snapshot every table is read in.
-pub async fn begin_snapshot(client: &Client) -> Result<(), DbError> {
+/// Make the session read-only, open the snapshot every table is read in, and export it so other
+/// reader sessions can join it. Returns the snapshot's id.
+pub async fn begin_snapshot(client: &Client) -> Result<String, DbError> {
     client
         .batch_execute(
             "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
              BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )
         .await
-        .map_err(query_err("opening a read-only snapshot on the source"))
+        .map_err(query_err("opening a read-only snapshot on the source"))?;
+    let row = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(query_err("exporting the source snapshot"))?;
+    Ok(row.get(0))
+}
+
+/// Open a further read-only session on the source that sees exactly the exported snapshot.
+pub async fn join_snapshot(url: &str, snapshot: &str) -> Result<Client, DbError> {
+    let client = connect(url).await?;
+    // The id comes from pg_export_snapshot(): hex digits and dashes, safe inside quotes.
+    let id: String = snapshot
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect();
+    client
+        .batch_execute(&format!(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+        ))
+        .await
+        .map_err(query_err(
+            "joining the source snapshot from a reader session",
+        ))?;
+    Ok(client)
 }
 
 /// One column as the catalog has it.
