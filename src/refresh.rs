@@ -4,8 +4,8 @@
 //! snapshot, export it, and read the catalog; bind the rules to it (every problem reported, nothing
 //! written); then move the tables. Up to `--jobs` reader sessions join the exported snapshot and read
 //! tables ahead, each into a bounded channel, while the loader takes the tables in foreign-key order:
-//! for a staging target inside one transaction (lock, drop foreign keys, empty, load, restore foreign
-//! keys, set sequences, commit); any failure rolls back.
+//! for a staging target inside one transaction (lock, drop foreign keys and indexes, empty, load,
+//! rebuild indexes, restore foreign keys, set sequences, commit); any failure rolls back.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -374,8 +374,10 @@ impl Mover<'_> {
             .map(|j| j.table.name.clone())
             .collect();
         staging.drop_foreign_keys(&names).await?;
+        staging.drop_indexes(&names).await?;
         staging.truncate(&names).await?;
         self.move_all(Out::Staging(staging), report).await?;
+        staging.rebuild_indexes().await?;
         staging.restore_foreign_keys().await?;
         staging
             .set_sequences(&self.prepared.catalog.sequences)

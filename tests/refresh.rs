@@ -72,6 +72,11 @@ fn pagila_refresh_keeps_counts_keys_sequences_partitions_and_hides_pii() {
         stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"),
         "0"
     );
+    // Keys and indexes dropped for the load are all back, with the same definitions.
+    let indexes = "SELECT md5(string_agg(indexdef, ';' ORDER BY indexdef)) || count(*) FROM pg_indexes WHERE schemaname = 'public'";
+    assert_eq!(stg.query(indexes), src.query(indexes));
+    let keys = "SELECT string_agg(conname || ':' || contype::text || ':' || pg_get_constraintdef(oid), ',' ORDER BY conname) FROM pg_constraint WHERE connamespace = 'public'::regnamespace";
+    assert_eq!(stg.query(keys), src.query(keys));
     // Sequences advanced: an insert without an id succeeds and gets the next id.
     assert_eq!(
         stg.query("INSERT INTO actor (first_name, last_name) VALUES ('A', 'B') RETURNING actor_id"),
@@ -139,6 +144,27 @@ fn a_failed_load_leaves_staging_exactly_as_it_was() {
     assert_eq!(
         stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
         "36"
+    );
+    // A staging-only unique index broken by the new data fails when it is rebuilt after the load:
+    // rolled back too, with the index still in place. (A second source customer with the same email
+    // gets the same pseudonym: the rules are deterministic.)
+    stg.query("ALTER TABLE customer DROP CONSTRAINT no_example");
+    stg.query("CREATE UNIQUE INDEX customer_email_key ON customer (email)");
+    src.query(
+        "INSERT INTO customer (store_id, first_name, last_name, email, address_id, activebool, create_date, active) \
+         SELECT store_id, first_name, last_name, email, address_id, activebool, create_date, active FROM customer WHERE customer_id = 1",
+    );
+    let o = refresh("tests/fixtures/pagila.toml", &url(&src), &url(&stg));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rebuilding index customer_email_key of public.customer"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fingerprint(&stg, &tables), before);
+    assert_eq!(
+        stg.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'customer_email_key'"),
+        "1"
     );
 }
 

@@ -20,6 +20,8 @@ pub const LOCK_KEY: i64 = 0x616e_6f6e_796d_697a;
 pub struct Staging {
     client: Client,
     dropped_fks: Vec<(QualifiedName, String, String)>,
+    /// Statements that rebuild the keys and indexes dropped for the load, in order.
+    rebuild: Vec<(String, String)>,
 }
 
 /// Why the target could not be refreshed before any data moved.
@@ -55,6 +57,7 @@ impl Staging {
         Ok(Staging {
             client,
             dropped_fks: Vec::new(),
+            rebuild: Vec::new(),
         })
     }
 
@@ -115,6 +118,69 @@ impl Staging {
                     "dropping foreign key {name} of {table} for the load"
                 )))?;
             self.dropped_fks.push((table, name, def));
+        }
+        Ok(())
+    }
+
+    /// Drop the primary keys, unique and exclusion constraints and plain indexes of these tables, to
+    /// build them once after the data instead of row by row (measured: about a fifth of a refresh's
+    /// time on the benchmark). Partitions and partitioned tables keep theirs (their indexes are
+    /// attached to each other), and so do clustered and replica-identity indexes, whose settings a
+    /// rebuild would lose. Call after [`Staging::drop_foreign_keys`].
+    pub async fn drop_indexes(&mut self, tables: &[QualifiedName]) -> Result<(), DbError> {
+        let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname, c.relname, i.relname, k.conname, \
+                        CASE WHEN k.oid IS NULL THEN pg_get_indexdef(x.indexrelid) ELSE pg_get_constraintdef(k.oid) END \
+                 FROM pg_index x \
+                 JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_class i ON i.oid = x.indexrelid \
+                 LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = x.indrelid AND k.contype IN ('p', 'u', 'x') \
+                 WHERE x.indrelid = ANY($1::text[]::regclass[]) \
+                   AND c.relkind = 'r' AND NOT c.relispartition \
+                   AND NOT x.indisclustered AND NOT x.indisreplident AND x.indisvalid \
+                 ORDER BY k.oid IS NULL, n.nspname, c.relname, i.relname",
+                &[&names],
+            )
+            .await
+            .map_err(query_err("reading the staging indexes"))?;
+        for r in rows {
+            let table = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+            let index: String = r.get(2);
+            let constraint: Option<String> = r.get(3);
+            let def: String = r.get(4);
+            let index_name = QualifiedName::new(r.get::<_, &str>(0), &index);
+            let (drop, build) = match constraint {
+                Some(k) => (
+                    format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote_ident(&k)),
+                    format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {} {def}",
+                        quote_ident(&k)
+                    ),
+                ),
+                None => (format!("DROP INDEX {index_name}"), def),
+            };
+            self.client
+                .batch_execute(&drop)
+                .await
+                .map_err(query_err(&format!(
+                    "dropping index {index} of {table} for the load"
+                )))?;
+            self.rebuild
+                .push((format!("rebuilding index {index} of {table}"), build));
+        }
+        Ok(())
+    }
+
+    /// Build the keys and indexes dropped for the load; unique ones check every row here.
+    pub async fn rebuild_indexes(&mut self) -> Result<(), DbError> {
+        for (context, sql) in std::mem::take(&mut self.rebuild) {
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(query_err(&context))?;
         }
         Ok(())
     }
