@@ -183,11 +183,21 @@ impl Faker {
                 let first: &str = FirstName(l).fake_with_rng(rng);
                 let last: &str = LastName(l).fake_with_rng(rng);
                 let domain = RESERVED_DOMAINS[rng.below(3) as usize];
-                let local = ascii_slug(&format!("{first}.{last}"), '.');
+                // Built by hand: this is the hottest fake kind, and format! costs more than it does.
+                let mut out = String::with_capacity(first.len() + last.len() + 40);
+                push_slug(&mut out, first, '.');
+                out.push('.');
+                push_slug(&mut out, last, '.');
                 match tag {
-                    Some(tag) => format!("{local}.{tag}@{domain}"),
-                    None => format!("{local}{}@{domain}", rng.below(100)),
+                    Some(tag) => {
+                        out.push('.');
+                        out.push_str(tag);
+                    }
+                    None => push_decimal(&mut out, rng.below(100)),
                 }
+                out.push('@');
+                out.push_str(domain);
+                out
             }
             FakeKind::Username => {
                 let first: &str = FirstName(l).fake_with_rng(rng);
@@ -212,7 +222,14 @@ impl Faker {
             FakeKind::Ipv4 => {
                 // 10.0.0.0/8: private, never routed to anyone real.
                 let v = rng.next_u64();
-                format!("10.{}.{}.{}", v & 255, (v >> 8) & 255, 1 + (v >> 16) % 254)
+                let mut out = String::with_capacity(15);
+                out.push_str("10.");
+                push_decimal(&mut out, v & 255);
+                out.push('.');
+                push_decimal(&mut out, (v >> 8) & 255);
+                out.push('.');
+                push_decimal(&mut out, 1 + (v >> 16) % 254);
+                out
             }
             FakeKind::Ipv6 => {
                 // 2001:db8::/32 is reserved for documentation; 96 keyed bits below it.
@@ -236,15 +253,16 @@ impl Faker {
                 }
                 b[6] = (b[6] & 0x0f) | 0x40;
                 b[8] = (b[8] & 0x3f) | 0x80;
-                let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &h[..8],
-                    &h[8..12],
-                    &h[12..16],
-                    &h[16..20],
-                    &h[20..]
-                )
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut out = String::with_capacity(36);
+                for (i, x) in b.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        out.push('-');
+                    }
+                    out.push(HEX[usize::from(x >> 4)] as char);
+                    out.push(HEX[usize::from(x & 15)] as char);
+                }
+                out
             }
             FakeKind::CreditCard => {
                 let mut digits: Vec<u8> = CARD_PREFIXES[rng.below(4) as usize]
@@ -306,6 +324,13 @@ fn tag(digest: &[u8; 32]) -> String {
 /// Lower-case ASCII letters and digits, other runs of characters folded into `sep`.
 fn ascii_slug(s: &str, sep: char) -> String {
     let mut out = String::with_capacity(s.len());
+    push_slug(&mut out, s, sep);
+    out
+}
+
+/// Append the slug of `s` (never empty: "user" when nothing is left).
+fn push_slug(out: &mut String, s: &str, sep: char) {
+    let start = out.len();
     let ascii: std::borrow::Cow<str> = if s.is_ascii() {
         std::borrow::Cow::Borrowed(s)
     } else {
@@ -314,17 +339,31 @@ fn ascii_slug(s: &str, sep: char) -> String {
     for c in ascii.chars() {
         if c.is_ascii_alphanumeric() {
             out.push(c.to_ascii_lowercase());
-        } else if !out.is_empty() && !out.ends_with(sep) {
+        } else if out.len() > start && !out.ends_with(sep) {
             out.push(sep);
         }
     }
-    while out.ends_with(sep) {
+    while out.len() > start && out.ends_with(sep) {
         out.pop();
     }
-    if out.is_empty() {
+    if out.len() == start {
         out.push_str("user");
     }
-    out
+}
+
+fn push_decimal(out: &mut String, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
 }
 
 /// The digit that makes `digits` + it pass the Luhn check.

@@ -351,7 +351,7 @@ pub fn preserve(prf: &Prf, id: u64, input: &str) -> String {
                     Class::Upper => b'A',
                 });
             }
-            None => layout.extend_from_slice(c.to_string().as_bytes()),
+            None => layout.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
         }
     }
     let radices: Vec<u128> = classes.iter().map(|c| c.radix()).collect();
