@@ -385,62 +385,46 @@ pub fn process_rows(
                 },
             ));
         }
+        // The anonymized value of an applied column: decode, transform; errors name the cell.
+        let apply = |c: usize, t: &crate::transform::Transform| {
+            let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
+            t.apply(v.as_deref()).map_err(|e| err(i, Some(c), e.into()))
+        };
         if has_templates {
+            // Templates read other columns' anonymized values, so compute those first.
             outputs.clear();
-            for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
+            for (c, op) in ops.iter().enumerate() {
                 outputs.push(match op {
-                    CellOp::Apply(t) => {
-                        let v = copy::decode(f).map_err(|e| err(i, Some(c), e.into()))?;
-                        Some(
-                            t.apply(v.as_deref())
-                                .map_err(|e| err(i, Some(c), e.into()))?,
-                        )
-                    }
+                    CellOp::Apply(t) => Some(apply(c, t)?),
                     CellOp::Pass | CellOp::Template(_) => None,
                 });
             }
-            for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
-                if c > 0 {
-                    out.push(b'\t');
-                }
-                match op {
-                    CellOp::Pass => out.extend_from_slice(f),
-                    CellOp::Apply(_) => {
-                        copy::encode(outputs[c].as_ref().and_then(|v| v.as_deref()), &mut out)
-                    }
-                    CellOp::Template(t) => {
-                        // Pass-through columns a template reads are decoded here, once per use.
-                        let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
-                        for r in t.columns() {
-                            if outputs[r].is_none() {
-                                decoded[r] = copy::decode(fields[r])
-                                    .map_err(|e| err(i, Some(r), e.into()))?
-                                    .map(|v| v.into_owned());
-                            }
-                        }
-                        let rendered = t.render(|r| match &outputs[r] {
-                            Some(v) => v.as_deref(),
-                            None => decoded[r].as_deref(),
-                        });
-                        copy::encode(Some(&rendered), &mut out);
-                    }
-                }
+        }
+        for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
+            if c > 0 {
+                out.push(b'\t');
             }
-        } else {
-            for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
-                if c > 0 {
-                    out.push(b'\t');
-                }
-                match op {
-                    CellOp::Pass => out.extend_from_slice(f),
-                    CellOp::Apply(t) => {
-                        let v = copy::decode(f).map_err(|e| err(i, Some(c), e.into()))?;
-                        let r = t
-                            .apply(v.as_deref())
-                            .map_err(|e| err(i, Some(c), e.into()))?;
-                        copy::encode(r.as_deref(), &mut out);
+            match op {
+                CellOp::Pass => out.extend_from_slice(f),
+                CellOp::Apply(t) => match outputs.get(c) {
+                    Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
+                    _ => copy::encode(apply(c, t)?.as_deref(), &mut out),
+                },
+                CellOp::Template(t) => {
+                    // Pass-through columns a template reads are decoded here.
+                    let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
+                    for r in t.columns() {
+                        if !matches!(ops[r], CellOp::Apply(_)) {
+                            decoded[r] = copy::decode(fields[r])
+                                .map_err(|e| err(i, Some(r), e.into()))?
+                                .map(|v| v.into_owned());
+                        }
                     }
-                    CellOp::Template(_) => unreachable!("has_templates is false"),
+                    let rendered = t.render(|r| match &outputs[r] {
+                        Some(v) => v.as_deref(),
+                        None => decoded[r].as_deref(),
+                    });
+                    copy::encode(Some(&rendered), &mut out);
                 }
             }
         }
@@ -588,4 +572,64 @@ pub async fn load_table(
             .map_err(|e| db_error(format!("loading {table} into staging"), &e))?;
     }
     Ok((written, bytes_written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{bind, parse, Overrides, SourceTable};
+
+    fn table(rules: &str, columns: &[&str]) -> BoundTable {
+        let plan = parse(
+            "t.toml",
+            format!("[tables.t.columns]\n{rules}"),
+            &Overrides::default(),
+            &|_| Some("pipeline-test-key-0123456789".into()),
+        )
+        .unwrap();
+        let source = SourceTable {
+            name: QualifiedName::new("public", "t"),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            partition_of: None,
+            meta: None,
+        };
+        bind(&plan, &[source]).unwrap().remove(0)
+    }
+
+    fn rows(t: &BoundTable, data: &str) -> Result<String, Box<RowError>> {
+        process_rows(t, data.as_bytes().to_vec(), Some(10), 1)
+            .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn templates_read_the_anonymized_values_of_columns_on_either_side() {
+        let t = table(
+            "login = { template = \"{first}.{last}@{id}\" }\nfirst = { set = \"Ann\" }\nlast = { set = \"Lee\" }\nid = \"keep\"\n",
+            &["first", "login", "last", "id"],
+        );
+        assert_eq!(
+            rows(&t, "Bob\tx\tDoe\t7\n\\N\ty\tRoe\t8\n").unwrap(),
+            "Ann\tAnn.Lee@7\tLee\t7\n\\N\t.Lee@8\tLee\t8\n"
+        );
+    }
+
+    #[test]
+    fn untouched_cells_keep_their_bytes_and_errors_name_the_cell() {
+        let t = table("a = \"keep\"\nb = { shift = { days = 2 } }\n", &["a", "b"]);
+        let out = rows(&t, "x\\ty\\\\z\t2024-01-10\n").unwrap();
+        assert!(out.starts_with("x\\ty\\\\z\t2024-01-"), "{out}");
+        let e = rows(&t, "1\t2024-01-10\n2\tnope\n").unwrap_err();
+        assert_eq!(e.to_string(), "public.t row 2 (dump line 11), column b: value is not a date or timestamp (expected YYYY-MM-DD[ time][zone][ BC])");
+        let e = rows(&t, "1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "public.t row 1 (dump line 10): 1 fields, expected 2"
+        );
+        let keep = table("a = \"keep\"\nb = \"keep\"\n", &["a", "b"]);
+        assert_eq!(rows(&keep, "1\t2\n").unwrap(), "1\t2\n");
+        assert_eq!(
+            rows(&keep, "1\t2\t3\n").unwrap_err().to_string(),
+            "public.t row 1 (dump line 10): 3 fields, expected 2"
+        );
+    }
 }

@@ -381,17 +381,24 @@ fn passwords_never_reach_any_output() {
 #[test]
 fn create_schema_builds_an_empty_staging_and_names_a_missing_pg_dump() {
     let src = pagila_source();
+    let create = |target: &TestDb, path: Option<&str>| {
+        let mut cmd = anonymize();
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        run(cmd.args([
+            "--rules",
+            "tests/fixtures/pagila.toml",
+            "-q",
+            "--create-schema",
+            "--source",
+            &url(&src),
+            "--target",
+            &url(target),
+        ]))
+    };
     let stg = TestDb::new("newstg");
-    let o = run(anonymize().args([
-        "--rules",
-        "tests/fixtures/pagila.toml",
-        "-q",
-        "--create-schema",
-        "--source",
-        &url(&src),
-        "--target",
-        &url(&stg),
-    ]));
+    let o = create(&stg, None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stg.query("SELECT count(*) FROM payment"), "16049");
     assert_eq!(
@@ -399,16 +406,7 @@ fn create_schema_builds_an_empty_staging_and_names_a_missing_pg_dump() {
         "36"
     );
     // A second --create-schema finds the schema there: refused, rolled back, data kept.
-    let o = run(anonymize().args([
-        "--rules",
-        "tests/fixtures/pagila.toml",
-        "-q",
-        "--create-schema",
-        "--source",
-        &url(&src),
-        "--target",
-        &url(&stg),
-    ]));
+    let o = create(&stg, None);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("--create-schema needs an empty target"),
@@ -417,17 +415,7 @@ fn create_schema_builds_an_empty_staging_and_names_a_missing_pg_dump() {
     );
     assert_eq!(stg.query("SELECT count(*) FROM payment"), "16049");
 
-    let empty = TestDb::new("nopgdump");
-    let o = run(anonymize().env("PATH", "/nonexistent").args([
-        "--rules",
-        "tests/fixtures/pagila.toml",
-        "-q",
-        "--create-schema",
-        "--source",
-        &url(&src),
-        "--target",
-        &url(&empty),
-    ]));
+    let o = create(&TestDb::new("nopgdump"), Some("/nonexistent"));
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("pg_dump is not installed or not on PATH"),
