@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio_postgres::{Client, CopyInSink};
 
 use crate::rules::{quote_ident, QualifiedName};
-use crate::source::postgres::{connect, describe, query_err, DbError, SequenceState};
+use crate::source::postgres::{describe, query_err, DbError, SequenceState};
 
 /// The advisory lock every refresh takes on the target ("anonymiz" in ASCII).
 pub const LOCK_KEY: i64 = 0x616e_6f6e_796d_697a;
@@ -34,12 +34,7 @@ pub enum StagingError {
 }
 
 impl Staging {
-    /// Connect, open the refresh transaction and take the lock without waiting.
-    pub async fn begin(url: &str) -> Result<Self, StagingError> {
-        let client = connect(url).await?;
-        Self::begin_on(client).await
-    }
-
+    /// Open the refresh transaction on a connection and take the lock without waiting.
     pub async fn begin_on(client: Client) -> Result<Self, StagingError> {
         client
             .batch_execute("BEGIN")

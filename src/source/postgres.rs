@@ -175,7 +175,6 @@ pub async fn join_snapshot(url: &str, snapshot: &str) -> Result<Client, DbError>
 #[derive(Debug, Clone)]
 pub struct CatalogColumn {
     pub name: String,
-    pub type_name: String,
     pub meta: ColumnMeta,
     pub generated: bool,
 }
@@ -359,7 +358,6 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
             .columns
             .push(CatalogColumn {
                 name: row.get::<_, &str>(6).to_string(),
-                type_name: row.get::<_, &str>(7).to_string(),
                 generated: row.get(9),
                 meta: ColumnMeta {
                     not_null: row.get(8),
