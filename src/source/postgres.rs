@@ -23,24 +23,21 @@ pub enum DbError {
 
 /// A connection URL with its password replaced by `***`, fit for messages and reports.
 pub fn redact(url: &str) -> String {
-    // URL form: scheme://user:password@host/...
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &rest[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        // A password can also be a query parameter.
-        return redact_params(url);
+    match password_span(url) {
+        Some((from, to)) => format!("{}***{}", &url[..from], &url[to..]),
+        // A password can also be a query parameter or a key=value setting.
+        None => redact_params(url),
     }
-    redact_params(url)
+}
+
+/// Where the password of `scheme://user:password@host/...` stands in the URL, if it has one.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let at = rest[..auth_end].rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    Some((start + colon + 1, start + at))
 }
 
 fn redact_params(s: &str) -> String {
@@ -402,8 +399,20 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
 /// `\restrict` lines removed so the text runs as plain SQL).
 pub fn schema_sql(url: &str) -> Result<String, DbError> {
     let context = "running pg_dump --schema-only on the source";
-    let out = std::process::Command::new("pg_dump")
-        .args(["--schema-only", "--no-owner", "--no-privileges", "--dbname", url])
+    // The password goes through the environment, not the command line other users can read.
+    let (url, password) = split_password(url);
+    let mut cmd = std::process::Command::new("pg_dump");
+    cmd.args([
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+        "--dbname",
+        &url,
+    ]);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = cmd
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| DbError::Query {
@@ -429,6 +438,36 @@ pub fn schema_sql(url: &str) -> Result<String, DbError> {
         .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
         .map(|l| format!("{l}\n"))
         .collect())
+}
+
+/// A URL without its `user:password@` password, and the password (percent-decoded).
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((from, to)) = password_span(url) else {
+        return (url.to_string(), None);
+    };
+    let raw = url[from..to].as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex),
+            raw.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                bytes.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    // Drop the ":password" part, keeping "user@".
+    let without = format!("{}{}", &url[..from - 1], &url[to..]);
+    (without, Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// The statement that streams one table's rows.
@@ -472,6 +511,25 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(redact(input), want);
         }
+    }
+
+    #[test]
+    fn passwords_are_split_off_for_subprocesses() {
+        assert_eq!(
+            split_password("postgres://app:p%40ss%3Aw@db:5432/prod?sslmode=require"),
+            (
+                "postgres://app@db:5432/prod?sslmode=require".to_string(),
+                Some("p@ss:w".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://app@db/prod"),
+            ("postgres://app@db/prod".to_string(), None)
+        );
+        assert_eq!(
+            split_password("postgres://db/prod"),
+            ("postgres://db/prod".to_string(), None)
+        );
     }
 
     #[test]
