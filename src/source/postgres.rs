@@ -445,7 +445,7 @@ pub fn split_password(url: &str) -> (String, Option<String>) {
     let Some((from, to)) = password_span(url) else {
         return (url.to_string(), None);
     };
-    let raw = url[from..to].as_bytes();
+    let raw = &url.as_bytes()[from..to];
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
