@@ -4,11 +4,10 @@
 //! profile = { json = { "$.email" = { fake = "email" }, "$.address.phone" = { mask = { keep_last = 2 } }, "$.tags[*]" = { hash = { length = 8 } } } }
 //! ```
 //!
-//! Paths: `$`, `.key`, `["key"]`, `[N]`, `[*]` and `.*`. Paths not named are kept. A rule applies to
+//! Paths: `$`, `.key`, `["key"]`, `[N]`, `[*]` and `.*`. Paths not named are kept byte for byte
+//! (key order, spacing and number formatting stay as they were). A rule applies to
 //! the scalars a path reaches: strings as they are, numbers and booleans as their text (a result that
 //! still parses as a number stays a number). JSON `null` stays null unless the rule is `"null"`.
-
-use serde_json::Value;
 
 use super::{Transform, ValueError};
 
@@ -84,82 +83,396 @@ impl JsonRule {
         JsonRule { rules }
     }
 
+    /// Rewrite the values the paths reach; every other byte of the document (key order, spacing,
+    /// number formatting) is copied as it was. The whole document is validated on the way.
     pub fn apply(&self, text: &str) -> Result<String, ValueError> {
-        let mut doc: Value = serde_json::from_str(text).map_err(|e| {
-            // serde_json's message names the position, never the content.
-            ValueError::InvalidJson(format!("line {} column {}", e.line(), e.column()))
-        })?;
-        for (path, steps, t) in &self.rules {
-            visit(&mut doc, steps, &mut |v| apply_scalar(v, t, path))?;
+        let mut sc = Scanner {
+            s: text.as_bytes(),
+            pos: 0,
+        };
+        let mut out = String::with_capacity(text.len() + 16);
+        let all: Vec<usize> = (0..self.rules.len()).collect();
+        sc.copy_ws(&mut out);
+        self.value(&mut sc, 0, &all, &mut out)
+            .map_err(|e| e.at(text))?;
+        sc.copy_ws(&mut out);
+        if sc.pos != sc.s.len() {
+            return Err(Fail::Syntax(sc.pos).at(text));
         }
-        Ok(doc.to_string())
+        Ok(out)
+    }
+
+    /// One value at `depth`; `active` are the rules whose first `depth` steps led here.
+    fn value(
+        &self,
+        sc: &mut Scanner,
+        depth: usize,
+        active: &[usize],
+        out: &mut String,
+    ) -> Result<(), Fail> {
+        let complete: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&r| self.rules[r].1.len() == depth)
+            .collect();
+        let continuing: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&r| self.rules[r].1.len() > depth)
+            .collect();
+        match sc.peek() {
+            Some(b'{') | Some(b'[') => {
+                if let Some(&r) = complete.first() {
+                    return Err(Fail::Value(ValueError::JsonNotScalar(
+                        self.rules[r].0.clone(),
+                    )));
+                }
+                if continuing.is_empty() {
+                    return sc.copy_value(out);
+                }
+                let object = sc.peek() == Some(b'{');
+                let close = if object { b'}' } else { b']' };
+                sc.pos += 1;
+                out.push(if object { '{' } else { '[' });
+                sc.copy_ws(out);
+                if sc.peek() == Some(close) {
+                    sc.pos += 1;
+                    out.push(close as char);
+                    return Ok(());
+                }
+                let mut index = 0usize;
+                loop {
+                    let child: Vec<usize> = if object {
+                        let start = sc.pos;
+                        let key = sc.string()?;
+                        out.push_str(sc.text(start));
+                        sc.copy_ws(out);
+                        sc.expect(b':')?;
+                        out.push(':');
+                        sc.copy_ws(out);
+                        continuing
+                            .iter()
+                            .copied()
+                            .filter(|&r| match &self.rules[r].1[depth] {
+                                Step::Key(k) => *k == key,
+                                Step::Any => true,
+                                Step::Index(_) => false,
+                            })
+                            .collect()
+                    } else {
+                        continuing
+                            .iter()
+                            .copied()
+                            .filter(|&r| match &self.rules[r].1[depth] {
+                                Step::Index(i) => *i == index,
+                                Step::Any => true,
+                                Step::Key(_) => false,
+                            })
+                            .collect()
+                    };
+                    self.value(sc, depth + 1, &child, out)?;
+                    sc.copy_ws(out);
+                    match sc.peek() {
+                        Some(b',') => {
+                            sc.pos += 1;
+                            out.push(',');
+                            sc.copy_ws(out);
+                            index += 1;
+                        }
+                        Some(c) if c == close => {
+                            sc.pos += 1;
+                            out.push(close as char);
+                            return Ok(());
+                        }
+                        _ => return Err(Fail::Syntax(sc.pos)),
+                    }
+                }
+            }
+            _ => {
+                let start = sc.pos;
+                let (text, kind) = match sc.peek() {
+                    Some(b'"') => (sc.string()?, Scalar::String),
+                    Some(b'n') => {
+                        sc.literal(b"null")?;
+                        (String::new(), Scalar::Null)
+                    }
+                    Some(b't') => {
+                        sc.literal(b"true")?;
+                        ("true".to_string(), Scalar::Bool)
+                    }
+                    Some(b'f') => {
+                        sc.literal(b"false")?;
+                        ("false".to_string(), Scalar::Bool)
+                    }
+                    _ => {
+                        sc.number()?;
+                        (sc.text(start).to_string(), Scalar::Number)
+                    }
+                };
+                if complete.is_empty() {
+                    out.push_str(sc.text(start));
+                    return Ok(());
+                }
+                // JSON null stays null unless a rule is "null"; rules apply in path order.
+                let mut value = (kind != Scalar::Null).then_some(text);
+                for &r in &complete {
+                    let t = &self.rules[r].2;
+                    value = match (value, t) {
+                        (_, Transform::Null) => None,
+                        (None, _) => None,
+                        (Some(v), t) => t.apply(Some(&v)).map_err(Fail::Value)?,
+                    };
+                }
+                match value {
+                    None => out.push_str("null"),
+                    Some(v)
+                        if kind == Scalar::Number && v.parse::<serde_json::Number>().is_ok() =>
+                    {
+                        out.push_str(&v)
+                    }
+                    Some(v) => out.push_str(&serde_json::to_string(&v).expect("strings serialize")),
+                }
+                Ok(())
+            }
+        }
     }
 }
 
-fn visit(
-    v: &mut Value,
-    steps: &[Step],
-    f: &mut dyn FnMut(&mut Value) -> Result<(), ValueError>,
-) -> Result<(), ValueError> {
-    let Some((step, rest)) = steps.split_first() else {
-        return f(v);
-    };
-    match (step, v) {
-        (Step::Key(k), Value::Object(map)) => {
-            if let Some(child) = map.get_mut(k) {
-                visit(child, rest, f)?;
-            }
-        }
-        (Step::Index(n), Value::Array(items)) => {
-            if let Some(child) = items.get_mut(*n) {
-                visit(child, rest, f)?;
-            }
-        }
-        (Step::Any, Value::Array(items)) => {
-            for child in items {
-                visit(child, rest, f)?;
-            }
-        }
-        (Step::Any, Value::Object(map)) => {
-            for child in map.values_mut() {
-                visit(child, rest, f)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+#[derive(PartialEq, Eq)]
+enum Scalar {
+    String,
+    Number,
+    Bool,
+    Null,
 }
 
-fn apply_scalar(v: &mut Value, t: &Transform, path: &str) -> Result<(), ValueError> {
-    let (text, was_number) = match v {
-        Value::Null => {
-            if matches!(t, Transform::Null) {
-                *v = Value::Null;
-            }
-            return Ok(());
-        }
-        Value::String(s) => (std::mem::take(s), false),
-        Value::Number(n) => (n.to_string(), true),
-        Value::Bool(b) => (b.to_string(), false),
-        Value::Array(_) | Value::Object(_) => {
-            return Err(ValueError::JsonNotScalar(path.to_string()))
-        }
-    };
-    *v = match t.apply(Some(&text))? {
-        None => Value::Null,
-        Some(out) => {
-            let number = if was_number {
-                out.parse::<serde_json::Number>().ok()
-            } else {
-                None
-            };
-            match number {
-                Some(n) => Value::Number(n),
-                None => Value::String(out),
+/// Why a document failed: bad syntax at a byte offset, or a rule's own error.
+enum Fail {
+    Syntax(usize),
+    Value(ValueError),
+}
+
+impl Fail {
+    /// The error with the offset turned into the line and column it names (no content).
+    fn at(self, text: &str) -> ValueError {
+        match self {
+            Fail::Value(v) => v,
+            Fail::Syntax(pos) => {
+                let before = &text.as_bytes()[..pos.min(text.len())];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let col = pos
+                    - before
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |p| p + 1)
+                    + 1;
+                ValueError::InvalidJson(format!("line {line} column {col}"))
             }
         }
-    };
-    Ok(())
+    }
+}
+
+/// A validating JSON tokenizer over the raw text.
+struct Scanner<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    /// The raw text from `start` to the current position.
+    fn text(&self, start: usize) -> &'a str {
+        std::str::from_utf8(&self.s[start..self.pos])
+            .expect("the document is a str and tokens end on char boundaries")
+    }
+
+    fn copy_ws(&mut self, out: &mut String) {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+        out.push_str(self.text(start));
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), Fail> {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Fail::Syntax(self.pos))
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Fail> {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(Fail::Syntax(self.pos))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<(), Fail> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(Fail::Syntax(self.pos)),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(Fail::Syntax(self.pos));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(Fail::Syntax(self.pos));
+            }
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, Fail> {
+        let h = self
+            .s
+            .get(self.pos..self.pos + 4)
+            .ok_or(Fail::Syntax(self.pos))?;
+        let v = std::str::from_utf8(h)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or(Fail::Syntax(self.pos))?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// A string token, decoded.
+    fn string(&mut self) -> Result<String, Fail> {
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            let start = self.pos;
+            while !matches!(self.peek(), Some(b'"' | b'\\') | None) && self.s[self.pos] >= 0x20 {
+                self.pos += 1;
+            }
+            out.push_str(self.text(start));
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let c = self.peek().ok_or(Fail::Syntax(self.pos))?;
+                    self.pos += 1;
+                    match c {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let at = self.pos;
+                            let mut cp = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.s[self.pos..].starts_with(b"\\u")
+                            {
+                                self.pos += 2;
+                                let low = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&low) {
+                                    return Err(Fail::Syntax(at));
+                                }
+                                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                            }
+                            out.push(char::from_u32(cp).ok_or(Fail::Syntax(at))?);
+                        }
+                        _ => return Err(Fail::Syntax(self.pos - 1)),
+                    }
+                }
+                _ => return Err(Fail::Syntax(self.pos)),
+            }
+        }
+    }
+
+    /// Copy one whole value that no rule reaches, validating it.
+    fn copy_value(&mut self, out: &mut String) -> Result<(), Fail> {
+        let start = self.pos;
+        self.skip_value(0)?;
+        out.push_str(self.text(start));
+        Ok(())
+    }
+
+    fn skip_value(&mut self, depth: usize) -> Result<(), Fail> {
+        // Deeper than any real document: refuse rather than overflow the stack.
+        if depth > 512 {
+            return Err(Fail::Syntax(self.pos));
+        }
+        match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        self.skip_ws();
+                        self.expect(b':')?;
+                        self.skip_ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b',') => {
+                            self.pos += 1;
+                            self.skip_ws();
+                        }
+                        Some(c) if c == close => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(Fail::Syntax(self.pos)),
+                    }
+                }
+            }
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            _ => self.number(),
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +531,70 @@ mod tests {
             out,
             r#"{"phone":"***-**34","tags":["t","t"],"age":40,"keep":{"x":1},"gone":null,"missing":null}"#
         );
+    }
+
+    #[test]
+    fn untouched_bytes_stay_as_they_were() {
+        let rule = JsonRule::new(vec![
+            (
+                "$.b".into(),
+                parse_path("$.b").unwrap(),
+                Transform::Set("x\"y\u{e9}\n".into()),
+            ),
+            (
+                "$.n".into(),
+                parse_path("$.n").unwrap(),
+                Transform::Set("12.50".into()),
+            ),
+            (
+                "$.s".into(),
+                parse_path("$.s").unwrap(),
+                Transform::Mask(Mask::new(0, 0, '*')),
+            ),
+        ]);
+        let doc = "{ \"z\": [1, 2.0e3, {\"k\": \"\\u00e9\"}],\n  \"b\": \"old\", \"n\": 7, \"s\": \"a\\tb\\ud83e\\udd80\" }";
+        assert_eq!(
+            rule.apply(doc).unwrap(),
+            "{ \"z\": [1, 2.0e3, {\"k\": \"\\u00e9\"}],\n  \"b\": \"x\\\"y\u{e9}\\n\", \"n\": 12.50, \"s\": \"****\" }"
+        );
+    }
+
+    #[test]
+    fn invalid_documents_name_their_position() {
+        let rule = JsonRule::new(vec![(
+            "$.a".into(),
+            parse_path("$.a").unwrap(),
+            Transform::Keep,
+        )]);
+        let cases = [
+            ("{\"a\": 1,}", "line 1 column 9"),
+            ("{\"a\": \"open", "line 1 column 12"),
+            ("{\"a\": 01}", "line 1 column 8"),
+            ("{\"a\": 1} x", "line 1 column 10"),
+            ("[\"\\ud800\"]", "line 1 column 5"),
+            ("{\n\"a\":\ntru}", "line 3 column 1"),
+            ("", "line 1 column 1"),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(
+                rule.apply(doc),
+                Err(ValueError::InvalidJson(want.into())),
+                "{doc:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn accepts_exactly_what_serde_json_accepts_and_copies_it(doc in "[\\[\\]{},: \"a1.eE+\\-tn0\\\\u]{0,24}") {
+            let rule = JsonRule::new(vec![("$.q".into(), parse_path("$.q").unwrap(), Transform::Keep)]);
+            let ours = rule.apply(&doc);
+            let serde = serde_json::from_str::<serde_json::Value>(&doc);
+            proptest::prop_assert_eq!(ours.is_ok(), serde.is_ok(), "{:?}", doc);
+            if let Ok(out) = ours {
+                proptest::prop_assert_eq!(out, doc);
+            }
+        }
     }
 
     #[test]
