@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod copy;
+pub mod dump_run;
 pub mod error;
 pub mod pipeline;
 pub mod refresh;

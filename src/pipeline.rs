@@ -41,6 +41,8 @@ impl Default for Options {
 /// How the core reports progress. Every method does nothing by default, so tests and `--quiet` get
 /// silence for free; the CLI renders it.
 pub trait Progress: Send + Sync {
+    /// Something the operator should know that does not stop the run.
+    fn warning(&self, _message: &str) {}
     fn table_started(&self, _table: &QualifiedName) {}
     fn rows_written(&self, _table: &QualifiedName, _rows: u64) {}
     fn table_finished(&self, _stats: &TableStats) {}

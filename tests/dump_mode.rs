@@ -391,7 +391,7 @@ fn bad_rules_and_keys_exit_2_with_exact_messages() {
         "--source",
         "examples/production.sql",
         "--target",
-        "examples/production.sql",
+        "./examples/../examples/production.sql",
     ]));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("source and target are the same file"));
@@ -415,4 +415,30 @@ fn closed_stdout_ends_quietly() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn row_filters_are_reported_for_dump_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.toml");
+    let text = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace(
+            "[tables.customers.columns]",
+            "[tables.customers]\nwhere = \"deleted_at IS NULL\"\n[tables.customers.columns]",
+        );
+    std::fs::write(&rules, text).unwrap();
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--target", "-"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("anonymize: warning: public.customers: `where` filters apply to database sources only; a dump is copied whole\n"),
+        "{}",
+        stderr(&o)
+    );
+    // The whole table is there.
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(copy_blocks(&out)["public.customers"].1.len(), 1000);
 }

@@ -3,19 +3,17 @@
 //! Everything user-facing that is not data lives here: argument parsing, progress and summary lines.
 //! stdout carries only data (a dump written to `-`).
 
-use std::fs::File;
-use std::io::{self, BufReader, Seek, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use clap::Parser;
 
+use crate::dump_run;
 use crate::error::Error;
-use crate::pipeline::{self, Options, Progress, Report, RunFailure, TableStats};
+use crate::pipeline::{self, Options, Progress, Report, TableStats};
 use crate::refresh::{self, is_database_url};
 use crate::rules::{self, Overrides};
-use crate::sink::dump::DumpSink;
-use crate::source::dump::prescan;
 use crate::source::postgres::redact;
 
 const AFTER_HELP: &str = "\
@@ -58,6 +56,11 @@ struct Lines {
 }
 
 impl Progress for Lines {
+    fn warning(&self, message: &str) {
+        let mut err = self.out.lock().expect("stderr lock");
+        let _ = writeln!(err, "anonymize: warning: {message}");
+    }
+
     fn table_finished(&self, s: &TableStats) {
         let mut err = self.out.lock().expect("stderr lock");
         let rate = if s.seconds > 0.0 {
@@ -116,73 +119,7 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             "a database target needs a database source; to load a dump, pipe it to psql".into(),
         ));
     }
-    if plan.source != "-" && plan.source == plan.target {
-        return Err(Error::Usage(format!(
-            "source and target are the same file ({}); refusing to overwrite the input",
-            plan.source
-        )));
-    }
-
-    // The rules are bound before anything is written, so the input is read twice: stdin is spooled
-    // to an unnamed temporary file first (removed by the OS when the run ends).
-    let mut input = if plan.source == "-" {
-        let mut spool = tempfile::tempfile().map_err(|source| Error::Io {
-            context: "creating a temporary file to hold stdin".into(),
-            source,
-        })?;
-        io::copy(&mut io::stdin().lock(), &mut spool).map_err(|source| Error::Io {
-            context: "reading stdin".into(),
-            source,
-        })?;
-        spool
-    } else {
-        File::open(&plan.source).map_err(|source| Error::Io {
-            context: format!("opening the source dump {}", plan.source),
-            source,
-        })?
-    };
-    let rewind = |f: &mut File| {
-        f.rewind().map_err(|source| Error::Io {
-            context: "rewinding the source".into(),
-            source,
-        })
-    };
-    rewind(&mut input)?;
-    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| {
-        Error::Pipeline(Box::new(RunFailure {
-            error: e.into(),
-            report: Report::default(),
-        }))
-    })?;
-    let bound = rules::bind(&plan, &source_tables).map_err(Error::Bind)?;
-    if !args.quiet {
-        for t in plan.tables.values().filter(|t| t.filter.is_some()) {
-            eprintln!(
-                "anonymize: warning: {}: `where` filters apply to database sources only; a dump is copied whole",
-                t.name
-            );
-        }
-    }
-    rewind(&mut input)?;
-
-    let mut sink = DumpSink::open(&plan.target).map_err(|source| Error::Io {
-        context: format!("creating the target {}", plan.target),
-        source,
-    })?;
-    let stdout = sink.is_stdout();
-    let report = pipeline::run_dump(
-        BufReader::with_capacity(1 << 20, input),
-        Arc::new(bound),
-        sink.writer(),
-        stdout,
-        &options,
-        progress,
-    )
-    .map_err(Error::Pipeline)?;
-    sink.commit().map_err(|source| Error::Io {
-        context: format!("finishing the target {}", plan.target),
-        source,
-    })?;
+    let report = dump_run::run(&plan, &options, progress)?;
     summary(&args, &plan, &report);
     Ok(Outcome { report })
 }
