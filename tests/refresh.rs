@@ -179,12 +179,10 @@ fn killing_the_source_mid_table_rolls_back() {
     stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
     stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("big.toml");
-    std::fs::write(
-        &rules,
+    let rules = write_rules(
+        dir.path(),
         "[tables.big.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\n",
-    )
-    .unwrap();
+    );
     let child = anonymize()
         .args(["--rules", rules.to_str().unwrap(), "-q", "--source"])
         .arg(format!("{}?application_name=anon_kill_me", url(&src)))
@@ -194,20 +192,7 @@ fn killing_the_source_mid_table_rolls_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let copying = src.query(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'anon_kill_me' AND query LIKE 'COPY (SELECT%' AND state = 'active'",
-        );
-        if copying == "1" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refresh never started copying"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_copying(&src, "anon_kill_me");
     std::thread::sleep(Duration::from_millis(200));
     src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'anon_kill_me'");
     let o = child.wait_with_output().unwrap();
@@ -309,9 +294,8 @@ fn rules_are_checked_against_the_real_schema_before_anything_moves() {
     let stg = TestDb::new("schstg");
     stg.query("CREATE TABLE users (id int PRIMARY KEY, email varchar(40) UNIQUE NOT NULL, code char(8), born date, score int, doc jsonb)");
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("r.toml");
-    std::fs::write(
-        &rules,
+    let rules = write_rules(
+        dir.path(),
         "[tables.users.columns]
 id = \"keep\"
 email = { fake = \"email\" }
@@ -321,8 +305,7 @@ score = { shift = { days = 3 } }
 doc = \"keep\"
 nick = \"null\"
 ",
-    )
-    .unwrap();
+    );
     let o = refresh(rules.to_str().unwrap(), &url(&src), &url(&stg));
     assert_eq!(o.status.code(), Some(2));
     let r = rules.display();
@@ -438,12 +421,7 @@ fn parallel_readers_share_one_snapshot() {
     src.query("INSERT INTO a2 SELECT g, md5(g::text) FROM generate_series(1, 600000) g");
     src.query("INSERT INTO b VALUES (1)");
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("r.toml");
-    std::fs::write(
-        &rules,
-        "[tables.a0.columns]\nid = \"keep\"\n[tables.a1.columns]\nid = \"keep\"\nv = { hash = {} }\n[tables.a2.columns]\nid = \"keep\"\nv = { hash = {} }\n[tables.b.columns]\nid = \"keep\"\n",
-    )
-    .unwrap();
+    let rules = write_rules(dir.path(), "[tables.a0.columns]\nid = \"keep\"\n[tables.a1.columns]\nid = \"keep\"\nv = { hash = {} }\n[tables.a2.columns]\nid = \"keep\"\nv = { hash = {} }\n[tables.b.columns]\nid = \"keep\"\n");
     let child = anonymize()
         .args([
             "--rules",
@@ -459,20 +437,7 @@ fn parallel_readers_share_one_snapshot() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let sessions = src.query(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'anon_snap' AND query LIKE 'COPY (SELECT%' AND state = 'active'",
-        );
-        if sessions != "0" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refresh never started copying"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_copying(&src, "anon_snap");
     // Committed after the snapshot was taken: no reader session may see it (b goes to the session
     // that joined the snapshot, after a1).
     src.query("INSERT INTO b VALUES (2)");

@@ -34,20 +34,16 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// How every client program reaches the local server.
+const SERVER: [&str; 6] = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"];
+
 /// psql connection arguments for the local server.
 pub fn pg_args() -> Vec<String> {
-    [
-        "-X",
-        "-q",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "5432",
-        "-U",
-        "postgres",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["-X", "-q"]
+        .iter()
+        .chain(SERVER.iter())
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// A database created for one test and dropped when the value goes out of scope.
@@ -65,7 +61,8 @@ impl TestDb {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         let status = Command::new("createdb")
-            .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", &name])
+            .args(SERVER)
+            .arg(&name)
             .status()
             .expect("createdb");
         assert!(status.success(), "createdb {name}");
@@ -111,17 +108,8 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = Command::new("dropdb")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                "5432",
-                "-U",
-                "postgres",
-                "--if-exists",
-                "--force",
-                &self.name,
-            ])
+            .args(SERVER)
+            .args(["--if-exists", "--force", &self.name])
             .status();
     }
 }
@@ -183,4 +171,27 @@ pub fn occurring<'a>(haystack: &str, needles: &'a [String]) -> Vec<&'a str> {
     found.sort_unstable();
     found.dedup();
     found
+}
+
+/// Write a rules file into `dir`.
+pub fn write_rules(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Wait until a session with this application name streams a table out of `db`.
+pub fn wait_until_copying(db: &TestDb, application: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application}' \
+         AND query LIKE 'COPY (SELECT%' AND state = 'active'"
+    );
+    while db.query(&sql) == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never started copying"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
