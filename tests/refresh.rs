@@ -487,3 +487,36 @@ fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
         );
     });
 }
+
+#[test]
+fn generated_columns_are_regenerated_from_anonymized_values() {
+    let src = TestDb::new("gensrc");
+    src.load(&root().join("examples/production.sql"));
+    let stg = TestDb::new("genstg");
+    let o = run(anonymize().args([
+        "--rules",
+        "rules/customers.toml",
+        "-q",
+        "--create-schema",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stg.query("SELECT count(*) FROM customers"), "1000");
+    assert_eq!(
+        stg.query("SELECT count(*) FROM customers WHERE full_name IS DISTINCT FROM first_name || ' ' || last_name"),
+        "0"
+    );
+    // Not a single source name survives in the generated column.
+    assert_eq!(
+        stg.query(&format!(
+            "SELECT count(*) FROM customers WHERE full_name IN (VALUES {})",
+            src.query(
+                "SELECT string_agg('(' || quote_literal(full_name) || ')', ',') FROM customers"
+            )
+        )),
+        "0"
+    );
+}
