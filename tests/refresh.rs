@@ -520,3 +520,26 @@ fn generated_columns_are_regenerated_from_anonymized_values() {
         "0"
     );
 }
+
+#[test]
+fn row_filters_apply_to_database_sources_and_their_partitions() {
+    let src = TestDb::new("wheresrc");
+    let stg = TestDb::new("wherestg");
+    for db in [&src, &stg] {
+        db.query(
+            "CREATE TABLE ev (id int, kind text) PARTITION BY RANGE (id); \
+             CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (100); \
+             CREATE TABLE ev_high PARTITION OF ev FOR VALUES FROM (100) TO (200)",
+        );
+    }
+    src.query("INSERT INTO ev SELECT g, CASE WHEN g % 2 = 0 THEN 'keep' ELSE 'drop' END FROM generate_series(0, 199) g");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), "[tables.ev]\nwhere = \"kind = 'keep'\"\n[tables.ev.columns]\nid = \"keep\"\nkind = \"keep\"\n");
+    let o = refresh(rules.to_str().unwrap(), &url(&src), &url(&stg));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stg.query("SELECT count(*) || ' ' || count(*) FILTER (WHERE kind = 'keep') FROM ev"),
+        "100 100"
+    );
+    assert_eq!(stg.query("SELECT count(*) FROM ONLY ev_high"), "50");
+}
