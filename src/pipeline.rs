@@ -350,14 +350,18 @@ pub fn process_rows(
         TableAction::Skip => return Ok(Vec::new()),
     };
     // One pass over the whole batch is much cheaper than one per row; on failure, find the row.
-    if let Err(e) = std::str::from_utf8(&data) {
-        let row = memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count();
-        return Err(err(row, None, RowErrorKind::InvalidUtf8));
-    }
+    // The fields are then sliced out of this one validated text, never checked again.
+    let text = match std::str::from_utf8(&data) {
+        Ok(t) => t,
+        Err(e) => {
+            let row = memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count();
+            return Err(err(row, None, RowErrorKind::InvalidUtf8));
+        }
+    };
     if !table.transforms_anything() {
         // Whole rows go through; only check what a transform would have checked.
-        for (i, line) in lines(&data).enumerate() {
-            let found = copy::fields(line).count() + 1;
+        for (i, line) in lines(text).enumerate() {
+            let found = copy::fields(line.as_bytes()).count() + 1;
             if found != ops.len() {
                 return Err(err(
                     i,
@@ -373,9 +377,9 @@ pub fn process_rows(
     }
     let has_templates = ops.iter().any(|o| matches!(o, CellOp::Template(_)));
     let mut out = Vec::with_capacity(data.len() + data.len() / 2);
-    let mut fields: Vec<&[u8]> = Vec::with_capacity(ops.len());
+    let mut fields: Vec<&str> = Vec::with_capacity(ops.len());
     let mut outputs: Vec<Option<Option<String>>> = Vec::with_capacity(ops.len());
-    for (i, line) in lines(&data).enumerate() {
+    for (i, line) in lines(text).enumerate() {
         copy::split(line, &mut fields);
         if fields.len() != ops.len() {
             return Err(err(
@@ -407,7 +411,7 @@ pub fn process_rows(
                 out.push(b'\t');
             }
             match op {
-                CellOp::Pass => out.extend_from_slice(f),
+                CellOp::Pass => out.extend_from_slice(f.as_bytes()),
                 CellOp::Apply(t) => match outputs.get(c) {
                     Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
                     _ => copy::encode(apply(c, t)?.as_deref(), &mut out),
@@ -436,10 +440,9 @@ pub fn process_rows(
 }
 
 /// The lines of a batch, without their `\n`.
-fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    body.split(|b| *b == b'\n')
-        .filter(move |_| !data.is_empty())
+fn lines(data: &str) -> impl Iterator<Item = &str> {
+    let body = data.strip_suffix('\n').unwrap_or(data);
+    body.split('\n').filter(move |_| !data.is_empty())
 }
 
 /// Where one table's anonymized rows go in a database refresh.
