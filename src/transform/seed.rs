@@ -53,16 +53,19 @@ impl SecretKey {
         mac.update(b"domain");
         mac.update(&(domain.len() as u64).to_be_bytes());
         mac.update(domain.as_bytes());
-        let derived = mac.finalize().into_bytes();
-        let mac = HmacSha256::new_from_slice(&derived).expect("HMAC accepts keys of any length");
-        Prf { mac }
+        let derived: [u8; 32] = mac.finalize().into_bytes().into();
+        Prf::from_key(&derived)
     }
 }
 
-/// A keyed pseudo-random function bound to one domain. Cheap to clone, `Send + Sync`.
-#[derive(Clone)]
+/// A keyed pseudo-random function bound to one domain: HMAC-SHA256 under the domain's derived key.
+/// `Copy`, `Send + Sync`. HMAC is computed directly on the SHA-256 compression function from the two
+/// precomputed pad states, so a short input costs exactly two compressions and no buffer handling
+/// (the `hmac` crate computes the same bytes; a test checks it).
+#[derive(Clone, Copy)]
 pub struct Prf {
-    mac: HmacSha256,
+    inner: [u32; 8],
+    outer: [u32; 8],
 }
 
 impl fmt::Debug for Prf {
@@ -71,22 +74,74 @@ impl fmt::Debug for Prf {
     }
 }
 
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    sha2::compress256(state, &[(*block).into()]);
+}
+
+/// Finish a SHA-256 whose state has absorbed `prefix_len` bytes (whole blocks) and now takes `msg`.
+fn finish(mut state: [u32; 8], prefix_len: usize, msg: &[u8]) -> [u8; 32] {
+    let mut chunks = msg.chunks_exact(64);
+    for block in &mut chunks {
+        compress(&mut state, block.try_into().expect("64 bytes"));
+    }
+    let rest = chunks.remainder();
+    let mut block = [0u8; 64];
+    block[..rest.len()].copy_from_slice(rest);
+    block[rest.len()] = 0x80;
+    let bits = ((prefix_len + msg.len()) as u64) * 8;
+    if rest.len() >= 56 {
+        compress(&mut state, &block);
+        block = [0u8; 64];
+    }
+    block[56..].copy_from_slice(&bits.to_be_bytes());
+    compress(&mut state, &block);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
 impl Prf {
-    /// 32 pseudo-random bytes for `input`.
+    /// The PRF keyed with `key` (32 bytes from the domain derivation).
+    fn from_key(key: &[u8; 32]) -> Self {
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for (i, k) in key.iter().enumerate() {
+            ipad[i] ^= k;
+            opad[i] ^= k;
+        }
+        let (mut inner, mut outer) = (SHA256_IV, SHA256_IV);
+        compress(&mut inner, &ipad);
+        compress(&mut outer, &opad);
+        Prf { inner, outer }
+    }
+
+    /// 32 pseudo-random bytes for `input`: HMAC-SHA256(domain key, input).
     pub fn digest(&self, input: &[u8]) -> [u8; 32] {
-        let mut mac = self.mac.clone();
-        mac.update(input);
-        mac.finalize().into_bytes().into()
+        let inner = finish(self.inner, 64, input);
+        finish(self.outer, 64, &inner)
     }
 
     /// 32 pseudo-random bytes for several input parts, each length-prefixed.
     pub fn digest_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = self.mac.clone();
+        let mut msg = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
         for part in parts {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
+            msg.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            msg.extend_from_slice(part);
         }
-        mac.finalize().into_bytes().into()
+        self.digest(&msg)
     }
 
     /// A deterministic random stream for `input`.
@@ -268,6 +323,20 @@ pub(crate) mod tests {
             key("a").domain("ab").digest(b"c"),
             key("a").domain("a").digest(b"bc")
         );
+    }
+
+    #[test]
+    fn the_direct_hmac_is_hmac_sha256() {
+        let key: [u8; 32] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+        let prf = Prf::from_key(&key);
+        // Every padding case: empty, short, 55/56/63/64 bytes at the block edges, several blocks.
+        for len in [0usize, 1, 31, 55, 56, 57, 63, 64, 65, 119, 120, 200] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
+            let mut reference = HmacSha256::new_from_slice(&key).unwrap();
+            reference.update(&msg);
+            let want: [u8; 32] = reference.finalize().into_bytes().into();
+            assert_eq!(prf.digest(&msg), want, "length {len}");
+        }
     }
 
     #[test]
