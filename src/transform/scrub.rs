@@ -65,39 +65,48 @@ const NUMBER: &str = r"\+?\(?[0-9]+\)?(?:[ .-]\(?[0-9]+\)?|\([0-9]+\))*";
 
 /// Classify a run of digits and separators as one of the enabled numeric detectors.
 pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
+    // Runs for every number found in free text, most of which are none of these: no allocation.
     let on = |d| enabled.contains(&d);
-    let digits: Vec<u8> = s
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|b| b - b'0')
-        .collect();
     let b = s.as_bytes();
-    let is_ssn =
-        b.len() == 11 && b[3] == b'-' && b[6] == b'-' && digits.len() == 9 && !s.starts_with('+');
+    let digit_count = b.iter().filter(|c| c.is_ascii_digit()).count();
+    let is_ssn = b.len() == 11 && b[3] == b'-' && b[6] == b'-' && digit_count == 9 && b[0] != b'+';
     if is_ssn {
         return on(Detector::Ssn).then_some(Detector::Ssn);
     }
-    let octets: Vec<&str> = s.split('.').collect();
-    if octets.len() == 4
-        && octets.iter().all(|o| {
-            !o.is_empty()
-                && o.len() <= 3
+    let is_ipv4 = s.split('.').count() == 4
+        && s.split('.').all(|o| {
+            (1..=3).contains(&o.len())
                 && o.bytes().all(|c| c.is_ascii_digit())
                 && o.parse::<u16>().is_ok_and(|v| v <= 255)
-        })
-    {
+        });
+    if is_ipv4 {
         return on(Detector::Ipv4).then_some(Detector::Ipv4);
     }
-    if (13..=19).contains(&digits.len()) && luhn_valid(&digits) && on(Detector::CreditCard) {
-        return Some(Detector::CreditCard);
+    if (13..=19).contains(&digit_count) && on(Detector::CreditCard) {
+        let mut digits = [0u8; 19];
+        for (slot, c) in digits
+            .iter_mut()
+            .zip(b.iter().filter(|c| c.is_ascii_digit()))
+        {
+            *slot = c - b'0';
+        }
+        if luhn_valid(&digits[..digit_count]) {
+            return Some(Detector::CreditCard);
+        }
     }
     let looks_like_date = {
-        let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
-        parts.len() == 3
-            && parts.iter().all(|p| p.bytes().all(|c| c.is_ascii_digit()))
-            && (parts[0].len() == 4 || parts[2].len() == 4)
+        let mut parts = s.split(['-', '/', '.']);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(m), Some(c), None) => {
+                [a, m, c]
+                    .iter()
+                    .all(|p| p.bytes().all(|c| c.is_ascii_digit()))
+                    && (a.len() == 4 || c.len() == 4)
+            }
+            _ => false,
+        }
     };
-    if (7..=15).contains(&digits.len()) && !looks_like_date && on(Detector::Phone) {
+    if (7..=15).contains(&digit_count) && !looks_like_date && on(Detector::Phone) {
         return Some(Detector::Phone);
     }
     None
