@@ -111,6 +111,10 @@ impl JsonRule {
         active: &[usize],
         out: &mut String,
     ) -> Result<(), Fail> {
+        // Most of a document is reached by no rule: validate and copy it in one go.
+        if active.is_empty() {
+            return sc.copy_value(out);
+        }
         let complete: Vec<usize> = active
             .iter()
             .copied()
@@ -155,7 +159,7 @@ impl JsonRule {
                             .iter()
                             .copied()
                             .filter(|&r| match &self.rules[r].1[depth] {
-                                Step::Key(k) => *k == key,
+                                Step::Key(k) => k.as_str() == key,
                                 Step::Any => true,
                                 Step::Index(_) => false,
                             })
@@ -192,7 +196,7 @@ impl JsonRule {
             _ => {
                 let start = sc.pos;
                 let (text, kind) = match sc.peek() {
-                    Some(b'"') => (sc.string()?, Scalar::String),
+                    Some(b'"') => (sc.string()?.into_owned(), Scalar::String),
                     Some(b'n') => {
                         sc.literal(b"null")?;
                         (String::new(), Scalar::Null)
@@ -367,10 +371,18 @@ impl<'a> Scanner<'a> {
         Ok(v)
     }
 
-    /// A string token, decoded.
-    fn string(&mut self) -> Result<String, Fail> {
+    /// A string token, decoded; borrowed from the document when it has no escape.
+    fn string(&mut self) -> Result<std::borrow::Cow<'a, str>, Fail> {
         self.expect(b'"')?;
-        let mut out = String::new();
+        let first = self.pos;
+        while !matches!(self.peek(), Some(b'"' | b'\\') | None) && self.s[self.pos] >= 0x20 {
+            self.pos += 1;
+        }
+        if self.peek() == Some(b'"') {
+            self.pos += 1;
+            return Ok(std::borrow::Cow::Borrowed(&self.doc[first..self.pos - 1]));
+        }
+        let mut out = self.text(first).to_string();
         loop {
             let start = self.pos;
             while !matches!(self.peek(), Some(b'"' | b'\\') | None) && self.s[self.pos] >= 0x20 {
@@ -380,7 +392,7 @@ impl<'a> Scanner<'a> {
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok(std::borrow::Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.pos += 1;
