@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::pipeline::{self, Options, Progress, Report, RunFailure};
-use crate::rules::{self, Plan};
+use crate::rules::{self, Plan, SourceTable};
 use crate::sink::dump::DumpSink;
 use crate::source::dump::prescan;
 
@@ -32,37 +32,7 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         )));
     }
 
-    // The rules are bound before anything is written, so the input is read twice: stdin is spooled
-    // to an unnamed temporary file first (removed by the OS when the run ends).
-    let mut input = if plan.source == "-" {
-        let mut spool = tempfile::tempfile().map_err(|source| Error::Io {
-            context: "creating a temporary file to hold stdin".into(),
-            source,
-        })?;
-        io::copy(&mut io::stdin().lock(), &mut spool).map_err(|source| Error::Io {
-            context: "reading stdin".into(),
-            source,
-        })?;
-        spool
-    } else {
-        File::open(&plan.source).map_err(|source| Error::Io {
-            context: format!("opening the source dump {}", plan.source),
-            source,
-        })?
-    };
-    let rewind = |f: &mut File| {
-        f.rewind().map_err(|source| Error::Io {
-            context: "rewinding the source".into(),
-            source,
-        })
-    };
-    rewind(&mut input)?;
-    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| {
-        Error::Pipeline(Box::new(RunFailure {
-            error: e.into(),
-            report: Report::default(),
-        }))
-    })?;
+    let (mut input, source_tables) = open_and_scan(&plan.source)?;
     let bound = rules::bind(plan, &source_tables).map_err(Error::Bind)?;
     for t in plan.tables.values().filter(|t| t.filter.is_some()) {
         progress.warning(&format!(
@@ -91,4 +61,41 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         source,
     })?;
     Ok(report)
+}
+
+/// Open the dump (spooling stdin to an unnamed temporary file) and read its tables with a first pass.
+pub fn open_and_scan(path: &str) -> Result<(File, Vec<SourceTable>), Error> {
+    // The rules are bound before anything is written, so the input is read twice: stdin is spooled
+    // to an unnamed temporary file first (removed by the OS when the run ends).
+    let mut input = if path == "-" {
+        let mut spool = tempfile::tempfile().map_err(|source| Error::Io {
+            context: "creating a temporary file to hold stdin".into(),
+            source,
+        })?;
+        io::copy(&mut io::stdin().lock(), &mut spool).map_err(|source| Error::Io {
+            context: "reading stdin".into(),
+            source,
+        })?;
+        spool
+    } else {
+        File::open(path).map_err(|source| Error::Io {
+            context: format!("opening the source dump {path}"),
+            source,
+        })?
+    };
+    rewind(&mut input)?;
+    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| {
+        Error::Pipeline(Box::new(RunFailure {
+            error: e.into(),
+            report: Report::default(),
+        }))
+    })?;
+    Ok((input, source_tables))
+}
+
+fn rewind(f: &mut File) -> Result<(), Error> {
+    f.rewind().map_err(|source| Error::Io {
+        context: "rewinding the source".into(),
+        source,
+    })
 }

@@ -4,6 +4,7 @@
 //! validated plan and binds it to the source's tables; `transform` holds the pure runtime
 //! transformers; `copy` is the COPY text codec; `cli` is the thin command-line layer.
 
+pub mod check;
 pub mod cli;
 pub mod copy;
 pub mod dump_run;

@@ -113,6 +113,23 @@ fn compare_target(
     problems
 }
 
+/// The tables a database source would copy, read from its catalog in a read-only snapshot (for
+/// `anonymize check`: no data is read).
+pub fn catalog_tables(url: &str) -> Result<Vec<rules::SourceTable>, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async {
+        let client = pg::connect(url).await.map_err(db)?;
+        pg::begin_snapshot(&client).await.map_err(db)?;
+        Ok(pg::read_catalog(&client).await.map_err(db)?.source_tables())
+    })
+}
+
 /// Run a refresh whose source is a database. With `create_schema`, the source's schema is created in
 /// the target first (inside the refresh transaction for a database, at the top of a file).
 pub fn run(

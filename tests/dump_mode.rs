@@ -442,3 +442,49 @@ fn row_filters_are_reported_for_dump_sources() {
     let out = String::from_utf8(o.stdout).unwrap();
     assert_eq!(copy_blocks(&out)["public.customers"].1.len(), 1000);
 }
+
+#[test]
+fn check_validates_without_a_key_and_catches_drift() {
+    let o = run(anonymize().env_remove("ANONYMIZE_KEY").args([
+        "check",
+        "--rules",
+        "rules/customers.toml",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "anonymize: check passed: 5 tables (0 skipped), 38 columns (19 transformed, 19 kept) in examples/production.sql\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("drift.sql");
+    std::fs::write(
+        &dump,
+        demo_input().replace(
+            "COPY public.payments (id, order_id, card_number, amount, paid_at, client_ip) FROM stdin;",
+            "COPY public.payments (id, order_id, card_number, amount, paid_at, client_ip, cvv) FROM stdin;",
+        ),
+    )
+    .unwrap();
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["check", "--rules", "rules/customers.toml", "--source"])
+        .arg(&dump));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("  column public.payments.cvv\n"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("[tables.payments.columns]\ncvv = \"null\""),
+        "{}",
+        stderr(&o)
+    );
+    // A short key is still a configuration error, key or no key needed.
+    let o = run(anonymize().env("ANONYMIZE_KEY", "short").args([
+        "check",
+        "--rules",
+        "rules/customers.toml",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+}

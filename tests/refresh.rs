@@ -543,3 +543,37 @@ fn row_filters_apply_to_database_sources_and_their_partitions() {
     );
     assert_eq!(stg.query("SELECT count(*) FROM ONLY ev_high"), "50");
 }
+
+#[test]
+fn check_catches_a_new_production_column_from_the_catalog() {
+    let src = pagila_source();
+    let check = || {
+        run(anonymize().env_remove("ANONYMIZE_KEY").args([
+            "check",
+            "--rules",
+            "tests/fixtures/pagila.toml",
+            "--source",
+            &url(&src),
+        ]))
+    };
+    let o = check();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("anonymize: check passed: 21 tables (0 skipped)"),
+        "{}",
+        stderr(&o)
+    );
+    src.query("ALTER TABLE customer ADD COLUMN phone_backup text");
+    let o = check();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("  column public.customer.phone_backup\n"),
+        "{}",
+        stderr(&o)
+    );
+    // No data was read: a check leaves no trace but its read-only catalog queries.
+    assert_eq!(
+        src.query("SELECT count(*) FROM customer WHERE phone_backup IS NOT NULL"),
+        "0"
+    );
+}

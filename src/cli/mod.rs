@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use clap::Parser;
 
+use crate::check;
 use crate::dump_run;
 use crate::error::Error;
 use crate::pipeline::{self, Options, Progress, Report, TableStats};
@@ -27,16 +28,27 @@ The secret key is read from the environment variable named by [secret] key_env
 
 /// Seed staging from production without leaking personal data.
 #[derive(Debug, Parser)]
-#[command(name = "anonymize", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "anonymize",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// The rules file (TOML).
-    #[arg(long, value_name = "FILE")]
-    pub rules: PathBuf,
-    /// Where rows come from: a pg_dump plain-SQL file, or - for stdin. Overrides [source] url.
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "FILE", required = true)]
+    pub rules: Option<PathBuf>,
+    /// Where rows come from: a postgres URL, a pg_dump plain-SQL file, or - for stdin. Overrides
+    /// [source] url.
+    #[arg(long, value_name = "URL|PATH|-")]
     pub source: Option<String>,
-    /// Where rows go: an output .sql file, or - for stdout. Overrides [target] url.
-    #[arg(long, value_name = "PATH|-")]
+    /// Where rows go: a postgres URL (with a database source), an output .sql file, or - for stdout.
+    /// Overrides [target] url.
+    #[arg(long, value_name = "URL|PATH|-")]
     pub target: Option<String>,
     /// Transform threads (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -48,6 +60,21 @@ pub struct Args {
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate the rules against the source's schema without reading data (for CI): exit 0 when
+    /// clean, 2 with every problem listed. No secret key is needed.
+    Check {
+        /// The rules file (TOML).
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        /// The source to check against: a postgres URL, a pg_dump plain-SQL file, or - for stdin.
+        /// Overrides [source] url.
+        #[arg(long, value_name = "URL|PATH|-")]
+        source: Option<String>,
+    },
 }
 
 /// Prints one line per finished table to stderr.
@@ -84,12 +111,38 @@ pub struct Outcome {
 
 /// Run the command. Never exits and never prints data; messages go to stderr.
 pub fn run(args: Args) -> Result<Outcome, Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(Command::Check { rules, source }) = &args.command {
+        let overrides = Overrides {
+            source: source.clone(),
+            target: None,
+            key_optional: true,
+        };
+        let plan = rules::load(rules, &overrides, &env)?;
+        let s = check::run(&plan)?;
+        eprintln!(
+            "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}",
+            s.tables,
+            s.skipped,
+            s.columns,
+            s.transformed,
+            s.columns - s.transformed,
+            redact(&plan.source)
+        );
+        return Ok(Outcome {
+            report: Report::default(),
+        });
+    }
     let overrides = Overrides {
         source: args.source.clone(),
         target: args.target.clone(),
+        key_optional: false,
     };
-    let env = |name: &str| std::env::var(name).ok();
-    let plan = rules::load(&args.rules, &overrides, &env)?;
+    let rules_path = args
+        .rules
+        .as_ref()
+        .expect("clap requires --rules without a subcommand");
+    let plan = rules::load(rules_path, &overrides, &env)?;
     let options = Options {
         jobs: args
             .jobs

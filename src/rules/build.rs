@@ -108,12 +108,13 @@ fn did_you_mean(wrong: &str, names: &[&str]) -> String {
     }
 }
 
-/// The key from the environment or a key file. Never part of any message.
+/// The key from the environment or a key file (`None`: the variable is not set). Never part of any
+/// message.
 fn load_key(
     src: &SourceText,
     secret: Option<&config::Secret>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<SecretKey, Diagnostic> {
+) -> Result<Option<SecretKey>, Diagnostic> {
     if let Some(file) = secret.and_then(|s| s.key_file.as_ref()) {
         let loc = Some(src.location(file.span().start));
         let bytes = std::fs::read(file.get_ref()).map_err(|e| Diagnostic {
@@ -122,7 +123,7 @@ fn load_key(
         })?;
         let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
         let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-        return SecretKey::new(trimmed).map_err(|e| Diagnostic {
+        return SecretKey::new(trimmed).map(Some).map_err(|e| Diagnostic {
             location: loc,
             message: format!("key file {}: {e}", file.get_ref()),
         });
@@ -132,17 +133,27 @@ fn load_key(
         .map(|v| v.get_ref().clone())
         .unwrap_or_else(|| DEFAULT_KEY_ENV.to_string());
     match env(&var).filter(|k| !k.is_empty()) {
-        Some(k) => SecretKey::new(k.as_bytes()).map_err(|e| Diagnostic {
-            location: None,
-            message: format!("{var}: {e}"),
-        }),
-        None => Err(Diagnostic {
-            location: None,
-            message: format!(
-                "the secret key is not set: export {var}=<a random string of at least {MIN_KEY_LEN} bytes> \
-                 (for example from `openssl rand -hex 32`), or name a file with [secret] key_file"
-            ),
-        }),
+        Some(k) => SecretKey::new(k.as_bytes())
+            .map(Some)
+            .map_err(|e| Diagnostic {
+                location: None,
+                message: format!("{var}: {e}"),
+            }),
+        None => Ok(None),
+    }
+}
+
+fn key_not_set(secret: Option<&config::Secret>) -> Diagnostic {
+    let var = secret
+        .and_then(|s| s.key_env.as_ref())
+        .map(|v| v.get_ref().clone())
+        .unwrap_or_else(|| DEFAULT_KEY_ENV.to_string());
+    Diagnostic {
+        location: None,
+        message: format!(
+            "the secret key is not set: export {var}=<a random string of at least {MIN_KEY_LEN} bytes> \
+             (for example from `openssl rand -hex 32`), or name a file with [secret] key_file"
+        ),
     }
 }
 
@@ -164,11 +175,19 @@ pub(super) fn build(
     }
     // Without the key the rules are still checked, with a stand-in key, so every problem is reported
     // at once; the plan is not returned then.
+    // `check` validates without the key (`key_optional`): the transforms are built with the stand-in
+    // and never run.
+    let stand_in = || SecretKey::new(&[0u8; MIN_KEY_LEN]).expect("long enough");
     let key = match load_key(src, file.secret.as_ref(), env) {
-        Ok(k) => k,
+        Ok(Some(k)) => k,
+        Ok(None) if overrides.key_optional => stand_in(),
+        Ok(None) => {
+            diags.push(key_not_set(file.secret.as_ref()));
+            stand_in()
+        }
         Err(d) => {
             diags.push(d);
-            SecretKey::new(&[0u8; MIN_KEY_LEN]).expect("long enough")
+            stand_in()
         }
     };
     let mut b = Builder { src, key, diags };

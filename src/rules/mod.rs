@@ -106,6 +106,8 @@ impl SourceText {
 pub struct Overrides {
     pub source: Option<String>,
     pub target: Option<String>,
+    /// Validation only (`anonymize check`): an unset key is not an error, since no value is produced.
+    pub key_optional: bool,
 }
 
 /// Read, parse and build a rules file. `env` looks up environment variables (the secret key and

@@ -207,7 +207,7 @@ fn interpolation_errors_name_the_variable() {
         "[source]\nurl = \"${NOPE}\"\n".into(),
         &Overrides {
             source: Some("dump.sql".into()),
-            target: None,
+            ..Overrides::default()
         },
         &env,
     )
@@ -389,4 +389,28 @@ fn unique_rules_are_injective() {
             .collect();
         assert_eq!(outs.len(), 50_000, "{rule}");
     }
+}
+
+#[test]
+fn a_check_needs_no_key_but_refuses_a_short_one() {
+    let optional = Overrides {
+        key_optional: true,
+        ..Overrides::default()
+    };
+    assert!(parse(
+        "r.toml",
+        "[tables.t.columns]\na = \"keep\"\n".into(),
+        &optional,
+        &|_| None
+    )
+    .is_ok());
+    let err = parse("r.toml", String::new(), &optional, &|_| {
+        Some("short".into())
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "ANONYMIZE_KEY: the secret key is 5 bytes long; at least 16 bytes are required"
+    );
 }
