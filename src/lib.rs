@@ -10,6 +10,7 @@ pub mod copy;
 pub mod dump_run;
 pub mod error;
 pub mod pipeline;
+pub mod preview;
 pub mod refresh;
 pub mod rules;
 pub mod sink;

@@ -65,7 +65,7 @@ async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepare
                 .or_else(|| t.partition_root.as_ref().and_then(|r| plan.tables.get(r)));
             let filter = rules.and_then(|r| r.filter.as_deref());
             Some(Job {
-                copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter),
+                copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter, None),
                 table: Arc::new(b),
                 bytes_read: AtomicU64::new(0),
             })

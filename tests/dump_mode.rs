@@ -488,3 +488,110 @@ fn check_validates_without_a_key_and_catches_drift() {
     ]));
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn dry_run_previews_samples_writes_nothing_and_flags_weak_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("never.sql");
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            "rules/customers.toml",
+            "--dry-run",
+            "--sample",
+            "3",
+            "--tables",
+            "customers,payments",
+            "--target",
+        ])
+        .arg(&target));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!target.exists(), "a dry run creates no file");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let text = String::from_utf8(o.stdout).unwrap();
+    let first_email = column(&copy_blocks(&demo_input()), "public.customers", "email")[0].clone();
+    assert!(
+        text.starts_with("public.customers  (1000 rows)\n  email  fake = \"email\", unique\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("    {first_email} ")),
+        "originals are shown side by side"
+    );
+    assert!(text.contains("public.payments  (2500 rows)"));
+    assert!(
+        !text.contains("public.orders"),
+        "--tables limits the preview"
+    );
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 120),
+        "fits a 120-column terminal"
+    );
+    assert!(text.ends_with("0 warnings\n"), "{text}");
+
+    // JSON for scripts, and a weak rule: `set` that leaves "US" as "US".
+    let rules = dir.path().join("weak.toml");
+    let weak = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace("country    = \"keep\"", "country    = { set = \"US\" }");
+    std::fs::write(&rules, weak).unwrap();
+    let o = run(anonymize().arg("--rules").arg(&rules).args([
+        "--source",
+        "examples/production.sql",
+        "--dry-run",
+        "--sample",
+        "40",
+        "--format",
+        "json",
+        "--tables",
+        "customers",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let customers = &doc["tables"][0];
+    assert_eq!(customers["name"], "public.customers");
+    assert_eq!(customers["rows"], 1000);
+    let country = customers["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "country")
+        .unwrap();
+    assert_eq!(country["samples"].as_array().unwrap().len(), 40);
+    let warning = country["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.starts_with("anonymized value equal to the original in "),
+        "{warning}"
+    );
+    assert!(doc["warnings"].as_u64().unwrap() >= 1);
+    // --strict turns the warning into exit 2.
+    let o = run(anonymize().arg("--rules").arg(&rules).args([
+        "--source",
+        "examples/production.sql",
+        "--dry-run",
+        "--strict",
+        "--tables",
+        "customers",
+        "--sample",
+        "40",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("anonymize: error: --strict: the sample shows "),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown tables are a usage error.
+    let o = run(anonymize().args([
+        "--rules",
+        "rules/customers.toml",
+        "--dry-run",
+        "--tables",
+        "nope",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "anonymize: error: --tables names tables the source does not have: public.nope\n"
+    );
+}

@@ -577,3 +577,69 @@ fn check_catches_a_new_production_column_from_the_catalog() {
         "0"
     );
 }
+
+#[test]
+fn dry_run_on_a_database_samples_cheaply_and_touches_no_target() {
+    let src = pagila_source();
+    let stg = pagila_staging();
+    let o = run(anonymize().args([
+        "--rules",
+        "tests/fixtures/pagila.toml",
+        "--dry-run",
+        "--format",
+        "json",
+        "--sample",
+        "5",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tables = doc["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 21);
+    let customer = tables
+        .iter()
+        .find(|t| t["name"] == "public.customer")
+        .unwrap();
+    let email = customer["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "email")
+        .unwrap();
+    assert_eq!(email["samples"].as_array().unwrap().len(), 5);
+    assert!(email["samples"][0]["anonymized"]
+        .as_str()
+        .unwrap()
+        .contains("@example."));
+    assert_eq!(doc["warnings"], 0);
+    assert_eq!(
+        stg.query("SELECT count(*) FROM customer"),
+        "0",
+        "staging untouched"
+    );
+    // It never connects to the target: one that does not exist is no obstacle.
+    let o = run(anonymize().args([
+        "--rules",
+        "tests/fixtures/pagila.toml",
+        "--dry-run",
+        "--tables",
+        "actor",
+        "--sample",
+        "2",
+        "--source",
+        &url(&src),
+        "--target",
+        "postgres://postgres@127.0.0.1:5432/anon_no_such_staging",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The row count of a database is the catalog's estimate (no count(*)), so only the shape is fixed.
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.starts_with("public.actor  ("), "{text}");
+    assert!(
+        text.contains(" rows)\n  first_name  fake = \"first_name\"\n"),
+        "{text}"
+    );
+}

@@ -1,7 +1,9 @@
 //! The command line: raw arguments → validated plan → run → rendered result on stderr.
 //!
 //! Everything user-facing that is not data lives here: argument parsing, progress and summary lines.
-//! stdout carries only data (a dump written to `-`).
+//! stdout carries only data (a dump written to `-`, a dry-run preview).
+
+mod render;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use crate::check;
 use crate::dump_run;
 use crate::error::Error;
 use crate::pipeline::{self, Options, Progress, Report, TableStats};
+use crate::preview;
 use crate::refresh::{self, is_database_url};
 use crate::rules::{self, Overrides};
 use crate::source::postgres::redact;
@@ -57,9 +60,31 @@ pub struct Args {
     /// database source only.
     #[arg(long)]
     pub create_schema: bool,
+    /// Preview: validate, anonymize a sample of each table and show original and anonymized values
+    /// side by side on stdout; writes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rows per table in a dry run.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "dry_run")]
+    pub sample: usize,
+    /// Only these tables in a dry run (comma-separated, schema.table or table).
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "dry_run")]
+    pub tables: Option<Vec<String>>,
+    /// Dry-run output: a table for people or JSON for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
+    pub format: Format,
+    /// With --dry-run: exit 2 when the sample shows a weak rule.
+    #[arg(long, requires = "dry_run")]
+    pub strict: bool,
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -143,6 +168,9 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         .as_ref()
         .expect("clap requires --rules without a subcommand");
     let plan = rules::load(rules_path, &overrides, &env)?;
+    if args.dry_run {
+        return dry_run(&args, &plan);
+    }
     let options = Options {
         jobs: args
             .jobs
@@ -175,6 +203,55 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     let report = dump_run::run(&plan, &options, progress)?;
     summary(&args, &plan, &report);
     Ok(Outcome { report })
+}
+
+fn dry_run(args: &Args, plan: &rules::Plan) -> Result<Outcome, Error> {
+    let tables = match &args.tables {
+        None => None,
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|n| {
+                    rules::QualifiedName::parse(n)
+                        .ok_or_else(|| Error::Usage(format!("--tables: invalid table name {n:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let p = preview::run(
+        plan,
+        &preview::Options {
+            sample: args.sample,
+            tables,
+        },
+    )?;
+    let text = match args.format {
+        Format::Table => render::table(&p),
+        Format::Json => render::json(&p),
+    };
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(source) => {
+            return Err(Error::Io {
+                context: "writing the preview".into(),
+                source,
+            })
+        }
+    }
+    if args.strict && p.warnings() > 0 {
+        return Err(Error::Usage(format!(
+            "--strict: the sample shows {} weak rule warning(s)",
+            p.warnings()
+        )));
+    }
+    Ok(Outcome {
+        report: Report::default(),
+    })
 }
 
 fn summary(args: &Args, plan: &rules::Plan, report: &Report) {

@@ -470,15 +470,23 @@ pub fn split_password(url: &str) -> (String, Option<String>) {
     (without, Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// The statement that streams one table's rows.
-pub fn copy_out_sql(table: &QualifiedName, columns: &[String], filter: Option<&str>) -> String {
+/// The statement that streams one table's rows (the first `limit` the server finds, for a sample).
+pub fn copy_out_sql(
+    table: &QualifiedName,
+    columns: &[String],
+    filter: Option<&str>,
+    limit: Option<usize>,
+) -> String {
     let cols: Vec<String> = columns
         .iter()
         .map(|c| crate::rules::quote_ident(c))
         .collect();
     let mut select = format!("SELECT {} FROM ONLY {table}", cols.join(", "));
     if let Some(f) = filter {
-        select.push_str(&format!(" WHERE {f}"));
+        select.push_str(&format!(" WHERE ({f})"));
+    }
+    if let Some(n) = limit {
+        select.push_str(&format!(" LIMIT {n}"));
     }
     format!("COPY ({select}) TO STDOUT")
 }
@@ -538,9 +546,10 @@ mod tests {
             copy_out_sql(
                 &QualifiedName::new("public", "Users"),
                 &["id".into(), "Full Name".into()],
-                Some("id > 1")
+                Some("id > 1"),
+                Some(5)
             ),
-            "COPY (SELECT id, \"Full Name\" FROM ONLY public.\"Users\" WHERE id > 1) TO STDOUT"
+            "COPY (SELECT id, \"Full Name\" FROM ONLY public.\"Users\" WHERE (id > 1) LIMIT 5) TO STDOUT"
         );
     }
 
