@@ -67,15 +67,6 @@ fn failed(error: PipelineError) -> Error {
     }))
 }
 
-/// Bind, sample, transform and compare. Reads the source only.
-pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
-    if is_database_url(&plan.source) {
-        run_database(plan, options)
-    } else {
-        run_dump(plan, options)
-    }
-}
-
 fn selected(options: &Options, tables: &[SourceTable]) -> Result<BTreeSet<QualifiedName>, Error> {
     let all: BTreeSet<QualifiedName> = tables.iter().map(|t| t.name.clone()).collect();
     match &options.tables {
@@ -98,45 +89,62 @@ fn selected(options: &Options, tables: &[SourceTable]) -> Result<BTreeSet<Qualif
     }
 }
 
-fn run_dump(plan: &Plan, options: &Options) -> Result<Preview, Error> {
-    let (input, tables) = crate::dump_run::open_and_scan(&plan.source)?;
-    let bound = rules::bind(plan, &tables).map_err(Error::Bind)?;
-    let wanted = selected(options, &tables)?;
-    let mut input = input;
+/// The first `n` rows of every table of a source, with its row count (counted in a dump, the
+/// catalog's estimate in a database). `filter` gives a table's `where`, for database sources.
+pub struct Sampled {
+    pub tables: Vec<SourceTable>,
+    /// COPY text rows per table, in `tables` order.
+    pub samples: Vec<Vec<u8>>,
+    pub rows: Vec<u64>,
+}
+
+pub fn sample(
+    source: &str,
+    n: usize,
+    filter: &dyn Fn(&SourceTable) -> Option<String>,
+) -> Result<Sampled, Error> {
+    if is_database_url(source) {
+        return sample_database(source, n, filter);
+    }
+    let (mut input, tables) = crate::dump_run::open_and_scan(source)?;
     std::io::Seek::rewind(&mut input).map_err(|source| Error::Io {
         context: "rewinding the source".into(),
         source,
     })?;
-    let mut samples: Vec<(Vec<u8>, u64)> = vec![(Vec::new(), 0); bound.len()];
+    let mut samples = vec![Vec::new(); tables.len()];
+    let mut rows = vec![0u64; tables.len()];
     let mut reader = DumpReader::new(std::io::BufReader::new(input), 4096, 1 << 20);
     while let Some(event) = reader.next_event().map_err(|e| failed(e.into()))? {
         if let Event::Rows {
-            block, data, rows, ..
+            block,
+            data,
+            rows: r,
+            ..
         } = event
         {
-            let (sample, count) = &mut samples[block];
-            *count += rows;
+            rows[block] += r;
+            let sample = &mut samples[block];
             let have = sample.iter().filter(|b| **b == b'\n').count();
             for line in data
                 .split_inclusive(|b| *b == b'\n')
-                .take(options.sample.saturating_sub(have))
+                .take(n.saturating_sub(have))
             {
                 sample.extend_from_slice(line);
             }
         }
     }
-    let mut preview = Preview::default();
-    for ((table, source), (sample, count)) in bound.iter().zip(&tables).zip(samples) {
-        if wanted.contains(&table.name) {
-            preview
-                .tables
-                .push(compare(table, source.meta.as_deref(), sample, count)?);
-        }
-    }
-    Ok(preview)
+    Ok(Sampled {
+        tables,
+        samples,
+        rows,
+    })
 }
 
-fn run_database(plan: &Plan, options: &Options) -> Result<Preview, Error> {
+fn sample_database(
+    source: &str,
+    n: usize,
+    filter: &dyn Fn(&SourceTable) -> Option<String>,
+) -> Result<Sampled, Error> {
     let db = |e: pg::DbError| Error::Database(e.to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,60 +155,78 @@ fn run_database(plan: &Plan, options: &Options) -> Result<Preview, Error> {
         })?;
     runtime.block_on(async {
         use futures_util::StreamExt;
-        let client = pg::connect(&plan.source).await.map_err(db)?;
+        let client = pg::connect(source).await.map_err(db)?;
         pg::begin_snapshot(&client).await.map_err(db)?;
         let catalog = pg::read_catalog(&client).await.map_err(db)?;
         let tables = catalog.source_tables();
-        let bound = rules::bind(plan, &tables).map_err(Error::Bind)?;
-        let wanted = selected(options, &tables)?;
-        let mut preview = Preview::default();
-        for (table, source) in bound.iter().zip(&tables) {
-            if !wanted.contains(&table.name) {
-                continue;
-            }
-            let estimate = catalog
-                .tables
-                .iter()
-                .find(|t| t.name == table.name)
-                .map_or(0, |t| t.row_estimate as u64);
+        let mut samples = Vec::with_capacity(tables.len());
+        let mut rows = Vec::with_capacity(tables.len());
+        for t in &tables {
+            rows.push(
+                catalog
+                    .tables
+                    .iter()
+                    .find(|c| c.name == t.name)
+                    .map_or(0, |c| c.row_estimate as u64),
+            );
+            // A cheap sample: the first rows the server finds, never a full scan.
+            let sql = pg::copy_out_sql(&t.name, &t.columns, filter(t).as_deref(), Some(n));
+            let err = |e: tokio_postgres::Error| {
+                db(pg::DbError::Query {
+                    context: format!("sampling {}", t.name),
+                    message: pg::describe(&e),
+                })
+            };
+            let stream = client.copy_out(&sql).await.map_err(err)?;
+            let mut stream = std::pin::pin!(stream);
             let mut sample = Vec::new();
-            if !matches!(table.action, TableAction::Skip) {
-                let rules_of = plan.tables.get(&table.name).or_else(|| {
-                    source
-                        .partition_of
-                        .as_ref()
-                        .and_then(|p| plan.tables.get(p))
-                });
-                let filter = rules_of.and_then(|r| r.filter.as_deref());
-                // A cheap sample: the first rows the server finds, never a full scan.
-                let sql =
-                    pg::copy_out_sql(&table.name, &table.columns, filter, Some(options.sample));
-                let stream = client.copy_out(&sql).await.map_err(|e| {
-                    db(pg::DbError::Query {
-                        context: format!("sampling {}", table.name),
-                        message: pg::describe(&e),
-                    })
-                })?;
-                let mut stream = std::pin::pin!(stream);
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        db(pg::DbError::Query {
-                            context: format!("sampling {}", table.name),
-                            message: pg::describe(&e),
-                        })
-                    })?;
-                    sample.extend_from_slice(&chunk);
-                }
+            while let Some(chunk) = stream.next().await {
+                sample.extend_from_slice(&chunk.map_err(err)?);
             }
-            preview
-                .tables
-                .push(compare(table, source.meta.as_deref(), sample, estimate)?);
+            samples.push(sample);
         }
-        Ok(preview)
+        Ok(Sampled {
+            tables,
+            samples,
+            rows,
+        })
     })
 }
 
-fn decode_row(line: &str) -> Result<Vec<Option<String>>, Error> {
+/// Bind, sample, transform and compare. Reads the source only.
+pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
+    let filter = |t: &SourceTable| {
+        plan.tables
+            .get(&t.name)
+            .or_else(|| t.partition_of.as_ref().and_then(|p| plan.tables.get(p)))
+            .and_then(|r| r.filter.clone())
+    };
+    // Filters only mean something to a database; a dump is sampled from its first rows.
+    let sampled = sample(&plan.source, options.sample, &filter)?;
+    let bound = rules::bind(plan, &sampled.tables).map_err(Error::Bind)?;
+    let wanted = selected(options, &sampled.tables)?;
+    let mut preview = Preview::default();
+    for (((table, source), sample), rows) in bound
+        .iter()
+        .zip(&sampled.tables)
+        .zip(sampled.samples)
+        .zip(sampled.rows)
+    {
+        if wanted.contains(&table.name) {
+            let sample = if matches!(table.action, TableAction::Skip) {
+                Vec::new()
+            } else {
+                sample
+            };
+            preview
+                .tables
+                .push(compare(table, source.meta.as_deref(), sample, rows)?);
+        }
+    }
+    Ok(preview)
+}
+
+pub(crate) fn decode_row(line: &str) -> Result<Vec<Option<String>>, Error> {
     let mut fields = Vec::new();
     copy::split(line, &mut fields);
     fields
