@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod preview;
 pub mod refresh;
 pub mod rules;
+pub mod scan;
 pub mod sink;
 pub mod source;
 pub mod transform;

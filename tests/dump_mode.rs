@@ -595,3 +595,61 @@ fn dry_run_previews_samples_writes_nothing_and_flags_weak_rules() {
         "anonymize: error: --tables names tables the source does not have: public.nope\n"
     );
 }
+
+#[test]
+fn scan_drafts_rules_that_pass_check_and_leave_no_detected_pii() {
+    let dir = tempfile::tempdir().unwrap();
+    let draft = dir.path().join("draft.toml");
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["scan", "--source", "examples/production.sql", "--output"])
+        .arg(&draft));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&draft).unwrap();
+    for line in [
+        "email      = { fake = \"email\", unique = true }  # email addresses (high: name and values)",
+        "ssn        = { hash = { format = \"preserve\" } }  # national identifiers (high: name and values)",
+        "card_number = { fake = \"credit_card\" }  # card numbers (high: name and values)",
+        "id         = \"keep\"",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(
+        text.contains("notes      = { scrub = [\"credit_card\", \"email\", \"phone\", \"ssn\"] }"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"$.email\" = { fake = \"email\", unique = true }"),
+        "{text}"
+    );
+    // The draft passes check as written…
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .arg("check")
+        .arg("--rules")
+        .arg(&draft));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // …and a run with it leaves none of the detected personal data.
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(&draft)
+        .args(["--target", "-", "-q"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let before = copy_blocks(&demo_input());
+    let mut secrets = Vec::new();
+    for (table, col) in [
+        ("public.customers", "email"),
+        ("public.customers", "phone"),
+        ("public.customers", "ssn"),
+        ("public.customers", "first_name"),
+        ("public.customers", "last_name"),
+        ("public.payments", "card_number"),
+        ("public.addresses", "street"),
+        ("public.audit_log", "actor_email"),
+        ("public.audit_log", "client_ip"),
+    ] {
+        secrets.extend(column(&before, table, col));
+    }
+    assert!(occurring(&out, &secrets).is_empty());
+}

@@ -643,3 +643,63 @@ fn dry_run_on_a_database_samples_cheaply_and_touches_no_target() {
         "{text}"
     );
 }
+
+#[test]
+fn scan_finds_pagila_people_and_its_draft_passes_check() {
+    let src = pagila_source();
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["scan", "--source", &url(&src)]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let draft = String::from_utf8(o.stdout).unwrap();
+    let section = |table: &str| -> String {
+        let start = draft
+            .find(&format!("[tables.{table}.columns]"))
+            .unwrap_or_else(|| panic!("no {table} in\n{draft}"));
+        let rest = &draft[start..];
+        rest[..rest[1..].find("\n[").map_or(rest.len(), |e| e + 1)].to_string()
+    };
+    let customer = section("customer");
+    assert!(
+        customer.contains("email       = { fake = \"email\", unique = true }"),
+        "{customer}"
+    );
+    assert!(
+        customer.contains("first_name  = { fake = \"first_name\" }"),
+        "{customer}"
+    );
+    assert!(
+        customer.contains("last_name   = { fake = \"last_name\" }"),
+        "{customer}"
+    );
+    let address = section("address");
+    assert!(
+        address.contains("address     = { fake = \"street_address\" }"),
+        "{address}"
+    );
+    assert!(
+        address.contains("phone       = { hash = { format = \"preserve\" } }  # phone numbers"),
+        "{address}"
+    );
+    let staff = section("staff");
+    assert!(
+        staff.contains("email       = { fake = \"email\", unique = true }"),
+        "{staff}"
+    );
+    assert!(section("actor").contains("first_name  = { fake = \"first_name\" }"));
+    // Partitions get one section, under their partitioned table.
+    assert!(
+        draft.contains("[tables.payment.columns]") && !draft.contains("payment_p2022"),
+        "{draft}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), &draft);
+    let o = run(anonymize().env_remove("ANONYMIZE_KEY").args([
+        "check",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--source",
+        &url(&src),
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}\n{draft}", stderr(&o));
+}

@@ -100,6 +100,19 @@ pub enum Command {
         #[arg(long, value_name = "URL|PATH|-")]
         source: Option<String>,
     },
+    /// Sample every table of a source, detect likely personal data, and write a complete draft rules
+    /// file (stdout, or --output) with a commented suggestion per detected column.
+    Scan {
+        /// The source: a postgres URL, a pg_dump plain-SQL file, or - for stdin.
+        #[arg(long, value_name = "URL|PATH|-")]
+        source: String,
+        /// Rows sampled per table.
+        #[arg(long, value_name = "N", default_value_t = 200)]
+        sample: usize,
+        /// Write the draft here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Prints one line per finished table to stderr.
@@ -137,6 +150,34 @@ pub struct Outcome {
 /// Run the command. Never exits and never prints data; messages go to stderr.
 pub fn run(args: Args) -> Result<Outcome, Error> {
     let env = |name: &str| std::env::var(name).ok();
+    if let Some(Command::Scan {
+        source,
+        sample,
+        output,
+    }) = &args.command
+    {
+        let draft = crate::scan::run(source, *sample)?;
+        match output {
+            Some(path) => std::fs::write(path, draft).map_err(|e| Error::Io {
+                context: format!("writing {}", path.display()),
+                source: e,
+            })?,
+            None => {
+                let mut stdout = io::stdout().lock();
+                if let Err(e) = stdout.write_all(draft.as_bytes()) {
+                    if e.kind() != io::ErrorKind::BrokenPipe {
+                        return Err(Error::Io {
+                            context: "writing the draft".into(),
+                            source: e,
+                        });
+                    }
+                }
+            }
+        }
+        return Ok(Outcome {
+            report: Report::default(),
+        });
+    }
     if let Some(Command::Check { rules, source }) = &args.command {
         let overrides = Overrides {
             source: source.clone(),

@@ -94,19 +94,34 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
             return Some(Detector::CreditCard);
         }
     }
-    let looks_like_date = {
+    let date_parts = {
         let mut parts = s.split(['-', '/', '.']);
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(a), Some(m), Some(c), None) => {
                 [a, m, c]
                     .iter()
                     .all(|p| p.bytes().all(|c| c.is_ascii_digit()))
-                    && (a.len() == 4 || c.len() == 4)
+                    && ((a.len() == 4 && m.len() <= 2 && c.len() <= 2)
+                        || (c.len() == 4 && a.len() <= 2 && m.len() <= 2))
             }
             _ => false,
         }
     };
-    if (7..=15).contains(&digit_count) && !looks_like_date && on(Detector::Phone) {
+    // A timestamp's date and hour run together: "2024-01-15 10".
+    let timestamp = b.len() >= 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[..4]
+            .iter()
+            .chain(&b[5..7])
+            .chain(&b[8..10])
+            .all(u8::is_ascii_digit);
+    let looks_like_date = date_parts || timestamp;
+    // One dot and no other separator is a decimal number ("82100.77"), not a phone.
+    let decimal = b.iter().filter(|c| **c == b'.').count() == 1
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || *c == b'.' || *c == b'-');
+    if (7..=15).contains(&digit_count) && !looks_like_date && !decimal && on(Detector::Phone) {
         return Some(Detector::Phone);
     }
     None
@@ -336,5 +351,12 @@ mod tests {
             Some(Detector::Ipv4)
         );
         assert_eq!(classify_number("2024-01-15", &[Detector::Phone]), None);
+        assert_eq!(classify_number("2024-01-15 10", &[Detector::Phone]), None);
+        assert_eq!(classify_number("82100.77", &[Detector::Phone]), None);
+        assert_eq!(classify_number("15.01.2024", &[Detector::Phone]), None);
+        assert_eq!(
+            classify_number("415.555.0134", &[Detector::Phone]),
+            Some(Detector::Phone)
+        );
     }
 }

@@ -1,0 +1,703 @@
+//! `anonymize scan`: find likely personal data in a source and write a first, complete rules file.
+//!
+//! Every table and column of the source gets a line: a suggested rule where the column's name or its
+//! sampled values look personal, `"keep"` elsewhere, and a comment with the reason and how confident
+//! the guess is. Suggestions respect the schema (UNIQUE columns get rules that stay unique, fixed-size
+//! outputs only where they fit, date rules only on dates), so the draft passes `anonymize check` as
+//! written. It is a draft: a person reviews it before the first run.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use regex::Regex;
+
+use crate::error::Error;
+use crate::preview::{decode_row, sample};
+use crate::refresh::is_database_url;
+use crate::rules::{ColumnMeta, QualifiedName, SourceTable, TypeKind};
+use crate::transform::fake::iban_mod97;
+use crate::transform::scrub::{classify_number, Detector};
+
+/// Column-name words by the kind of personal data they suggest, in several languages.
+const NAME_HINTS: &[(&str, &[&str])] = &[
+    (
+        "email",
+        &[
+            "email",
+            "e_mail",
+            "mail",
+            "courriel",
+            "correo",
+            "emailaddress",
+        ],
+    ),
+    (
+        "phone",
+        &[
+            "phone",
+            "telephone",
+            "tel",
+            "mobile",
+            "cell",
+            "fax",
+            "telefono",
+            "telefon",
+            "handy",
+            "portable",
+            "msisdn",
+        ],
+    ),
+    (
+        "first_name",
+        &[
+            "first_name",
+            "firstname",
+            "given_name",
+            "forename",
+            "fname",
+            "prenom",
+            "vorname",
+            "nombre",
+        ],
+    ),
+    (
+        "last_name",
+        &[
+            "last_name",
+            "lastname",
+            "surname",
+            "family_name",
+            "lname",
+            "nom",
+            "nachname",
+            "apellido",
+            "apellidos",
+        ],
+    ),
+    (
+        "full_name",
+        &[
+            "full_name",
+            "fullname",
+            "display_name",
+            "contact_name",
+            "customer_name",
+            "person_name",
+        ],
+    ),
+    (
+        "username",
+        &["username", "user_name", "login", "nickname", "handle"],
+    ),
+    (
+        "street",
+        &[
+            "address",
+            "address1",
+            "address2",
+            "address_line",
+            "street",
+            "street_address",
+            "addr",
+            "adresse",
+            "direccion",
+            "strasse",
+        ],
+    ),
+    (
+        "postal",
+        &[
+            "zip",
+            "zipcode",
+            "zip_code",
+            "postal_code",
+            "postcode",
+            "plz",
+            "cp",
+            "codigo_postal",
+        ],
+    ),
+    ("city", &["city", "town", "ville", "ciudad", "stadt"]),
+    (
+        "birth",
+        &[
+            "birth_date",
+            "birthdate",
+            "date_of_birth",
+            "dob",
+            "birthday",
+            "geburtsdatum",
+            "fecha_nacimiento",
+            "date_naissance",
+        ],
+    ),
+    (
+        "national_id",
+        &[
+            "ssn",
+            "social_security",
+            "social_security_number",
+            "national_id",
+            "tax_id",
+            "nin",
+            "passport",
+            "passport_number",
+            "insee",
+            "dni",
+            "nif",
+            "sin",
+        ],
+    ),
+    (
+        "ip",
+        &[
+            "ip",
+            "ip_address",
+            "ipaddress",
+            "client_ip",
+            "remote_addr",
+            "remote_ip",
+            "last_ip",
+        ],
+    ),
+    (
+        "secret",
+        &[
+            "password",
+            "passwd",
+            "password_hash",
+            "secret",
+            "token",
+            "api_key",
+        ],
+    ),
+    (
+        "card",
+        &["card_number", "credit_card", "cc_number", "pan", "card_no"],
+    ),
+    ("iban", &["iban", "bank_account", "account_number"]),
+    (
+        "photo",
+        &["photo", "picture", "avatar", "image", "portrait"],
+    ),
+];
+
+fn name_hint(column: &str) -> Option<&'static str> {
+    let c = column.to_lowercase();
+    NAME_HINTS
+        .iter()
+        .find(|(_, words)| {
+            words.iter().any(|w| {
+                c == *w || c.ends_with(&format!("_{w}")) || c.starts_with(&format!("{w}_"))
+            })
+        })
+        .map(|(kind, _)| *kind)
+}
+
+/// What the sampled values of a column look like.
+#[derive(Debug, Default)]
+struct ValueKinds {
+    non_null: usize,
+    email: usize,
+    phone: usize,
+    card: usize,
+    ssn: usize,
+    iban: usize,
+    ipv4: usize,
+    ipv6: usize,
+    /// Free text that contains findings of these detectors.
+    inside: BTreeSet<&'static str>,
+    /// JSON documents: paths whose string values look personal, with the rule to use.
+    json_paths: BTreeSet<(String, &'static str)>,
+}
+
+struct Detectors {
+    email_full: Regex,
+    email_any: Regex,
+    number_any: Regex,
+    ipv4_any: Regex,
+}
+
+impl Detectors {
+    fn new() -> Self {
+        let email = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
+        Detectors {
+            email_full: Regex::new(&format!("^{email}$")).expect("valid"),
+            email_any: Regex::new(email).expect("valid"),
+            number_any: Regex::new(r"\+?\(?[0-9]+\)?(?:[ .-]\(?[0-9]+\)?)*").expect("valid"),
+            ipv4_any: Regex::new(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b").expect("valid"),
+        }
+    }
+
+    /// The kind of a whole value, when it is one piece of personal data.
+    fn whole(&self, v: &str) -> Option<&'static str> {
+        let v = v.trim();
+        if self.email_full.is_match(v) {
+            return Some("email");
+        }
+        if v.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Some("ipv6");
+        }
+        let compact: String = v.chars().filter(|c| *c != ' ').collect();
+        if compact.len() >= 15
+            && compact.len() <= 34
+            && compact.chars().take(2).all(|c| c.is_ascii_uppercase())
+            && compact.chars().skip(2).all(|c| c.is_ascii_alphanumeric())
+            && iban_mod97(&format!("{}{}", &compact[4..], &compact[..4])) == 1
+        {
+            return Some("iban");
+        }
+        let all = [
+            Detector::Ssn,
+            Detector::Ipv4,
+            Detector::CreditCard,
+            Detector::Phone,
+        ];
+        if v.bytes()
+            .all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
+        {
+            return match classify_number(v, &all) {
+                Some(Detector::Ssn) => Some("ssn"),
+                Some(Detector::Ipv4) => Some("ipv4"),
+                Some(Detector::CreditCard) => Some("card"),
+                Some(Detector::Phone) => Some("phone"),
+                _ => None,
+            };
+        }
+        None
+    }
+
+    /// Detectors with findings inside free text.
+    fn inside(&self, v: &str, found: &mut BTreeSet<&'static str>) {
+        if self.email_any.is_match(v) {
+            found.insert("email");
+        }
+        if self.ipv4_any.is_match(v) {
+            found.insert("ipv4");
+        }
+        let all = [Detector::Ssn, Detector::CreditCard, Detector::Phone];
+        for m in self.number_any.find_iter(v) {
+            match classify_number(m.as_str(), &all) {
+                Some(Detector::Ssn) => found.insert("ssn"),
+                Some(Detector::CreditCard) => found.insert("credit_card"),
+                Some(Detector::Phone) => found.insert("phone"),
+                _ => false,
+            };
+        }
+    }
+
+    fn json(&self, v: &serde_json::Value, path: &str, out: &mut BTreeSet<(String, &'static str)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    let p = if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        format!("{path}.{k}")
+                    } else {
+                        format!(
+                            "{path}[{}]",
+                            serde_json::to_string(k).expect("strings serialize")
+                        )
+                    };
+                    self.json(child, &p, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for child in items {
+                    self.json(child, &format!("{path}[*]"), out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                let key = path
+                    .rsplit(['.', '['])
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches(']');
+                if let Some(kind) = self.whole(s).or_else(|| {
+                    name_hint(key).filter(|k| {
+                        matches!(
+                            *k,
+                            "first_name" | "last_name" | "full_name" | "street" | "phone" | "email"
+                        )
+                    })
+                }) {
+                    out.insert((path.to_string(), kind));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn kinds_of(d: &Detectors, values: &[String]) -> ValueKinds {
+    let mut k = ValueKinds::default();
+    for v in values {
+        k.non_null += 1;
+        match d.whole(v) {
+            Some("email") => k.email += 1,
+            Some("phone") => k.phone += 1,
+            Some("card") => k.card += 1,
+            Some("ssn") => k.ssn += 1,
+            Some("iban") => k.iban += 1,
+            Some("ipv4") => k.ipv4 += 1,
+            Some("ipv6") => k.ipv6 += 1,
+            _ => {
+                let t = v.trim_start();
+                if t.starts_with('{') || t.starts_with('[') {
+                    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(v) {
+                        d.json(&doc, "$", &mut k.json_paths);
+                        continue;
+                    }
+                }
+                d.inside(v, &mut k.inside);
+            }
+        }
+    }
+    k
+}
+
+/// A suggestion: the rule's TOML, and the comment that explains it.
+struct Suggestion {
+    rule: String,
+    reason: String,
+}
+
+fn fits(meta: Option<&ColumnMeta>, len: usize) -> bool {
+    meta.and_then(|m| m.max_len).is_none_or(|max| len <= max)
+}
+
+fn is_text(meta: Option<&ColumnMeta>) -> bool {
+    meta.is_none_or(|m| m.kind == TypeKind::Text)
+}
+
+/// The rule for a column, from its name, its values and its constraints.
+fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Suggestion> {
+    let unique = meta.is_some_and(|m| m.unique);
+    let by_values = |count: usize| k.non_null > 0 && count * 10 >= k.non_null * 8;
+    let name = name_hint(column);
+    let confidence = |by_name: bool, by_value: bool| match (by_name, by_value) {
+        (true, true) => "high: name and values",
+        (false, true) => "high: values",
+        _ => "medium: name only",
+    };
+    // A keyed, length- and class-preserving pseudonym fits any text column and stays unique.
+    let preserve = "{ hash = { format = \"preserve\" } }".to_string();
+    let kind = if by_values(k.email) || (name == Some("email") && k.email > 0) {
+        "email"
+    } else if by_values(k.card) {
+        "card"
+    } else if by_values(k.iban) {
+        "iban"
+    } else if by_values(k.ssn) {
+        "national_id"
+    } else if by_values(k.ipv4) || by_values(k.ipv6) {
+        "ip"
+    } else if by_values(k.phone) && name != Some("postal") {
+        "phone"
+    } else if let Some(n) = name {
+        n
+    } else if !k.json_paths.is_empty() {
+        "json"
+    } else if !k.inside.is_empty() {
+        "text"
+    } else {
+        return None;
+    };
+    let by_value = match kind {
+        "json" | "text" => true,
+        "email" => k.email > 0,
+        "card" => k.card > 0,
+        "iban" => k.iban > 0,
+        "national_id" => k.ssn > 0,
+        "ip" => k.ipv4 + k.ipv6 > 0,
+        "phone" => k.phone > 0,
+        _ => false,
+    };
+    let conf = confidence(
+        name == Some(kind) || (kind == "national_id" && name == Some("national_id")),
+        by_value,
+    );
+    let text = is_text(meta);
+    let (rule, what) = match kind {
+        // Always the unique form: it is what scrub and other email columns use, so pseudonyms agree.
+        "email" if text => (
+            "{ fake = \"email\", unique = true }".into(),
+            "email addresses",
+        ),
+        "card" if text && fits(meta, 16) && !unique => {
+            ("{ fake = \"credit_card\" }".into(), "card numbers")
+        }
+        "iban" if text && fits(meta, 22) && !unique => ("{ fake = \"iban\" }".into(), "IBANs"),
+        "ip" if k.ipv6 > k.ipv4 => ("{ fake = \"ipv6\", unique = true }".into(), "IP addresses"),
+        "ip" if meta.is_none_or(|m| m.kind != TypeKind::Text || fits(Some(m), 15)) && !unique => {
+            ("{ fake = \"ipv4\" }".into(), "IP addresses")
+        }
+        "first_name" if text && !unique => ("{ fake = \"first_name\" }".into(), "first names"),
+        "last_name" if text && !unique => ("{ fake = \"last_name\" }".into(), "last names"),
+        "full_name" if text && !unique => ("{ fake = \"name\" }".into(), "full names"),
+        "username" if text => (
+            "{ fake = \"username\", unique = true }".into(),
+            "user names",
+        ),
+        "street" if text && !unique => ("{ fake = \"street_address\" }".into(), "street addresses"),
+        "city" if text && !unique => ("{ fake = \"city\" }".into(), "cities"),
+        "birth"
+            if meta.is_none_or(|m| matches!(m.kind, TypeKind::Date | TypeKind::Timestamp))
+                && !unique =>
+        {
+            ("{ shift = { days = 180 } }".into(), "dates of birth")
+        }
+        "secret" if text && fits(meta, 64) => (
+            "{ hash = { length = 64 } }".into(),
+            "secrets or password hashes",
+        ),
+        "photo" if meta.is_none_or(|m| !m.not_null) => ("\"null\"".into(), "pictures of people"),
+        "json" if meta.is_none_or(|m| matches!(m.kind, TypeKind::Json | TypeKind::Text)) => {
+            let mut paths = Vec::new();
+            for (path, kind) in &k.json_paths {
+                let r = match *kind {
+                    "email" => "{ fake = \"email\", unique = true }",
+                    "phone" | "ssn" | "card" | "iban" | "ipv4" | "ipv6" => {
+                        "{ hash = { format = \"preserve\" } }"
+                    }
+                    "first_name" => "{ fake = \"first_name\" }",
+                    "last_name" => "{ fake = \"last_name\" }",
+                    "full_name" => "{ fake = \"name\" }",
+                    _ => "{ fake = \"street_address\" }",
+                };
+                paths.push(format!(
+                    "{} = {r}",
+                    serde_json::to_string(path).expect("strings serialize")
+                ));
+            }
+            (
+                format!("{{ json = {{ {} }} }}", paths.join(", ")),
+                "personal data inside JSON documents",
+            )
+        }
+        "text" if text => {
+            let list: Vec<String> = k.inside.iter().map(|d| format!("\"{d}\"")).collect();
+            (
+                format!("{{ scrub = [{}] }}", list.join(", ")),
+                "free text containing personal data",
+            )
+        }
+        "phone" if text => (preserve, "phone numbers"),
+        "national_id" if text => (preserve, "national identifiers"),
+        "postal" if text => (preserve, "postal codes"),
+        // Everything text-like that fits nothing else: a keyed pseudonym of the same shape.
+        _ if text => (preserve, "personal data"),
+        _ => return None,
+    };
+    Some(Suggestion {
+        rule,
+        reason: format!("{what} ({conf})"),
+    })
+}
+
+/// A TOML key for a column name.
+fn key(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_string()
+    } else {
+        serde_json::to_string(name).expect("strings serialize")
+    }
+}
+
+/// Scan a source and return a draft rules file.
+pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
+    let sampled = sample(source, sample_rows, &|_| None)?;
+    let d = Detectors::new();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Draft rules written by `anonymize scan` — review every line before the first run."
+    );
+    let _ = writeln!(
+        out,
+        "# Suggestions carry a comment: what the column seems to hold and how sure the scan is."
+    );
+    let _ = writeln!(out, "# \"keep\" means nothing personal was seen in {sample_rows} sampled rows: check those too.\n");
+    let source_line = if is_database_url(source) {
+        "${PROD_DATABASE_URL}".to_string()
+    } else {
+        source.to_string()
+    };
+    let _ = writeln!(
+        out,
+        "[source]\nurl = {}\n",
+        serde_json::to_string(&source_line).expect("strings serialize")
+    );
+    let _ = writeln!(
+        out,
+        "[target]\nurl = \"${{STAGING_DATABASE_URL:-staging.sql}}\"\n"
+    );
+    let _ = writeln!(
+        out,
+        "[secret]\nkey_env = \"ANONYMIZE_KEY\"\n\n[defaults]\nuncovered = \"fail\""
+    );
+    let mut done: BTreeSet<QualifiedName> = BTreeSet::new();
+    for ((table, rows), count) in sampled
+        .tables
+        .iter()
+        .zip(&sampled.samples)
+        .zip(&sampled.rows)
+    {
+        // Partitions share their partitioned table's rules: one section for all of them.
+        let name = table
+            .partition_of
+            .clone()
+            .unwrap_or_else(|| table.name.clone());
+        if !done.insert(name.clone()) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(rows);
+        let decoded: Vec<Vec<Option<String>>> =
+            text.lines().filter_map(|l| decode_row(l).ok()).collect();
+        // A database without statistics estimates 0 rows: say nothing rather than something wrong.
+        let rows_note = if *count > 0 {
+            format!("  # {count} rows")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "\n[tables.{}.columns]{rows_note}", name.rules_key());
+        write_columns(&mut out, table, &decoded, &d);
+    }
+    Ok(out)
+}
+
+fn write_columns(
+    out: &mut String,
+    table: &SourceTable,
+    rows: &[Vec<Option<String>>],
+    d: &Detectors,
+) {
+    let width = table
+        .columns
+        .iter()
+        .map(|c| key(c).len())
+        .max()
+        .unwrap_or(0);
+    for (i, column) in table.columns.iter().enumerate() {
+        let values: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.get(i).cloned().flatten())
+            .collect();
+        let meta = table.meta.as_ref().and_then(|m| m.get(i));
+        let kinds = kinds_of(d, &values);
+        let k = key(column);
+        match suggest(column, meta, &kinds) {
+            Some(s) => {
+                let _ = writeln!(out, "{k:width$} = {}  # {}", s.rule, s.reason);
+            }
+            None => {
+                let _ = writeln!(out, "{k:width$} = \"keep\"");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(values: &[&str]) -> ValueKinds {
+        kinds_of(
+            &Detectors::new(),
+            &values.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn names_in_several_languages() {
+        for (column, kind) in [
+            ("email", "email"),
+            ("customer_email", "email"),
+            ("Vorname", "first_name"),
+            ("apellido", "last_name"),
+            ("telefono", "phone"),
+            ("date_of_birth", "birth"),
+            ("plz", "postal"),
+            ("ssn", "national_id"),
+        ] {
+            assert_eq!(name_hint(column), Some(kind), "{column}");
+        }
+        assert_eq!(name_hint("title"), None);
+        assert_eq!(name_hint("amount"), None);
+    }
+
+    #[test]
+    fn values_tell_what_names_do_not() {
+        let k = kinds(&["a@b.io", "c.d@e.org", "f@g.net"]);
+        assert_eq!(
+            suggest("contact", None, &k).unwrap().rule,
+            "{ fake = \"email\", unique = true }"
+        );
+        let k = kinds(&["4111 1111 1111 1111", "4000000000000002"]);
+        assert_eq!(
+            suggest("x", None, &k).unwrap().rule,
+            "{ fake = \"credit_card\" }"
+        );
+        let k = kinds(&[
+            "call me at +1 415-555-0134",
+            "nothing here",
+            "ssn 123-45-6789",
+        ]);
+        assert_eq!(
+            suggest("notes", None, &k).unwrap().rule,
+            "{ scrub = [\"phone\", \"ssn\"] }"
+        );
+        let k = kinds(&[r#"{"email": "a@b.io", "n": 1, "address": {"phone": "+1 415 555 0134"}}"#]);
+        assert_eq!(
+            suggest("profile", None, &k).unwrap().rule,
+            "{ json = { \"$.address.phone\" = { hash = { format = \"preserve\" } }, \"$.email\" = { fake = \"email\", unique = true } } }"
+        );
+        assert!(suggest("title", None, &kinds(&["ACADEMY DINOSAUR"])).is_none());
+        assert!(suggest("amount", None, &kinds(&["12.50", "7.00"])).is_none());
+    }
+
+    #[test]
+    fn constraints_shape_the_suggestion() {
+        let m = |unique: bool, kind: TypeKind, max_len: Option<usize>| ColumnMeta {
+            not_null: true,
+            unique,
+            kind,
+            max_len,
+            type_name: "t".into(),
+        };
+        // A unique name column cannot take a non-unique fake: the keyed pseudonym instead.
+        let unique_text = m(true, TypeKind::Text, None);
+        assert_eq!(
+            suggest("first_name", Some(&unique_text), &kinds(&["Ann"]))
+                .unwrap()
+                .rule,
+            "{ hash = { format = \"preserve\" } }"
+        );
+        // A birth date kept as text cannot be shifted.
+        assert_eq!(
+            suggest(
+                "dob",
+                Some(&m(false, TypeKind::Text, None)),
+                &kinds(&["1990-01-01"])
+            )
+            .unwrap()
+            .rule,
+            "{ hash = { format = \"preserve\" } }"
+        );
+        // A card number in a varchar(12) cannot take a 16-digit fake.
+        let short = m(false, TypeKind::Text, Some(12));
+        assert_eq!(
+            suggest(
+                "card_number",
+                Some(&short),
+                &kinds(&["4111 1111 1111 1111"])
+            )
+            .unwrap()
+            .rule,
+            "{ hash = { format = \"preserve\" } }"
+        );
+    }
+}
