@@ -205,6 +205,8 @@ struct ValueKinds {
     iban: usize,
     ipv4: usize,
     ipv6: usize,
+    /// Dates alone (no time of day) with a year a living adult could be born in.
+    birth_like: usize,
     /// Free text that contains findings of these detectors.
     inside: BTreeSet<&'static str>,
     /// JSON documents: paths whose string values look personal, with the rule to use.
@@ -340,6 +342,7 @@ fn kinds_of(d: &Detectors, values: &[String]) -> ValueKinds {
             Some("iban") => k.iban += 1,
             Some("ipv4") => k.ipv4 += 1,
             Some("ipv6") => k.ipv6 += 1,
+            _ if birth_like(v) => k.birth_like += 1,
             _ => {
                 let t = v.trim_start();
                 if t.starts_with('{') || t.starts_with('[') {
@@ -353,6 +356,21 @@ fn kinds_of(d: &Detectors, values: &[String]) -> ValueKinds {
         }
     }
     k
+}
+
+/// `YYYY-MM-DD` with a year from 1900 to 2012: the shape of a date of birth (a date of an event
+/// comes with a time of day, or is recent).
+fn birth_like(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && v[..4]
+            .parse::<u16>()
+            .is_ok_and(|y| (1900..=2012).contains(&y))
 }
 
 /// A suggestion: the rule's TOML, and the comment that explains it.
@@ -393,6 +411,8 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
         "ip"
     } else if by_values(k.phone) && name != Some("postal") {
         "phone"
+    } else if by_values(k.birth_like) && name.is_none() {
+        "birth"
     } else if let Some(n) = name {
         n
     } else if !k.json_paths.is_empty() {
@@ -410,6 +430,7 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
         "national_id" => k.ssn > 0,
         "ip" => k.ipv4 + k.ipv6 > 0,
         "phone" => k.phone > 0,
+        "birth" => k.birth_like > 0,
         _ => false,
     };
     let conf = confidence(
@@ -656,6 +677,21 @@ mod tests {
             "{ json = { \"$.address.phone\" = { hash = { format = \"preserve\" } }, \"$.email\" = { fake = \"email\", unique = true } } }"
         );
         assert!(suggest("title", None, &kinds(&["ACADEMY DINOSAUR"])).is_none());
+        let born = suggest(
+            "born_on",
+            None,
+            &kinds(&["1984-03-02", "1971-11-30", "2001-06-15"]),
+        )
+        .unwrap();
+        assert_eq!(
+            (born.rule.as_str(), born.reason.as_str()),
+            (
+                "{ shift = { days = 180 } }",
+                "dates of birth (high: values)"
+            )
+        );
+        assert!(suggest("shipped_on", None, &kinds(&["2024-03-02", "2023-11-30"])).is_none());
+        assert!(suggest("created_at", None, &kinds(&["1999-03-02 10:00:00+00"])).is_none());
         assert!(suggest("amount", None, &kinds(&["12.50", "7.00"])).is_none());
     }
 
