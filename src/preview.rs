@@ -146,13 +146,7 @@ fn sample_database(
     filter: &dyn Fn(&SourceTable) -> Option<String>,
 ) -> Result<Sampled, Error> {
     let db = |e: pg::DbError| Error::Database(e.to_string());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = crate::refresh::runtime(1)?;
     runtime.block_on(async {
         use futures_util::StreamExt;
         let client = pg::connect(source).await.map_err(db)?;

@@ -32,6 +32,21 @@ fn db(e: pg::DbError) -> Error {
     Error::Database(e.to_string())
 }
 
+/// The async runtime the database work runs on (the transforms stay on rayon).
+pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
+    let mut builder = if workers > 1 {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|source| Error::Io {
+        context: "starting the async runtime".into(),
+        source,
+    })
+}
+
 /// One table to move: its bound rules, the statement that reads it, and where its batches arrive.
 struct Job {
     table: Arc<BoundTable>,
@@ -116,13 +131,7 @@ fn compare_target(
 /// The tables a database source would copy, read from its catalog in a read-only snapshot (for
 /// `anonymize check`: no data is read).
 pub fn catalog_tables(url: &str) -> Result<Vec<rules::SourceTable>, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = runtime(1)?;
     runtime.block_on(async {
         let client = pg::connect(url).await.map_err(db)?;
         pg::begin_snapshot(&client).await.map_err(db)?;
@@ -138,14 +147,7 @@ pub fn run(
     progress: &dyn Progress,
     create_schema: bool,
 ) -> Result<Report, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = runtime(2)?;
     runtime.block_on(run_async(plan, options, progress, create_schema))
 }
 
