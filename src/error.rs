@@ -45,7 +45,12 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Rules(_) | Error::Bind(_) => exit::INVALID,
-            Error::Io { .. } | Error::Database(_) | Error::Pipeline(_) => exit::RUNTIME,
+            Error::Pipeline(f) => match f.error {
+                // The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
+                PipelineError::Interrupted(signal) => 128 + signal,
+                _ => exit::RUNTIME,
+            },
+            Error::Io { .. } | Error::Database(_) => exit::RUNTIME,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod copy;
 pub mod dump_run;
 pub mod error;
+pub mod interrupt;
 pub mod pipeline;
 pub mod preview;
 pub mod refresh;

@@ -10,6 +10,10 @@ use anonymize::error::exit;
 
 fn main() {
     let args = Args::parse();
+    if let Err(e) = anonymize::interrupt::install() {
+        eprintln!("anonymize: error: cannot install signal handlers: {e}");
+        std::process::exit(exit::RUNTIME);
+    }
     let code = match run(args) {
         Ok(_) => exit::SUCCESS,
         // `anonymize ... | head`: the reader has what it wanted.

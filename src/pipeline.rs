@@ -115,6 +115,8 @@ pub enum PipelineError {
     Changed { block: usize },
     #[error(transparent)]
     Db(#[from] crate::source::postgres::DbError),
+    #[error("interrupted by {}: nothing was kept", crate::interrupt::name(*.0))]
+    Interrupted(i32),
     /// Staging lacks tables or columns the run would load (found before anything was written).
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     TargetSchema(Vec<crate::rules::Diagnostic>),
@@ -255,6 +257,9 @@ fn write(
         }};
     }
     for slot in rx {
+        if let Some(signal) = crate::interrupt::requested() {
+            fail!(PipelineError::Interrupted(signal))
+        }
         match slot {
             Slot::Sql(b) => {
                 if let Err(e) = out.write_all(&b) {
@@ -546,6 +551,9 @@ pub async fn load_table(
 
     let (mut written, mut bytes_written) = (0u64, 0u64);
     while let Some((rows, result)) = batches.recv().await {
+        if let Some(signal) = crate::interrupt::requested() {
+            return Err(PipelineError::Interrupted(signal));
+        }
         let bytes = match result.await {
             Ok(r) => r?,
             Err(_) => {

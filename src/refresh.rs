@@ -309,6 +309,9 @@ impl Mover<'_> {
         }
         let load = async {
             for (job, rx) in self.prepared.jobs.iter().zip(receivers) {
+                if let Some(signal) = crate::interrupt::requested() {
+                    return Err(PipelineError::Interrupted(signal));
+                }
                 let t0 = Instant::now();
                 let table = &job.table;
                 self.progress.table_started(&table.name);

@@ -653,3 +653,58 @@ fn scan_drafts_rules_that_pass_check_and_leave_no_detected_pii() {
     }
     assert!(occurring(&out, &secrets).is_empty());
 }
+
+#[test]
+fn ctrl_c_stops_at_the_next_batch_with_130_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo with its orders repeated until the run takes long enough to be interrupted.
+    let demo = demo_input();
+    let header = "COPY public.orders (id, customer_id, total, status, ordered_at, shipping_note) FROM stdin;\n";
+    let start = demo.find(header).unwrap() + header.len();
+    let end = start + demo[start..].find("\\.\n").unwrap();
+    let mut big = String::with_capacity(demo.len() + (end - start) * 400);
+    big.push_str(&demo[..end]);
+    for _ in 0..400 {
+        big.push_str(&demo[start..end]);
+    }
+    big.push_str(&demo[end..]);
+    let dump = dir.path().join("big.sql");
+    std::fs::write(&dump, big).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("out.sql");
+    let child = anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--source"])
+        .arg(&dump)
+        .arg("--target")
+        .arg(&target)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the temporary target exists: the run is writing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&out_dir).unwrap().count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("anonymize: error: interrupted by SIGINT: nothing was kept"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "neither the target nor its temporary file"
+    );
+}

@@ -703,3 +703,43 @@ fn scan_finds_pagila_people_and_its_draft_passes_check() {
     ]));
     assert_eq!(o.status.code(), Some(0), "{}\n{draft}", stderr(&o));
 }
+
+#[test]
+fn sigint_and_sigterm_during_a_refresh_roll_back_with_130_and_143() {
+    let src = TestDb::new("sigsrc");
+    src.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
+    src.query(
+        "INSERT INTO big SELECT g, 'user' || g || '@corp.test' FROM generate_series(1, 1500000) g",
+    );
+    let stg = TestDb::new("sigstg");
+    stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
+    stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "[tables.big.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\n",
+    );
+    for (signal, code, app) in [("-INT", 130, "anon_sigint"), ("-TERM", 143, "anon_sigterm")] {
+        let child = anonymize()
+            .args(["--rules", rules.to_str().unwrap(), "-q", "--source"])
+            .arg(format!("{}?application_name={app}", url(&src)))
+            .arg("--target")
+            .arg(url(&stg))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until_copying(&src, app);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        assert_eq!(
+            stg.query("SELECT count(*) || ' ' || min(email) FROM big"),
+            "1 yesterday@example.com"
+        );
+    }
+}

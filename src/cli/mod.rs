@@ -25,6 +25,7 @@ Exit codes:
   0  success
   1  runtime failure (bad data in the dump, I/O); the target is left as it was
   2  usage error, invalid rules, or uncovered columns; nothing was written
+  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: stopped at the next batch, nothing kept
 
 The secret key is read from the environment variable named by [secret] key_env
 (default ANONYMIZE_KEY) or from [secret] key_file; it must be at least 16 bytes.";
