@@ -48,10 +48,6 @@ pub trait Progress: Send + Sync {
     fn table_finished(&self, _stats: &TableStats) {}
 }
 
-/// Progress that shows nothing.
-pub struct Silent;
-impl Progress for Silent {}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableStats {
     pub name: QualifiedName,
@@ -61,6 +57,29 @@ pub struct TableStats {
     pub bytes_written: u64,
     pub seconds: f64,
     pub skipped: bool,
+    /// (column, rule) in column order, for reports.
+    pub rules: Vec<(String, String)>,
+}
+
+impl TableStats {
+    /// The stats of a table about to be copied: nothing counted yet.
+    pub fn start(table: &BoundTable) -> Self {
+        TableStats {
+            name: table.name.clone(),
+            rows_read: 0,
+            rows_written: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            seconds: 0.0,
+            skipped: matches!(table.action, TableAction::Skip),
+            rules: table
+                .columns
+                .iter()
+                .cloned()
+                .zip(table.rules.iter().cloned())
+                .collect(),
+        }
+    }
 }
 
 /// What a run did (or had done when it failed).
@@ -269,18 +288,7 @@ fn write(
             Slot::Start(block, header) => {
                 let t = &tables[block];
                 progress.table_started(&t.name);
-                current = Some((
-                    TableStats {
-                        name: t.name.clone(),
-                        rows_read: 0,
-                        rows_written: 0,
-                        bytes_read: 0,
-                        bytes_written: 0,
-                        seconds: 0.0,
-                        skipped: matches!(t.action, TableAction::Skip),
-                    },
-                    Instant::now(),
-                ));
+                current = Some((TableStats::start(t), Instant::now()));
                 if let Err(e) = out.write_all(&header) {
                     fail!(werr(e))
                 }

@@ -315,15 +315,7 @@ impl Mover<'_> {
                 let t0 = Instant::now();
                 let table = &job.table;
                 self.progress.table_started(&table.name);
-                let mut stats = TableStats {
-                    name: table.name.clone(),
-                    rows_read: 0,
-                    rows_written: 0,
-                    bytes_read: 0,
-                    bytes_written: 0,
-                    seconds: 0.0,
-                    skipped: rx.is_none(),
-                };
+                let mut stats = TableStats::start(table);
                 let header = crate::pipeline::copy_header(&table.name, &table.columns);
                 if let Out::Dump(sink) = &mut out {
                     write(sink, header.as_bytes())?;

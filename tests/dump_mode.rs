@@ -708,3 +708,70 @@ fn ctrl_c_stops_at_the_next_batch_with_130_and_leaves_no_file() {
         "neither the target nor its temporary file"
     );
 }
+
+#[test]
+fn json_report_on_success_and_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--target"])
+        .arg(dir.path().join("out.sql"))
+        .arg("--report")
+        .arg(&report));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "success");
+    assert_eq!(doc["exit_code"], 0);
+    assert_eq!(doc["rows_written"], 9000);
+    assert_eq!(doc["source"], "examples/production.sql");
+    assert!(doc["started_at"].as_str().unwrap().ends_with('Z'));
+    let tables = doc["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 5);
+    assert_eq!(tables[0]["name"], "public.customers");
+    assert_eq!(tables[0]["rows_written"], 1000);
+    assert_eq!(tables[0]["rules"]["email"], "fake = \"email\", unique");
+    assert!(tables[0]["bytes_written"].as_u64().unwrap() > 100_000);
+
+    // A payments row with a field too many: failed, with the tables finished before it.
+    let full = demo_input();
+    let header = "COPY public.payments (id, order_id, card_number, amount, paid_at, client_ip) FROM stdin;\n";
+    let at = full.find(header).unwrap() + header.len();
+    let mut broken = full.clone();
+    broken.insert_str(
+        at,
+        "0\t1\t4111111111111111\t1.00\t2024-01-01 00:00:00+00\t10.0.0.1\textra\n",
+    );
+    let dump = dir.path().join("broken.sql");
+    std::fs::write(&dump, broken).unwrap();
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--source"])
+        .arg(&dump)
+        .arg("--target")
+        .arg(dir.path().join("out2.sql"))
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["exit_code"], 1);
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("public.payments row 1"),
+        "{doc}"
+    );
+    let done: Vec<&str> = doc["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        done,
+        vec!["public.customers", "public.addresses", "public.orders"]
+    );
+    assert_eq!(doc["rows_written"], 5000);
+}

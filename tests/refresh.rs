@@ -743,3 +743,34 @@ fn sigint_and_sigterm_during_a_refresh_roll_back_with_130_and_143() {
         );
     }
 }
+
+#[test]
+fn the_report_of_a_failed_connection_names_it_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let secret = "Rep0rtS3cret";
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            "tests/fixtures/pagila.toml",
+            "-q",
+            "--target",
+            "-",
+            "--source",
+        ])
+        .arg(format!(
+            "postgres://postgres:{secret}@127.0.0.1:5432/anon_no_such_db"
+        ))
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(1));
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(!text.contains(secret), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(
+        doc["source"],
+        "postgres://postgres:***@127.0.0.1:5432/anon_no_such_db"
+    );
+    assert!(doc["error"].as_str().unwrap().contains("anon_no_such_db"));
+}

@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::check;
 use crate::dump_run;
 use crate::error::Error;
-use crate::pipeline::{self, Options, Progress, Report, TableStats};
+use crate::pipeline::{Options, Progress, Report, TableStats};
 use crate::preview;
 use crate::refresh::{self, is_database_url};
 use crate::rules::{self, Overrides};
@@ -77,6 +77,9 @@ pub struct Args {
     /// With --dry-run: exit 2 when the sample shows a weak rule.
     #[arg(long, requires = "dry_run")]
     pub strict: bool,
+    /// Write a JSON report of the run here, on success and on failure (for monitoring).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -116,18 +119,29 @@ pub enum Command {
     },
 }
 
-/// Prints one line per finished table to stderr.
+/// Prints one line per finished table to stderr, and keeps the warnings for the report.
 struct Lines {
     out: Mutex<io::Stderr>,
+    quiet: bool,
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Progress for Lines {
     fn warning(&self, message: &str) {
-        let mut err = self.out.lock().expect("stderr lock");
-        let _ = writeln!(err, "anonymize: warning: {message}");
+        self.warnings
+            .lock()
+            .expect("warnings lock")
+            .push(message.to_string());
+        if !self.quiet {
+            let mut err = self.out.lock().expect("stderr lock");
+            let _ = writeln!(err, "anonymize: warning: {message}");
+        }
     }
 
     fn table_finished(&self, s: &TableStats) {
+        if self.quiet {
+            return;
+        }
         let mut err = self.out.lock().expect("stderr lock");
         let rate = if s.seconds > 0.0 {
             s.rows_read as f64 / s.seconds
@@ -221,16 +235,34 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     };
     let lines = Lines {
         out: Mutex::new(io::stderr()),
+        quiet: args.quiet,
+        warnings: Mutex::new(Vec::new()),
     };
-    let progress: &dyn Progress = if args.quiet {
-        &pipeline::Silent
-    } else {
-        &lines
-    };
+    let progress: &dyn Progress = &lines;
+    let started = std::time::SystemTime::now();
+    let result = run_plan(&args, &plan, &options, progress);
+    if let Some(path) = &args.report {
+        let warnings = lines.warnings.lock().expect("warnings lock").clone();
+        let text = render::report(&plan, started, &result, &warnings);
+        std::fs::write(path, text).map_err(|source| Error::Io {
+            context: format!("writing the report {}", path.display()),
+            source,
+        })?;
+    }
+    let report = result?;
+    summary(&args, &plan, &report);
+    Ok(Outcome { report })
+}
+
+/// Move the data of a validated plan to its target.
+fn run_plan(
+    args: &Args,
+    plan: &rules::Plan,
+    options: &Options,
+    progress: &dyn Progress,
+) -> Result<Report, Error> {
     if is_database_url(&plan.source) {
-        let report = refresh::run(&plan, &options, progress, args.create_schema)?;
-        summary(&args, &plan, &report);
-        return Ok(Outcome { report });
+        return refresh::run(plan, options, progress, args.create_schema);
     }
     if args.create_schema {
         return Err(Error::Usage(
@@ -242,9 +274,7 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             "a database target needs a database source; to load a dump, pipe it to psql".into(),
         ));
     }
-    let report = dump_run::run(&plan, &options, progress)?;
-    summary(&args, &plan, &report);
-    Ok(Outcome { report })
+    dump_run::run(plan, options, progress)
 }
 
 fn dry_run(args: &Args, plan: &rules::Plan) -> Result<Outcome, Error> {

@@ -1,6 +1,13 @@
 //! Rendering of a dry-run preview: a table for people (80–120 columns) or JSON for scripts.
 
+use std::time::SystemTime;
+
+use crate::error::Error;
+use crate::pipeline::Report;
 use crate::preview::Preview;
+use crate::rules::Plan;
+use crate::source::postgres::redact;
+use crate::transform::dates::civil_from_days;
 
 /// Longest value shown in the table format, in characters.
 const SHOWN: usize = 40;
@@ -131,9 +138,92 @@ pub fn json(p: &Preview) -> String {
     )
 }
 
+/// A moment as RFC 3339 in UTC, to the second.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// The JSON report of a run, successful or not: what was done, with passwords redacted and no
+/// cell value.
+pub fn report(
+    plan: &Plan,
+    started: SystemTime,
+    result: &Result<Report, Error>,
+    warnings: &[String],
+) -> String {
+    let (status, error, exit_code, report) = match result {
+        Ok(r) => ("success", None, 0, Some(r)),
+        Err(e) => (
+            "failed",
+            Some(redact(&e.to_string())),
+            e.exit_code(),
+            match e {
+                Error::Pipeline(f) => Some(&f.report),
+                _ => None,
+            },
+        ),
+    };
+    let tables: Vec<serde_json::Value> = report
+        .map(|r| r.tables.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            let rules: serde_json::Map<String, serde_json::Value> = t
+                .rules
+                .iter()
+                .map(|(c, r)| (c.clone(), serde_json::Value::String(r.clone())))
+                .collect();
+            serde_json::json!({
+                "name": t.name.to_string(),
+                "rows_read": t.rows_read,
+                "rows_written": t.rows_written,
+                "bytes_read": t.bytes_read,
+                "bytes_written": t.bytes_written,
+                "seconds": t.seconds,
+                "skipped": t.skipped,
+                "rules": rules,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "status": status,
+        "error": error,
+        "exit_code": exit_code,
+        "started_at": rfc3339(started),
+        "finished_at": rfc3339(SystemTime::now()),
+        "seconds": report.map_or(0.0, |r| r.seconds),
+        "source": redact(&plan.source),
+        "target": redact(&plan.target),
+        "rows_written": report.map_or(0, |r| r.rows_written()),
+        "tables": tables,
+        "warnings": warnings,
+    });
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&doc).expect("JSON values serialize")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(1_764_151_200 + 3 * 3600 + 4 * 60 + 5);
+        assert_eq!(rfc3339(t), "2025-11-26T13:04:05Z");
+    }
 
     #[test]
     fn values_are_cut_and_made_visible() {
