@@ -467,12 +467,15 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
         {
             ("{ shift = { days = 180 } }".into(), "dates of birth")
         }
-        "secret" if text && fits(meta, 64) => (
+        "secret" if text && fits(meta, 64) && !unique => (
             "{ hash = { length = 64 } }".into(),
             "secrets or password hashes",
         ),
         "photo" if meta.is_none_or(|m| !m.not_null) => ("\"null\"".into(), "pictures of people"),
-        "json" if meta.is_none_or(|m| matches!(m.kind, TypeKind::Json | TypeKind::Text)) => {
+        "json"
+            if !unique
+                && meta.is_none_or(|m| matches!(m.kind, TypeKind::Json | TypeKind::Text)) =>
+        {
             let mut paths = Vec::new();
             for (path, kind) in &k.json_paths {
                 let r = match *kind {
@@ -495,7 +498,7 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
                 "personal data inside JSON documents",
             )
         }
-        "text" if text => {
+        "text" if text && !unique => {
             let list: Vec<String> = k.inside.iter().map(|d| format!("\"{d}\"")).collect();
             (
                 format!("{{ scrub = [{}] }}", list.join(", ")),
@@ -723,6 +726,20 @@ mod tests {
             .rule,
             "{ hash = { format = \"preserve\" } }"
         );
+        // Rules that cannot stay unique give way to the keyed pseudonym on a UNIQUE column.
+        for (column, values) in [
+            ("password", vec!["5f4dcc3b5aa765d61d8327deb882cf99"]),
+            ("notes", vec!["mail me: a@b.io"]),
+        ] {
+            let values: Vec<&str> = values;
+            assert_eq!(
+                suggest(column, Some(&unique_text), &kinds(&values))
+                    .unwrap()
+                    .rule,
+                "{ hash = { format = \"preserve\" } }",
+                "{column}"
+            );
+        }
         // A card number in a varchar(12) cannot take a 16-digit fake.
         let short = m(false, TypeKind::Text, Some(12));
         assert_eq!(
