@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -170,31 +171,11 @@ fn a_failed_load_leaves_staging_exactly_as_it_was() {
 
 #[test]
 fn killing_the_source_mid_table_rolls_back() {
-    let src = TestDb::new("bigsrc");
-    src.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
-    src.query(
-        "INSERT INTO big SELECT g, 'user' || g || '@corp.test' FROM generate_series(1, 1500000) g",
-    );
-    let stg = TestDb::new("bigstg");
-    stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
-    stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
-    let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(
-        dir.path(),
-        "[tables.big.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\n",
-    );
-    let child = anonymize()
-        .args(["--rules", rules.to_str().unwrap(), "-q", "--source"])
-        .arg(format!("{}?application_name=anon_kill_me", url(&src)))
-        .arg("--target")
-        .arg(url(&stg))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_copying(&src, "anon_kill_me");
+    let big = BigRefresh::new("kill");
+    let child = big.spawn("anon_kill_me");
+    wait_until_copying(&big.src, "anon_kill_me");
     std::thread::sleep(Duration::from_millis(200));
-    src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'anon_kill_me'");
+    big.src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'anon_kill_me'");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
@@ -202,10 +183,60 @@ fn killing_the_source_mid_table_rolls_back() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(
-        stg.query("SELECT count(*) || ' ' || min(email) FROM big"),
-        "1 yesterday@example.com"
-    );
+    big.assert_staging_unchanged();
+}
+
+/// A source with a table big enough to interrupt mid-copy, and a staging holding yesterday's row.
+struct BigRefresh {
+    src: TestDb,
+    stg: TestDb,
+    _dir: tempfile::TempDir,
+    rules: PathBuf,
+}
+
+impl BigRefresh {
+    fn new(tag: &str) -> Self {
+        let src = TestDb::new(&format!("{tag}src"));
+        src.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
+        src.query(
+            "INSERT INTO big SELECT g, 'user' || g || '@corp.test' FROM generate_series(1, 1500000) g",
+        );
+        let stg = TestDb::new(&format!("{tag}stg"));
+        stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
+        stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
+        let dir = tempfile::tempdir().unwrap();
+        let rules = write_rules(
+            dir.path(),
+            "[tables.big.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\n",
+        );
+        BigRefresh {
+            src,
+            stg,
+            _dir: dir,
+            rules,
+        }
+    }
+
+    /// Start a refresh whose source sessions carry this application name.
+    fn spawn(&self, application: &str) -> std::process::Child {
+        anonymize()
+            .args(["--rules", self.rules.to_str().unwrap(), "-q", "--source"])
+            .arg(format!("{}?application_name={application}", url(&self.src)))
+            .arg("--target")
+            .arg(url(&self.stg))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn assert_staging_unchanged(&self) {
+        assert_eq!(
+            self.stg
+                .query("SELECT count(*) || ' ' || min(email) FROM big"),
+            "1 yesterday@example.com"
+        );
+    }
 }
 
 #[test]
@@ -696,29 +727,10 @@ fn scan_finds_pagila_people_and_its_draft_passes_check() {
 
 #[test]
 fn sigint_and_sigterm_during_a_refresh_roll_back_with_130_and_143() {
-    let src = TestDb::new("sigsrc");
-    src.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
-    src.query(
-        "INSERT INTO big SELECT g, 'user' || g || '@corp.test' FROM generate_series(1, 1500000) g",
-    );
-    let stg = TestDb::new("sigstg");
-    stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
-    stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
-    let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(
-        dir.path(),
-        "[tables.big.columns]\nid = \"keep\"\nemail = { fake = \"email\", unique = true }\n",
-    );
+    let big = BigRefresh::new("sig");
     for (signal, code, app) in [("-INT", 130, "anon_sigint"), ("-TERM", 143, "anon_sigterm")] {
-        let child = anonymize()
-            .args(["--rules", rules.to_str().unwrap(), "-q", "--source"])
-            .arg(format!("{}?application_name={app}", url(&src)))
-            .arg("--target")
-            .arg(url(&stg))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until_copying(&src, app);
+        let child = big.spawn(app);
+        wait_until_copying(&big.src, app);
         std::thread::sleep(Duration::from_millis(200));
         assert!(Command::new("kill")
             .args([signal, &child.id().to_string()])
@@ -727,10 +739,7 @@ fn sigint_and_sigterm_during_a_refresh_roll_back_with_130_and_143() {
             .success());
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
-        assert_eq!(
-            stg.query("SELECT count(*) || ' ' || min(email) FROM big"),
-            "1 yesterday@example.com"
-        );
+        big.assert_staging_unchanged();
     }
 }
 
