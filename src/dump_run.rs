@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::pipeline::{self, Options, Progress, Report, RunFailure};
-use crate::rules::{self, Plan, SourceTable};
+use crate::pipeline::{self, Options, PlannedTable, Progress, Report, RunFailure};
+use crate::rules::{self, Plan, SourceTable, TableAction};
 use crate::sink::dump::DumpSink;
 use crate::source::dump::prescan;
 
@@ -32,7 +32,15 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         )));
     }
 
+    let t0 = std::time::Instant::now();
     let (mut input, source_tables) = open_and_scan(&plan.source)?;
+    log::info!(
+        "first pass over {}: {} COPY blocks, {} rows, in {:.0} ms",
+        plan.source,
+        source_tables.len(),
+        source_tables.iter().filter_map(|t| t.rows).sum::<u64>(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     let bound = rules::bind(plan, &source_tables).map_err(Error::Bind)?;
     for t in plan.tables.values().filter(|t| t.filter.is_some()) {
         progress.warning(&format!(
@@ -40,6 +48,17 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
             t.name
         ));
     }
+    progress.run_started(
+        &bound
+            .iter()
+            .zip(&source_tables)
+            .map(|(b, s)| PlannedTable {
+                name: b.name.clone(),
+                rows: s.rows,
+                skipped: matches!(b.action, TableAction::Skip),
+            })
+            .collect::<Vec<_>>(),
+    );
     rewind(&mut input)?;
 
     let mut sink = DumpSink::open(&plan.target).map_err(|source| Error::Io {

@@ -43,9 +43,20 @@ impl Default for Options {
 pub trait Progress: Send + Sync {
     /// Something the operator should know that does not stop the run.
     fn warning(&self, _message: &str) {}
+    /// The tables about to be copied, in copy order, once the rules are bound.
+    fn run_started(&self, _tables: &[PlannedTable]) {}
     fn table_started(&self, _table: &QualifiedName) {}
     fn rows_written(&self, _table: &QualifiedName, _rows: u64) {}
     fn table_finished(&self, _stats: &TableStats) {}
+}
+
+/// A table about to be copied, as a progress display sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTable {
+    pub name: QualifiedName,
+    /// Rows expected: counted in a dump, estimated by the catalog in a database.
+    pub rows: Option<u64>,
+    pub skipped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -613,6 +624,7 @@ mod tests {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             partition_of: None,
             meta: None,
+            rows: None,
         };
         bind(&plan, &[source]).unwrap().remove(0)
     }

@@ -16,8 +16,8 @@ use futures_util::future::{try_join, try_join_all};
 
 use crate::error::Error;
 use crate::pipeline::{
-    batch_channel, load_table, read_table, Batches, Options, PipelineError, Progress, Report,
-    RunFailure, TableOut, TableStats,
+    batch_channel, load_table, read_table, Batches, Options, PipelineError, PlannedTable, Progress,
+    Report, RunFailure, TableOut, TableStats,
 };
 use crate::rules::{self, BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
 use crate::sink::dump::DumpSink;
@@ -50,6 +50,8 @@ pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> 
 /// One table to move: its bound rules, the statement that reads it, and where its batches arrive.
 struct Job {
     table: Arc<BoundTable>,
+    /// The catalog's row estimate, for progress.
+    rows: Option<u64>,
     copy_sql: String,
     bytes_read: AtomicU64,
 }
@@ -64,7 +66,13 @@ struct Prepared {
 
 async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepared, Error> {
     let snapshot = pg::begin_snapshot(source).await.map_err(db)?;
+    let t0 = Instant::now();
     let catalog = pg::read_catalog(source).await.map_err(db)?;
+    log::info!(
+        "source: catalog of {} tables read in {:.0} ms",
+        catalog.tables.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     let bound = rules::bind(plan, &catalog.source_tables()).map_err(Error::Bind)?;
     let mut by_name: BTreeMap<QualifiedName, BoundTable> =
         bound.into_iter().map(|b| (b.name.clone(), b)).collect();
@@ -80,6 +88,7 @@ async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepare
                 .or_else(|| t.partition_root.as_ref().and_then(|r| plan.tables.get(r)));
             let filter = rules.and_then(|r| r.filter.as_deref());
             Some(Job {
+                rows: (t.row_estimate > 0).then_some(t.row_estimate as u64),
                 copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter, None),
                 table: Arc::new(b),
                 bytes_read: AtomicU64::new(0),
@@ -176,6 +185,17 @@ async fn run_async(
         None
     };
     let prepared = prepare(plan, &source).await?;
+    progress.run_started(
+        &prepared
+            .jobs
+            .iter()
+            .map(|j| PlannedTable {
+                name: j.table.name.clone(),
+                rows: j.rows,
+                skipped: matches!(j.table.action, TableAction::Skip),
+            })
+            .collect::<Vec<_>>(),
+    );
     let schema = match create_schema {
         true => Some(pg::schema_sql(&plan.source).map_err(db)?),
         false => None,
@@ -193,6 +213,14 @@ async fn run_async(
                 .await
                 .map_err(db)?,
         );
+    }
+    log::info!(
+        "source: {} reader sessions on one snapshot, {} transform threads",
+        readers.len(),
+        options.jobs
+    );
+    for job in &prepared.jobs {
+        log::debug!("{}: {}", job.table.name, job.copy_sql);
     }
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()

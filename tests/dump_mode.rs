@@ -775,3 +775,198 @@ fn json_report_on_success_and_on_failure() {
     );
     assert_eq!(doc["rows_written"], 5000);
 }
+
+#[test]
+fn without_a_terminal_progress_is_plain_lines_then_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.sql");
+    let emails = column(&copy_blocks(&demo_input()), "public.customers", "email");
+    for extra in [&[][..], &["--progress", "never"][..], &["-v"][..]] {
+        let o = run(anonymize()
+            .args(["--rules", "rules/customers.toml", "--target"])
+            .arg(&out)
+            .args(extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            !err.contains('\x1b'),
+            "escape codes without a terminal: {err:?}"
+        );
+        for line in [
+            "anonymize: copying 5 tables (9000 rows expected)\n",
+            "anonymize: public.customers: started (1000 rows expected)\n",
+            "anonymize: public.audit_log: started (1500 rows expected)\n",
+        ] {
+            assert!(err.contains(line), "{line:?} missing from {err}");
+        }
+        assert!(
+            err.contains("anonymize: public.payments: 2500 rows in "),
+            "{err}"
+        );
+        // The summary: a header, one row per table, the totals, then the done line.
+        let summary = &err[err.find("anonymize: summary\n").expect("summary")..];
+        let rows: Vec<Vec<&str>> = summary
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[0],
+            ["table", "rows", "read", "rows", "written", "seconds", "rows/s"]
+        );
+        assert_eq!(&rows[1][..3], ["public.customers", "1000", "1000"]);
+        assert_eq!(&rows[6][..5], ["total", "(5", "tables)", "9000", "9000"]);
+        assert!(summary
+            .lines()
+            .nth(8)
+            .unwrap()
+            .starts_with("anonymize: done: 5 tables, 9000 rows"));
+        assert!(
+            occurring(&err, &emails).is_empty(),
+            "a cell value in the log"
+        );
+        if extra == ["-v"] {
+            assert!(err.contains("anonymize: info: first pass over examples/production.sql: 5 COPY blocks, 9000 rows"), "{err}");
+        } else {
+            assert!(!err.contains("info:"), "{err}");
+        }
+    }
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--target"])
+        .arg(&out));
+    assert!(o.status.success());
+    assert_eq!(stderr(&o), "", "--quiet prints only errors");
+}
+
+/// The terminal experience, without a screenshot: the binary under a pseudo-terminal (util-linux
+/// `script`) draws bars with cursor movements, and ends with the bars gone and the summary printed.
+#[test]
+fn in_a_terminal_bars_render_and_end_in_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.sql");
+    let cmd = format!(
+        "{} --rules rules/customers.toml --target {}",
+        env!("CARGO_BIN_EXE_anonymize"),
+        out.display()
+    );
+    let o = run(Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .current_dir(root())
+        .env("TERM", "xterm-256color")
+        .env("ANONYMIZE_KEY", "demo-key-not-secret-0123"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tty = String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n");
+    // indicatif redraws by moving the cursor up and clearing lines.
+    assert!(
+        tty.contains("\x1b[1A") && tty.contains("\x1b[2K"),
+        "{tty:?}"
+    );
+    for drawn in [
+        "0/9,000 rows",
+        "9,000/9,000 rows",
+        "ETA",
+        "0/5 tables",
+        "5/5 tables",
+        "public.customers   ",
+    ] {
+        assert!(
+            tty.contains(drawn),
+            "bar text {drawn:?} missing from {tty:?}"
+        );
+    }
+    // Finished tables collapse to their summary line above the bars.
+    assert!(
+        tty.contains("anonymize: public.orders: 3000 rows in "),
+        "{tty:?}"
+    );
+    // After the last redraw: only the summary, ending with the done line.
+    let tail = &tty[tty.rfind('\x1b').unwrap()..];
+    let tail = &tail[tail
+        .find("anonymize: summary")
+        .expect("summary after the bars")..];
+    assert!(!tail.contains('\x1b'));
+    assert!(
+        tail.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("anonymize: done: 5 tables, 9000 rows"),
+        "{tail}"
+    );
+
+    // --progress always draws even into a pipe; never draws nothing.
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            "rules/customers.toml",
+            "--progress",
+            "always",
+            "--target",
+        ])
+        .arg(&out));
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("\x1b[2K") && stderr(&o).contains("ETA"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The cron wrapper of examples/deploy: secrets from its env file, a report per run, an alert with the
+/// exit code when a run fails.
+#[test]
+fn the_cron_wrapper_writes_reports_and_alerts_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    let state = dir.path().join("state");
+    let out = dir.path().join("staging.sql");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_anonymize"))
+        .parent()
+        .unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let nightly = |key: &str| {
+        std::fs::write(
+            &env_file,
+            format!(
+                "PROD_DATABASE_URL=examples/production.sql\nSTAGING_DATABASE_URL={}\nANONYMIZE_KEY={key}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        run(Command::new("bash")
+            .arg("examples/deploy/cron/anonymize-nightly.sh")
+            .current_dir(root())
+            .env_remove("ANONYMIZE_KEY")
+            .env("PATH", &path)
+            .env("ANONYMIZE_ENV_FILE", &env_file)
+            .env("ANONYMIZE_RULES", "rules/customers.toml")
+            .env("ANONYMIZE_STATE_DIR", &state)
+            .env("ANONYMIZE_ALERT", "echo ALERT"))
+    };
+    let report = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(state.join("last-report.json")).unwrap())
+            .unwrap()
+    };
+
+    let o = nightly("demo-key-not-secret-0123");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("ALERT"));
+    assert_eq!(report()["status"], "success");
+    assert_eq!(report()["rows_written"], 9000);
+    assert!(out.exists());
+
+    // A short key: exit 2, the alert names the code, the report says why.
+    let o = nightly("short");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let alert = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        alert.starts_with("ALERT anonymize: staging refresh failed with exit code 2 (report: "),
+        "{alert}"
+    );
+    assert_eq!(report()["status"], "failed");
+    assert!(
+        report()["error"].as_str().unwrap().contains("16 bytes"),
+        "{}",
+        report()
+    );
+}

@@ -201,6 +201,7 @@ impl BigRefresh {
         src.query(
             "INSERT INTO big SELECT g, 'user' || g || '@corp.test' FROM generate_series(1, 1500000) g",
         );
+        src.query("VACUUM ANALYZE big");
         let stg = TestDb::new(&format!("{tag}stg"));
         stg.query("CREATE TABLE big (id int PRIMARY KEY, email text NOT NULL)");
         stg.query("INSERT INTO big VALUES (1, 'yesterday@example.com')");
@@ -217,13 +218,23 @@ impl BigRefresh {
         }
     }
 
-    /// Start a refresh whose source sessions carry this application name.
+    /// Start a quiet refresh whose source sessions carry this application name.
     fn spawn(&self, application: &str) -> std::process::Child {
+        self.spawn_with(application, &["-q"])
+    }
+
+    /// Start a refresh whose source sessions carry this application name, and its staging session
+    /// the name with `_stg` added.
+    fn spawn_with(&self, application: &str, args: &[&str]) -> std::process::Child {
         anonymize()
-            .args(["--rules", self.rules.to_str().unwrap(), "-q", "--source"])
+            .args(["--rules", self.rules.to_str().unwrap(), "--source"])
             .arg(format!("{}?application_name={application}", url(&self.src)))
             .arg("--target")
-            .arg(url(&self.stg))
+            .arg(format!(
+                "{}?application_name={application}_stg",
+                url(&self.stg)
+            ))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -772,4 +783,68 @@ fn the_report_of_a_failed_connection_names_it_without_the_password() {
         "postgres://postgres:***@127.0.0.1:5432/anon_no_such_db"
     );
     assert!(doc["error"].as_str().unwrap().contains("anon_no_such_db"));
+}
+
+#[test]
+fn a_target_lost_mid_load_fails_with_a_report_and_plain_progress_lines() {
+    let big = BigRefresh::new("tgtkill");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let app = "anon_tgt_kill";
+    let child = big.spawn_with(
+        app,
+        &[
+            "--progress-interval",
+            "1",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    wait_until_copying(&big.src, app);
+    // Long enough for a periodic progress line, then the staging session goes away.
+    std::thread::sleep(Duration::from_millis(1600));
+    big.stg.query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}_stg'"
+    ));
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+    // The catalog's estimate, exact after VACUUM.
+    assert!(
+        err.contains("anonymize: copying 1 tables (1500000 rows expected)\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("anonymize: public.big: started (1500000 rows expected)\n"),
+        "{err}"
+    );
+    let progress = err
+        .lines()
+        .find(|l| l.starts_with("anonymize: progress: "))
+        .unwrap_or_else(|| panic!("no periodic line in {err}"));
+    assert!(
+        progress.contains(" rows/s), 0/1 tables done; copying public.big (")
+            && progress.ends_with("/1500000 rows)"),
+        "{progress}"
+    );
+    assert!(err.contains("loading public.big into staging"), "{err}");
+    assert!(
+        !err.contains("@corp.test"),
+        "a cell value in the output: {err}"
+    );
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["exit_code"], 1);
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("loading public.big into staging"),
+        "{doc}"
+    );
+    assert_eq!(doc["rows_written"], 0, "no table finished: {doc}");
+    big.assert_staging_unchanged();
 }

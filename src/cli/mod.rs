@@ -3,18 +3,22 @@
 //! Everything user-facing that is not data lives here: argument parsing, progress and summary lines.
 //! stdout carries only data (a dump written to `-`, a dry-run preview).
 
+mod progress;
 mod render;
+
+pub use progress::ProgressMode;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
 use crate::check;
 use crate::dump_run;
 use crate::error::Error;
-use crate::pipeline::{Options, Progress, Report, TableStats};
+use crate::pipeline::{Options, Progress, Report};
 use crate::preview;
 use crate::refresh::{self, is_database_url};
 use crate::rules::{self, Overrides};
@@ -81,8 +85,18 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Print only errors.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Progress bars: auto draws them when stderr is a terminal and prints plain log lines
+    /// otherwise; never always prints the lines.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Seconds between the periodic progress lines printed when there are no bars.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_interval: u64,
+    /// Log what the run does, for troubleshooting (-v steps, -vv details); never cell values.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,44 +133,6 @@ pub enum Command {
     },
 }
 
-/// Prints one line per finished table to stderr, and keeps the warnings for the report.
-struct Lines {
-    out: Mutex<io::Stderr>,
-    quiet: bool,
-    warnings: Mutex<Vec<String>>,
-}
-
-impl Progress for Lines {
-    fn warning(&self, message: &str) {
-        self.warnings
-            .lock()
-            .expect("warnings lock")
-            .push(message.to_string());
-        if !self.quiet {
-            let mut err = self.out.lock().expect("stderr lock");
-            let _ = writeln!(err, "anonymize: warning: {message}");
-        }
-    }
-
-    fn table_finished(&self, s: &TableStats) {
-        if self.quiet {
-            return;
-        }
-        let mut err = self.out.lock().expect("stderr lock");
-        let rate = if s.seconds > 0.0 {
-            s.rows_read as f64 / s.seconds
-        } else {
-            0.0
-        };
-        let what = if s.skipped { "skipped" } else { "rows" };
-        let _ = writeln!(
-            err,
-            "anonymize: {}: {} {what} in {:.2}s ({:.0} rows/s)",
-            s.name, s.rows_read, s.seconds, rate
-        );
-    }
-}
-
 /// What a successful run did.
 pub struct Outcome {
     pub report: Report,
@@ -165,6 +141,14 @@ pub struct Outcome {
 /// Run the command. Never exits and never prints data; messages go to stderr.
 pub fn run(args: Args) -> Result<Outcome, Error> {
     let env = |name: &str| std::env::var(name).ok();
+    let reporter = Arc::new(progress::Reporter::new(args.progress, args.quiet));
+    let level = match args.verbose {
+        0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    reporter.logger(level).install();
     if let Some(Command::Scan {
         source,
         sample,
@@ -223,7 +207,26 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         .rules
         .as_ref()
         .expect("clap requires --rules without a subcommand");
-    let plan = rules::load(rules_path, &overrides, &env)?;
+    let started = std::time::SystemTime::now();
+    let plan = match rules::load(rules_path, &overrides, &env) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // A monitor reading the report learns of a broken rules file or key too.
+            let failed: Result<Report, Error> = Err(e.into());
+            if let Some(path) = &args.report {
+                let (source, target) = (args.source.as_deref(), args.target.as_deref());
+                write_report(path, source, target, started, &failed, &[])?;
+            }
+            return failed.map(|report| Outcome { report });
+        }
+    };
+    log::info!(
+        "rules {}: {} tables, source {}, target {}",
+        rules_path.display(),
+        plan.tables.len(),
+        redact(&plan.source),
+        redact(&plan.target)
+    );
     if args.dry_run {
         return dry_run(&args, &plan);
     }
@@ -233,25 +236,36 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             .map_or_else(|| Options::default().jobs, usize::from),
         ..Options::default()
     };
-    let lines = Lines {
-        out: Mutex::new(io::stderr()),
-        quiet: args.quiet,
-        warnings: Mutex::new(Vec::new()),
+    let result = {
+        let _ticker = progress::Ticker::start(
+            Arc::clone(&reporter),
+            Duration::from_secs(args.progress_interval),
+        );
+        run_plan(&args, &plan, &options, &*reporter)
     };
-    let progress: &dyn Progress = &lines;
-    let started = std::time::SystemTime::now();
-    let result = run_plan(&args, &plan, &options, progress);
+    reporter.finish();
     if let Some(path) = &args.report {
-        let warnings = lines.warnings.lock().expect("warnings lock").clone();
-        let text = render::report(&plan, started, &result, &warnings);
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            context: format!("writing the report {}", path.display()),
-            source,
-        })?;
+        let (source, target) = (Some(plan.source.as_str()), Some(plan.target.as_str()));
+        write_report(path, source, target, started, &result, &reporter.warnings())?;
     }
     let report = result?;
     summary(&args, &plan, &report);
     Ok(Outcome { report })
+}
+
+fn write_report(
+    path: &std::path::Path,
+    source: Option<&str>,
+    target: Option<&str>,
+    started: std::time::SystemTime,
+    result: &Result<Report, Error>,
+    warnings: &[String],
+) -> Result<(), Error> {
+    let text = render::report(source, target, started, result, warnings);
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        context: format!("writing the report {}", path.display()),
+        source,
+    })
 }
 
 /// Move the data of a validated plan to its target.
@@ -330,18 +344,12 @@ fn summary(args: &Args, plan: &rules::Plan, report: &Report) {
     if args.quiet {
         return;
     }
-    let rows = report.rows_written();
-    let rate = rows as f64 / report.seconds.max(1e-9);
     let shown = if plan.target == "-" {
         "stdout".to_string()
     } else {
         redact(&plan.target)
     };
-    eprintln!(
-        "anonymize: done: {} tables, {rows} rows written to {shown} in {:.2}s ({rate:.0} rows/s)",
-        report.tables.len(),
-        report.seconds
-    );
+    eprint!("{}", render::summary(report, &shown));
 }
 
 /// Render a failure for stderr: the error, then how far the run got.

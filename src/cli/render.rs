@@ -5,7 +5,6 @@ use std::time::SystemTime;
 use crate::error::Error;
 use crate::pipeline::Report;
 use crate::preview::Preview;
-use crate::rules::Plan;
 use crate::source::postgres::redact;
 use crate::transform::dates::civil_from_days;
 
@@ -154,9 +153,10 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// The JSON report of a run, successful or not: what was done, with passwords redacted and no
-/// cell value.
+/// cell value. `source` and `target` are None when the rules never loaded and no flag named them.
 pub fn report(
-    plan: &Plan,
+    source: Option<&str>,
+    target: Option<&str>,
     started: SystemTime,
     result: &Result<Report, Error>,
     warnings: &[String],
@@ -202,8 +202,8 @@ pub fn report(
         "started_at": rfc3339(started),
         "finished_at": rfc3339(SystemTime::now()),
         "seconds": report.map_or(0.0, |r| r.seconds),
-        "source": redact(&plan.source),
-        "target": redact(&plan.target),
+        "source": source.map(redact),
+        "target": target.map(redact),
         "rows_written": report.map_or(0, |r| r.rows_written()),
         "tables": tables,
         "warnings": warnings,
@@ -212,6 +212,53 @@ pub fn report(
         "{}\n",
         serde_json::to_string_pretty(&doc).expect("JSON values serialize")
     )
+}
+
+/// The end-of-run summary: one row per table (rows read and written, seconds, rows/s), the totals,
+/// and the `done:` line.
+pub fn summary(report: &Report, target: &str) -> String {
+    let rate = |rows: u64, s: f64| if s > 0.0 { rows as f64 / s } else { 0.0 };
+    let width = report
+        .tables
+        .iter()
+        .map(|t| t.name.to_string().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(18);
+    let mut out = format!(
+        "anonymize: summary\n  {}  {:>12}  {:>12}  {:>9}  {:>12}\n",
+        pad("table", width),
+        "rows read",
+        "rows written",
+        "seconds",
+        "rows/s"
+    );
+    let row = |name: &str, read: u64, written: u64, seconds: f64| {
+        format!(
+            "  {}  {read:>12}  {written:>12}  {seconds:>9.2}  {:>12.0}\n",
+            pad(name, width),
+            rate(written, seconds)
+        )
+    };
+    for t in &report.tables {
+        let name = t.name.to_string();
+        if t.skipped {
+            out.push_str(&format!("  {}  {:>12}\n", pad(&name, width), "skipped"));
+        } else {
+            out.push_str(&row(&name, t.rows_read, t.rows_written, t.seconds));
+        }
+    }
+    let rows = report.rows_written();
+    let read = report.tables.iter().map(|t| t.rows_read).sum();
+    let total = format!("total ({} tables)", report.tables.len());
+    out.push_str(&row(&total, read, rows, report.seconds));
+    out.push_str(&format!(
+        "anonymize: done: {} tables, {rows} rows written to {target} in {:.2}s ({:.0} rows/s)\n",
+        report.tables.len(),
+        report.seconds,
+        rate(rows, report.seconds)
+    ));
+    out
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub struct SourceTable {
     pub columns: Vec<String>,
     pub partition_of: Option<QualifiedName>,
     pub meta: Option<Vec<ColumnMeta>>,
+    /// Rows expected before copying, for progress: counted in a dump, the catalog's estimate in a
+    /// database (None when it has none).
+    pub rows: Option<u64>,
 }
 
 /// What the catalog says about a column, as far as rules care.

@@ -249,6 +249,7 @@ fn source(name: &str, cols: &[&str]) -> SourceTable {
         columns: cols.iter().map(|c| c.to_string()).collect(),
         partition_of: None,
         meta: None,
+        rows: None,
     }
 }
 

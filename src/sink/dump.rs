@@ -39,6 +39,7 @@ impl DumpSink {
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
             .tempfile_in(&dir)?;
+        log::debug!("writing to {}, renamed at the end", temp.path().display());
         let file = temp.as_file().try_clone()?;
         Ok(DumpSink {
             out: BufWriter::with_capacity(BUFFER, Box::new(file)),
@@ -60,6 +61,7 @@ impl DumpSink {
         if let Some((temp, path)) = self.temp.take() {
             temp.as_file().sync_all()?;
             temp.persist(&path).map_err(|e| e.error)?;
+            log::info!("renamed the finished output to {}", path.display());
             sync_dir(&path);
         }
         Ok(())

@@ -112,8 +112,13 @@ impl Staging {
                 .map_err(query_err(&format!(
                     "dropping foreign key {name} of {table} for the load"
                 )))?;
+            log::debug!("staging: dropped foreign key {name} of {table} for the load");
             self.dropped_fks.push((table, name, def));
         }
+        log::info!(
+            "staging: dropped {} foreign keys for the load",
+            self.dropped_fks.len()
+        );
         Ok(())
     }
 
@@ -163,20 +168,33 @@ impl Staging {
                 .map_err(query_err(&format!(
                     "dropping index {index} of {table} for the load"
                 )))?;
+            log::debug!("staging: dropped index {index} of {table} for the load");
             self.rebuild
                 .push((format!("rebuilding index {index} of {table}"), build));
         }
+        log::info!(
+            "staging: dropped {} indexes for the load",
+            self.rebuild.len()
+        );
         Ok(())
     }
 
     /// Build the keys and indexes dropped for the load; unique ones check every row here.
     pub async fn rebuild_indexes(&mut self) -> Result<(), DbError> {
-        for (context, sql) in std::mem::take(&mut self.rebuild) {
+        let started = std::time::Instant::now();
+        let rebuild = std::mem::take(&mut self.rebuild);
+        let n = rebuild.len();
+        for (context, sql) in rebuild {
+            log::debug!("staging: {context}");
             self.client
                 .batch_execute(&sql)
                 .await
                 .map_err(query_err(&context))?;
         }
+        log::info!(
+            "staging: rebuilt {n} indexes in {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -186,6 +204,7 @@ impl Staging {
             return Ok(());
         }
         let list: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        log::info!("staging: emptying {} tables", list.len());
         self.client
             .batch_execute(&format!("TRUNCATE {}", list.join(", ")))
             .await
@@ -210,6 +229,7 @@ impl Staging {
 
     /// Add back the foreign keys dropped for the load; this checks every row against them.
     pub async fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
+        log::info!("staging: restoring {} foreign keys", self.dropped_fks.len());
         for (table, name, def) in std::mem::take(&mut self.dropped_fks) {
             self.client
                 .batch_execute(&format!(
@@ -226,6 +246,7 @@ impl Staging {
 
     /// Give every sequence that staging also has the source's position.
     pub async fn set_sequences(&self, sequences: &[SequenceState]) -> Result<(), DbError> {
+        log::info!("staging: setting {} sequences", sequences.len());
         for s in sequences {
             let (value, called) = match s.last_value {
                 Some(v) => (v, true),
@@ -243,6 +264,7 @@ impl Staging {
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
+        log::info!("staging: committing");
         self.client
             .batch_execute("COMMIT")
             .await
@@ -251,6 +273,7 @@ impl Staging {
 
     /// Roll back; staging keeps what it had. Errors are moot: a lost connection rolls back too.
     pub async fn rollback(&self) {
+        log::info!("staging: rolling back; staging keeps what it had");
         let _ = self.client.batch_execute("ROLLBACK").await;
     }
 }

@@ -296,9 +296,15 @@ pub fn prescan<R: BufRead>(input: R) -> Result<Vec<SourceTable>, DumpError> {
                     columns,
                     partition_of: None,
                     meta: None,
+                    rows: Some(0),
                 });
             }
-            Event::Rows { .. } | Event::CopyEnd { .. } => {}
+            Event::Rows { rows, .. } => {
+                if let Some(SourceTable { rows: Some(n), .. }) = tables.last_mut() {
+                    *n += rows;
+                }
+            }
+            Event::CopyEnd { .. } => {}
         }
     }
     for t in &mut tables {
@@ -359,9 +365,11 @@ SELECT 1;\n";
     }
 
     #[test]
-    fn prescan_finds_tables_columns_and_partitions() {
+    fn prescan_finds_tables_columns_partitions_and_row_counts() {
         let tables = prescan(DUMP.as_bytes()).unwrap();
         assert_eq!(tables.len(), 2);
+        assert_eq!(tables[0].rows, Some(2));
+        assert_eq!(tables[1].rows, Some(0));
         assert_eq!(tables[0].columns, vec!["id", "Name", "odd, col"]);
         assert_eq!(
             tables[1].partition_of,

@@ -97,6 +97,7 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
         // Errors surface on the next query through the client.
         let _ = connection.await;
     });
+    log::debug!("connected to {}", redact(url));
     Ok(client)
 }
 
@@ -145,7 +146,9 @@ pub async fn begin_snapshot(client: &Client) -> Result<String, DbError> {
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
         .map_err(query_err("exporting the source snapshot"))?;
-    Ok(row.get(0))
+    let id: String = row.get(0);
+    log::info!("source: read-only snapshot {id} exported");
+    Ok(id)
 }
 
 /// Open a further read-only session on the source that sees exactly the exported snapshot.
@@ -222,6 +225,8 @@ impl Catalog {
                     columns: cols.iter().map(|c| c.name.clone()).collect(),
                     partition_of: t.partition_root.clone(),
                     meta: Some(cols.iter().map(|c| c.meta.clone()).collect()),
+                    // reltuples is -1 (read as 0) for a table never vacuumed or analyzed.
+                    rows: (t.row_estimate > 0).then_some(t.row_estimate as u64),
                 }
             })
             .collect()
