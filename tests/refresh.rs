@@ -401,6 +401,41 @@ fn passwords_never_reach_any_output() {
     // Staging has no schema: refused with exit 2, and the summary-free error has no password.
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!stderr(&o).contains(secret));
+
+    // A whole successful run with both URLs holding it, logging every step, with a report.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let with_pw = |db: &TestDb| format!("postgres://postgres:{secret}@127.0.0.1:5432/{}", db.name);
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            "tests/fixtures/pagila.toml",
+            "--create-schema",
+            "-vv",
+        ])
+        .args([
+            "--progress",
+            "always",
+            "--source",
+            &with_pw(&src),
+            "--target",
+        ])
+        .arg(with_pw(&stg))
+        .arg("--report")
+        .arg(&report));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(&report).unwrap();
+    for out in [
+        stderr(&o),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        report,
+    ] {
+        assert!(!out.contains(secret), "{out}");
+        assert!(
+            out.contains(&format!("postgres:***@127.0.0.1:5432/{}", stg.name)) || out.is_empty()
+        );
+    }
+    assert!(stderr(&o).contains("anonymize: debug: connected to postgres://postgres:***@"));
 }
 
 #[test]
