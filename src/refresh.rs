@@ -269,6 +269,10 @@ enum Out<'a> {
     Dump(&'a mut DumpSink),
 }
 
+/// Tables expected to hold fewer rows keep their indexes during the load (row-by-row index upkeep
+/// is cheap there; dropping and rebuilding costs two statements and locks per index).
+const REBUILD_INDEXES_FROM_ROWS: u64 = 10_000;
+
 /// Moves every table from the reader sessions to one target.
 struct Mover<'a> {
     prepared: &'a Prepared,
@@ -416,7 +420,16 @@ impl Mover<'_> {
             .map(|j| j.table.name.clone())
             .collect();
         staging.drop_foreign_keys(&names).await?;
-        staging.drop_indexes(&names).await?;
+        // Rebuilding pays off for big tables only; small ones keep their indexes, which also keeps
+        // the locks of one transaction within max_locks_per_transaction on schemas of many tables.
+        let big: Vec<QualifiedName> = self
+            .prepared
+            .jobs
+            .iter()
+            .filter(|j| j.rows.is_none_or(|n| n >= REBUILD_INDEXES_FROM_ROWS))
+            .map(|j| j.table.name.clone())
+            .collect();
+        staging.drop_indexes(&big).await?;
         staging.truncate(&names).await?;
         self.move_all(Out::Staging(staging), report).await?;
         staging.rebuild_indexes().await?;

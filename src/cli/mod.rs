@@ -358,11 +358,17 @@ pub fn render_error(e: &Error) -> String {
     if let Error::Pipeline(failure) = e {
         let report = &failure.report;
         if !report.tables.is_empty() {
-            let done: Vec<String> = report
+            // Enough to see how far it got; a schema of hundreds of tables would fill the screen.
+            const SHOWN: usize = 10;
+            let mut done: Vec<String> = report
                 .tables
                 .iter()
+                .take(SHOWN)
                 .map(|t| format!("{} ({} rows)", t.name, t.rows_written))
                 .collect();
+            if report.tables.len() > SHOWN {
+                done.push(format!("and {} more", report.tables.len() - SHOWN));
+            }
             msg.push_str(&format!(
                 "\nanonymize: finished before the failure (nothing was kept): {}",
                 done.join(", ")

@@ -232,6 +232,20 @@ fn qualified_names() {
         QualifiedName::new("public", "Users").to_string(),
         "public.\"Users\""
     );
+    // Keywords that are not unreserved must be quoted as identifiers (COPY … ("select", "from")).
+    assert_eq!(
+        QualifiedName::new("public", "order").to_string(),
+        "public.\"order\""
+    );
+    for (word, quoted) in [
+        ("select", true),
+        ("from", true),
+        ("user", true),
+        ("name", false),
+    ] {
+        assert_eq!(quote_ident(word).starts_with('"'), quoted, "{word}");
+    }
+    assert_eq!(QualifiedName::new("public", "order").rules_key(), "order");
     assert_eq!(QualifiedName::new("public", "users").rules_key(), "users");
     assert_eq!(
         QualifiedName::new("billing", "invoices").rules_key(),

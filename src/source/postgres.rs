@@ -57,6 +57,14 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     } else if code.starts_with("23") {
         // Integrity violations: the message names the constraint; the detail (not used) has values.
         format!("{} (SQLSTATE {code})", db.message())
+    } else if code == "53200" {
+        // The lock table is full: one transaction locks every table, index and constraint it
+        // touches, and the server's lock table is sized by max_locks_per_transaction.
+        format!(
+            "{} (SQLSTATE {code}); raise max_locks_per_transaction on that server \
+             (a refresh takes all its locks in one transaction)",
+            db.message()
+        )
     } else {
         format!("{} (SQLSTATE {code})", redact(db.message()))
     };

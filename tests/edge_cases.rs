@@ -1,0 +1,314 @@
+//! End-to-end: data and schema edge cases (tests/fixtures/edge.sql) through a database refresh and
+//! through dump mode, which must agree byte for byte; plus the catalog of a 600-table schema.
+
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+
+fn url(db: &TestDb) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
+}
+
+/// count and md5 of every row of a table, in a stable order.
+fn fingerprint(db: &TestDb, table: &str) -> String {
+    db.query(&format!(
+        "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM {table} x"
+    ))
+}
+
+/// md5 of one column over the rows ordered by `order`.
+fn column_md5(db: &TestDb, table: &str, col: &str, order: &str) -> String {
+    db.query(&format!(
+        "SELECT md5(string_agg(coalesce({col}::text, '<null>'), ',' ORDER BY {order})) FROM {table}"
+    ))
+}
+
+const TABLES: [&str; 8] = [
+    "people",
+    "\"Odd Schema\".\"Order Lines\"",
+    "event_log",
+    "empty_table",
+    "employees",
+    "teams",
+    "members",
+    "visits",
+];
+
+#[test]
+fn edge_cases_survive_a_refresh_and_dump_mode_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::new("edgesrc");
+    src.load(&root().join("tests/fixtures/edge.sql"));
+
+    // Database → database, schema created from the source's.
+    let stg = TestDb::new("edgestg");
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            "tests/fixtures/edge.toml",
+            "-q",
+            "--create-schema",
+        ])
+        .args(["--source", &url(&src), "--target", &url(&stg)]));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // pg_dump → anonymize → psql gives exactly the same staging.
+    let dump = dir.path().join("edge.sql");
+    let out = Command::new("pg_dump")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-f"])
+        .arg(&dump)
+        .arg(&src.name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let anonymized = dir.path().join("out.sql");
+    let o = run(anonymize()
+        .args(["--rules", "tests/fixtures/edge.toml", "-q", "--source"])
+        .arg(&dump)
+        .arg("--target")
+        .arg(&anonymized));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dmp = TestDb::new("edgedmp");
+    dmp.load(&anonymized);
+    for t in TABLES {
+        assert_eq!(fingerprint(&stg, t), fingerprint(&dmp, t), "{t}");
+        let count = |db: &TestDb| db.query(&format!("SELECT count(*) FROM {t}"));
+        assert_eq!(count(&stg), count(&src), "{t}");
+    }
+
+    // Kept columns are byte-identical: arrays with NULLs and quotes, enums, domains, numeric(60,30),
+    // cidr, quoted and reserved column names, a table without a key (with duplicate rows).
+    for (table, cols, order) in [
+        (
+            "people",
+            &["id", "tags", "scores", "feeling", "precise", "net"][..],
+            "id",
+        ),
+        (
+            "\"Odd Schema\".\"Order Lines\"",
+            &["\"ID\"", "\"select\""][..],
+            "\"ID\"",
+        ),
+        ("event_log", &["at", "payload"][..], "at, payload"),
+        ("teams", &["id", "lead_id", "name"][..], "id"),
+        ("employees", &["manager_id"][..], "id"),
+    ] {
+        for col in cols {
+            assert_eq!(
+                column_md5(&stg, table, col, order),
+                column_md5(&src, table, col, order),
+                "{table}.{col} was kept"
+            );
+        }
+    }
+    // Transformed columns differ on every non-NULL value.
+    for (table, col) in [
+        ("people", "email"),
+        ("people", "name"),
+        ("people", "token"),
+        ("people", "ip"),
+        ("people", "nick"),
+        ("\"Odd Schema\".\"Order Lines\"", "\"e-mail\""),
+        ("\"Odd Schema\".\"Order Lines\"", "\"Straße\""),
+        ("members", "email"),
+        ("visits", "visitor_email"),
+    ] {
+        let originals = src.query(&format!("SELECT string_agg({col}::text, E'\\n') FROM {table} WHERE {col} IS NOT NULL AND {col}::text <> ''"));
+        let staged = stg.query(&format!(
+            "SELECT string_agg({col}::text, E'\\n') FROM {table}"
+        ));
+        let originals: Vec<String> = originals.lines().map(String::from).collect();
+        assert!(!originals.is_empty());
+        assert_eq!(
+            occurring(&staged, &originals),
+            Vec::<&str>::new(),
+            "{table}.{col}"
+        );
+    }
+
+    // NULL stays NULL under every rule; empty strings and 4-byte UTF-8 come through.
+    let nulls = "email IS NULL AND name IS NULL AND note IS NULL AND profile IS NULL AND raw_json IS NULL \
+                 AND born IS NULL AND seen_at IS NULL AND token IS NULL AND ip IS NULL AND nick IS NULL \
+                 AND balance IS NULL AND blob IS NULL";
+    assert_eq!(
+        stg.query(&format!("SELECT count(*) FROM people WHERE {nulls}")),
+        "1"
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) FROM people WHERE blob IS NOT NULL"),
+        "0"
+    );
+    assert_eq!(
+        stg.query("SELECT note || '|' || big_note || '|' || tags::text FROM people WHERE id = 202"),
+        "||{}"
+    );
+    let crab = stg.query(
+        "SELECT length(big_note) > 1000000, big_note NOT LIKE '%person@example.org%', \
+                profile->'k'->>'emoji', tags[1] FROM people WHERE id = 203",
+    );
+    assert_eq!(crab, "t|t|𝔘|🦀");
+    let note = "SELECT note FROM people WHERE id = 203";
+    assert_eq!(
+        stg.query(note),
+        src.query(note),
+        "no PII in it: scrub keeps it"
+    );
+    // Text escapes: tab, newline, carriage return and backslash survive scrub untouched.
+    assert_eq!(
+        stg.query("SELECT count(*) FROM people WHERE strpos(note, chr(9)) > 0 AND strpos(note, chr(10)) > 0 AND strpos(note, chr(13)) > 0 AND strpos(note, chr(92)) > 0"),
+        "200"
+    );
+    assert_eq!(
+        column_md5(&stg, "people", "note", "id"),
+        column_md5(&src, "people", "note", "id")
+    );
+    // Dates: infinity passes, BC dates move but stay BC, timestamps keep their time of day.
+    assert_eq!(
+        stg.query("SELECT born || ' ' || seen_at || ' ' || local_at FROM people WHERE id = 202"),
+        "infinity infinity -infinity"
+    );
+    assert_eq!(
+        stg.query("SELECT born < '0001-01-01' AND born <> '0044-03-15 BC' AND seen_at < '0001-01-01' FROM people WHERE id = 203"),
+        "t"
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) FROM people WHERE seen_at::time <> ((timestamptz '2024-03-10 12:00:00+00' + id * interval '1 hour') AT TIME ZONE current_setting('TimeZone'))::time AND id <= 200"),
+        "0"
+    );
+    // JSON: only the paths change; numbers, nesting and other keys stay.
+    assert_eq!(
+        stg.query("SELECT count(*) FROM people WHERE id <= 200 AND profile->'nested' = '{\"deep\": [1, 2.5, true, null]}' AND profile->>'email' NOT LIKE 'person%' AND (raw_json->>'n')::int = id"),
+        "200"
+    );
+    // Domains and enums still check; the generated column is regenerated from the new name.
+    assert_eq!(
+        stg.query("SELECT count(*) FROM people WHERE balance <= 0"),
+        "0"
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) FROM people WHERE name_upper IS DISTINCT FROM upper(name)"),
+        "0"
+    );
+    // Identity: staging's sequence continues after the source's last value.
+    assert_eq!(
+        stg.query("SELECT nextval(pg_get_serial_sequence('people', 'id'))"),
+        "204"
+    );
+    // Self-referencing and cyclic foreign keys hold (they were checked when restored).
+    assert_eq!(
+        stg.query("SELECT count(*) FROM employees e JOIN employees m ON m.id = e.manager_id"),
+        "39"
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
+        "3"
+    );
+    // Partitions: every leaf loaded through its own COPY, rows in the right partition.
+    assert_eq!(
+        stg.query("SELECT string_agg(tableoid::regclass || ':' || n, ' ' ORDER BY 1) FROM (SELECT tableoid, count(*) n FROM visits GROUP BY 1) x"),
+        src.query("SELECT string_agg(tableoid::regclass || ':' || n, ' ' ORDER BY 1) FROM (SELECT tableoid, count(*) n FROM visits GROUP BY 1) x"),
+    );
+}
+
+#[test]
+fn invalid_json_under_a_json_rule_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "[tables.docs.columns]\nid = \"keep\"\nbody = { json = { \"$.email\" = { fake = \"email\" } } }\n",
+    );
+    // A dump knows no types: the bad document is found in the data, by table, column and row.
+    let dump = dir.path().join("in.sql");
+    std::fs::write(
+        &dump,
+        "CREATE TABLE public.docs (id int, body text);\nCOPY public.docs (id, body) FROM stdin;\n1\t{\"email\": \"a@example.org\"}\n2\t{\"email\": \"b@example.org\",}\n\\.\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.sql");
+    let o = run(anonymize()
+        .args(["--rules", rules.to_str().unwrap(), "--source"])
+        .arg(&dump)
+        .arg("--target")
+        .arg(&out));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("public.docs row 2"), "{err}");
+    assert!(err.contains("column body"), "{err}");
+    assert!(!err.contains("b@example.org"), "{err}");
+    assert!(!out.exists());
+
+    // From a database: a json rule may sit on a text column (JSON kept as text), so the bad
+    // document is found in the data too, and the refresh rolls back.
+    let src = TestDb::new("jsonsrc");
+    src.query("CREATE TABLE docs (id int, body text); INSERT INTO docs VALUES (1, '{}'), (2, '{\"email\": \"b@example.org\",}')");
+    let stg = TestDb::new("jsonstg");
+    stg.query("CREATE TABLE docs (id int, body text); INSERT INTO docs VALUES (7, 'yesterday')");
+    let o = run(anonymize()
+        .args(["--rules", rules.to_str().unwrap(), "--target", &url(&stg)])
+        .args(["--source", &url(&src)]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("public.docs row 2") && err.contains("column body"),
+        "{err}"
+    );
+    assert!(!err.contains("b@example.org"), "{err}");
+    assert_eq!(stg.query("SELECT id || body FROM docs"), "7yesterday");
+}
+
+/// 600 tables: the catalog is read in a fixed number of queries, so it stays fast, and the whole
+/// refresh finishes in seconds.
+#[test]
+fn a_schema_of_600_tables_is_read_without_a_query_per_table() {
+    let src = TestDb::new("manysrc");
+    src.query(
+        "DO $$ BEGIN FOR i IN 1..600 LOOP \
+           EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, email text UNIQUE, ref int REFERENCES t%s (id))', i, greatest(i - 1, 1)); \
+           EXECUTE format('INSERT INTO t%s SELECT g, ''u'' || g || ''@corp.test'', NULL FROM generate_series(1, 3) g', i); \
+         END LOOP; END $$; ANALYZE",
+    );
+    let stg = TestDb::new("manystg");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "[defaults]\nuncovered = \"keep\"\n[tables.t1.columns]\nemail = { fake = \"email\", unique = true }\n",
+    );
+    let t0 = Instant::now();
+    let o = run(anonymize()
+        .args(["--rules", rules.to_str().unwrap(), "-v", "--create-schema"])
+        .args(["--source", &url(&src), "--target", &url(&stg)]));
+    let seconds = t0.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("source: catalog of 600 tables read in "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let ms: f64 = line
+        .rsplit(" in ")
+        .next()
+        .unwrap()
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap();
+    assert!(ms < 2000.0, "{line}");
+    assert!(seconds < 120.0, "600 small tables took {seconds:.1}s");
+    assert_eq!(
+        stg.query(
+            "SELECT sum(n) FROM (SELECT count(*) n FROM t1 UNION ALL SELECT count(*) FROM t600) x"
+        ),
+        "6"
+    );
+    assert_eq!(
+        stg.query("SELECT count(*) FROM t1 WHERE email LIKE '%@corp.test'"),
+        "0"
+    );
+    eprintln!("600 tables: catalog {ms:.0} ms, refresh {seconds:.1} s");
+}
