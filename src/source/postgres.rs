@@ -49,7 +49,15 @@ fn redact_params(s: &str) -> String {
 /// value, so for data and integrity errors only the SQLSTATE, table, column and constraint are kept.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
-        return redact(&e.to_string());
+        // The driver's own text is only the kind ("error connecting to server"); the cause
+        // (connection refused, timed out, no route) is in its source chain.
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            msg.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        return redact(&msg);
     };
     let code = db.code().code();
     let mut msg = if code.starts_with("22") {
@@ -64,6 +72,12 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             "{} (SQLSTATE {code}); raise max_locks_per_transaction on that server \
              (a refresh takes all its locks in one transaction)",
             db.message()
+        )
+    } else if code == "28000" && db.message().contains("no encryption") {
+        format!(
+            "{} (SQLSTATE {code}); the server requires TLS, which this build does not support \
+             yet (see Known limitations in the README)",
+            redact(db.message())
         )
     } else {
         format!("{} (SQLSTATE {code})", redact(db.message()))
@@ -92,15 +106,33 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     msg
 }
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connect; the connection's driver runs on the current tokio runtime.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let (client, connection) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| DbError::Connect {
-                url: redact(url),
-                message: describe(&e),
-            })?;
+    let failed = |message: String| DbError::Connect {
+        url: redact(url),
+        message,
+    };
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| failed(describe(&e)))?;
+    if matches!(
+        config.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    ) {
+        return Err(failed(
+            "sslmode=require: this build connects without TLS (see Known limitations in the \
+             README); use a TLS-terminating proxy, or sslmode=disable on a trusted network"
+                .into(),
+        ));
+    }
+    // A nightly job must not hang on an unreachable host: 30 s unless the URL says otherwise.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| failed(describe(&e)))?;
     tokio::spawn(async move {
         // Errors surface on the next query through the client.
         let _ = connection.await;

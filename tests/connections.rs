@@ -1,0 +1,137 @@
+//! Connection failures: each is one clear line on stderr, with the password redacted, and exit 1.
+//! The local server trusts every local connection, so a password exchange and a server demanding
+//! TLS are played by a minimal fake server speaking the start of the PostgreSQL protocol.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use common::*;
+
+const SECRET: &str = "N0tTheRealPw";
+
+/// A server that answers one connection's startup with `reply` (after asking for a cleartext
+/// password when `ask_password`). Returns its port.
+fn fake_server(ask_password: bool, code: &'static str, message: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let read_message = |s: &mut std::net::TcpStream, tagged: bool| {
+            let mut head = vec![0u8; if tagged { 5 } else { 4 }];
+            s.read_exact(&mut head).unwrap();
+            let len = u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; len - 4];
+            s.read_exact(&mut body).unwrap();
+        };
+        read_message(&mut s, false); // StartupMessage
+        if ask_password {
+            s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).unwrap(); // AuthenticationCleartextPassword
+            read_message(&mut s, true); // PasswordMessage
+        }
+        let mut fields = Vec::new();
+        for (tag, value) in [
+            (b'S', "FATAL"),
+            (b'V', "FATAL"),
+            (b'C', code),
+            (b'M', message),
+        ] {
+            fields.push(tag);
+            fields.extend_from_slice(value.as_bytes());
+            fields.push(0);
+        }
+        fields.push(0);
+        let mut reply = vec![b'E'];
+        reply.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+        reply.extend_from_slice(&fields);
+        s.write_all(&reply).unwrap();
+    });
+    port
+}
+
+/// Run against a source URL; assert exit 1 and one line, without the password; return the line.
+fn fails_with_one_line(source: &str) -> String {
+    let o = run(anonymize().args([
+        "--rules",
+        "rules/customers.toml",
+        "--target",
+        "-",
+        "--source",
+        source,
+    ]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(o.stdout.is_empty());
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn a_wrong_password_is_one_redacted_line() {
+    let port = fake_server(
+        true,
+        "28P01",
+        "password authentication failed for user \"postgres\"",
+    );
+    let err = fails_with_one_line(&format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:{port}/app"
+    ));
+    assert_eq!(
+        err,
+        format!("anonymize: error: connecting to postgres://postgres:***@127.0.0.1:{port}/app: password authentication failed for user \"postgres\" (SQLSTATE 28P01)\n")
+    );
+}
+
+#[test]
+fn a_server_requiring_tls_says_so() {
+    let port = fake_server(
+        false,
+        "28000",
+        "no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"app\", no encryption",
+    );
+    let err = fails_with_one_line(&format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:{port}/app"
+    ));
+    assert!(
+        err.contains("no encryption (SQLSTATE 28000); the server requires TLS"),
+        "{err}"
+    );
+    // Asking for TLS in the URL is refused before any connection is tried.
+    let err = fails_with_one_line(&format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:{port}/app?sslmode=require"
+    ));
+    assert!(
+        err.contains("sslmode=require: this build connects without TLS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_hosts_and_missing_databases_are_one_line_each() {
+    // Nothing listens on port 1.
+    let err = fails_with_one_line(&format!("postgres://postgres:{SECRET}@127.0.0.1:1/app"));
+    assert!(
+        err.contains("error connecting to server: Connection refused"),
+        "{err}"
+    );
+    let err = fails_with_one_line(&format!(
+        "postgres://postgres:{SECRET}@no-such-host.invalid/app"
+    ));
+    assert!(err.contains("postgres://postgres:***@no-such-host.invalid/app: error connecting to server: failed to lookup address"), "{err}");
+    let err = fails_with_one_line(&format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:5432/anon_no_such_database"
+    ));
+    assert!(
+        err.contains("database \"anon_no_such_database\" does not exist (SQLSTATE 3D000)"),
+        "{err}"
+    );
+    let err = fails_with_one_line(&format!(
+        "postgres://anon_no_such_role:{SECRET}@127.0.0.1:5432/postgres"
+    ));
+    assert!(
+        err.contains("role \"anon_no_such_role\" does not exist (SQLSTATE 28000)"),
+        "{err}"
+    );
+}
