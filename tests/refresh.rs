@@ -883,3 +883,38 @@ fn a_target_lost_mid_load_fails_with_a_report_and_plain_progress_lines() {
     assert_eq!(doc["rows_written"], 0, "no table finished: {doc}");
     big.assert_staging_unchanged();
 }
+
+/// A staging server that gives up on the load (here statement_timeout, standing in for a full disk
+/// or any server-side failure mid-COPY): rolled back, exit 1, the report says what failed.
+#[test]
+fn a_staging_server_failing_mid_load_rolls_back_with_a_report() {
+    let big = BigRefresh::new("stmtto");
+    big.stg.query(&format!(
+        "ALTER DATABASE {} SET statement_timeout = '700ms'",
+        big.stg.name
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let o = big
+        .spawn_with(
+            "anon_stmt_timeout",
+            &["-q", "--report", report.to_str().unwrap()],
+        )
+        .wait_with_output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("anonymize: error: loading public.big into staging: canceling statement due to statement timeout (SQLSTATE 57014)"),
+        "{err}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert!(doc["error"].as_str().unwrap().contains("statement timeout"));
+    big.stg.query(&format!(
+        "ALTER DATABASE {} RESET statement_timeout",
+        big.stg.name
+    ));
+    big.assert_staging_unchanged();
+}
