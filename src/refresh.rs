@@ -185,6 +185,17 @@ async fn run_async(
         None
     };
     let prepared = prepare(plan, &source).await?;
+    let unreadable = &prepared.catalog.unreadable_sequences;
+    if !unreadable.is_empty() {
+        let names: Vec<String> = unreadable.iter().take(5).map(|n| n.to_string()).collect();
+        progress.warning(&format!(
+            "the source role may not read {} sequence(s) ({}{}): the target keeps their positions; \
+             GRANT SELECT ON ALL SEQUENCES IN SCHEMA … TO the source role",
+            unreadable.len(),
+            names.join(", "),
+            if unreadable.len() > 5 { ", …" } else { "" }
+        ));
+    }
     progress.run_started(
         &prepared
             .jobs

@@ -918,3 +918,71 @@ fn a_staging_server_failing_mid_load_rolls_back_with_a_report() {
     ));
     big.assert_staging_unchanged();
 }
+
+/// Roles are global to the server: dropped after the databases that hold their grants.
+struct Roles(Vec<String>);
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = Command::new("psql")
+                .args(pg_args())
+                .args(["-d", "postgres", "-c", &format!("DROP ROLE IF EXISTS {r}")])
+                .output();
+        }
+    }
+}
+
+/// The grants the README documents are enough: a source role with SELECT only (and no way to
+/// write), a target role that owns the staging tables.
+#[test]
+fn a_select_only_source_role_and_an_owning_target_role_are_enough() {
+    let pid = std::process::id();
+    let (reader, loader) = (format!("anon_reader_{pid}"), format!("anon_loader_{pid}"));
+    let _roles = Roles(vec![reader.clone(), loader.clone()]);
+    let src = TestDb::new("rosrc");
+    src.load(&root().join("examples/production.sql"));
+    let stg = TestDb::new("rostg");
+    stg.load(&root().join("examples/production.sql"));
+    src.query(&format!(
+        "CREATE ROLE {reader} LOGIN; \
+         GRANT USAGE ON SCHEMA public TO {reader}; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}; \
+         GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {reader}"
+    ));
+    stg.query(&format!("CREATE ROLE {loader} LOGIN"));
+    stg.query(&format!(
+        "DO $$ DECLARE t text; BEGIN \
+           FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP \
+             EXECUTE format('ALTER TABLE public.%I OWNER TO {loader}', t); \
+           END LOOP; END $$"
+    ));
+    let source = format!("postgres://{reader}@127.0.0.1:5432/{}", src.name);
+    let target = format!("postgres://{loader}@127.0.0.1:5432/{}", stg.name);
+    let o = refresh("rules/customers.toml", &source, &target);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stg.query("SELECT count(*) FROM customers"), "1000");
+    let seq = "SELECT last_value FROM customers_id_seq";
+    assert_eq!(stg.query(seq), src.query(seq));
+
+    // Without SELECT on a sequence the run still succeeds, says so, and leaves staging's value.
+    src.query(&format!(
+        "REVOKE SELECT ON SEQUENCE customers_id_seq FROM {reader}"
+    ));
+    stg.query("SELECT setval('customers_id_seq', 5)");
+    let o = run(anonymize().args([
+        "--rules",
+        "rules/customers.toml",
+        "--source",
+        &source,
+        "--target",
+        &target,
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("anonymize: warning: the source role may not read 1 sequence(s) (public.customers_id_seq): the target keeps their positions"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stg.query(seq), "5");
+}

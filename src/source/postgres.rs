@@ -248,6 +248,8 @@ pub struct SequenceState {
 pub struct Catalog {
     pub tables: Vec<CatalogTable>,
     pub sequences: Vec<SequenceState>,
+    /// Sequences the source role may not read (pg_sequences shows them without a value).
+    pub unreadable_sequences: Vec<QualifiedName>,
     /// (referencing table, referenced table).
     pub foreign_keys: Vec<(QualifiedName, QualifiedName)>,
 }
@@ -362,8 +364,9 @@ ORDER BY n.nspname, c.relname, a.attnum
 "#;
 
 const SEQUENCES_SQL: &str =
-    "SELECT schemaname::text, sequencename::text, last_value, start_value FROM pg_sequences \
-     WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2";
+    "SELECT schemaname::text, sequencename::text, last_value, start_value, \
+            has_sequence_privilege(format('%I.%I', schemaname, sequencename), 'SELECT') \
+     FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2";
 
 const FOREIGN_KEYS_SQL: &str = "SELECT fn.nspname, f.relname, tn.nspname, t.relname \
      FROM pg_constraint k \
@@ -410,17 +413,23 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
                 },
             });
     }
-    let sequences = client
+    let (mut sequences, mut unreadable_sequences) = (Vec::new(), Vec::new());
+    for r in client
         .query(SEQUENCES_SQL, &[])
         .await
         .map_err(query_err("reading the source sequences"))?
-        .into_iter()
-        .map(|r| SequenceState {
-            name: QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)),
-            last_value: r.get(2),
-            start_value: r.get(3),
-        })
-        .collect();
+    {
+        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        if r.get::<_, bool>(4) {
+            sequences.push(SequenceState {
+                name,
+                last_value: r.get(2),
+                start_value: r.get(3),
+            });
+        } else {
+            unreadable_sequences.push(name);
+        }
+    }
     let foreign_keys = client
         .query(FOREIGN_KEYS_SQL, &[])
         .await
@@ -436,6 +445,7 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
     Ok(Catalog {
         tables,
         sequences,
+        unreadable_sequences,
         foreign_keys,
     })
 }
@@ -623,6 +633,7 @@ mod tests {
             .map(t)
             .to_vec(),
             sequences: Vec::new(),
+            unreadable_sequences: Vec::new(),
             foreign_keys: vec![
                 (q("orders"), q("customers")),
                 (q("payment"), q("orders")),
