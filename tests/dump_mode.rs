@@ -315,6 +315,26 @@ fn broken_dumps_fail_with_line_numbers_and_leave_no_file() {
             header_line + 2
         ),
     ));
+    // Escapes that decode to nothing valid, in a transformed column (customers.email): `\xff` (not
+    // UTF-8) and a lone backslash at the end of the field.
+    let first_customer = {
+        let h = full.find("COPY public.customers (").unwrap();
+        h + full[h..].find('\n').unwrap() + 1
+    };
+    let customer_line = full[..first_customer].lines().count() + 1;
+    let email = first_customer + full[first_customer..].find('\t').unwrap() + 1;
+    let email_end = email + full[email..].find('\t').unwrap();
+    for (at, insert, what) in [
+        (email, "bad\\xff", "invalid UTF-8 in a COPY field"),
+        (email_end, "\\", "a COPY field ends with a lone backslash"),
+    ] {
+        let mut s = full.clone();
+        s.insert_str(at, insert);
+        cases.push((
+            s.into_bytes(),
+            format!("public.customers row 1 (dump line {customer_line}), column email: {what}"),
+        ));
+    }
     for (i, (text, want)) in cases.iter().enumerate() {
         let dump = dir.path().join(format!("broken{i}.sql"));
         std::fs::write(&dump, text).unwrap();

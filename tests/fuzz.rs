@@ -1,0 +1,168 @@
+//! Bounded fuzzing with proptest: the rules parser and the dump pipeline (reader, COPY decoder,
+//! transforms, writer) take mutated and arbitrary input and answer with a result, never a panic.
+//! CI runs proptest's default number of cases; for a long run:
+//! `PROPTEST_CASES=20000 cargo test --release --test fuzz`.
+
+mod common;
+
+use std::sync::Arc;
+
+use anonymize::pipeline::{self, Options, Progress};
+use anonymize::rules::{self, Overrides};
+use anonymize::source::dump::prescan;
+use proptest::prelude::*;
+
+use common::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "ANONYMIZE_KEY").then(|| KEY.to_string())
+}
+
+fn seeds() -> Vec<String> {
+    [
+        "rules/customers.toml",
+        "tests/fixtures/pagila.toml",
+        "tests/fixtures/edge.toml",
+    ]
+    .iter()
+    .map(|p| std::fs::read_to_string(root().join(p)).unwrap())
+    .collect()
+}
+
+/// Characters that matter to TOML and to the rules' own syntax.
+const INTERESTING: &[char] = &[
+    '{', '}', '[', ']', '=', '"', '\'', '.', ',', '#', '\n', '$', ':', '-', '0', '9', 'a', '_',
+    ' ', '\\', '*', '\t', 'é', '🦀', '\0',
+];
+
+/// Apply edits (position as a fraction of the length, 0 insert / 1 delete / 2 replace, character).
+fn mutate(text: &str, edits: &[(f64, u8, usize)]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for &(at, op, c) in edits {
+        let i = ((chars.len() as f64) * at) as usize;
+        let c = INTERESTING[c % INTERESTING.len()];
+        match op % 3 {
+            0 => chars.insert(i.min(chars.len()), c),
+            1 if i < chars.len() => {
+                chars.remove(i);
+            }
+            _ if i < chars.len() => chars[i] = c,
+            _ => chars.push(c),
+        }
+    }
+    chars.into_iter().collect()
+}
+
+fn parse(text: String) {
+    match rules::parse("fuzz.toml", text, &Overrides::default(), &env) {
+        Ok(_) => {}
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+/// The demo dump with each COPY block cut to its first rows.
+fn small_dump() -> String {
+    let full = std::fs::read_to_string(root().join("examples/production.sql")).unwrap();
+    let mut out = String::new();
+    let mut rows_in_block: Option<usize> = None;
+    for line in full.split_inclusive('\n') {
+        match rows_in_block {
+            Some(n) if line != "\\.\n" => {
+                if n < 4 {
+                    out.push_str(line);
+                }
+                rows_in_block = Some(n + 1);
+                continue;
+            }
+            Some(_) => rows_in_block = None,
+            None if line.starts_with("COPY ") => rows_in_block = Some(0),
+            None => {}
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+struct Silent;
+impl Progress for Silent {}
+
+/// Run the dump pipeline over bytes; any outcome but a panic is fine.
+fn pipeline_on(dump: &[u8], plan: &rules::Plan) {
+    let Ok(tables) = prescan(dump) else {
+        return;
+    };
+    let Ok(bound) = rules::bind(plan, &tables) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let options = Options {
+        jobs: 2,
+        batch_rows: 3,
+        batch_bytes: 1 << 16,
+    };
+    let _ = pipeline::run_dump(dump, Arc::new(bound), &mut out, false, &options, &Silent);
+}
+
+proptest! {
+    #[test]
+    fn the_rules_parser_answers_mutated_files(
+        seed in 0usize..3,
+        edits in prop::collection::vec((0.0f64..1.0, 0u8..3, 0usize..64), 1..6),
+    ) {
+        let seeds = seeds();
+        parse(mutate(&seeds[seed], &edits));
+    }
+
+    #[test]
+    fn the_rules_parser_answers_arbitrary_text(text in "(\\PC|[\\[\\]{}=\".\\n#$])*") {
+        parse(text);
+    }
+
+    #[test]
+    fn the_dump_pipeline_answers_mutated_dumps(
+        edits in prop::collection::vec((0.0f64..1.0, 0u8..3, 0usize..64), 1..8),
+        raw in prop::collection::vec((0.0f64..1.0, any::<u8>()), 0..3),
+    ) {
+        let plan = rules::parse(
+            "rules/customers.toml",
+            std::fs::read_to_string(root().join("rules/customers.toml")).unwrap(),
+            &Overrides::default(),
+            &env,
+        )
+        .unwrap();
+        let mut bytes = mutate(&small_dump(), &edits).into_bytes();
+        // Raw bytes too: invalid UTF-8 anywhere.
+        for (at, b) in raw {
+            let i = ((bytes.len() as f64) * at) as usize;
+            bytes.insert(i.min(bytes.len()), b);
+        }
+        pipeline_on(&bytes, &plan);
+    }
+}
+
+#[test]
+fn the_small_dump_itself_goes_through() {
+    let plan = rules::parse(
+        "rules/customers.toml",
+        std::fs::read_to_string(root().join("rules/customers.toml")).unwrap(),
+        &Overrides::default(),
+        &env,
+    )
+    .unwrap();
+    let dump = small_dump();
+    let tables = prescan(dump.as_bytes()).unwrap();
+    assert_eq!(tables.len(), 5);
+    assert!(tables.iter().all(|t| t.rows == Some(4)));
+    let bound = rules::bind(&plan, &tables).unwrap();
+    let mut out = Vec::new();
+    let report = pipeline::run_dump(
+        dump.as_bytes(),
+        Arc::new(bound),
+        &mut out,
+        false,
+        &Options::default(),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(report.rows_written(), 20);
+}
