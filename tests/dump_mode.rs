@@ -990,3 +990,47 @@ fn the_cron_wrapper_writes_reports_and_alerts_on_failure() {
         report()
     );
 }
+
+/// Bad rules at every level of the file, through the binary: exit 2, `file:line:col`, a suggestion
+/// where one fits, nothing written.
+#[test]
+fn bad_rules_at_every_level_exit_2_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("[secret]\nkey_evn = \"K\"\n", "2:1: unknown key `key_evn` (did you mean `key_env`?); expected one of `key_env`, `key_file`"),
+        ("[defaults]\nuncoverd = \"fail\"\n", "2:1: unknown key `uncoverd` (did you mean `uncovered`?); expected one of `uncovered`"),
+        ("[target]\nulr = \"x\"\n", "2:1: unknown key `ulr` (did you mean `url`?); expected one of `url`"),
+        ("[source]\nurl = 5\n", "2:7: invalid type: integer `5`, expected a string"),
+        ("tables = 3\n", "1:10: invalid type: integer `3`, expected a map"),
+        ("[tables.customers]\nskip = \"yes\"\n", "2:8: invalid type: string \"yes\", expected a boolean"),
+        ("[tables.customers.columns]\nemail = { hash = { formt = \"hex\" } }\n", "2:20: unknown key `formt` (did you mean `format`?); expected one of `length`, `format`"),
+        ("[tables.customers.columns]\nemail = { mask = { keep_lst = 4 } }\n", "2:20: unknown key `keep_lst` (did you mean `keep_last`?); expected one of `keep_first`, `keep_last`, `char`"),
+        ("[tables.customers.columns]\nemail = { shift = { dayz = 4 } }\n", "2:21: unknown key `dayz` (did you mean `days`?); expected one of `days`"),
+        ("[tables.customers.columns]\nprofile = { json = { \"$.x\" = { fakee = \"email\" } } }\n", "2:32: unknown key `fakee` (did you mean `fake`?)"),
+        ("[tables.customers.columns]\nsalary = { noise = { percent = \"ten\" } }\n", "2:32: invalid type: string \"ten\", expected f64"),
+        ("[tables.customers.columns]\nemail = { fake = \"email\", unique = \"yes\" }\n", "2:36: invalid type: string \"yes\", expected a boolean"),
+        ("[tables.customers.columns]\nemail = { fake = \"emial\" }\n", "2:18: unknown fake kind \"emial\" (did you mean \"email\"?)"),
+        ("[tables.customers.columns]\nemail = { fakes = \"email\" }\n", "2:11: unknown key `fakes` (did you mean `fake`?)"),
+        ("[tables.customers.columns]\nemail = { noise = { percent = 5, absolute = 1 } }\n", "2:19: conflicting options: noise takes percent or absolute, not both"),
+        ("[tables.customers.columns]\nemail = { mask = {}, unique = true }\n", "2:31: mask cannot promise unique values"),
+        // Names the source does not have: bound to the dump's COPY headers, with suggestions.
+        ("[defaults]\nuncovered = \"keep\"\n[tables.custmers.columns]\nid = \"keep\"\n", "3:9: table public.custmers is not in the source (did you mean public.customers?)"),
+        ("[defaults]\nuncovered = \"keep\"\n[tables.customers.columns]\nemial = \"keep\"\n", "4:9: column public.customers.emial is not in the source (did you mean email?)"),
+        ("[tables.customers]\nwhere = \"id > ${NO_SUCH_VAR_FOR_TEST}\"\n", "2:9: where: environment variable NO_SUCH_VAR_FOR_TEST is not set"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let rules = dir.path().join(format!("r{i}.toml"));
+        std::fs::write(&rules, text).unwrap();
+        let target = dir.path().join(format!("out{i}.sql"));
+        let o = run(anonymize()
+            .arg("--rules")
+            .arg(&rules)
+            .args(["--source", "examples/production.sql", "--target"])
+            .arg(&target));
+        assert_eq!(o.status.code(), Some(2), "{text}: {}", stderr(&o));
+        let err = stderr(&o);
+        let want = format!("anonymize: error: {}:{want}", rules.display());
+        assert!(err.starts_with(&want), "{text}\nwant {want}\ngot  {err}");
+        assert!(!target.exists());
+    }
+}

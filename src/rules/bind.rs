@@ -178,15 +178,14 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         let candidates: Vec<&str> = table.columns.iter().map(String::as_str).collect();
         for (col, cp) in &rules.columns {
             if !position.contains_key(col.as_str()) {
-                let hint = suggest(col, &candidates)
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
+                // A rule for a generated column (never in COPY data) finds no near name either.
+                let hint = suggest(col, &candidates).map_or_else(
+                    || " (generated columns are never copied)".to_string(),
+                    |s| format!(" (did you mean {s}?)"),
+                );
                 diags.push(Diagnostic {
                     location: Some(cp.location.clone()),
-                    message: format!(
-                        "column {}.{col} is not in the source{hint} (generated columns are never copied)",
-                        table.name
-                    ),
+                    message: format!("column {}.{col} is not in the source{hint}", table.name),
                 });
             }
         }

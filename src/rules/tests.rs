@@ -284,7 +284,7 @@ fn binding_reports_drift_unknown_names_and_paste_lines() {
     let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         text.join("\n"),
-        "r.toml:3:9: column public.customers.emial is not in the source (did you mean email?) (generated columns are never copied)
+        "r.toml:3:9: column public.customers.emial is not in the source (did you mean email?)
 r.toml:4:9: table public.gone is not in the source
 uncovered columns: every column of every copied table needs a rule or \"keep\" (schema drift in the source?)
   table public.audit has no rules (columns: id, who)
