@@ -172,7 +172,12 @@ fn a_failed_load_leaves_staging_exactly_as_it_was() {
 #[test]
 fn killing_the_source_mid_table_rolls_back() {
     let big = BigRefresh::new("kill");
-    let child = big.spawn("anon_kill_me");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let child = big.spawn_with(
+        "anon_kill_me",
+        &["-q", "--report", report.to_str().unwrap()],
+    );
     wait_until_copying(&big.src, "anon_kill_me");
     std::thread::sleep(Duration::from_millis(200));
     big.src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'anon_kill_me'");
@@ -183,6 +188,13 @@ fn killing_the_source_mid_table_rolls_back() {
         "{}",
         stderr(&o)
     );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert!(doc["error"]
+        .as_str()
+        .unwrap()
+        .contains("reading public.big from the source"));
     big.assert_staging_unchanged();
 }
 
