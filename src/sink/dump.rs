@@ -12,6 +12,53 @@ use tempfile::NamedTempFile;
 /// Smaller than a batch of rows, so whole batches go straight to the file without a copy.
 const BUFFER: usize = 64 * 1024;
 
+/// Written bytes are handed to the disk every this many, while the run goes on.
+const WRITEBACK: u64 = 16 << 20;
+
+/// A file whose written data the kernel starts writing to disk every [`WRITEBACK`] bytes, so the
+/// `fsync` before the final rename waits for the last few megabytes only, not the whole file
+/// (measured: 0.34–0.40 s of a 2.8 s run on a 232 MB output went to that one fsync).
+struct Writeback {
+    file: std::fs::File,
+    written: u64,
+    flushed: u64,
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK {
+            start_writeback(&self.file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Ask the kernel to start writing a range out, without waiting. Only a hint: the final fsync is
+/// what makes the file durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor and a range; the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
+
 pub struct DumpSink {
     out: BufWriter<Box<dyn Write + Send>>,
     temp: Option<(NamedTempFile, PathBuf)>,
@@ -40,7 +87,11 @@ impl DumpSink {
             .suffix(".tmp")
             .tempfile_in(&dir)?;
         log::debug!("writing to {}, renamed at the end", temp.path().display());
-        let file = temp.as_file().try_clone()?;
+        let file = Writeback {
+            file: temp.as_file().try_clone()?,
+            written: 0,
+            flushed: 0,
+        };
         Ok(DumpSink {
             out: BufWriter::with_capacity(BUFFER, Box::new(file)),
             temp: Some((temp, path)),
