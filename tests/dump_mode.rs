@@ -758,8 +758,7 @@ fn json_report_on_success_and_on_failure() {
         .arg("--report")
         .arg(&report));
     assert!(o.status.success(), "{}", stderr(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let doc = read_report(&report);
     assert_eq!(doc["status"], "success");
     assert_eq!(doc["exit_code"], 0);
     assert_eq!(doc["rows_written"], 9000);
@@ -791,17 +790,7 @@ fn json_report_on_success_and_on_failure() {
         .arg("--report")
         .arg(&report));
     assert_eq!(o.status.code(), Some(1));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(doc["status"], "failed");
-    assert_eq!(doc["exit_code"], 1);
-    assert!(
-        doc["error"]
-            .as_str()
-            .unwrap()
-            .contains("public.payments row 1"),
-        "{doc}"
-    );
+    let doc = failed_report(&report, "public.payments row 1");
     let done: Vec<&str> = doc["tables"]
         .as_array()
         .unwrap()
@@ -982,10 +971,7 @@ fn the_cron_wrapper_writes_reports_and_alerts_on_failure() {
             .env("ANONYMIZE_STATE_DIR", &state)
             .env("ANONYMIZE_ALERT", "echo ALERT"))
     };
-    let report = || -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(state.join("last-report.json")).unwrap())
-            .unwrap()
-    };
+    let report = || read_report(&state.join("last-report.json"));
 
     let o = nightly("demo-key-not-secret-0123");
     assert!(o.status.success(), "{}", stderr(&o));

@@ -3,14 +3,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-
-fn url(db: &TestDb) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
-}
 
 /// count and md5 of every row of a table, in a stable order.
 fn fingerprint(db: &TestDb, table: &str) -> String {
@@ -58,17 +53,7 @@ fn edge_cases_survive_a_refresh_and_dump_mode_alike() {
 
     // pg_dump → anonymize → psql gives exactly the same staging.
     let dump = dir.path().join("edge.sql");
-    let out = Command::new("pg_dump")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-f"])
-        .arg(&dump)
-        .arg(&src.name)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    std::fs::write(&dump, pg_dump(&src, &[])).unwrap();
     let anonymized = dir.path().join("out.sql");
     let o = run(anonymize()
         .args(["--rules", "tests/fixtures/edge.toml", "-q", "--source"])

@@ -10,10 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn url(db: &TestDb) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
-}
-
 const TABLES: [&str; 5] = ["customers", "addresses", "orders", "payments", "audit_log"];
 
 fn fingerprint(db: &TestDb) -> String {
@@ -46,15 +42,7 @@ fn signals_at_any_moment_leave_staging_whole_and_files_complete() {
     let expected = {
         let reference = TestDb::new("sigref");
         reference.load(&root().join("examples/production.sql"));
-        let o = run(anonymize()
-            .args([
-                "--rules",
-                "rules/customers.toml",
-                "-q",
-                "--source",
-                &url(&src),
-            ])
-            .args(["--target", &url(&reference)]));
+        let o = run(&mut demo_refresh(&src, &reference));
         assert!(o.status.success(), "{}", stderr(&o));
         fingerprint(&reference)
     };
@@ -77,31 +65,24 @@ fn signals_at_any_moment_leave_staging_whole_and_files_complete() {
         } else {
             ("-TERM", 143)
         };
-        let kill = |child: &std::process::Child| {
+        // Start the run, signal it after the delay, wait for it.
+        let interrupted = |cmd: &mut Command| {
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
             std::thread::sleep(Duration::from_millis(*delay));
             Command::new("kill")
                 .args([signal, &child.id().to_string()])
                 .status()
                 .unwrap();
+            child.wait_with_output().unwrap()
         };
 
         // A live refresh.
         let before = fingerprint(&stg);
-        let child = anonymize()
-            .args([
-                "--rules",
-                "rules/customers.toml",
-                "-q",
-                "--source",
-                &url(&src),
-            ])
-            .args(["--target", &url(&stg)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        kill(&child);
-        let o = child.wait_with_output().unwrap();
+        let o = interrupted(&mut demo_refresh(&src, &stg));
         let after = fingerprint(&stg);
         match outcome(o.status) {
             0 => assert_eq!(after, expected, "completed at {delay} ms"),
@@ -114,15 +95,11 @@ fn signals_at_any_moment_leave_staging_whole_and_files_complete() {
 
         // A dump run into a file.
         let target = out_dir.join("staging.sql");
-        let child = anonymize()
-            .args(["--rules", "rules/customers.toml", "-q", "--target"])
-            .arg(&target)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        kill(&child);
-        let o = child.wait_with_output().unwrap();
+        let o = interrupted(
+            anonymize()
+                .args(["--rules", "rules/customers.toml", "-q", "--target"])
+                .arg(&target),
+        );
         let files: Vec<_> = std::fs::read_dir(&out_dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())

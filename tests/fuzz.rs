@@ -83,6 +83,12 @@ fn small_dump() -> String {
     out
 }
 
+/// The demo's rules, built.
+fn demo_plan() -> rules::Plan {
+    let text = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap();
+    rules::parse("rules/customers.toml", text, &Overrides::default(), &env).unwrap()
+}
+
 struct Silent;
 impl Progress for Silent {}
 
@@ -123,13 +129,7 @@ proptest! {
         edits in prop::collection::vec((0.0f64..1.0, 0u8..3, 0usize..64), 1..8),
         raw in prop::collection::vec((0.0f64..1.0, any::<u8>()), 0..3),
     ) {
-        let plan = rules::parse(
-            "rules/customers.toml",
-            std::fs::read_to_string(root().join("rules/customers.toml")).unwrap(),
-            &Overrides::default(),
-            &env,
-        )
-        .unwrap();
+        let plan = demo_plan();
         let mut bytes = mutate(&small_dump(), &edits).into_bytes();
         // Raw bytes too: invalid UTF-8 anywhere.
         for (at, b) in raw {
@@ -142,13 +142,7 @@ proptest! {
 
 #[test]
 fn the_small_dump_itself_goes_through() {
-    let plan = rules::parse(
-        "rules/customers.toml",
-        std::fs::read_to_string(root().join("rules/customers.toml")).unwrap(),
-        &Overrides::default(),
-        &env,
-    )
-    .unwrap();
+    let plan = demo_plan();
     let dump = small_dump();
     let tables = prescan(dump.as_bytes()).unwrap();
     assert_eq!(tables.len(), 5);

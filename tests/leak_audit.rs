@@ -6,25 +6,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use common::*;
 
-fn url(db: &TestDb) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
-}
-
 fn data_dump(db: &TestDb) -> String {
-    let out = Command::new("pg_dump")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "--data-only", &db.name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    pg_dump(db, &["--data-only"])
 }
 
 fn luhn(digits: &str) -> bool {
@@ -128,8 +114,7 @@ fn audit(src: &TestDb, stg: &TestDb, rules: &str) -> (usize, usize, usize) {
         .arg("--report")
         .arg(&report));
     assert!(o.status.success(), "{}", stderr(&o));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let doc = read_report(&report);
 
     // Original values of transformed text-like columns (6+ characters: shorter ones turn up by
     // coincidence; dates and numbers are moved, not hidden), except those kept elsewhere in the

@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn url(db: &TestDb) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
-}
-
 fn pagila_source() -> TestDb {
     let db = TestDb::new("src");
     db.load(&pagila_dir().join("pagila-schema.sql"));
@@ -188,13 +184,7 @@ fn killing_the_source_mid_table_rolls_back() {
         "{}",
         stderr(&o)
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(doc["status"], "failed");
-    assert!(doc["error"]
-        .as_str()
-        .unwrap()
-        .contains("reading public.big from the source"));
+    failed_report(&report, "reading public.big from the source");
     big.assert_staging_unchanged();
 }
 
@@ -881,17 +871,7 @@ fn a_target_lost_mid_load_fails_with_a_report_and_plain_progress_lines() {
         "a cell value in the output: {err}"
     );
 
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(doc["status"], "failed");
-    assert_eq!(doc["exit_code"], 1);
-    assert!(
-        doc["error"]
-            .as_str()
-            .unwrap()
-            .contains("loading public.big into staging"),
-        "{doc}"
-    );
+    let doc = failed_report(&report, "loading public.big into staging");
     assert_eq!(doc["rows_written"], 0, "no table finished: {doc}");
     big.assert_staging_unchanged();
 }
@@ -920,10 +900,7 @@ fn a_staging_server_failing_mid_load_rolls_back_with_a_report() {
         err.starts_with("anonymize: error: loading public.big into staging: canceling statement due to statement timeout (SQLSTATE 57014)"),
         "{err}"
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(doc["status"], "failed");
-    assert!(doc["error"].as_str().unwrap().contains("statement timeout"));
+    failed_report(&report, "statement timeout");
     big.stg.query(&format!(
         "ALTER DATABASE {} RESET statement_timeout",
         big.stg.name

@@ -12,10 +12,6 @@ use std::process::Command;
 
 use common::*;
 
-fn url(db: &TestDb) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
-}
-
 /// A table's rows in staging as COPY text, for the columns of `cols`.
 fn staged_rows(db: &TestDb, table: &str, cols: &[String]) -> Vec<String> {
     let out = Command::new("psql")
@@ -117,13 +113,7 @@ fn nightly_refreshes_of_a_changing_source_stay_exact_deterministic_and_flat() {
 
         // What staging must hold: the same source through dump mode.
         let dump = dir.path().join("source.sql");
-        let out = Command::new("pg_dump")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "--data-only", "-f"])
-            .arg(&dump)
-            .arg(&src.name)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        std::fs::write(&dump, pg_dump(&src, &["--data-only"])).unwrap();
         let anonymized = dir.path().join("anonymized.sql");
         let o = run(anonymize()
             .args(["--rules", "rules/customers.toml", "-q", "--source"])

@@ -252,17 +252,7 @@ impl<R: BufRead> DumpReader<R> {
             if let Some(end) = marker {
                 self.input.consume(end.len());
                 self.line_no += 1;
-                if rows > 0 {
-                    self.pending = Some(end);
-                    return Ok(Some(Event::Rows {
-                        block,
-                        data,
-                        first_line,
-                        rows,
-                    }));
-                }
-                self.block = None;
-                return Ok(Some(Event::CopyEnd { block, line: end }));
+                return Ok(Some(self.reached_end(block, data, first_line, rows, end)));
             }
             if full {
                 return Ok(Some(Event::Rows {
@@ -287,18 +277,7 @@ impl<R: BufRead> DumpReader<R> {
                 if !end.ends_with(b"\n") {
                     end.push(b'\n');
                 }
-                if rows > 0 {
-                    self.pending = Some(end);
-                    // Leave the block open: the next call returns the end marker.
-                    return Ok(Some(Event::Rows {
-                        block,
-                        data,
-                        first_line,
-                        rows,
-                    }));
-                }
-                self.block = None;
-                return Ok(Some(Event::CopyEnd { block, line: end }));
+                return Ok(Some(self.reached_end(block, data, first_line, rows, end)));
             }
             if !line.ends_with(b"\n") {
                 // The last line of a file without a final newline cannot be a complete row block.
@@ -314,6 +293,29 @@ impl<R: BufRead> DumpReader<R> {
                 }));
             }
         }
+    }
+
+    /// The end marker of a block is read: the rows before it first (the block stays open and the
+    /// next call returns the marker), or the block's end.
+    fn reached_end(
+        &mut self,
+        block: usize,
+        data: Vec<u8>,
+        first_line: u64,
+        rows: u64,
+        end: Vec<u8>,
+    ) -> Event {
+        if rows > 0 {
+            self.pending = Some(end);
+            return Event::Rows {
+                block,
+                data,
+                first_line,
+                rows,
+            };
+        }
+        self.block = None;
+        Event::CopyEnd { block, line: end }
     }
 }
 

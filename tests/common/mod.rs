@@ -195,3 +195,53 @@ pub fn wait_until_copying(db: &TestDb, application: &str) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// The URL of a test database on the local server.
+pub fn url(db: &TestDb) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
+}
+
+/// pg_dump of a test database with extra arguments (e.g. `--data-only`), as text.
+pub fn pg_dump(db: &TestDb, extra: &[&str]) -> String {
+    let out = Command::new("pg_dump")
+        .args(SERVER)
+        .args(extra)
+        .arg(&db.name)
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A run's JSON report.
+pub fn read_report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The report of a run that failed with exit code 1 for a reason whose text contains `because`.
+pub fn failed_report(path: &Path, because: &str) -> serde_json::Value {
+    let doc = read_report(path);
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["exit_code"], 1, "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains(because),
+        "{because:?} not in {doc}"
+    );
+    doc
+}
+
+/// A refresh of the demo database `src` into `stg` with the demo rules, quiet.
+pub fn demo_refresh(src: &TestDb, stg: &TestDb) -> Command {
+    let mut c = anonymize();
+    c.args(["--rules", "rules/customers.toml", "-q"]).args([
+        "--source",
+        &url(src),
+        "--target",
+        &url(stg),
+    ]);
+    c
+}
