@@ -33,6 +33,7 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
     }
 
     let t0 = std::time::Instant::now();
+    progress.phase("first pass over the dump (its tables and row counts)");
     let (mut input, source_tables) = open_and_scan(&plan.source)?;
     log::info!(
         "first pass over {}: {} COPY blocks, {} rows, in {:.0} ms",

@@ -48,6 +48,9 @@ pub trait Progress: Send + Sync {
     fn table_started(&self, _table: &QualifiedName) {}
     fn rows_written(&self, _table: &QualifiedName, _rows: u64) {}
     fn table_finished(&self, _stats: &TableStats) {}
+    /// A step of the run that is not copying rows (a first pass, index rebuilds, a commit): long
+    /// ones would otherwise look like a hang.
+    fn phase(&self, _what: &str) {}
 }
 
 /// A table about to be copied, as a progress display sees it.

@@ -184,6 +184,7 @@ async fn run_async(
     } else {
         None
     };
+    progress.phase("reading the source catalog in a read-only snapshot");
     let prepared = prepare(plan, &source).await?;
     let unreadable = &prepared.catalog.unreadable_sequences;
     if !unreadable.is_empty() {
@@ -257,7 +258,10 @@ async fn run_async(
                 .to_staging(&mut staging, schema.as_deref(), &mut report)
                 .await;
             match outcome {
-                Ok(()) => staging.commit().await.map_err(PipelineError::from),
+                Ok(()) => {
+                    progress.phase("committing");
+                    staging.commit().await.map_err(PipelineError::from)
+                }
                 Err(e) => {
                     staging.rollback().await;
                     Err(e)
@@ -430,6 +434,8 @@ impl Mover<'_> {
             .iter()
             .map(|j| j.table.name.clone())
             .collect();
+        self.progress
+            .phase("dropping foreign keys and indexes of the tables to load");
         staging.drop_foreign_keys(&names).await?;
         // Rebuilding pays off for big tables only; small ones keep their indexes, which also keeps
         // the locks of one transaction within max_locks_per_transaction on schemas of many tables.
@@ -443,8 +449,14 @@ impl Mover<'_> {
         staging.drop_indexes(&big).await?;
         staging.truncate(&names).await?;
         self.move_all(Out::Staging(staging), report).await?;
+        let (indexes, fks) = staging.pending_work();
+        self.progress
+            .phase(&format!("rebuilding {indexes} indexes"));
         staging.rebuild_indexes().await?;
+        self.progress
+            .phase(&format!("restoring {fks} foreign keys (checks every row)"));
         staging.restore_foreign_keys().await?;
+        self.progress.phase("setting sequences");
         staging
             .set_sequences(&self.prepared.catalog.sequences)
             .await?;

@@ -51,6 +51,8 @@ struct State {
     started: Option<Instant>,
     /// (when, rows) at the last periodic line.
     last_tick: Option<(Instant, u64)>,
+    /// What the run is doing when it is not copying a table.
+    phase: Option<String>,
 }
 
 /// The run's progress display; also keeps the warnings for the report.
@@ -194,6 +196,8 @@ impl Reporter {
         );
         if !copying.is_empty() {
             text.push_str(&format!("; copying {}", copying.join(", ")));
+        } else if let Some(p) = &st.phase {
+            text.push_str(&format!("; {p}"));
         }
         drop(st);
         self.line(&text);
@@ -278,6 +282,7 @@ impl Progress for Reporter {
             }
             _ => None,
         };
+        st.phase = None;
         st.active.push(Active {
             name: table.clone(),
             expected,
@@ -331,6 +336,20 @@ impl Progress for Reporter {
         }
         drop(st);
         self.line(&finished_line(stats));
+    }
+
+    fn phase(&self, what: &str) {
+        let mut st = self.state.lock().expect("progress lock");
+        st.phase = Some(what.to_string());
+        if let Some(overall) = &st.overall {
+            overall.set_message(format!(
+                "{}/{} tables; {what}",
+                st.tables_done, st.tables_total
+            ));
+            return;
+        }
+        drop(st);
+        self.line(&format!("anonymize: {what}"));
     }
 }
 

@@ -179,6 +179,11 @@ impl Staging {
         Ok(())
     }
 
+    /// (indexes to rebuild, foreign keys to restore) after the load.
+    pub fn pending_work(&self) -> (usize, usize) {
+        (self.rebuild.len(), self.dropped_fks.len())
+    }
+
     /// Build the keys and indexes dropped for the load; unique ones check every row here.
     pub async fn rebuild_indexes(&mut self) -> Result<(), DbError> {
         let started = std::time::Instant::now();
