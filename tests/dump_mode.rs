@@ -1039,3 +1039,35 @@ fn bad_rules_at_every_level_exit_2_with_locations() {
         assert!(!target.exists());
     }
 }
+
+/// Before the copy starts (here: stdin still arriving), the periodic line names the step under way.
+#[test]
+fn the_periodic_line_names_the_step_before_the_copy() {
+    use std::io::Write as _;
+    let mut child = anonymize()
+        .args([
+            "--rules",
+            "rules/customers.toml",
+            "--progress-interval",
+            "1",
+        ])
+        .args(["--source", "-", "--target", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = demo_input();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input.as_bytes()[..1000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    stdin.write_all(&input.as_bytes()[1000..]).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("anonymize: progress: 0 rows in 1s (0 rows/s), 0/0 tables done; first pass over the dump (its tables and row counts)\n"),
+        "{err}"
+    );
+}

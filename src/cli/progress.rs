@@ -58,6 +58,8 @@ struct State {
 /// The run's progress display; also keeps the warnings for the report.
 pub struct Reporter {
     display: Display,
+    /// When the reporter was made: the clock of periodic lines before the copy starts.
+    created: Instant,
     state: Mutex<State>,
     warnings: Mutex<Vec<String>>,
 }
@@ -132,6 +134,7 @@ impl Reporter {
         };
         Reporter {
             display,
+            created: Instant::now(),
             state: Mutex::new(State::default()),
             warnings: Mutex::new(Vec::new()),
         }
@@ -174,7 +177,7 @@ impl Reporter {
     pub fn tick(&self) {
         let mut st = self.state.lock().expect("progress lock");
         let now = Instant::now();
-        let started = *st.started.get_or_insert(now);
+        let started = st.started.unwrap_or(self.created);
         let (since, rows_then) = st.last_tick.unwrap_or((started, 0));
         let recent = rate(st.rows - rows_then, (now - since).as_secs_f64());
         st.last_tick = Some((now, st.rows));
@@ -341,6 +344,11 @@ impl Progress for Reporter {
     fn phase(&self, what: &str) {
         let mut st = self.state.lock().expect("progress lock");
         st.phase = Some(what.to_string());
+        if st.started.is_none() {
+            // Before the copy starts (first pass, catalog) the rules may still fail: only the
+            // periodic line names the step, so a validation error stays the only output.
+            return;
+        }
         if let Some(overall) = &st.overall {
             overall.set_message(format!(
                 "{}/{} tables; {what}",
