@@ -115,6 +115,23 @@ fn audit(src: &TestDb, stg: &TestDb, rules: &str) -> (usize, usize, usize) {
         .arg(&report));
     assert!(o.status.success(), "{}", stderr(&o));
     let doc = read_report(&report);
+    // The report of a successful refresh counts what each table really holds.
+    assert_eq!(doc["status"], "success");
+    assert_eq!(doc["exit_code"], 0);
+    let mut total = 0;
+    for t in doc["tables"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let count: u64 = src
+            .query(&format!("SELECT count(*) FROM ONLY {name}"))
+            .parse()
+            .unwrap();
+        assert_eq!(t["rows_read"], count, "{name}");
+        assert_eq!(t["rows_written"], count, "{name}");
+        assert!(t["seconds"].as_f64().unwrap() >= 0.0);
+        total += count;
+    }
+    assert_eq!(doc["rows_written"], total);
+    assert_eq!(doc["target"], url(stg));
 
     // Original values of transformed text-like columns (6+ characters: shorter ones turn up by
     // coincidence; dates and numbers are moved, not hidden), except those kept elsewhere in the
