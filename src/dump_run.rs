@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::pipeline::{self, Options, PlannedTable, Progress, Report, RunFailure};
-use crate::rules::{self, Plan, SourceTable, TableAction};
+use crate::rules::{self, Plan, SourceTable};
 use crate::sink::dump::DumpSink;
 use crate::source::dump::prescan;
 
@@ -53,11 +53,7 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         &bound
             .iter()
             .zip(&source_tables)
-            .map(|(b, s)| PlannedTable {
-                name: b.name.clone(),
-                rows: s.rows,
-                skipped: matches!(b.action, TableAction::Skip),
-            })
+            .map(|(b, s)| PlannedTable::new(b, s.rows))
             .collect::<Vec<_>>(),
     );
     rewind(&mut input)?;

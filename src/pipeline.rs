@@ -62,6 +62,16 @@ pub struct PlannedTable {
     pub skipped: bool,
 }
 
+impl PlannedTable {
+    pub fn new(table: &BoundTable, rows: Option<u64>) -> Self {
+        PlannedTable {
+            name: table.name.clone(),
+            rows,
+            skipped: matches!(table.action, TableAction::Skip),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableStats {
     pub name: QualifiedName,

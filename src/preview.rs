@@ -89,13 +89,13 @@ fn selected(options: &Options, tables: &[SourceTable]) -> Result<BTreeSet<Qualif
     }
 }
 
-/// The first `n` rows of every table of a source, with its row count (counted in a dump, the
-/// catalog's estimate in a database). `filter` gives a table's `where`, for database sources.
+/// The first `n` rows of every table of a source; each table's `rows` is its row count (counted
+/// in a dump, the catalog's estimate in a database). `filter` gives a table's `where`, for
+/// database sources.
 pub struct Sampled {
     pub tables: Vec<SourceTable>,
     /// COPY text rows per table, in `tables` order.
     pub samples: Vec<Vec<u8>>,
-    pub rows: Vec<u64>,
 }
 
 pub fn sample(
@@ -111,18 +111,11 @@ pub fn sample(
         context: "rewinding the source".into(),
         source,
     })?;
+    // The first pass counted the rows; this one only takes the first n of each table.
     let mut samples = vec![Vec::new(); tables.len()];
-    let mut rows = vec![0u64; tables.len()];
     let mut reader = DumpReader::new(std::io::BufReader::new(input), 4096, 1 << 20);
     while let Some(event) = reader.next_event().map_err(|e| failed(e.into()))? {
-        if let Event::Rows {
-            block,
-            data,
-            rows: r,
-            ..
-        } = event
-        {
-            rows[block] += r;
+        if let Event::Rows { block, data, .. } = event {
             let sample = &mut samples[block];
             let have = sample.iter().filter(|b| **b == b'\n').count();
             for line in data
@@ -133,11 +126,7 @@ pub fn sample(
             }
         }
     }
-    Ok(Sampled {
-        tables,
-        samples,
-        rows,
-    })
+    Ok(Sampled { tables, samples })
 }
 
 fn sample_database(
@@ -154,15 +143,7 @@ fn sample_database(
         let catalog = pg::read_catalog(&client).await.map_err(db)?;
         let tables = catalog.source_tables();
         let mut samples = Vec::with_capacity(tables.len());
-        let mut rows = Vec::with_capacity(tables.len());
         for t in &tables {
-            rows.push(
-                catalog
-                    .tables
-                    .iter()
-                    .find(|c| c.name == t.name)
-                    .map_or(0, |c| c.row_estimate as u64),
-            );
             // A cheap sample: the first rows the server finds, never a full scan.
             let sql = pg::copy_out_sql(&t.name, &t.columns, filter(t).as_deref(), Some(n));
             let err = |e: tokio_postgres::Error| {
@@ -179,11 +160,7 @@ fn sample_database(
             }
             samples.push(sample);
         }
-        Ok(Sampled {
-            tables,
-            samples,
-            rows,
-        })
+        Ok(Sampled { tables, samples })
     })
 }
 
@@ -200,12 +177,8 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
     let bound = rules::bind(plan, &sampled.tables).map_err(Error::Bind)?;
     let wanted = selected(options, &sampled.tables)?;
     let mut preview = Preview::default();
-    for (((table, source), sample), rows) in bound
-        .iter()
-        .zip(&sampled.tables)
-        .zip(sampled.samples)
-        .zip(sampled.rows)
-    {
+    for ((table, source), sample) in bound.iter().zip(&sampled.tables).zip(sampled.samples) {
+        let rows = source.rows.unwrap_or(0);
         if wanted.contains(&table.name) {
             let sample = if matches!(table.action, TableAction::Skip) {
                 Vec::new()

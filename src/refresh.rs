@@ -88,7 +88,7 @@ async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepare
                 .or_else(|| t.partition_root.as_ref().and_then(|r| plan.tables.get(r)));
             let filter = rules.and_then(|r| r.filter.as_deref());
             Some(Job {
-                rows: (t.row_estimate > 0).then_some(t.row_estimate as u64),
+                rows: t.rows_estimate(),
                 copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter, None),
                 table: Arc::new(b),
                 bytes_read: AtomicU64::new(0),
@@ -201,11 +201,7 @@ async fn run_async(
         &prepared
             .jobs
             .iter()
-            .map(|j| PlannedTable {
-                name: j.table.name.clone(),
-                rows: j.rows,
-                skipped: matches!(j.table.action, TableAction::Skip),
-            })
+            .map(|j| PlannedTable::new(&j.table, j.rows))
             .collect::<Vec<_>>(),
     );
     let schema = match create_schema {

@@ -564,12 +564,8 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
         "[secret]\nkey_env = \"ANONYMIZE_KEY\"\n\n[defaults]\nuncovered = \"fail\""
     );
     let mut done: BTreeSet<QualifiedName> = BTreeSet::new();
-    for ((table, rows), count) in sampled
-        .tables
-        .iter()
-        .zip(&sampled.samples)
-        .zip(&sampled.rows)
-    {
+    for (table, rows) in sampled.tables.iter().zip(&sampled.samples) {
+        let count = table.rows.unwrap_or(0);
         // Partitions share their partitioned table's rules: one section for all of them.
         let name = table
             .partition_of
@@ -582,7 +578,7 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
         let decoded: Vec<Vec<Option<String>>> =
             text.lines().filter_map(|l| decode_row(l).ok()).collect();
         // A database without statistics estimates 0 rows: say nothing rather than something wrong.
-        let rows_note = if *count > 0 {
+        let rows_note = if count > 0 {
             format!("  # {count} rows")
         } else {
             String::new()

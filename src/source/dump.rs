@@ -121,6 +121,11 @@ fn qualified(s: &str) -> Option<QualifiedName> {
     QualifiedName::parse(s.trim())
 }
 
+/// `\.` alone on its line (also as the file's last line, without a line end).
+fn is_end_marker(line: &[u8]) -> bool {
+    matches!(line, b"\\.\n" | b"\\.\r\n" | b"\\.")
+}
+
 /// Streams [`Event`]s from a dump.
 pub struct DumpReader<R> {
     input: R,
@@ -235,7 +240,7 @@ impl<R: BufRead> DumpReader<R> {
             let mut full = false;
             for nl in memchr::memchr_iter(b'\n', buf) {
                 let line = &buf[whole..=nl];
-                if line == b"\\.\n" || line == b"\\.\r\n" {
+                if is_end_marker(line) {
                     marker = Some(line.to_vec());
                     break;
                 }
@@ -272,7 +277,7 @@ impl<R: BufRead> DumpReader<R> {
                 });
             }
             let line = &data[before..];
-            if line == b"\\.\n" || line == b"\\." || line == b"\\.\r\n" {
+            if is_end_marker(line) {
                 let mut end = data.split_off(before);
                 if !end.ends_with(b"\n") {
                     end.push(b'\n');

@@ -231,6 +231,12 @@ pub struct CatalogTable {
 }
 
 impl CatalogTable {
+    /// The catalog's row estimate, None when it has none (`reltuples` is -1, read as 0, for a
+    /// table never vacuumed or analyzed).
+    pub fn rows_estimate(&self) -> Option<u64> {
+        (self.row_estimate > 0).then_some(self.row_estimate as u64)
+    }
+
     /// The columns that are copied: everything but generated columns (staging regenerates them).
     pub fn copied_columns(&self) -> Vec<&CatalogColumn> {
         self.columns.iter().filter(|c| !c.generated).collect()
@@ -267,8 +273,7 @@ impl Catalog {
                     columns: cols.iter().map(|c| c.name.clone()).collect(),
                     partition_of: t.partition_root.clone(),
                     meta: Some(cols.iter().map(|c| c.meta.clone()).collect()),
-                    // reltuples is -1 (read as 0) for a table never vacuumed or analyzed.
-                    rows: (t.row_estimate > 0).then_some(t.row_estimate as u64),
+                    rows: t.rows_estimate(),
                 }
             })
             .collect()
