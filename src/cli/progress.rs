@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::render::rate;
 use crate::pipeline::{PlannedTable, Progress, TableStats};
 use crate::rules::QualifiedName;
 
@@ -83,12 +84,25 @@ const OVERALL_BAR: &str =
     "{elapsed_precise} [{bar:34}] {human_pos:>9}/{human_len} rows {rate:>13} ETA {eta:>4}  {msg}";
 const OVERALL_SPINNER: &str = "{elapsed_precise} {spinner} {human_pos:>9} rows {rate:>13}  {msg}";
 
-fn rate(rows: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        rows as f64 / seconds
-    } else {
-        0.0
+/// A bar of `expected` rows, or a spinner when the count is unknown.
+fn new_bar(expected: Option<u64>, bar: &str, spinner: &str) -> ProgressBar {
+    match expected {
+        Some(n) => ProgressBar::new(n).with_style(style(bar)),
+        None => ProgressBar::new_spinner().with_style(style(spinner)),
     }
+}
+
+/// Move a bar to `rows`; an estimate can be short of the truth, so the bar grows, not overflows.
+fn advance(bar: &ProgressBar, rows: u64) {
+    if bar.length().is_some_and(|len| rows > len) {
+        bar.set_length(rows);
+    }
+    bar.set_position(rows);
+}
+
+/// ` (N rows expected)` when the count is known.
+fn expected_note(expected: Option<u64>) -> String {
+    expected.map_or_else(String::new, |n| format!(" ({n} rows expected)"))
 }
 
 /// The line a finished table collapses to.
@@ -236,30 +250,22 @@ impl Progress for Reporter {
         let mut st = self.state.lock().expect("progress lock");
         st.started = Some(Instant::now());
         st.tables_total = tables.len();
-        let copied: Vec<&PlannedTable> = tables.iter().filter(|t| !t.skipped).collect();
         st.expected = tables.iter().map(|t| (t.name.clone(), t.rows)).collect();
         // The overall length is known when every copied table's is.
-        let total: Option<u64> = copied.iter().map(|t| t.rows).sum();
+        let total: Option<u64> = tables.iter().filter(|t| !t.skipped).map(|t| t.rows).sum();
         match &self.display {
             Display::Bars(m) => {
-                let bar = match total {
-                    Some(n) => ProgressBar::new(n).with_style(style(OVERALL_BAR)),
-                    None => ProgressBar::new_spinner().with_style(style(OVERALL_SPINNER)),
-                };
-                let bar = m.add(bar);
+                let bar = m.add(new_bar(total, OVERALL_BAR, OVERALL_SPINNER));
                 bar.set_message(format!("0/{} tables", tables.len()));
                 bar.enable_steady_tick(Duration::from_millis(250));
                 st.overall = Some(bar);
             }
             Display::Lines => {
-                let expected = match total {
-                    Some(n) => format!(" ({n} rows expected)"),
-                    None => String::new(),
-                };
                 drop(st);
                 self.line(&format!(
-                    "anonymize: copying {} tables{expected}",
-                    tables.len()
+                    "anonymize: copying {} tables{}",
+                    tables.len(),
+                    expected_note(total)
                 ));
             }
             Display::Quiet => {}
@@ -271,10 +277,7 @@ impl Progress for Reporter {
         let expected = st.expected.get(table).copied().flatten();
         let bar = match &self.display {
             Display::Bars(m) => {
-                let bar = match expected {
-                    Some(n) => ProgressBar::new(n).with_style(style(TABLE_BAR)),
-                    None => ProgressBar::new_spinner().with_style(style(TABLE_SPINNER)),
-                };
+                let bar = new_bar(expected, TABLE_BAR, TABLE_SPINNER);
                 let bar = match &st.overall {
                     Some(overall) => m.insert_before(overall, bar),
                     None => m.add(bar),
@@ -294,11 +297,10 @@ impl Progress for Reporter {
         });
         drop(st);
         if matches!(self.display, Display::Lines) {
-            let expected = match expected {
-                Some(n) => format!(" ({n} rows expected)"),
-                None => String::new(),
-            };
-            self.line(&format!("anonymize: {table}: started{expected}"));
+            self.line(&format!(
+                "anonymize: {table}: started{}",
+                expected_note(expected)
+            ));
         }
     }
 
@@ -310,18 +312,11 @@ impl Progress for Reporter {
         let delta = rows.saturating_sub(a.rows);
         a.rows = rows;
         if let Some(bar) = &a.bar {
-            // An estimate can be short of the truth; the bar grows rather than overflows.
-            if bar.length().is_some_and(|len| rows > len) {
-                bar.set_length(rows);
-            }
-            bar.set_position(rows);
+            advance(bar, rows);
         }
         st.rows += delta;
         if let Some(overall) = &st.overall {
-            if overall.length().is_some_and(|len| st.rows > len) {
-                overall.set_length(st.rows);
-            }
-            overall.set_position(st.rows);
+            advance(overall, st.rows);
         }
     }
 

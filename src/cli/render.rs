@@ -214,10 +214,18 @@ pub fn report(
     )
 }
 
+/// Rows per second, 0 for no time at all.
+pub fn rate(rows: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        rows as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 /// The end-of-run summary: one row per table (rows read and written, seconds, rows/s), the totals,
 /// and the `done:` line.
 pub fn summary(report: &Report, target: &str) -> String {
-    let rate = |rows: u64, s: f64| if s > 0.0 { rows as f64 / s } else { 0.0 };
     let width = report
         .tables
         .iter()
