@@ -222,6 +222,14 @@ pub fn read_report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The report of a run that succeeded.
+pub fn success_report(path: &Path) -> serde_json::Value {
+    let doc = read_report(path);
+    assert_eq!(doc["status"], "success", "{doc}");
+    assert_eq!(doc["exit_code"], 0, "{doc}");
+    doc
+}
+
 /// The report of a run that failed with exit code 1 for a reason whose text contains `because`.
 pub fn failed_report(path: &Path, because: &str) -> serde_json::Value {
     let doc = read_report(path);
@@ -244,4 +252,16 @@ pub fn demo_refresh(src: &TestDb, stg: &TestDb) -> Command {
         &url(stg),
     ]);
     c
+}
+
+/// Anonymize a dump file into `dir/out.sql`; returns the output text.
+pub fn anonymize_file(rules: &str, source: &Path, dir: &Path) -> String {
+    let target = dir.join("out.sql");
+    let o = run(anonymize()
+        .args(["--rules", rules, "--source"])
+        .arg(source)
+        .arg("--target")
+        .arg(&target));
+    assert!(o.status.success(), "anonymize failed: {}", stderr(&o));
+    std::fs::read_to_string(&target).unwrap()
 }
