@@ -494,6 +494,16 @@ mod tests {
     use super::*;
     use crate::transform::mask::Mask;
 
+    /// A rule from (path, transform) pairs.
+    fn rule(paths: Vec<(&str, Transform)>) -> JsonRule {
+        JsonRule::new(
+            paths
+                .into_iter()
+                .map(|(p, t)| (p.to_string(), parse_path(p).unwrap(), t))
+                .collect(),
+        )
+    }
+
     #[test]
     fn paths_parse() {
         assert_eq!(
@@ -516,27 +526,11 @@ mod tests {
 
     #[test]
     fn applies_to_named_paths_only() {
-        let rule = JsonRule::new(vec![
-            (
-                "$.phone".into(),
-                parse_path("$.phone").unwrap(),
-                Transform::Mask(Mask::new(0, 2, '*')),
-            ),
-            (
-                "$.tags[*]".into(),
-                parse_path("$.tags[*]").unwrap(),
-                Transform::Set("t".into()),
-            ),
-            (
-                "$.age".into(),
-                parse_path("$.age").unwrap(),
-                Transform::Set("40".into()),
-            ),
-            (
-                "$.gone".into(),
-                parse_path("$.gone").unwrap(),
-                Transform::Null,
-            ),
+        let rule = rule(vec![
+            ("$.phone", Transform::Mask(Mask::new(0, 2, '*'))),
+            ("$.tags[*]", Transform::Set("t".into())),
+            ("$.age", Transform::Set("40".into())),
+            ("$.gone", Transform::Null),
         ]);
         let out = rule
             .apply(r#"{"phone":"555-0134","tags":["a","b"],"age":31,"keep":{"x":1},"gone":"y","missing":null}"#)
@@ -549,22 +543,10 @@ mod tests {
 
     #[test]
     fn untouched_bytes_stay_as_they_were() {
-        let rule = JsonRule::new(vec![
-            (
-                "$.b".into(),
-                parse_path("$.b").unwrap(),
-                Transform::Set("x\"y\u{e9}\n".into()),
-            ),
-            (
-                "$.n".into(),
-                parse_path("$.n").unwrap(),
-                Transform::Set("12.50".into()),
-            ),
-            (
-                "$.s".into(),
-                parse_path("$.s").unwrap(),
-                Transform::Mask(Mask::new(0, 0, '*')),
-            ),
+        let rule = rule(vec![
+            ("$.b", Transform::Set("x\"y\u{e9}\n".into())),
+            ("$.n", Transform::Set("12.50".into())),
+            ("$.s", Transform::Mask(Mask::new(0, 0, '*'))),
         ]);
         let doc = "{ \"z\": [1, 2.0e3, {\"k\": \"\\u00e9\"}],\n  \"b\": \"old\", \"n\": 7, \"s\": \"a\\tb\\ud83e\\udd80\" }";
         assert_eq!(
@@ -575,11 +557,7 @@ mod tests {
 
     #[test]
     fn invalid_documents_name_their_position() {
-        let rule = JsonRule::new(vec![(
-            "$.a".into(),
-            parse_path("$.a").unwrap(),
-            Transform::Keep,
-        )]);
+        let rule = rule(vec![("$.a", Transform::Keep)]);
         let cases = [
             ("{\"a\": 1,}", "line 1 column 9"),
             ("{\"a\": \"open", "line 1 column 12"),
@@ -601,7 +579,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn accepts_exactly_what_serde_json_accepts_and_copies_it(doc in "[\\[\\]{},: \"a1.eE+\\-tn0\\\\ué]{0,24}") {
-            let rule = JsonRule::new(vec![("$.q".into(), parse_path("$.q").unwrap(), Transform::Keep)]);
+            let rule = rule(vec![("$.q", Transform::Keep)]);
             let ours = rule.apply(&doc);
             let serde = serde_json::from_str::<serde_json::Value>(&doc);
             proptest::prop_assert_eq!(ours.is_ok(), serde.is_ok(), "{:?}", doc);
@@ -613,11 +591,7 @@ mod tests {
 
     #[test]
     fn invalid_json_and_non_scalars_are_errors_without_content() {
-        let rule = JsonRule::new(vec![(
-            "$.a".into(),
-            parse_path("$.a").unwrap(),
-            Transform::Set("x".into()),
-        )]);
+        let rule = rule(vec![("$.a", Transform::Set("x".into()))]);
         assert_eq!(
             rule.apply("{\"a\": secret"),
             Err(ValueError::InvalidJson("line 1 column 7".into()))
