@@ -225,28 +225,24 @@ impl Block<'_> {
     }
 
     fn round(&self, round: u8, other: u128, modulus: u128) -> u128 {
-        let mut m = [0u8; 18];
-        m[0] = round;
-        m[2..].copy_from_slice(&other.to_le_bytes());
-        let lo = self.key.hash(&m);
+        let lo = self.key.hash_18(round, 0, other);
         if modulus <= 1 << 60 {
             return u128::from(lo % modulus as u64);
         }
-        m[1] = 1;
-        let hi = self.key.hash(&m);
+        let hi = self.key.hash_18(round, 1, other);
         ((u128::from(hi) << 64) | u128::from(lo)) % modulus
     }
 
-    /// The keyed permutation P or its inverse on (a, b).
-    fn feistel(&self, mut a: u128, mut b: u128, inverse: bool) -> (u128, u128) {
-        let na = Self::modulus(&self.radices[..self.split]);
-        let nb = Self::modulus(&self.radices[self.split..]);
-        let rounds: Vec<u8> = if inverse {
-            (0..ROUNDS).rev().collect()
-        } else {
-            (0..ROUNDS).collect()
-        };
-        for r in rounds {
+    /// The keyed permutation P or its inverse on (a, b), halves of moduli `na` and `nb`.
+    fn feistel(
+        &self,
+        (mut a, mut b): (u128, u128),
+        na: u128,
+        nb: u128,
+        inverse: bool,
+    ) -> (u128, u128) {
+        for i in 0..ROUNDS {
+            let r = if inverse { ROUNDS - 1 - i } else { i };
             if r % 2 == 0 {
                 let f = self.round(r, b, na);
                 a = if inverse {
@@ -269,51 +265,84 @@ impl Block<'_> {
     /// Q = P⁻¹ ∘ (+1 mod N) ∘ P: a permutation made of a single N-cycle, so no value maps to itself.
     fn cycle(&self, digits: &mut [u128]) {
         let (ra, rb) = self.radices.split_at(self.split);
-        let nb = Self::modulus(rb);
+        let (na, nb) = (Self::modulus(ra), Self::modulus(rb));
         let (a, b) = self.feistel(
-            Self::to_num(&digits[..self.split], ra),
-            Self::to_num(&digits[self.split..], rb),
+            (
+                Self::to_num(&digits[..self.split], ra),
+                Self::to_num(&digits[self.split..], rb),
+            ),
+            na,
+            nb,
             false,
         );
         // Add one to the combined number a·nb + b, carrying from b into a.
         let (a, b) = if b + 1 < nb {
             (a, b + 1)
         } else {
-            ((a + 1) % Self::modulus(ra), 0)
+            ((a + 1) % na, 0)
         };
-        let (a, b) = self.feistel(a, b, true);
+        let (a, b) = self.feistel((a, b), na, nb, true);
         let (da, db) = digits.split_at_mut(self.split);
         Self::from_num(a, ra, da);
         Self::from_num(b, rb, db);
     }
 }
 
-thread_local! {
-    /// Round keys by (transform, block, layout): a column's values mostly share one layout, so the
-    /// HMAC that derives the key runs once per layout instead of once per value. Bounded.
-    static ROUND_KEYS: std::cell::RefCell<std::collections::HashMap<Vec<u8>, SipKey>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+/// Per-thread working memory of `preserve`: the digit buffers of the value being permuted and the
+/// round keys already derived, so a value costs no allocation but its output and, for a layout
+/// already seen, no HMAC.
+#[derive(Default)]
+struct Scratch {
+    classes: Vec<Class>,
+    digits: Vec<u128>,
+    radices: Vec<u128>,
+    layout: Vec<u8>,
+    /// Most recently used round keys first, (transform, block, layout): a column's values mostly
+    /// share a few layouts, found here without hashing or allocating.
+    recent: Vec<(u64, u32, Vec<u8>, SipKey)>,
+    /// Every round key derived, by transform id, block number and layout. Bounded.
+    all: std::collections::HashMap<Vec<u8>, SipKey>,
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+const RECENT_ROUND_KEYS: usize = 8;
 const ROUND_KEY_CACHE: usize = 4096;
 
-fn round_key(prf: &Prf, id: u64, layout: &[u8], block_no: u32) -> SipKey {
-    let mut cache_key = Vec::with_capacity(12 + layout.len());
-    cache_key.extend_from_slice(&id.to_le_bytes());
-    cache_key.extend_from_slice(&block_no.to_le_bytes());
-    cache_key.extend_from_slice(layout);
-    ROUND_KEYS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(k) = cache.get(&cache_key) {
-            return *k;
+impl Scratch {
+    fn round_key(&mut self, prf: &Prf, id: u64, block_no: u32) -> SipKey {
+        let layout = &self.layout;
+        if let Some(i) = self
+            .recent
+            .iter()
+            .position(|(i, b, l, _)| *i == id && *b == block_no && l == layout)
+        {
+            self.recent[..=i].rotate_right(1);
+            return self.recent[0].3;
         }
-        let k = SipKey::from_digest(&prf.digest_parts(&[layout, &block_no.to_be_bytes()]));
-        if cache.len() >= ROUND_KEY_CACHE {
-            cache.clear();
+        let mut cache_key = Vec::with_capacity(12 + layout.len());
+        cache_key.extend_from_slice(&id.to_le_bytes());
+        cache_key.extend_from_slice(&block_no.to_le_bytes());
+        cache_key.extend_from_slice(layout);
+        let key = match self.all.get(&cache_key) {
+            Some(k) => *k,
+            None => {
+                let k = SipKey::from_digest(&prf.digest_parts(&[layout, &block_no.to_be_bytes()]));
+                if self.all.len() >= ROUND_KEY_CACHE {
+                    self.all.clear();
+                }
+                self.all.insert(cache_key, k);
+                k
+            }
+        };
+        if self.recent.len() == RECENT_ROUND_KEYS {
+            self.recent.pop();
         }
-        cache.insert(cache_key, k);
-        k
-    })
+        self.recent.insert(0, (id, block_no, layout.clone(), key));
+        key
+    }
 }
 
 /// (a + b) mod n for a, b < n, without a division.
@@ -337,41 +366,49 @@ fn sub_mod(a: u128, b: u128, n: u128) -> u128 {
 
 /// Format-preserving keyed pseudonym of `input`.
 pub fn preserve(prf: &Prf, id: u64, input: &str) -> String {
-    let mut classes = Vec::new();
-    let mut digits = Vec::new();
-    let mut layout = Vec::with_capacity(input.len());
+    SCRATCH.with(|s| preserve_with(&mut s.borrow_mut(), prf, id, input))
+}
+
+fn preserve_with(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
+    s.classes.clear();
+    s.digits.clear();
+    s.radices.clear();
+    s.layout.clear();
     for c in input.chars() {
         match Class::of(c) {
             Some((class, d)) => {
-                classes.push(class);
-                digits.push(d);
-                layout.push(match class {
+                s.classes.push(class);
+                s.digits.push(d);
+                s.radices.push(class.radix());
+                s.layout.push(match class {
                     Class::Digit => b'9',
                     Class::Lower => b'a',
                     Class::Upper => b'A',
                 });
             }
-            None => layout.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
+            None => s
+                .layout
+                .extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
         }
     }
-    let radices: Vec<u128> = classes.iter().map(|c| c.radix()).collect();
     let mut start = 0;
     let mut block_no = 0u32;
-    while start < radices.len() {
+    while start < s.radices.len() {
         let mut end = start;
         let mut n: u128 = 1;
-        while end < radices.len() && n * radices[end] <= BLOCK_LIMIT {
-            n *= radices[end];
+        while end < s.radices.len() && n * s.radices[end] <= BLOCK_LIMIT {
+            n *= s.radices[end];
             end += 1;
         }
         let len = end - start;
+        let key = s.round_key(prf, id, block_no);
         let block = Block {
-            radices: &radices[start..end],
+            radices: &s.radices[start..end],
             // A lone position is its own half A; B is empty (modulus 1).
             split: len.div_ceil(2),
-            key: round_key(prf, id, &layout, block_no),
+            key,
         };
-        block.cycle(&mut digits[start..end]);
+        block.cycle(&mut s.digits[start..end]);
         start = end;
         block_no += 1;
     }
@@ -379,7 +416,7 @@ pub fn preserve(prf: &Prf, id: u64, input: &str) -> String {
     let mut i = 0;
     for c in input.chars() {
         if Class::of(c).is_some() {
-            out.push(classes[i].char(digits[i]));
+            out.push(s.classes[i].char(s.digits[i]));
             i += 1;
         } else {
             out.push(c);

@@ -180,47 +180,71 @@ impl SipKey {
     }
 
     pub fn hash(&self, m: &[u8]) -> u64 {
+        let mut chunks = m.chunks_exact(8);
+        let words = (&mut chunks).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        let mut v = self.absorb(words);
+        let rest = chunks.remainder();
+        let mut last = (m.len() as u64 & 0xff) << 56;
+        for (i, b) in rest.iter().enumerate() {
+            last |= u64::from(*b) << (8 * i);
+        }
+        Self::finish(&mut v, last)
+    }
+
+    /// The hash of the 18-byte message `[a, b, x as 16 little-endian bytes]`, the shape of a
+    /// Feistel round's input, without building it: the same value as `hash` on those bytes.
+    #[inline]
+    pub fn hash_18(&self, a: u8, b: u8, x: u128) -> u64 {
+        let w0 = u64::from(a) | u64::from(b) << 8 | (x as u64) << 16;
+        let w1 = (x >> 48) as u64;
+        let last = (18u64 << 56) | (x >> 112) as u64;
+        let mut v = self.absorb([w0, w1]);
+        Self::finish(&mut v, last)
+    }
+
+    #[inline]
+    fn absorb(&self, words: impl IntoIterator<Item = u64>) -> [u64; 4] {
         let mut v = [
             self.k0 ^ 0x736f_6d65_7073_6575,
             self.k1 ^ 0x646f_7261_6e64_6f6d,
             self.k0 ^ 0x6c79_6765_6e65_7261,
             self.k1 ^ 0x7465_6462_7974_6573,
         ];
-        fn round(v: &mut [u64; 4]) {
-            v[0] = v[0].wrapping_add(v[1]);
-            v[1] = v[1].rotate_left(13) ^ v[0];
-            v[0] = v[0].rotate_left(32);
-            v[2] = v[2].wrapping_add(v[3]);
-            v[3] = v[3].rotate_left(16) ^ v[2];
-            v[0] = v[0].wrapping_add(v[3]);
-            v[3] = v[3].rotate_left(21) ^ v[0];
-            v[2] = v[2].wrapping_add(v[1]);
-            v[1] = v[1].rotate_left(17) ^ v[2];
-            v[2] = v[2].rotate_left(32);
-        }
-        let mut chunks = m.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        for w in words {
             v[3] ^= w;
-            round(&mut v);
-            round(&mut v);
+            sip_round(&mut v);
+            sip_round(&mut v);
             v[0] ^= w;
         }
-        let rest = chunks.remainder();
-        let mut last = (m.len() as u64 & 0xff) << 56;
-        for (i, b) in rest.iter().enumerate() {
-            last |= u64::from(*b) << (8 * i);
-        }
+        v
+    }
+
+    #[inline]
+    fn finish(v: &mut [u64; 4], last: u64) -> u64 {
         v[3] ^= last;
-        round(&mut v);
-        round(&mut v);
+        sip_round(v);
+        sip_round(v);
         v[0] ^= last;
         v[2] ^= 0xff;
         for _ in 0..4 {
-            round(&mut v);
+            sip_round(v);
         }
         v[0] ^ v[1] ^ v[2] ^ v[3]
     }
+}
+
+#[inline(always)]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
 }
 
 /// xoshiro256** seeded from a PRF digest. Not cryptographic by itself: its seed is, and it only
@@ -357,6 +381,23 @@ pub(crate) mod tests {
         assert_eq!(k.hash(&msg[..1]), 0x74f8_39c5_93dc_67fd);
         assert_eq!(k.hash(&msg[..8]), 0x93f5_f579_9a93_2462);
         assert_eq!(k.hash(&msg[..15]), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn the_feistel_shaped_siphash_is_siphash() {
+        let k = SipKey::from_digest(&[9u8; 32]);
+        for (a, b, x) in [
+            (0u8, 0u8, 0u128),
+            (7, 1, 123_456_789),
+            (3, 0, u128::MAX),
+            (255, 1, 1 << 100),
+        ] {
+            let mut m = [0u8; 18];
+            m[0] = a;
+            m[1] = b;
+            m[2..].copy_from_slice(&x.to_le_bytes());
+            assert_eq!(k.hash_18(a, b, x), k.hash(&m));
+        }
     }
 
     #[test]
