@@ -38,6 +38,7 @@ fn inputs(kind: &str) -> Vec<String> {
             } else {
                 "Delivered to the back door, customer was very friendly, no issues at all.".to_string()
             },
+            "agent" => format!("user agent Mozilla/5.0 from 103.{}.84.{}", i % 256, i / 4),
             "json" => format!(r#"{{"email":"p{i}@mailbox.test","newsletter":true,"address":{{"phone":"+1 415-555-{i:04}","city":"Perth"}},"tags":["vip"]}}"#),
             _ => format!("Name{i}"),
         })
@@ -52,6 +53,11 @@ fn bench_transforms(c: &mut Criterion) {
         ("fake/first_name", "{ fake = \"first_name\" }", "name"),
         ("fake/email_unique", "{ fake = \"email\", unique = true }", "email"),
         ("fake/phone", "{ fake = \"phone\" }", "phone"),
+        ("fake/street_address", "{ fake = \"street_address\" }", "name"),
+        ("fake/city", "{ fake = \"city\" }", "name"),
+        ("fake/credit_card", "{ fake = \"credit_card\" }", "name"),
+        ("fake/ipv4", "{ fake = \"ipv4\" }", "name"),
+        ("scrub/ipv4", "{ scrub = [\"ipv4\"] }", "agent"),
         ("dates/shift", "{ shift = { days = 180 } }", "date"),
         ("dates/truncate", "{ truncate = \"month\" }", "timestamp"),
         ("numbers/noise", "{ noise = { percent = 10 } }", "money"),
