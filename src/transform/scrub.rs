@@ -61,6 +61,8 @@ impl Detector {
 const EMAIL: &str = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
 const URL: &str = r#"https?://[^\s<>"'()]+"#;
 const IBAN: &str = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b";
+/// Numbers: what `find_number` finds, by hand (a test compares the two).
+#[cfg(test)]
 const NUMBER: &str = r"\+?\(?[0-9]+\)?(?:[ .-]\(?[0-9]+\)?|\([0-9]+\))*";
 
 /// Classify a run of digits and separators as one of the enabled numeric detectors.
@@ -73,13 +75,7 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
     if is_ssn {
         return on(Detector::Ssn).then_some(Detector::Ssn);
     }
-    let is_ipv4 = s.split('.').count() == 4
-        && s.split('.').all(|o| {
-            (1..=3).contains(&o.len())
-                && o.bytes().all(|c| c.is_ascii_digit())
-                && o.parse::<u16>().is_ok_and(|v| v <= 255)
-        });
-    if is_ipv4 {
+    if is_ipv4(b) {
         return on(Detector::Ipv4).then_some(Detector::Ipv4);
     }
     if (13..=19).contains(&digit_count) && on(Detector::CreditCard) {
@@ -127,9 +123,101 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
     None
 }
 
+/// Four dot-separated runs of one to three digits, each at most 255.
+fn is_ipv4(b: &[u8]) -> bool {
+    let (mut dots, mut len, mut value) = (0, 0, 0u16);
+    for &c in b {
+        if c == b'.' {
+            if len == 0 || value > 255 {
+                return false;
+            }
+            dots += 1;
+            (len, value) = (0, 0);
+        } else if c.is_ascii_digit() && len < 3 {
+            len += 1;
+            value = value * 10 + u16::from(c - b'0');
+        } else {
+            return false;
+        }
+    }
+    dots == 3 && len > 0 && value <= 255
+}
+
+/// The end of the match of `NUMBER` that starts at `start`, if one does: the pattern run by hand,
+/// several times faster than the regex engine on text full of digits. Every optional part is
+/// greedy and nothing after it can fail, so taking each as far as it goes is the regex's
+/// leftmost-first match (a test compares the two).
+fn number_at(b: &[u8], start: usize) -> Option<usize> {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let digits_from = |mut i: usize| {
+        while digit(i) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start;
+    if b.get(i) == Some(&b'+') {
+        i += 1;
+    }
+    if b.get(i) == Some(&b'(') {
+        i += 1;
+    }
+    if !digit(i) {
+        return None;
+    }
+    i = digits_from(i);
+    if b.get(i) == Some(&b')') {
+        i += 1;
+    }
+    loop {
+        // [ .-]\(?[0-9]+\)?
+        if matches!(b.get(i), Some(b' ' | b'.' | b'-')) {
+            let mut j = i + 1;
+            if b.get(j) == Some(&b'(') && digit(j + 1) {
+                j += 1;
+            }
+            if digit(j) {
+                j = digits_from(j);
+                if b.get(j) == Some(&b')') {
+                    j += 1;
+                }
+                i = j;
+                continue;
+            }
+        }
+        // \([0-9]+\)
+        if b.get(i) == Some(&b'(') && digit(i + 1) {
+            let j = digits_from(i + 1);
+            if b.get(j) == Some(&b')') {
+                i = j + 1;
+                continue;
+            }
+        }
+        return Some(i);
+    }
+}
+
+/// The leftmost match of `NUMBER` in `text` at or after `from`.
+fn find_number(text: &str, from: usize) -> Option<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut p = from;
+    while p < b.len() {
+        let skip = b[p..]
+            .iter()
+            .position(|c| c.is_ascii_digit() || *c == b'+' || *c == b'(')?;
+        p += skip;
+        if let Some(end) = number_at(b, p) {
+            return Some((p, end));
+        }
+        p += 1;
+    }
+    None
+}
+
 #[derive(Debug, Clone)]
 pub struct Scrub {
-    regex: Regex,
+    /// The non-numeric detectors (emails, URLs, IBANs), if any is on.
+    regex: Option<Regex>,
     numeric: Vec<Detector>,
     replacements: Vec<(Detector, Transform)>,
 }
@@ -148,17 +236,10 @@ impl Scrub {
         if enabled.contains(&Detector::Iban) {
             alternatives.push(format!("(?:{IBAN})"));
         }
+        // Numbers (`NUMBER`) are found by `find_number`, the same pattern run by hand.
         let numeric: Vec<Detector> = enabled.iter().copied().filter(|d| d.is_numeric()).collect();
-        if !numeric.is_empty() {
-            alternatives.push(format!("(?:{NUMBER})"));
-        }
-        let pattern = if alternatives.is_empty() {
-            // Matches nothing: a scrub with no detectors keeps the text.
-            r"[^\s\S]".to_string()
-        } else {
-            alternatives.join("|")
-        };
-        let regex = Regex::new(&pattern).expect("scrub patterns are valid");
+        let regex = (!alternatives.is_empty())
+            .then(|| Regex::new(&alternatives.join("|")).expect("scrub patterns are valid"));
         Scrub {
             regex,
             numeric,
@@ -214,15 +295,44 @@ impl Scrub {
         }
     }
 
+    /// The findings in `text`, left to right: what one regex of all the alternatives, the number
+    /// last, would find. The earliest start wins; at the same start, the regex's alternatives do.
+    fn findings<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
+        let regex = self.regex.as_ref();
+        let numbers = !self.numeric.is_empty();
+        let (mut pos, mut next_re, mut next_num) =
+            (0, None::<(usize, usize)>, None::<(usize, usize)>);
+        std::iter::from_fn(move || {
+            if pos > text.len() {
+                return None;
+            }
+            // A pending finding that starts before `pos` overlapped the last one: search again.
+            if next_re.is_none_or(|(s, _)| s < pos) {
+                next_re = regex
+                    .and_then(|r| r.find_at(text, pos))
+                    .map(|m| (m.start(), m.end()));
+            }
+            if numbers && next_num.is_none_or(|(s, _)| s < pos) {
+                next_num = find_number(text, pos);
+            }
+            let found = match (next_re, next_num) {
+                (Some(r), Some(n)) => Some(if n.0 < r.0 { n } else { r }),
+                (r, n) => r.or(n),
+            }?;
+            pos = found.1;
+            Some(found)
+        })
+    }
+
     pub fn apply(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
         // The alternatives have disjoint shapes, so a match tells its kind by itself; finding
         // without capture groups is several times faster.
-        for m in self.regex.find_iter(text) {
-            out.push_str(&text[last..m.start()]);
-            last = m.end();
-            let found = m.as_str();
+        for (start, end) in self.findings(text) {
+            out.push_str(&text[last..start]);
+            last = end;
+            let found = &text[start..end];
             let b = found.as_bytes();
             if found.contains('@') {
                 self.replace(Detector::Email, found, &mut out);
@@ -315,6 +425,49 @@ mod tests {
             "no pii here",
         ] {
             assert_eq!(s.apply(text), text);
+        }
+    }
+
+    fn numbers_only() -> Scrub {
+        let k = key("a");
+        Scrub::new(vec![(
+            Detector::Ipv4,
+            Transform::Fake(Faker::new(
+                k.domain("ipv4"),
+                FakeKind::Ipv4,
+                Locale::En,
+                false,
+            )),
+        )])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn findings_are_those_of_the_one_regex(
+            chars in "[0-9 .()+\\-a-eA-EHhtps:/@]{0,40}",
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "a.b@c.io", "12@x.de", "DE89 3704 0044 0532 0130 00", "DE89370400440532013000",
+                "https://x.io/1", "+1 (415) 555-0134", "4111 1111 1111 1111", "10.0.0.1", "5.0",
+                "123-45-6789", "(12)", " ", ".", "-", "(", ")", "+", "x", "7", "GB12",
+            ]), 0..12),
+        ) {
+            let text = format!("{chars}{}", pieces.concat());
+            let s = all();
+            let one = Regex::new(&format!("(?:{EMAIL})|(?:{URL})|(?:{IBAN})|(?:{NUMBER})")).unwrap();
+            let want: Vec<(usize, usize)> = one.find_iter(&text).map(|m| (m.start(), m.end())).collect();
+            let got: Vec<(usize, usize)> = s.findings(&text).collect();
+            proptest::prop_assert_eq!(got, want);
+            let number = Regex::new(NUMBER).unwrap();
+            let want: Vec<(usize, usize)> = number.find_iter(&text).map(|m| (m.start(), m.end())).collect();
+            let got: Vec<(usize, usize)> = numbers_only().findings(&text).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn ipv4_is_four_octets(a in 0u16..400, b in 0u16..400, c in 0u16..400, d in 0u16..400, sep in "[.-]") {
+            let text = format!("{a}.{b}.{c}{sep}{d}");
+            let want = sep == "." && [a, b, c, d].iter().all(|o| *o <= 255);
+            proptest::prop_assert_eq!(is_ipv4(text.as_bytes()), want);
         }
     }
 
