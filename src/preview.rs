@@ -225,7 +225,8 @@ fn compare(
     let output = if skipped || sample.is_empty() {
         Vec::new()
     } else {
-        process_rows(table, sample.clone(), None, 1).map_err(|e| failed(e.into()))?
+        process_rows(table, sample.clone(), None, 1, &Default::default())
+            .map_err(|e| failed(e.into()))?
     };
     let text_in = String::from_utf8(sample).map_err(|_| {
         failed(PipelineError::Write {

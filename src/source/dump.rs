@@ -136,6 +136,8 @@ pub struct DumpReader<R> {
     pending: Option<Vec<u8>>,
     batch_rows: u64,
     batch_bytes: usize,
+    /// Where row batches come from.
+    buffers: std::sync::Arc<crate::pipeline::BufferPool>,
 }
 
 /// Flush a SQL chunk at this size.
@@ -151,7 +153,14 @@ impl<R: BufRead> DumpReader<R> {
             pending: None,
             batch_rows,
             batch_bytes,
+            buffers: Default::default(),
         }
+    }
+
+    /// Take row batches from `buffers` (the pipeline gives them back once written).
+    pub fn with_buffers(mut self, buffers: std::sync::Arc<crate::pipeline::BufferPool>) -> Self {
+        self.buffers = buffers;
+        self
     }
 
     /// The 1-based number of the last line read.
@@ -228,7 +237,7 @@ impl<R: BufRead> DumpReader<R> {
             return Ok(Some(Event::CopyEnd { block, line: end }));
         }
         // Room for the batch plus one long row, so the last row read rarely reallocates the batch.
-        let mut data = Vec::with_capacity(self.batch_bytes.min(1 << 22) + 64 * 1024);
+        let mut data = self.buffers.take(self.batch_bytes.min(1 << 22) + 64 * 1024);
         let mut rows = 0u64;
         let first_line = self.line_no + 1;
         loop {
