@@ -83,17 +83,40 @@ fn parse(value: &str) -> Result<Option<Parsed<'_>>, ValueError> {
     }))
 }
 
-fn format_date(out: &mut String, year: i64, month: u32, day: u32, rest: &str) {
-    use std::fmt::Write;
+/// `YYYY-MM-DD`, then the pieces of `rest`, then ` BC` for years before 1.
+fn format_date(out: &mut String, year: i64, month: u32, day: u32, rest: &[&str]) {
     let (shown, bc) = if year <= 0 {
         (1 - year, true)
     } else {
         (year, false)
     };
-    let _ = write!(out, "{shown:04}-{month:02}-{day:02}{rest}");
+    push_padded(out, shown.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(month), 2);
+    out.push('-');
+    push_padded(out, u64::from(day), 2);
+    for piece in rest {
+        out.push_str(piece);
+    }
     if bc {
         out.push_str(" BC");
     }
+}
+
+/// `v` in decimal, zero-padded to `width` digits (what `{v:0width$}` prints, without `fmt`).
+fn push_padded(out: &mut String, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    out.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
 }
 
 #[derive(Debug, Clone)]
@@ -125,7 +148,7 @@ impl Shift {
         let days = days_from_civil(p.year, p.month, p.day) + self.offset(value);
         let (y, m, d) = civil_from_days(days);
         let mut out = String::with_capacity(value.len() + 3);
-        format_date(&mut out, y, m, d, p.rest);
+        format_date(&mut out, y, m, d, &[p.rest]);
         Ok(out)
     }
 }
@@ -159,8 +182,9 @@ impl Truncate {
             Truncate::Year => (1, 1),
         };
         // Keep the separator and the zone; zero the time of day and drop fractions.
-        let rest = if p.rest.is_empty() {
-            String::new()
+        let mut out = String::with_capacity(value.len());
+        if p.rest.is_empty() {
+            format_date(&mut out, p.year, month, day, &[]);
         } else {
             let sep = &p.rest[..1];
             let time = &p.rest[1..];
@@ -169,10 +193,8 @@ impl Truncate {
                 .find(|&(i, c)| i > 0 && (c == '+' || c == '-'))
                 .map(|(i, _)| i);
             let zone = zone_at.map_or("", |i| &time[i..]);
-            format!("{sep}00:00:00{zone}")
-        };
-        let mut out = String::with_capacity(value.len());
-        format_date(&mut out, p.year, month, day, &rest);
+            format_date(&mut out, p.year, month, day, &[sep, "00:00:00", zone]);
+        }
         Ok(out)
     }
 }
@@ -226,8 +248,15 @@ mod tests {
         assert_eq!(s.apply("-infinity").unwrap(), "-infinity");
         // Around year 1 BC / AD 1 the era flips correctly: 1 day before 0001-01-01 is 0001-12-31 BC.
         let mut out = String::new();
-        format_date(&mut out, 0, 12, 31, "");
+        format_date(&mut out, 0, 12, 31, &[]);
         assert_eq!(out, "0001-12-31 BC");
+        // Years past 9999 keep all their digits; short ones are padded.
+        out.clear();
+        format_date(&mut out, 12345, 1, 2, &[" 00:00:00", "+02"]);
+        assert_eq!(out, "12345-01-02 00:00:00+02");
+        out.clear();
+        format_date(&mut out, 7, 10, 20, &[]);
+        assert_eq!(out, "0007-10-20");
         let bc = s.apply("0500-06-01 BC").unwrap();
         assert!(bc.ends_with(" BC"), "{bc}");
     }

@@ -46,15 +46,14 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
     if int.is_empty() && frac.is_empty() {
         return None;
     }
-    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
+    // All the digits as one integer; past i128 (39 digits) the caller falls back to floating point.
+    let mut scaled = 0i128;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        scaled = scaled.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
     }
-    let digits = format!("{int}{frac}");
-    let scaled: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
     Some(Decimal {
         negative,
         scaled: if negative { -scaled } else { scaled },
@@ -108,15 +107,45 @@ impl Noise {
     }
 }
 
+/// `v` / 10^decimals written with exactly `decimals` places.
 fn format_scaled(v: i128, decimals: usize, negative_zero: bool) -> String {
-    let sign = if v < 0 || negative_zero { "-" } else { "" };
-    let digits = v.unsigned_abs().to_string();
-    if decimals == 0 {
-        return format!("{sign}{digits}");
+    let mut buf = [0u8; 39];
+    let digits = decimal_digits(v.unsigned_abs(), &mut buf);
+    // At least one digit before the point: 5 with two places is 0.05.
+    let zeros = (decimals + 1).saturating_sub(digits.len());
+    let mut out = String::with_capacity(zeros + digits.len() + 2);
+    if v < 0 || negative_zero {
+        out.push('-');
     }
-    let padded = format!("{digits:0>width$}", width = decimals + 1);
-    let (int, frac) = padded.split_at(padded.len() - decimals);
-    format!("{sign}{int}.{frac}")
+    let padded = std::iter::repeat_n(b'0', zeros).chain(digits.iter().copied());
+    let point = zeros + digits.len() - decimals;
+    for (i, d) in padded.enumerate() {
+        if i == point && decimals > 0 {
+            out.push('.');
+        }
+        out.push(char::from(d));
+    }
+    out
+}
+
+/// The decimal digits of `n`, written at the end of `buf`.
+fn decimal_digits(mut n: u128, buf: &mut [u8; 39]) -> &[u8] {
+    let mut i = buf.len();
+    // u128 division is a library call; most values fit in 64 bits.
+    while n > u128::from(u64::MAX) {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let mut n = n as u64;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +156,30 @@ mod tests {
 
     fn noise(amount: NoiseAmount) -> Noise {
         Noise::new(key("a").domain("noise"), amount)
+    }
+
+    proptest! {
+        #[test]
+        fn scaled_numbers_print_as_the_decimal_they_are(v in any::<i128>(), decimals in 0usize..45, neg_zero in any::<bool>()) {
+            let sign = if v < 0 || neg_zero { "-" } else { "" };
+            let digits = format!("{:0>width$}", v.unsigned_abs(), width = decimals + 1);
+            let (int, frac) = digits.split_at(digits.len() - decimals);
+            let want = if decimals == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") };
+            prop_assert_eq!(format_scaled(v, decimals, neg_zero), want);
+        }
+
+        #[test]
+        fn decimals_parse_to_their_digits(int in "[0-9]{0,42}", frac in "[0-9]{0,5}", sign in "[-+]?") {
+            let text = format!("{sign}{int}.{frac}");
+            let digits = format!("{int}{frac}");
+            let want: Option<i128> = if digits.is_empty() { Some(0) } else { digits.parse().ok() };
+            let got = parse_decimal(&text);
+            prop_assert_eq!(got.as_ref().map(|d| d.scaled.abs()), if int.is_empty() && frac.is_empty() { None } else { want });
+            if let Some(d) = got {
+                prop_assert_eq!(d.decimals, frac.len());
+                prop_assert_eq!(d.negative, sign == "-");
+            }
+        }
     }
 
     #[test]
