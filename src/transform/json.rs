@@ -9,6 +9,8 @@
 //! the scalars a path reaches: strings as they are, numbers and booleans as their text (a result that
 //! still parses as a number stays a number). JSON `null` stays null unless the rule is `"null"`.
 
+use std::borrow::Cow;
+
 use super::{Transform, ValueError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +94,7 @@ impl JsonRule {
             pos: 0,
         };
         let mut out = String::with_capacity(text.len() + 16);
-        let all: Vec<usize> = (0..self.rules.len()).collect();
+        let all: RuleSet = (0..self.rules.len()).collect();
         sc.copy_ws(&mut out);
         self.value(&mut sc, 0, &all, &mut out)
             .map_err(|e| e.at(text))?;
@@ -115,12 +117,12 @@ impl JsonRule {
         if active.is_empty() {
             return sc.copy_value(out);
         }
-        let complete: Vec<usize> = active
+        let complete: RuleSet = active
             .iter()
             .copied()
             .filter(|&r| self.rules[r].1.len() == depth)
             .collect();
-        let continuing: Vec<usize> = active
+        let continuing: RuleSet = active
             .iter()
             .copied()
             .filter(|&r| self.rules[r].1.len() > depth)
@@ -147,7 +149,7 @@ impl JsonRule {
                 }
                 let mut index = 0usize;
                 loop {
-                    let child: Vec<usize> = if object {
+                    let child: RuleSet = if object {
                         let start = sc.pos;
                         let key = sc.string()?;
                         out.push_str(sc.text(start));
@@ -196,22 +198,22 @@ impl JsonRule {
             _ => {
                 let start = sc.pos;
                 let (text, kind) = match sc.peek() {
-                    Some(b'"') => (sc.string()?.into_owned(), Scalar::String),
+                    Some(b'"') => (sc.string()?, Scalar::String),
                     Some(b'n') => {
                         sc.literal(b"null")?;
-                        (String::new(), Scalar::Null)
+                        (Cow::Borrowed(""), Scalar::Null)
                     }
                     Some(b't') => {
                         sc.literal(b"true")?;
-                        ("true".to_string(), Scalar::Bool)
+                        (Cow::Borrowed("true"), Scalar::Bool)
                     }
                     Some(b'f') => {
                         sc.literal(b"false")?;
-                        ("false".to_string(), Scalar::Bool)
+                        (Cow::Borrowed("false"), Scalar::Bool)
                     }
                     _ => {
                         sc.number()?;
-                        (sc.text(start).to_string(), Scalar::Number)
+                        (Cow::Borrowed(sc.text(start)), Scalar::Number)
                     }
                 };
                 if complete.is_empty() {
@@ -225,7 +227,7 @@ impl JsonRule {
                     value = match (value, t) {
                         (_, Transform::Null) => None,
                         (None, _) => None,
-                        (Some(v), t) => t.apply(Some(&v)).map_err(Fail::Value)?,
+                        (Some(v), t) => t.apply(Some(&v)).map_err(Fail::Value)?.map(Cow::Owned),
                     };
                 }
                 match value {
@@ -235,12 +237,47 @@ impl JsonRule {
                     {
                         out.push_str(&v)
                     }
-                    Some(v) => out.push_str(&serde_json::to_string(&v).expect("strings serialize")),
+                    Some(v) => push_json_string(out, &v),
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// The rules (indexes) a step of the walk concerns: a handful, kept off the heap.
+type RuleSet = smallvec::SmallVec<[usize; 8]>;
+
+/// Append `v` as a JSON string, escaped as serde_json escapes it: `"`, `\` and control characters,
+/// with the short forms where JSON has them (a test compares the two).
+fn push_json_string(out: &mut String, v: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in v.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&v[start..i]);
+        start = i + 1;
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(&v[start..]);
+    out.push('"');
 }
 
 #[derive(PartialEq, Eq)]
@@ -493,6 +530,15 @@ impl<'a> Scanner<'a> {
 mod tests {
     use super::*;
     use crate::transform::mask::Mask;
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_escaped_as_serde_json_escapes_them(v in "(\\PC|[\u{0}-\u{1f}\u{7f}\"\\\\/])*") {
+            let mut out = String::new();
+            push_json_string(&mut out, &v);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&v).unwrap());
+        }
+    }
 
     /// A rule from (path, transform) pairs.
     fn rule(paths: Vec<(&str, Transform)>) -> JsonRule {
