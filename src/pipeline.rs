@@ -40,14 +40,11 @@ impl BufferPool {
 
     /// An empty buffer with room for `capacity` bytes.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut b = self
-            .free
-            .lock()
-            .ok()
-            .and_then(|mut free| free.pop())
-            .unwrap_or_default();
-        b.reserve(capacity);
-        b
+        match self.free.lock().ok().and_then(|mut free| free.pop()) {
+            Some(b) if b.capacity() >= capacity => b,
+            // Growing an empty buffer would copy its old bytes: a new one costs less.
+            _ => Vec::with_capacity(capacity),
+        }
     }
 
     pub fn give(&self, mut b: Vec<u8>) {
@@ -482,8 +479,9 @@ pub fn process_rows(
     let mut out = buffers.take(data.len() + data.len() / 2);
     let mut fields: Vec<&str> = Vec::with_capacity(ops.len());
     let mut outputs: Vec<Option<Option<String>>> = Vec::with_capacity(ops.len());
-    for (i, line) in lines(text).enumerate() {
-        copy::split(line, &mut fields);
+    let mut rows = copy::Rows::new(text);
+    let mut i = 0;
+    while rows.next_row(&mut fields) {
         if fields.len() != ops.len() {
             return Err(err(
                 i,
@@ -538,6 +536,7 @@ pub fn process_rows(
             }
         }
         out.push(b'\n');
+        i += 1;
     }
     buffers.give(data);
     Ok(out)
