@@ -149,22 +149,30 @@ pub fn encode(value: Option<&str>, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'\\' => b"\\\\",
-            b'\t' => b"\\t",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x0b => b"\\v",
-            _ => continue,
-        };
+        // One table lookup per byte; most values have nothing to escape.
+        let letter = ESCAPES[usize::from(b)];
+        if letter == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
+        out.extend_from_slice(&[b'\\', letter]);
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
+
+/// For each byte, the letter of its COPY escape (`\\`, `\t`, `\n`, `\r`, `\b`, `\f`, `\v`), or 0.
+const ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\\' as usize] = b'\\';
+    t[b'\t' as usize] = b't';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[0x0b] = b'v';
+    t
+};
 
 #[cfg(test)]
 mod tests {
