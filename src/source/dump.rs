@@ -138,6 +138,8 @@ pub struct DumpReader<R> {
     batch_bytes: usize,
     /// Where row batches come from.
     buffers: std::sync::Arc<crate::pipeline::BufferPool>,
+    /// False when only the rows' number matters: `Rows` events then carry no data.
+    keep_rows: bool,
 }
 
 /// Flush a SQL chunk at this size.
@@ -154,7 +156,14 @@ impl<R: BufRead> DumpReader<R> {
             batch_rows,
             batch_bytes,
             buffers: Default::default(),
+            keep_rows: true,
         }
+    }
+
+    /// Count rows without copying them: every `Rows` event comes with empty data.
+    pub fn counting_only(mut self) -> Self {
+        self.keep_rows = false;
+        self
     }
 
     /// Take row batches from `buffers` (the pipeline gives them back once written).
@@ -261,7 +270,9 @@ impl<R: BufRead> DumpReader<R> {
                     break;
                 }
             }
-            data.extend_from_slice(&buf[..whole]);
+            if self.keep_rows {
+                data.extend_from_slice(&buf[..whole]);
+            }
             self.input.consume(whole);
             if let Some(end) = marker {
                 self.input.consume(end.len());
@@ -298,6 +309,9 @@ impl<R: BufRead> DumpReader<R> {
                 data.push(b'\n');
             }
             rows += 1;
+            if !self.keep_rows {
+                data.truncate(before);
+            }
             if rows >= self.batch_rows || data.len() >= self.batch_bytes {
                 return Ok(Some(Event::Rows {
                     block,
@@ -335,7 +349,7 @@ impl<R: BufRead> DumpReader<R> {
 
 /// What a first pass over the dump finds: its tables in COPY order (with partition parents).
 pub fn prescan<R: BufRead>(input: R) -> Result<Vec<SourceTable>, DumpError> {
-    let mut reader = DumpReader::new(input, u64::MAX, 1 << 20);
+    let mut reader = DumpReader::new(input, u64::MAX, 1 << 20).counting_only();
     let mut parents: BTreeMap<QualifiedName, QualifiedName> = BTreeMap::new();
     let mut tables = Vec::new();
     while let Some(ev) = reader.next_event()? {
@@ -437,6 +451,53 @@ SELECT 1;\n";
             tables[1].partition_of,
             Some(QualifiedName::new("public", "p"))
         );
+    }
+
+    #[test]
+    fn counting_only_counts_the_same_rows_without_their_bytes() {
+        let long = "y".repeat(100);
+        let dump = format!(
+            "COPY public.a (id, v) FROM stdin;\n1\t{long}\n2\tb\n3\t{long}\n\\.\nCOPY public.b (id) FROM stdin;\n7\n\\.\n"
+        );
+        // A reader buffer smaller than a row: the slow path for lines that run past it.
+        for capacity in [7, 64, 4096] {
+            let count = |counting: bool| {
+                let input = std::io::BufReader::with_capacity(capacity, dump.as_bytes());
+                let mut r = DumpReader::new(input, 2, 1 << 20);
+                if counting {
+                    r = r.counting_only();
+                }
+                let (mut rows, mut bytes) = (Vec::new(), 0);
+                while let Some(e) = r.next_event().unwrap() {
+                    if let Event::Rows {
+                        block,
+                        rows: n,
+                        data,
+                        ..
+                    } = e
+                    {
+                        rows.push((block, n));
+                        bytes += data.len();
+                    }
+                }
+                (rows, bytes)
+            };
+            let (kept, kept_bytes) = count(false);
+            let (counted, counted_bytes) = count(true);
+            assert_eq!(kept.iter().map(|r| r.1).sum::<u64>(), 4);
+            assert_eq!(kept_bytes, 2 * (long.len() + 3) + 4 + 2);
+            assert_eq!(counted_bytes, 0, "capacity {capacity}");
+            let total = |v: &[(usize, u64)], b: usize| {
+                v.iter().filter(|r| r.0 == b).map(|r| r.1).sum::<u64>()
+            };
+            assert_eq!(
+                (total(&counted, 0), total(&counted, 1)),
+                (3, 1),
+                "capacity {capacity}"
+            );
+        }
+        let tables = prescan(std::io::BufReader::with_capacity(7, dump.as_bytes())).unwrap();
+        assert_eq!((tables[0].rows, tables[1].rows), (Some(3), Some(1)));
     }
 
     #[test]
