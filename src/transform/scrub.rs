@@ -298,28 +298,36 @@ impl Scrub {
     /// The findings in `text`, left to right: what one regex of all the alternatives, the number
     /// last, would find. The earliest start wins; at the same start, the regex's alternatives do.
     fn findings<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
+        // No (more) finding of that kind: starts after every position, so never searched again.
+        const NONE: (usize, usize) = (usize::MAX, usize::MAX);
         let regex = self.regex.as_ref();
         let numbers = !self.numeric.is_empty();
-        let (mut pos, mut next_re, mut next_num) =
-            (0, None::<(usize, usize)>, None::<(usize, usize)>);
+        let search_regex = move |from: usize| {
+            regex
+                .and_then(|r| r.find_at(text, from))
+                .map_or(NONE, |m| (m.start(), m.end()))
+        };
+        let search_number = move |from: usize| match numbers {
+            true => find_number(text, from).unwrap_or(NONE),
+            false => NONE,
+        };
+        let (mut next_regex, mut next_number) = (search_regex(0), search_number(0));
         std::iter::from_fn(move || {
-            if pos > text.len() {
+            let found = if next_number.0 < next_regex.0 {
+                next_number
+            } else {
+                next_regex
+            };
+            if found == NONE {
                 return None;
             }
-            // A pending finding that starts before `pos` overlapped the last one: search again.
-            if next_re.is_none_or(|(s, _)| s < pos) {
-                next_re = regex
-                    .and_then(|r| r.find_at(text, pos))
-                    .map(|m| (m.start(), m.end()));
+            // The one found, and one that started inside it, are searched again after it.
+            if next_regex.0 < found.1 {
+                next_regex = search_regex(found.1);
             }
-            if numbers && next_num.is_none_or(|(s, _)| s < pos) {
-                next_num = find_number(text, pos);
+            if next_number.0 < found.1 {
+                next_number = search_number(found.1);
             }
-            let found = match (next_re, next_num) {
-                (Some(r), Some(n)) => Some(if n.0 < r.0 { n } else { r }),
-                (r, n) => r.or(n),
-            }?;
-            pos = found.1;
             Some(found)
         })
     }
