@@ -10,7 +10,7 @@
 //! a shifted timestamp keeps its precision. `infinity` and `-infinity` pass unchanged.
 
 use super::seed::Prf;
-use super::ValueError;
+use super::{push_padded, ValueError};
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (astronomical year: 1 BC is year 0).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -101,22 +101,6 @@ fn format_date(out: &mut String, year: i64, month: u32, day: u32, rest: &[&str])
     if bc {
         out.push_str(" BC");
     }
-}
-
-/// `v` in decimal, zero-padded to `width` digits (what `{v:0width$}` prints, without `fmt`).
-fn push_padded(out: &mut String, mut v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let start = i.min(buf.len().saturating_sub(width));
-    out.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
 }
 
 #[derive(Debug, Clone)]

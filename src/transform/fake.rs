@@ -23,6 +23,7 @@ use fake::faker::phone_number::raw::PhoneNumber;
 use fake::locales::{Data, DE_DE, EN, FR_FR, IT_IT, JA_JP, NL_NL, PT_BR, ZH_CN};
 use fake::Fake;
 
+use super::push_padded;
 use super::seed::{KeyedRng, Prf};
 
 macro_rules! kinds {
@@ -196,7 +197,7 @@ impl Faker {
                         out.push('.');
                         out.push_str(tag);
                     }
-                    None => push_decimal(&mut out, rng.below(100)),
+                    None => push_padded(&mut out, rng.below(100), 1),
                 }
                 out.push('@');
                 out.push_str(domain);
@@ -232,11 +233,11 @@ impl Faker {
                 let v = rng.next_u64();
                 let mut out = String::with_capacity(15);
                 out.push_str("10.");
-                push_decimal(&mut out, v & 255);
+                push_padded(&mut out, v & 255, 1);
                 out.push('.');
-                push_decimal(&mut out, (v >> 8) & 255);
+                push_padded(&mut out, (v >> 8) & 255, 1);
                 out.push('.');
-                push_decimal(&mut out, 1 + (v >> 16) % 254);
+                push_padded(&mut out, 1 + (v >> 16) % 254, 1);
                 out
             }
             FakeKind::Ipv6 => {
@@ -427,21 +428,6 @@ fn push_slug(out: &mut String, s: &str, sep: char) {
     if out.len() == start {
         out.push_str("user");
     }
-}
-
-fn push_decimal(out: &mut String, v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
 }
 
 /// The digit that makes `digits` + it pass the Luhn check.

@@ -78,6 +78,37 @@ impl Transform {
     }
 }
 
+/// The decimal digits of `n`, written at the end of `buf`: what `{n}` prints, without `fmt`, which
+/// costs more than the rest of a date or a number on the per-cell path.
+pub(crate) fn decimal_digits(mut n: u128, buf: &mut [u8; 39]) -> &[u8] {
+    let mut i = buf.len();
+    // u128 division is a library call; most values fit in 64 bits.
+    while n > u128::from(u64::MAX) {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let mut n = n as u64;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Append `v` in decimal, zero-padded to at least `width` digits (what `{v:0width$}` prints).
+pub(crate) fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut buf = [0u8; 39];
+    let digits = decimal_digits(u128::from(v), &mut buf);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(std::str::from_utf8(digits).expect("ASCII digits"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! with a small percentage often stays the same.
 
 use super::seed::Prf;
-use super::ValueError;
+use super::{decimal_digits, ValueError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum NoiseAmount {
@@ -126,26 +126,6 @@ fn format_scaled(v: i128, decimals: usize, negative_zero: bool) -> String {
         out.push(char::from(d));
     }
     out
-}
-
-/// The decimal digits of `n`, written at the end of `buf`.
-fn decimal_digits(mut n: u128, buf: &mut [u8; 39]) -> &[u8] {
-    let mut i = buf.len();
-    // u128 division is a library call; most values fit in 64 bits.
-    while n > u128::from(u64::MAX) {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    let mut n = n as u64;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 #[cfg(test)]
