@@ -309,6 +309,9 @@ thread_local! {
 }
 
 const RECENT_ROUND_KEYS: usize = 8;
+/// Positions the digit buffers keep between values: a rare long value must not hold its buffers
+/// for the rest of the run.
+const SCRATCH_KEEP: usize = 256;
 const ROUND_KEY_CACHE: usize = 4096;
 
 impl Scratch {
@@ -337,10 +340,13 @@ impl Scratch {
                 k
             }
         };
-        if self.recent.len() == RECENT_ROUND_KEYS {
-            self.recent.pop();
+        // Long layouts (rare long values) are not kept twice.
+        if layout.len() <= SCRATCH_KEEP {
+            if self.recent.len() == RECENT_ROUND_KEYS {
+                self.recent.pop();
+            }
+            self.recent.insert(0, (id, block_no, layout.clone(), key));
         }
-        self.recent.insert(0, (id, block_no, layout.clone(), key));
         key
     }
 }
@@ -370,6 +376,21 @@ pub fn preserve(prf: &Prf, id: u64, input: &str) -> String {
 }
 
 fn preserve_with(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
+    let out = permute(s, prf, id, input);
+    if s.layout.capacity() > SCRATCH_KEEP {
+        s.classes.clear();
+        s.digits.clear();
+        s.radices.clear();
+        s.layout.clear();
+        s.classes.shrink_to(SCRATCH_KEEP);
+        s.digits.shrink_to(SCRATCH_KEEP);
+        s.radices.shrink_to(SCRATCH_KEEP);
+        s.layout.shrink_to(SCRATCH_KEEP);
+    }
+    out
+}
+
+fn permute(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
     s.classes.clear();
     s.digits.clear();
     s.radices.clear();
@@ -498,6 +519,20 @@ mod tests {
         assert_eq!(out.len(), input.len());
         assert_ne!(&out[..30], &input[..30]);
         assert_ne!(&out[50..], &input[50..]);
+    }
+
+    #[test]
+    fn a_long_value_does_not_keep_its_buffers() {
+        let p = hash(HashFormat::Preserve, 0);
+        let long = "7".repeat(100_000);
+        assert_eq!(p.apply(&long).len(), long.len());
+        SCRATCH.with(|s| {
+            let s = s.borrow();
+            assert!(
+                s.digits.capacity() <= 4 * SCRATCH_KEEP && s.layout.capacity() <= 4 * SCRATCH_KEEP
+            );
+            assert!(s.recent.iter().all(|r| r.2.len() <= SCRATCH_KEEP));
+        });
     }
 
     #[test]
