@@ -167,8 +167,7 @@ fn pagila_output_loads_with_counts_fks_and_no_pii() {
 
 #[test]
 fn pg_dump_to_stdin_stdout_to_psql() {
-    let src = TestDb::new("pipe_src");
-    src.load(&root().join("examples/production.sql"));
+    let src = TestDb::demo("pipe_src");
     let staging = TestDb::new("pipe_dst");
     let script = format!(
         "set -o pipefail; pg_dump -h 127.0.0.1 -U postgres {} | {} --rules rules/customers.toml --source - --target - | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d {} >/dev/null",

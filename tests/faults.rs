@@ -34,14 +34,11 @@ const DELAYS_MS: [u64; 9] = [1, 30, 80, 150, 250, 400, 600, 900, 1400];
 
 #[test]
 fn signals_at_any_moment_leave_staging_whole_and_files_complete() {
-    let src = TestDb::new("sigsrc");
-    src.load(&root().join("examples/production.sql"));
+    let src = TestDb::demo("sigsrc");
     // Yesterday's staging: the raw rows (distinct from any anonymized state).
-    let stg = TestDb::new("sigstg");
-    stg.load(&root().join("examples/production.sql"));
+    let stg = TestDb::demo("sigstg");
     let expected = {
-        let reference = TestDb::new("sigref");
-        reference.load(&root().join("examples/production.sql"));
+        let reference = TestDb::demo("sigref");
         let o = run(&mut demo_refresh(&src, &reference));
         assert!(o.status.success(), "{}", stderr(&o));
         fingerprint(&reference)

@@ -202,10 +202,8 @@ fn audit(src: &TestDb, stg: &TestDb, rules: &str) -> (usize, usize, usize) {
 
 #[test]
 fn the_demo_database_leaks_nothing_into_staging() {
-    let src = TestDb::new("leaksrc");
-    src.load(&root().join("examples/production.sql"));
-    let stg = TestDb::new("leakstg");
-    stg.load(&root().join("examples/production.sql"));
+    let src = TestDb::demo("leaksrc");
+    let stg = TestDb::demo("leakstg");
     let (needles, hits, per_row) = audit(&src, &stg, "rules/customers.toml");
     eprintln!("demo: {needles} original values and {hits} detected strings, none in staging; {per_row} columns compared row by row");
     assert!(needles > 5000 && hits > 1000, "{needles} {hits}");

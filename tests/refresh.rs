@@ -569,8 +569,7 @@ fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
 
 #[test]
 fn generated_columns_are_regenerated_from_anonymized_values() {
-    let src = TestDb::new("gensrc");
-    src.load(&root().join("examples/production.sql"));
+    let src = TestDb::demo("gensrc");
     let stg = TestDb::new("genstg");
     let o = run(anonymize().args([
         "--rules",
@@ -929,10 +928,8 @@ fn a_select_only_source_role_and_an_owning_target_role_are_enough() {
     let pid = std::process::id();
     let (reader, loader) = (format!("anon_reader_{pid}"), format!("anon_loader_{pid}"));
     let _roles = Roles(vec![reader.clone(), loader.clone()]);
-    let src = TestDb::new("rosrc");
-    src.load(&root().join("examples/production.sql"));
-    let stg = TestDb::new("rostg");
-    stg.load(&root().join("examples/production.sql"));
+    let src = TestDb::demo("rosrc");
+    let stg = TestDb::demo("rostg");
     src.query(&format!(
         "CREATE ROLE {reader} LOGIN; \
          GRANT USAGE ON SCHEMA public TO {reader}; \

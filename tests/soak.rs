@@ -75,10 +75,8 @@ fn nightly_refreshes_of_a_changing_source_stay_exact_deterministic_and_flat() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let src = TestDb::new("soaksrc");
-    src.load(&root().join("examples/production.sql"));
-    let stg = TestDb::new("soakstg");
-    stg.load(&root().join("examples/production.sql"));
+    let src = TestDb::demo("soaksrc");
+    let stg = TestDb::demo("soakstg");
     let dir = tempfile::tempdir().unwrap();
     let rss_file = dir.path().join("rss");
 

@@ -69,40 +69,52 @@ impl TestDb {
         TestDb { name }
     }
 
+    /// A new database loaded with the demo dump, `examples/production.sql`.
+    pub fn demo(tag: &str) -> Self {
+        let db = TestDb::new(tag);
+        db.load(&root().join("examples/production.sql"));
+        db
+    }
+
     /// Run SQL from a file with ON_ERROR_STOP; panics with psql's stderr on failure.
     pub fn load(&self, file: &Path) {
-        let out = Command::new("psql")
-            .args(pg_args())
-            .args(["-v", "ON_ERROR_STOP=1", "-d", &self.name, "-f"])
-            .arg(file)
-            .stdout(Stdio::null())
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "loading {} failed: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            Command::new("psql")
+                .args(pg_args())
+                .args(["-v", "ON_ERROR_STOP=1", "-d", &self.name, "-f"])
+                .arg(file)
+                .stdout(Stdio::null()),
+            &format!("loading {} failed", file.display()),
         );
     }
 
     /// One query, unaligned, tuples only.
     pub fn query(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args(pg_args())
-            .args(["-v", "ON_ERROR_STOP=1", "-At", "-d", &self.name, "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            Command::new("psql").args(pg_args()).args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-d",
+                &self.name,
+                "-c",
+                sql,
+            ]),
+            sql,
         );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim_end()
-            .to_string()
+        out.trim_end().to_string()
     }
+}
+
+/// The stdout of a command that must succeed; panics with `what` and its stderr when it does not.
+fn succeeded(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().expect("a client program runs");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 impl Drop for TestDb {
@@ -203,18 +215,13 @@ pub fn url(db: &TestDb) -> String {
 
 /// pg_dump of a test database with extra arguments (e.g. `--data-only`), as text.
 pub fn pg_dump(db: &TestDb, extra: &[&str]) -> String {
-    let out = Command::new("pg_dump")
-        .args(SERVER)
-        .args(extra)
-        .arg(&db.name)
-        .output()
-        .expect("pg_dump");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(
+        Command::new("pg_dump")
+            .args(SERVER)
+            .args(extra)
+            .arg(&db.name),
+        "pg_dump",
+    )
 }
 
 /// A run's JSON report.
