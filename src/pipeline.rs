@@ -517,6 +517,8 @@ pub fn process_rows(
                     Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
                     _ => copy::encode(apply(c, t)?.as_deref(), &mut out),
                 },
+                // NULL stays NULL under a template too, as under every rule but "null".
+                CellOp::Template(_) if *f == "\\N" => out.extend_from_slice(b"\\N"),
                 CellOp::Template(t) => {
                     // Pass-through columns a template reads are decoded here.
                     let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
@@ -779,6 +781,51 @@ mod tests {
             rows(&t, "Bob\tx\tDoe\t7\n\\N\ty\tRoe\t8\n").unwrap(),
             "Ann\tAnn.Lee@7\tLee\t7\n\\N\t.Lee@8\tLee\t8\n"
         );
+        // A NULL login stays NULL.
+        assert_eq!(
+            rows(&t, "Bob\t\\N\tDoe\t7\n").unwrap(),
+            "Ann\t\\N\tLee\t7\n"
+        );
+    }
+
+    #[test]
+    fn null_stays_null_under_every_rule_but_null() {
+        use crate::transform::fake::FakeKind;
+        use crate::transform::hash::HashFormat;
+        use crate::transform::scrub::Detector;
+        let mut rules = vec![
+            "keep".to_string(),
+            "{ set = \"x\" }".into(),
+            "{ set = 3 }".into(),
+            "{ mask = { keep_last = 2 } }".into(),
+            "{ shift = { days = 9 } }".into(),
+            "{ truncate = \"month\" }".into(),
+            "{ noise = { percent = 5 } }".into(),
+            "{ noise = { absolute = 5 } }".into(),
+            "{ regex = { pattern = \"a\", replace = \"b\" } }".into(),
+            "{ template = \"{c0}-x\" }".into(),
+            "{ json = { \"$.a\" = { fake = \"email\" } } }".into(),
+            format!("{{ scrub = {:?} }}", Detector::NAMES),
+        ];
+        for f in HashFormat::NAMES {
+            rules.push(format!("{{ hash = {{ format = \"{f}\" }} }}"));
+        }
+        for k in FakeKind::NAMES {
+            rules.push(format!("{{ fake = \"{k}\" }}"));
+        }
+        let text: String = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("c{i} = {r}\n"))
+            .collect::<String>()
+            + "n = \"null\"\n";
+        let mut columns: Vec<String> = (0..rules.len()).map(|i| format!("c{i}")).collect();
+        columns.push("n".into());
+        let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let t = table(&text, &cols);
+        let nulls = vec!["\\N"; rules.len()].join("\t");
+        let out = rows(&t, &format!("{nulls}\tx\n")).unwrap();
+        assert_eq!(out, format!("{nulls}\t\\N\n"));
     }
 
     #[test]

@@ -115,11 +115,11 @@ fn unreachable_hosts_and_missing_databases_are_one_line_each() {
         "postgres://postgres:{SECRET}@no-such-host.invalid/app"
     ), "postgres://postgres:***@no-such-host.invalid/app: error connecting to server: failed to lookup address");
     fails_with_one_line(
-        &format!("postgres://postgres:{SECRET}@127.0.0.1:5432/anon_no_such_database"),
+        &server().url_as("postgres", Some(SECRET), "anon_no_such_database"),
         "database \"anon_no_such_database\" does not exist (SQLSTATE 3D000)",
     );
     fails_with_one_line(
-        &format!("postgres://anon_no_such_role:{SECRET}@127.0.0.1:5432/postgres"),
+        &server().url_as("anon_no_such_role", Some(SECRET), "postgres"),
         "role \"anon_no_such_role\" does not exist (SQLSTATE 28000)",
     );
 }

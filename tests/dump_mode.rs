@@ -169,15 +169,19 @@ fn pagila_output_loads_with_counts_fks_and_no_pii() {
 fn pg_dump_to_stdin_stdout_to_psql() {
     let src = TestDb::demo("pipe_src");
     let staging = TestDb::new("pipe_dst");
+    let conn = server().client_args().join(" ");
     let script = format!(
-        "set -o pipefail; pg_dump -h 127.0.0.1 -U postgres {} | {} --rules rules/customers.toml --source - --target - | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d {} >/dev/null",
+        "set -o pipefail; pg_dump {conn} {} | {} --rules rules/customers.toml --source - --target - | psql -X -q -v ON_ERROR_STOP=1 {conn} -d {} >/dev/null",
         src.name,
         env!("CARGO_BIN_EXE_anonymize"),
         staging.name
     );
-    let o = Command::new("bash")
+    let mut bash = Command::new("bash");
+    common::cluster::clear_pg_env(&mut bash);
+    let o = bash
         .args(["-c", &script])
         .env("ANONYMIZE_KEY", KEY)
+        .env("PATH", common::cluster::path_env())
         .current_dir(root())
         .output()
         .unwrap();

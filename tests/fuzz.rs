@@ -92,7 +92,8 @@ fn demo_plan() -> rules::Plan {
 struct Silent;
 impl Progress for Silent {}
 
-/// Run the dump pipeline over bytes; any outcome but a panic is fine.
+/// Run the dump pipeline over bytes: any answer but a panic is fine, and an output it accepts must
+/// hold every row it read, each block with its rows and each row with its table's field count.
 fn pipeline_on(dump: &[u8], plan: &rules::Plan) {
     let Ok(tables) = prescan(dump) else {
         return;
@@ -106,7 +107,35 @@ fn pipeline_on(dump: &[u8], plan: &rules::Plan) {
         batch_rows: 3,
         batch_bytes: 1 << 16,
     };
-    let _ = pipeline::run_dump(dump, Arc::new(bound), &mut out, false, &options, &Silent);
+    let Ok(report) = pipeline::run_dump(dump, Arc::new(bound), &mut out, false, &options, &Silent)
+    else {
+        return;
+    };
+    let expected: u64 = tables.iter().filter_map(|t| t.rows).sum();
+    assert_eq!(report.rows_written(), expected);
+    let text = String::from_utf8(out).expect("the output of a UTF-8 dump is UTF-8");
+    // The rows of each COPY block of the output, in order.
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if inside {
+            if line == "\\." {
+                inside = false;
+            } else {
+                blocks.last_mut().unwrap().push(line);
+            }
+        } else if line.starts_with("COPY ") && line.ends_with("FROM stdin;") {
+            blocks.push(Vec::new());
+            inside = true;
+        }
+    }
+    assert_eq!(blocks.len(), tables.len());
+    for (t, rows) in tables.iter().zip(&blocks) {
+        assert_eq!(rows.len() as u64, t.rows.unwrap(), "{}", t.name);
+        for r in rows {
+            assert_eq!(r.split('\t').count(), t.columns.len(), "{}", t.name);
+        }
+    }
 }
 
 proptest! {

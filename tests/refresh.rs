@@ -257,8 +257,8 @@ fn a_second_refresh_fails_fast_on_the_lock_and_same_database_is_refused() {
     let src = pagila_source();
     let stg = pagila_staging();
     // Hold the refresh lock from another session, as a running refresh would.
-    let mut holder = Command::new("psql")
-        .args(pg_args())
+    let mut holder = client("psql")
+        .args(["-X", "-q"])
         .args(["-d", &stg.name])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -296,7 +296,11 @@ fn a_second_refresh_fails_fast_on_the_lock_and_same_database_is_refused() {
     let o = refresh(
         "tests/fixtures/pagila.toml",
         &url(&src),
-        &format!("postgresql://postgres@localhost:5432/{}", src.name),
+        &format!(
+            "postgresql://postgres@localhost:{}/{}",
+            server().port,
+            src.name
+        ),
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -383,13 +387,13 @@ fn passwords_never_reach_any_output() {
     let secret = "Sup3rS3cretPw";
     let o = refresh(
         "tests/fixtures/pagila.toml",
-        &format!("postgres://postgres:{secret}@127.0.0.1:5432/anon_no_such_db"),
+        &server().url_as("postgres", Some(secret), "anon_no_such_db"),
         "-",
     );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("postgres://postgres:***@127.0.0.1:5432/anon_no_such_db"),
+        err.contains(&server().redacted_url("postgres", "anon_no_such_db")),
         "{err}"
     );
     assert!(!err.contains(secret) && o.stdout.is_empty());
@@ -398,7 +402,7 @@ fn passwords_never_reach_any_output() {
     let o = refresh(
         "tests/fixtures/pagila.toml",
         &url(&src),
-        &format!("postgres://postgres:{secret}@127.0.0.1:5432/{}", stg.name),
+        &server().url_as("postgres", Some(secret), &stg.name),
     );
     // Staging has no schema: refused with exit 2, and the summary-free error has no password.
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -407,7 +411,7 @@ fn passwords_never_reach_any_output() {
     // A whole successful run with both URLs holding it, logging every step, with a report.
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
-    let with_pw = |db: &TestDb| format!("postgres://postgres:{secret}@127.0.0.1:5432/{}", db.name);
+    let with_pw = |db: &TestDb| server().url_as("postgres", Some(secret), &db.name);
     let o = run(anonymize()
         .args([
             "--rules",
@@ -433,9 +437,7 @@ fn passwords_never_reach_any_output() {
         report,
     ] {
         assert!(!out.contains(secret), "{out}");
-        assert!(
-            out.contains(&format!("postgres:***@127.0.0.1:5432/{}", stg.name)) || out.is_empty()
-        );
+        assert!(out.contains(&server().redacted_url("postgres", &stg.name)) || out.is_empty());
     }
     assert!(stderr(&o).contains("anonymize: debug: connected to postgres://postgres:***@"));
 }
@@ -710,7 +712,7 @@ fn dry_run_on_a_database_samples_cheaply_and_touches_no_target() {
         "--source",
         &url(&src),
         "--target",
-        "postgres://postgres@127.0.0.1:5432/anon_no_such_staging",
+        &server().url("anon_no_such_staging"),
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     // The row count of a database is the catalog's estimate (no count(*)), so only the shape is fixed.
@@ -804,9 +806,7 @@ fn the_report_of_a_failed_connection_names_it_without_the_password() {
             "-",
             "--source",
         ])
-        .arg(format!(
-            "postgres://postgres:{secret}@127.0.0.1:5432/anon_no_such_db"
-        ))
+        .arg(server().url_as("postgres", Some(secret), "anon_no_such_db"))
         .arg("--report")
         .arg(&report));
     assert_eq!(o.status.code(), Some(1));
@@ -816,7 +816,7 @@ fn the_report_of_a_failed_connection_names_it_without_the_password() {
     assert_eq!(doc["status"], "failed");
     assert_eq!(
         doc["source"],
-        "postgres://postgres:***@127.0.0.1:5432/anon_no_such_db"
+        server().redacted_url("postgres", "anon_no_such_db")
     );
     assert!(doc["error"].as_str().unwrap().contains("anon_no_such_db"));
 }
@@ -913,9 +913,15 @@ struct Roles(Vec<String>);
 impl Drop for Roles {
     fn drop(&mut self) {
         for r in &self.0 {
-            let _ = Command::new("psql")
-                .args(pg_args())
-                .args(["-d", "postgres", "-c", &format!("DROP ROLE IF EXISTS {r}")])
+            let _ = client("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    &format!("DROP ROLE IF EXISTS {r}"),
+                ])
                 .output();
         }
     }
@@ -943,8 +949,8 @@ fn a_select_only_source_role_and_an_owning_target_role_are_enough() {
              EXECUTE format('ALTER TABLE public.%I OWNER TO {loader}', t); \
            END LOOP; END $$"
     ));
-    let source = format!("postgres://{reader}@127.0.0.1:5432/{}", src.name);
-    let target = format!("postgres://{loader}@127.0.0.1:5432/{}", stg.name);
+    let source = server().url_as(&reader, None, &src.name);
+    let target = server().url_as(&loader, None, &stg.name);
     let o = refresh("rules/customers.toml", &source, &target);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stg.query("SELECT count(*) FROM customers"), "1000");

@@ -14,9 +14,8 @@ use common::*;
 
 /// A table's rows in staging as COPY text, for the columns of `cols`.
 fn staged_rows(db: &TestDb, table: &str, cols: &[String]) -> Vec<String> {
-    let out = Command::new("psql")
-        .args(pg_args())
-        .args(["-d", &db.name, "-c"])
+    let out = client("psql")
+        .args(["-X", "-q", "-d", &db.name, "-c"])
         .arg(format!(
             "COPY (SELECT {} FROM {table}) TO STDOUT",
             cols.iter()

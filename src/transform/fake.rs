@@ -565,7 +565,8 @@ mod tests {
                 let input = format!("input-{i}");
                 let out = a.apply(&input);
                 assert!(!out.is_empty(), "{name}");
-                assert_eq!(out, a.apply(&input), "{name}");
+                // Another instance from the same key, as another run or thread builds it.
+                assert_eq!(out, faker(kind, false).apply(&input), "{name}");
                 assert_ne!(out, input, "{name}");
                 differs |= out != b.apply(&input);
             }

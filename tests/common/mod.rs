@@ -1,5 +1,11 @@
-//! Shared helpers for the end-to-end tests: the binary, throwaway databases, dump parsing.
+//! Shared helpers for the end-to-end tests: the binary, throwaway databases on the suite's own
+//! server (see `cluster`), dump parsing.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+pub mod cluster;
+
+#[allow(unused_imports)] // Each test binary uses its own subset.
+pub use cluster::{server, Cluster, ClusterConfig, Server};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,16 +19,20 @@ pub fn root() -> PathBuf {
 }
 
 pub fn pagila_dir() -> PathBuf {
-    root().join("../shared/samples/pagila")
+    root().join("tests/fixtures/pagila")
 }
 
-/// The binary, with a key set and nothing else inherited that could change its behaviour.
+/// The binary, with a key set and nothing else inherited that could change its behaviour (no
+/// `PG*` variable, no URL variables of the deploy examples), and the server's programs first on
+/// `PATH` (it runs pg_dump).
 pub fn anonymize() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_anonymize"));
+    cluster::clear_pg_env(&mut c);
     c.env("ANONYMIZE_KEY", KEY)
         .env_remove("PROD_DATABASE_URL")
         .env_remove("STAGING_DATABASE_URL")
         .current_dir(root());
+    c.env("PATH", cluster::path_env());
     c
 }
 
@@ -34,16 +44,19 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// How every client program reaches the local server.
-const SERVER: [&str; 6] = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"];
-
-/// psql connection arguments for the local server.
+/// psql's arguments for the suite's server: no psqlrc, quiet, host, port and superuser.
 pub fn pg_args() -> Vec<String> {
-    ["-X", "-q"]
-        .iter()
-        .chain(SERVER.iter())
-        .map(|s| s.to_string())
-        .collect()
+    let mut args = vec!["-X".to_string(), "-q".to_string()];
+    args.extend(server().client_args());
+    args
+}
+
+/// A client program of the suite's server (`psql`, `pg_dump`, …), with its connection arguments.
+pub fn client(program: &str) -> Command {
+    let s = server();
+    let mut c = s.program(program);
+    c.args(s.client_args());
+    c
 }
 
 /// A database created for one test and dropped when the value goes out of scope.
@@ -60,12 +73,7 @@ impl TestDb {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let status = Command::new("createdb")
-            .args(SERVER)
-            .arg(&name)
-            .status()
-            .expect("createdb");
-        assert!(status.success(), "createdb {name}");
+        succeeded(client("createdb").arg(&name), &format!("createdb {name}"));
         TestDb { name }
     }
 
@@ -79,9 +87,8 @@ impl TestDb {
     /// Run SQL from a file with ON_ERROR_STOP; panics with psql's stderr on failure.
     pub fn load(&self, file: &Path) {
         succeeded(
-            Command::new("psql")
-                .args(pg_args())
-                .args(["-v", "ON_ERROR_STOP=1", "-d", &self.name, "-f"])
+            client("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.name, "-f"])
                 .arg(file)
                 .stdout(Stdio::null()),
             &format!("loading {} failed", file.display()),
@@ -91,7 +98,9 @@ impl TestDb {
     /// One query, unaligned, tuples only.
     pub fn query(&self, sql: &str) -> String {
         let out = succeeded(
-            Command::new("psql").args(pg_args()).args([
+            client("psql").args([
+                "-X",
+                "-q",
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-At",
@@ -107,7 +116,7 @@ impl TestDb {
 }
 
 /// The stdout of a command that must succeed; panics with `what` and its stderr when it does not.
-fn succeeded(cmd: &mut Command, what: &str) -> String {
+pub fn succeeded(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().expect("a client program runs");
     assert!(
         out.status.success(),
@@ -119,9 +128,9 @@ fn succeeded(cmd: &mut Command, what: &str) -> String {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = Command::new("dropdb")
-            .args(SERVER)
+        let _ = client("dropdb")
             .args(["--if-exists", "--force", &self.name])
+            .stderr(Stdio::null())
             .status();
     }
 }
@@ -208,20 +217,14 @@ pub fn wait_until_copying(db: &TestDb, application: &str) {
     }
 }
 
-/// The URL of a test database on the local server.
+/// The URL of a test database on the suite's server, as the superuser.
 pub fn url(db: &TestDb) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{}", db.name)
+    server().url(&db.name)
 }
 
 /// pg_dump of a test database with extra arguments (e.g. `--data-only`), as text.
 pub fn pg_dump(db: &TestDb, extra: &[&str]) -> String {
-    succeeded(
-        Command::new("pg_dump")
-            .args(SERVER)
-            .args(extra)
-            .arg(&db.name),
-        "pg_dump",
-    )
+    succeeded(client("pg_dump").args(extra).arg(&db.name), "pg_dump")
 }
 
 /// A run's JSON report.
