@@ -72,6 +72,13 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         progress,
     )
     .map_err(Error::Pipeline)?;
+    // The last moment to stop before the output takes the target's name.
+    if let Some(signal) = crate::interrupt::requested() {
+        return Err(Error::Pipeline(Box::new(RunFailure {
+            error: crate::pipeline::PipelineError::Interrupted(signal),
+            report,
+        })));
+    }
     sink.commit().map_err(|source| Error::Io {
         context: format!("finishing the target {}", plan.target),
         source,

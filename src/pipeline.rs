@@ -220,7 +220,10 @@ type BatchResult = Result<Vec<u8>, Box<RowError>>;
 /// What the reader hands the writer, in dump order.
 enum Slot {
     Sql(Vec<u8>),
-    Start(usize, Vec<u8>),
+    /// A COPY block starts; with when the reader reached it, so a table's time runs from its first
+    /// row read to its last row written (the writer reaches the block later, while the reader and
+    /// workers run ahead: timing from there made a small table look infinitely fast).
+    Start(usize, Vec<u8>, Instant),
     Rows {
         block: usize,
         rows: u64,
@@ -292,7 +295,7 @@ fn read<R: BufRead>(
                 );
                 rows_so_far = 0;
                 if same {
-                    Slot::Start(block, header)
+                    Slot::Start(block, header, Instant::now())
                 } else {
                     Slot::Failed(PipelineError::Changed { block })
                 }
@@ -369,10 +372,10 @@ fn write(
                     fail!(werr(e))
                 }
             }
-            Slot::Start(block, header) => {
+            Slot::Start(block, header, read_from) => {
                 let t = &tables[block];
                 progress.table_started(&t.name);
-                current = Some((TableStats::start(t), Instant::now()));
+                current = Some((TableStats::start(t), read_from));
                 if let Err(e) = out.write_all(&header) {
                     fail!(werr(e))
                 }
@@ -794,7 +797,7 @@ mod tests {
         use crate::transform::hash::HashFormat;
         use crate::transform::scrub::Detector;
         let mut rules = vec![
-            "keep".to_string(),
+            "\"keep\"".to_string(),
             "{ set = \"x\" }".into(),
             "{ set = 3 }".into(),
             "{ mask = { keep_last = 2 } }".into(),

@@ -54,6 +54,9 @@ struct Job {
     rows: Option<u64>,
     copy_sql: String,
     bytes_read: AtomicU64,
+    /// When its reader started streaming it: a table's time runs from its first row read to its last
+    /// row loaded (readers run ahead of the loader).
+    read_from: std::sync::OnceLock<Instant>,
 }
 
 /// What the source gives once its snapshot is open: catalog and bound rules, in load order.
@@ -92,6 +95,7 @@ async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepare
                 copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter, None),
                 table: Arc::new(b),
                 bytes_read: AtomicU64::new(0),
+                read_from: std::sync::OnceLock::new(),
             })
         })
         .collect();
@@ -318,6 +322,7 @@ impl Mover<'_> {
                 .map(|(reader, tables)| async move {
                     for (i, tx) in tables {
                         let job = &self.prepared.jobs[i];
+                        let _ = job.read_from.set(Instant::now());
                         read_table(
                             &self.readers[reader],
                             &job.copy_sql,
@@ -395,7 +400,8 @@ impl Mover<'_> {
                 if let Out::Dump(sink) = &mut out {
                     write(sink, b"\\.\n")?;
                 }
-                stats.seconds = t0.elapsed().as_secs_f64();
+                let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
+                stats.seconds = from.elapsed().as_secs_f64();
                 self.progress.table_finished(&stats);
                 report.tables.push(stats);
             }
@@ -432,6 +438,7 @@ impl Mover<'_> {
             .collect();
         self.progress
             .phase("dropping foreign keys and indexes of the tables to load");
+        stop_if_asked()?;
         staging.drop_foreign_keys(&names).await?;
         // Rebuilding pays off for big tables only; small ones keep their indexes, which also keeps
         // the locks of one transaction within max_locks_per_transaction on schemas of many tables.
@@ -442,21 +449,27 @@ impl Mover<'_> {
             .filter(|j| j.rows.is_none_or(|n| n >= REBUILD_INDEXES_FROM_ROWS))
             .map(|j| j.table.name.clone())
             .collect();
+        stop_if_asked()?;
         staging.drop_indexes(&big).await?;
+        stop_if_asked()?;
         staging.truncate(&names).await?;
         self.move_all(Out::Staging(staging), report).await?;
         let (indexes, fks) = staging.pending_work();
         self.progress
             .phase(&format!("rebuilding {indexes} indexes"));
+        stop_if_asked()?;
         staging.rebuild_indexes().await?;
         self.progress
             .phase(&format!("restoring {fks} foreign keys (checks every row)"));
+        stop_if_asked()?;
         staging.restore_foreign_keys().await?;
         self.progress.phase("setting sequences");
+        stop_if_asked()?;
         staging
             .set_sequences(&self.prepared.catalog.sequences)
             .await?;
-        Ok(())
+        // The last moment to stop before COMMIT makes the refresh final.
+        stop_if_asked()
     }
 
     async fn to_dump(
@@ -492,6 +505,14 @@ impl Mover<'_> {
         let stdout = sink.is_stdout();
         sink.commit()
             .map_err(|source| PipelineError::Write { stdout, source })
+    }
+}
+
+/// Stop between the steps of a refresh when SIGINT or SIGTERM asked for it.
+fn stop_if_asked() -> Result<(), PipelineError> {
+    match crate::interrupt::requested() {
+        Some(signal) => Err(PipelineError::Interrupted(signal)),
+        None => Ok(()),
     }
 }
 

@@ -1,12 +1,16 @@
-//! Faults at arbitrary points: SIGINT and SIGTERM after a range of delays, against a live refresh and
-//! a dump run. Whatever the moment, staging holds either what it held before or the complete new
-//! data, a file target exists only when complete, and the exit code says which happened.
+//! Faults at every step: SIGINT or SIGTERM sent when the run says (in its `-v` lines) that it has
+//! reached a step — the snapshot, dropping keys, emptying staging, the first and the last table,
+//! rebuilding indexes, restoring foreign keys, setting sequences, committing — against a live
+//! refresh, and at each step of a dump run. Staging then holds either what it held before or the
+//! complete new data, a file target exists only when complete, and the exit code says which
+//! happened. A run killed by the signal itself (no handler) fails the test: the tool must end on its
+//! own terms.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -20,21 +24,99 @@ fn fingerprint(db: &TestDb) -> String {
         .join(" ")
 }
 
-/// 0 when the run completed, the signal's code (130, 143) when it stopped; a run killed before its
-/// handlers were installed counts as stopped by that signal.
-fn outcome(status: std::process::ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        _ => unreachable!(),
-    }
+/// How a signalled run ended.
+struct Ended {
+    code: i32,
+    /// Whether the step's line was seen (and the signal sent) before the run ended.
+    hit: bool,
+    stderr: String,
 }
 
-const DELAYS_MS: [u64; 9] = [1, 30, 80, 150, 250, 400, 600, 900, 1400];
+/// Run `cmd`, reading its stderr as it comes; send `signal` once a line contains `at`.
+fn signal_at(cmd: &mut Command, at: &str, signal: i32) -> Ended {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut hit = false;
+    let mut lines = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while lines.read_line(&mut line).unwrap() > 0 {
+        if !hit && line.contains(at) {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+            hit = true;
+        }
+        stderr.push_str(&line);
+        line.clear();
+    }
+    let status = child.wait().unwrap();
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => panic!("the run was killed by signal {s} at {at:?}:\n{stderr}"),
+        _ => unreachable!(),
+    };
+    Ended { code, hit, stderr }
+}
+
+/// The source: the demo database with an audit log large enough (60,000 rows) that its indexes are
+/// dropped and rebuilt, so the refresh has every step, and 2,000 more sequences, so that the last
+/// step before COMMIT takes long enough for a signal sent on its line to arrive during it.
+fn source() -> TestDb {
+    let src = TestDb::demo("sigsrc");
+    src.query(
+        "INSERT INTO audit_log (actor_email, action, client_ip, details, at) \
+         SELECT 'user' || g || '@mail.test', 'login', '10.1.2.3', 'from 192.168.0.' || (g % 250), \
+                timestamptz '2026-01-01' + g * interval '1 minute' \
+         FROM generate_series(1, 60000) g; ANALYZE",
+    );
+    src.query(
+        "DO $$ BEGIN FOR i IN 1..2000 LOOP EXECUTE format('CREATE SEQUENCE extra_seq_%s', i); \
+         END LOOP; END $$",
+    );
+    src
+}
+
+/// The demo dump with its audit log 40 times over (60,000 rows), so the last table takes long
+/// enough for a signal sent when it starts to arrive while it is written.
+fn big_dump(dir: &std::path::Path) -> std::path::PathBuf {
+    let demo = std::fs::read_to_string(root().join("examples/production.sql")).unwrap();
+    let start = demo.find("COPY public.audit_log").unwrap();
+    let rows_from = start + demo[start..].find('\n').unwrap() + 1;
+    let rows_to = rows_from + demo[rows_from..].find("\\.\n").unwrap();
+    let mut out = demo[..rows_from].to_string();
+    for _ in 0..40 {
+        out.push_str(&demo[rows_from..rows_to]);
+    }
+    out.push_str(&demo[rows_to..]);
+    let path = dir.join("big.sql");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// (the line that marks the step, whether a signal there must stop the run). Each line is printed
+/// once the step is under way, after any check for a stop request before it: a signal on it proves
+/// that a later check (or the step itself) stops the run.
+const REFRESH_STEPS: [(&str, bool); 9] = [
+    ("source: read-only snapshot", true),
+    ("staging: dropped 3 foreign keys", true),
+    ("staging: emptying", true),
+    ("public.customers: started", true),
+    ("public.audit_log: started", true),
+    ("staging: rebuilding index", true),
+    ("staging: restoring", true),
+    ("staging: setting", true),
+    // COMMIT is on its way: the run may complete.
+    ("staging: committing", false),
+];
 
 #[test]
-fn signals_at_any_moment_leave_staging_whole_and_files_complete() {
-    let src = TestDb::demo("sigsrc");
+fn a_signal_at_any_step_of_a_refresh_leaves_staging_whole() {
+    let src = source();
     // Yesterday's staging: the raw rows (distinct from any anonymized state).
     let stg = TestDb::demo("sigstg");
     let expected = {
@@ -43,84 +125,109 @@ fn signals_at_any_moment_leave_staging_whole_and_files_complete() {
         assert!(o.status.success(), "{}", stderr(&o));
         fingerprint(&reference)
     };
+    assert!(
+        expected.contains("61500:"),
+        "the audit log was refreshed whole: {expected}"
+    );
+    let mut completed = 0;
+    for (i, (at, must_stop)) in REFRESH_STEPS.iter().enumerate() {
+        let (signal, code) = if i % 2 == 0 {
+            (libc::SIGINT, 130)
+        } else {
+            (libc::SIGTERM, 143)
+        };
+        let before = fingerprint(&stg);
+        let mut cmd = anonymize();
+        cmd.args([
+            "--rules",
+            "rules/customers.toml",
+            "-vv",
+            "--progress",
+            "never",
+        ])
+        .args(["--source", &url(&src), "--target", &url(&stg)]);
+        let ended = signal_at(&mut cmd, at, signal);
+        assert!(ended.hit, "the run never reached {at:?}:\n{}", ended.stderr);
+        let after = fingerprint(&stg);
+        if ended.code == code {
+            assert_eq!(after, before, "interrupted at {at:?}");
+            assert!(
+                ended
+                    .stderr
+                    .contains("staging: rolling back; staging keeps what it had")
+                    || !*must_stop,
+                "{at:?}: {}",
+                ended.stderr
+            );
+        } else {
+            assert_eq!(ended.code, 0, "{at:?}: {}", ended.stderr);
+            assert!(!must_stop, "a signal at {at:?} did not stop the run");
+            assert_eq!(after, expected, "completed after a signal at {at:?}");
+            completed += 1;
+        }
+    }
+    eprintln!("{completed} run(s) completed after a signal at COMMIT");
+}
+
+#[test]
+fn a_signal_at_any_step_of_a_dump_run_leaves_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
+    let source = big_dump(dir.path());
     let complete_file = {
         let path = dir.path().join("reference.sql");
         let o = run(anonymize()
-            .args(["--rules", "rules/customers.toml", "-q", "--target"])
+            .args(["--rules", "rules/customers.toml", "-q", "--source"])
+            .arg(&source)
+            .arg("--target")
             .arg(&path));
         assert!(o.status.success());
         std::fs::read(&path).unwrap()
     };
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-
-    let mut seen = std::collections::BTreeMap::new();
-    for (i, delay) in DELAYS_MS.iter().enumerate() {
+    let steps = [
+        ("rules rules/customers.toml", true),
+        ("first pass over", true),
+        ("public.customers: started", true),
+        ("public.orders: started", true),
+        ("public.audit_log: started", true),
+        // The output is complete and being renamed into place.
+        ("renamed the finished output", false),
+    ];
+    for (i, (at, must_stop)) in steps.iter().enumerate() {
         let (signal, code) = if i % 2 == 0 {
-            ("-INT", 130)
+            (libc::SIGINT, 130)
         } else {
-            ("-TERM", 143)
+            (libc::SIGTERM, 143)
         };
-        // Start the run, signal it after the delay, wait for it.
-        let interrupted = |cmd: &mut Command| {
-            let child = cmd
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(*delay));
-            Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .unwrap();
-            child.wait_with_output().unwrap()
-        };
-
-        // A live refresh.
-        let before = fingerprint(&stg);
-        let o = interrupted(&mut demo_refresh(&src, &stg));
-        let after = fingerprint(&stg);
-        match outcome(o.status) {
-            0 => assert_eq!(after, expected, "completed at {delay} ms"),
-            c if c == code => {
-                assert_eq!(after, before, "interrupted at {delay} ms: {}", stderr(&o))
-            }
-            c => panic!("exit {c} at {delay} ms: {}", stderr(&o)),
-        }
-        *seen.entry(("refresh", outcome(o.status))).or_insert(0) += 1;
-
-        // A dump run into a file.
         let target = out_dir.join("staging.sql");
-        let o = interrupted(
-            anonymize()
-                .args(["--rules", "rules/customers.toml", "-q", "--target"])
-                .arg(&target),
-        );
+        let mut cmd = anonymize();
+        cmd.args([
+            "--rules",
+            "rules/customers.toml",
+            "-v",
+            "--progress",
+            "never",
+        ])
+        .arg("--source")
+        .arg(&source)
+        .arg("--target")
+        .arg(&target);
+        let ended = signal_at(&mut cmd, at, signal);
+        assert!(ended.hit, "the run never reached {at:?}:\n{}", ended.stderr);
         let files: Vec<_> = std::fs::read_dir(&out_dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        match outcome(o.status) {
-            0 => {
-                assert_eq!(
-                    std::fs::read(&target).unwrap(),
-                    complete_file,
-                    "at {delay} ms"
-                );
-                assert_eq!(files.len(), 1, "{files:?}");
-                std::fs::remove_file(&target).unwrap();
-            }
-            c if c == code => assert!(files.is_empty(), "interrupted at {delay} ms left {files:?}"),
-            c => panic!("exit {c} at {delay} ms: {}", stderr(&o)),
+        if ended.code == code {
+            assert!(*must_stop || files.is_empty(), "{at:?}");
+            assert!(files.is_empty(), "interrupted at {at:?} left {files:?}");
+        } else {
+            assert_eq!(ended.code, 0, "{at:?}: {}", ended.stderr);
+            assert!(!must_stop, "a signal at {at:?} did not stop the run");
+            assert_eq!(std::fs::read(&target).unwrap(), complete_file, "{at:?}");
+            assert_eq!(files.len(), 1, "{files:?}");
+            std::fs::remove_file(&target).unwrap();
         }
-        *seen.entry(("dump", outcome(o.status))).or_insert(0) += 1;
     }
-    eprintln!("outcomes: {seen:?}");
-    // The delays span the whole run: some runs were interrupted, and the last ones completed.
-    assert!(
-        seen.keys().any(|(m, c)| *m == "refresh" && *c != 0),
-        "{seen:?}"
-    );
-    assert!(seen.contains_key(&("refresh", 0)), "{seen:?}");
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::render::rate;
+use super::render::{rate, shown_rate};
 use crate::pipeline::{PlannedTable, Progress, TableStats};
 use crate::rules::QualifiedName;
 
@@ -111,11 +111,11 @@ pub fn finished_line(s: &TableStats) -> String {
         return format!("anonymize: {}: skipped (skip = true)", s.name);
     }
     format!(
-        "anonymize: {}: {} rows in {:.2}s ({:.0} rows/s)",
+        "anonymize: {}: {} rows in {:.2}s ({} rows/s)",
         s.name,
         s.rows_written,
         s.seconds,
-        rate(s.rows_written, s.seconds)
+        shown_rate(s.rows_written, s.seconds)
     )
 }
 

@@ -223,6 +223,18 @@ pub fn rate(rows: u64, seconds: f64) -> f64 {
     }
 }
 
+/// Below this many seconds a table's rate says more about the clock than about the table.
+const MEASURABLE: f64 = 0.05;
+
+/// A table's rate for display: `-` when it took too little time to measure.
+pub fn shown_rate(rows: u64, seconds: f64) -> String {
+    if seconds < MEASURABLE {
+        "-".into()
+    } else {
+        format!("{:.0}", rate(rows, seconds))
+    }
+}
+
 /// The end-of-run summary: one row per table (rows read and written, seconds, rows/s), the totals,
 /// and the `done:` line.
 pub fn summary(report: &Report, target: &str) -> String {
@@ -243,9 +255,9 @@ pub fn summary(report: &Report, target: &str) -> String {
     );
     let row = |name: &str, read: u64, written: u64, seconds: f64| {
         format!(
-            "  {}  {read:>12}  {written:>12}  {seconds:>9.2}  {:>12.0}\n",
+            "  {}  {read:>12}  {written:>12}  {seconds:>9.2}  {:>12}\n",
             pad(name, width),
-            rate(written, seconds)
+            shown_rate(written, seconds)
         )
     };
     for t in &report.tables {
