@@ -1,23 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end live-refresh benchmark against the local PostgreSQL server: the wall time of
+# End-to-end live-refresh benchmark on a throwaway PostgreSQL server (benches/cluster.sh; or the
+# server of BENCH_DATABASE_URL): the wall time of
 # `anonymize` (database → staging database, rules/customers.toml) against the raw copy pipe
 # `psql -c "COPY t TO STDOUT" | psql -c "COPY t FROM STDIN"` over the same tables into the same
 # staging database, alternating runs, medians and their ratio.
 #
 #   bash benches/refresh_bench.sh [customers=250000] [runs=3]
 #
-# 250,000 customers make 2,250,000 rows in five tables. The databases anon_bench_src and
-# anon_bench_stg are created on the first run, kept for later runs, and dropped with --clean.
+# 250,000 customers make 2,250,000 rows in five tables, loaded into anon_bench_src (and its schema
+# into anon_bench_stg) on the benchmark's server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "--clean" ]; then
-    dropdb -h 127.0.0.1 -U postgres --if-exists anon_bench_src
-    dropdb -h 127.0.0.1 -U postgres --if-exists anon_bench_stg
-    exit 0
-fi
 customers=${1:-250000}
 runs=${2:-3}
-pg=(-X -q -h 127.0.0.1 -U postgres)
+source benches/cluster.sh
 src=anon_bench_src
 stg=anon_bench_stg
 tables=(customers addresses orders payments audit_log)
@@ -27,12 +23,12 @@ mkdir -p "$work"
 if ! psql "${pg[@]}" -d "$src" -Atc "SELECT 1" >/dev/null 2>&1; then
     dump="$work/production-$customers.sql"
     [ -s "$dump" ] || python3 examples/gen_production.py --customers "$customers" -o "$dump"
-    createdb -h 127.0.0.1 -U postgres "$src"
+    createdb "$src"
     psql "${pg[@]}" -v ON_ERROR_STOP=1 -d "$src" -f "$dump" >/dev/null
     psql "${pg[@]}" -d "$src" -c "VACUUM ANALYZE" >/dev/null
-    dropdb -h 127.0.0.1 -U postgres --if-exists "$stg"
-    createdb -h 127.0.0.1 -U postgres "$stg"
-    pg_dump --schema-only -h 127.0.0.1 -U postgres "$src" | psql "${pg[@]}" -v ON_ERROR_STOP=1 -d "$stg" >/dev/null
+    dropdb --if-exists "$stg" 2>/dev/null
+    createdb "$stg"
+    pg_dump --schema-only "$src" | psql "${pg[@]}" -v ON_ERROR_STOP=1 -d "$stg" >/dev/null
 fi
 cargo build --release --quiet
 rows=$(psql "${pg[@]}" -d "$src" -Atc "SELECT sum(n_live_tup) FROM pg_stat_user_tables")
@@ -45,7 +41,7 @@ raw() {
 }
 anon() {
     ANONYMIZE_KEY=bench-key-not-secret-0123456789 target/release/anonymize --rules rules/customers.toml -q \
-        --source "postgres://postgres@127.0.0.1:5432/$src" --target "postgres://postgres@127.0.0.1:5432/$stg"
+        --source "$(bench_url "$src")" --target "$(bench_url "$stg")"
 }
 time_of() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}'; }
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

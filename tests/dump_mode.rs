@@ -122,11 +122,13 @@ fn pagila_output_loads_with_counts_fks_and_no_pii() {
         db.query("SELECT count(*) FROM customer WHERE email NOT LIKE '%@example.%'"),
         "0"
     );
-    // tsvector and array columns came through unchanged.
-    assert_eq!(
-        db.query("SELECT count(*) FROM film WHERE fulltext IS NULL OR special_features IS NULL"),
-        "0"
-    );
+    // tsvector and array columns came through unchanged: the same checksum as in the source.
+    let source = TestDb::new("pagila_src");
+    source.load(&pagila.join("pagila-schema.sql"));
+    source.load(&pagila.join("pagila-data.sql"));
+    let sums = "SELECT md5(string_agg(film_id || ':' || fulltext::text || ':' || \
+                coalesce(special_features::text, 'NULL'), ',' ORDER BY film_id)) FROM film";
+    assert_eq!(db.query(sums), source.query(sums));
 
     // Identifiers: no original email, phone or username anywhere (emails as substrings, the others
     // as whole cells, since a short username can be a fair part of an invented email).
@@ -224,37 +226,79 @@ fn output_is_deterministic_and_key_dependent() {
     };
     let a = run_with(KEY);
     assert_eq!(a, run_with(KEY));
-    // Key rotation: a new key changes every pseudonym, row by row (mask, not keyed, stays).
+    // Key rotation: a new key redraws every keyed pseudonym, row by row. Values drawn from a
+    // dictionary (names, cities) or a range (shifted dates, noise) can come out the same under both
+    // keys by chance, at about one in the dictionary's or range's size; keyed hashes, unique fakes,
+    // cards and addresses never do. `mask` and `truncate` are not keyed, and free text without a
+    // finding is kept as it was, so those are left out.
     let rotated = run_with("another-key-not-secret-0123456789");
+    let input = copy_blocks(&demo_input());
     let (old, new) = (
         copy_blocks(&String::from_utf8(a.clone()).unwrap()),
         copy_blocks(&String::from_utf8(rotated).unwrap()),
     );
-    for (table, col) in [
-        ("public.customers", "email"),
-        ("public.customers", "ssn"),
-        ("public.payments", "card_number"),
-        ("public.audit_log", "actor_email"),
+    for (table, col, most) in [
+        ("public.customers", "email", 0.0),
+        ("public.customers", "first_name", 0.03),
+        ("public.customers", "last_name", 0.03),
+        ("public.customers", "ssn", 0.0),
+        ("public.customers", "birth_date", 0.02),
+        ("public.customers", "notes", 0.0),
+        ("public.customers", "profile", 0.0),
+        ("public.customers", "salary", 0.01),
+        ("public.addresses", "street", 0.01),
+        ("public.addresses", "city", 0.03),
+        ("public.addresses", "zip", 0.0),
+        ("public.orders", "shipping_note", 0.0),
+        ("public.payments", "card_number", 0.0),
+        ("public.payments", "client_ip", 0.001),
+        ("public.audit_log", "actor_email", 0.0),
+        ("public.audit_log", "client_ip", 0.001),
+        ("public.audit_log", "details", 0.0),
     ] {
-        let (o, n) = (column(&old, table, col), column(&new, table, col));
-        assert_eq!(o.len(), n.len());
-        let same = o.iter().zip(&n).filter(|(x, y)| x == y).count();
-        assert_eq!(
-            same, 0,
-            "{table}.{col}: {same} values survived a key rotation"
+        let (i, o, n) = (
+            column(&input, table, col),
+            column(&old, table, col),
+            column(&new, table, col),
+        );
+        assert_eq!((i.len(), o.len()), (n.len(), n.len()), "{table}.{col}");
+        // Only cells the rule changed count: a note without any finding is kept as written.
+        let changed: Vec<(&String, &String)> = i
+            .iter()
+            .zip(o.iter().zip(&n))
+            .filter(|(i, (o, _))| i != o)
+            .map(|(_, pair)| pair)
+            .collect();
+        assert!(
+            changed.len() * 10 >= i.len(),
+            "{table}.{col}: few cells changed"
+        );
+        let same = changed.iter().filter(|(x, y)| x == y).count();
+        let rate = same as f64 / changed.len() as f64;
+        eprintln!(
+            "rotation: {table}.{col}: {same} of {} the same",
+            changed.len()
+        );
+        assert!(
+            rate <= most,
+            "{table}.{col}: {same} of {} pseudonyms survived a key rotation",
+            changed.len()
         );
     }
-    // Same key with another thread count: same bytes.
-    let o = run(anonymize().args([
-        "--rules",
-        "rules/customers.toml",
-        "--target",
-        "-",
-        "--jobs",
-        "1",
-        "-q",
-    ]));
-    assert_eq!(o.stdout, a);
+    // Same key with other thread counts: the same bytes.
+    for jobs in ["1", "2", "3", "8"] {
+        let o = run(anonymize().args([
+            "--rules",
+            "rules/customers.toml",
+            "--target",
+            "-",
+            "--jobs",
+            jobs,
+            "-q",
+        ]));
+        assert!(o.status.success());
+        assert!(o.stdout == a, "--jobs {jobs} changed the output");
+    }
 }
 
 #[test]
@@ -1049,12 +1093,16 @@ fn the_periodic_line_names_the_step_before_the_copy() {
     let input = demo_input();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input.as_bytes()[..1000]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1600));
+    // The rest of the input once the periodic line is out.
+    let lines = stderr_lines(&mut child);
+    let first = lines
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a periodic line while stdin is still arriving");
     stdin.write_all(&input.as_bytes()[1000..]).unwrap();
     drop(stdin);
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let err = stderr(&o);
+    assert!(o.status.success());
+    let err = format!("{first}\n{}", lines.iter().collect::<Vec<_>>().join("\n"));
     assert!(
         err.starts_with("anonymize: progress: 0 rows in 1s (0 rows/s), 0/0 tables done; first pass over the dump (its tables and row counts)\n"),
         "{err}"

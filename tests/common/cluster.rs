@@ -9,7 +9,8 @@
 //! The server is a direct child of the test process, started from a thread that lives as long as the
 //! process, with a parent-death signal: when the test binary ends — normally, after a failed test, or
 //! killed with SIGKILL — the server goes with it. A normal exit also removes its directory (an
-//! `atexit` handler); the directory of a killed run is found and removed by the next run.
+//! `atexit` handler, for every cluster the process started); the directory of a killed run is found
+//! and removed by the next run.
 //!
 //! `ANONYMIZE_TEST_DATABASE_URL` (a superuser URL) makes the suite use that server instead. Tests that
 //! need a differently configured server (TLS, password authentication, few connections) start their
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 pub const URL_VAR: &str = "ANONYMIZE_TEST_DATABASE_URL";
 
 /// A server the tests talk to: how to reach it as a superuser.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Server {
     /// A host name or address for TCP clients.
     pub host: String,
@@ -39,7 +40,7 @@ pub struct Server {
     /// Where `psql`, `pg_dump`, `createdb` … are; `None` uses `PATH`.
     pub bindir: Option<PathBuf>,
     /// The cluster behind it, when this module started it.
-    pub cluster: Option<Cluster>,
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Server {
@@ -148,27 +149,13 @@ pub fn server() -> &'static Server {
 fn start_main() -> Result<Server, String> {
     let bindir = find_bindir().ok_or_else(missing_binaries)?;
     let cluster = Cluster::start_in(&bindir, &ClusterConfig::default())?;
-    // Stop and remove it when the test binary exits, whether its tests passed or not (a value in
-    // a static is never dropped).
-    extern "C" fn stop_at_exit() {
-        if let Some(Ok(Server {
-            cluster: Some(c), ..
-        })) = SERVER.get()
-        {
-            c.handle.stop();
-        }
-    }
-    // SAFETY: registering a plain function; it runs once at process exit.
-    unsafe {
-        libc::atexit(stop_at_exit);
-    }
     Ok(Server {
         host: "127.0.0.1".into(),
         port: cluster.port(),
         user: "postgres".into(),
         password: None,
         bindir: Some(bindir),
-        cluster: Some(cluster),
+        cluster: Some(Arc::new(cluster)),
     })
 }
 
@@ -289,7 +276,7 @@ impl ClusterConfig {
 /// A running cluster this module started; stopped and removed on drop.
 #[derive(Debug)]
 pub struct Cluster {
-    handle: ClusterHandle,
+    handle: Arc<ClusterHandle>,
     pub bindir: PathBuf,
 }
 
@@ -369,6 +356,20 @@ impl Cluster {
         self.handle.dir.join("data")
     }
 
+    /// The superuser over TCP on 127.0.0.1 (trusted unless the configuration's pg_hba.conf says
+    /// otherwise).
+    pub fn tcp(&self) -> Server {
+        Server {
+            host: "127.0.0.1".into(),
+            ..self.admin()
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.handle.dir.join("server.log")).unwrap_or_default()
+    }
+
     /// The superuser, reached through the Unix socket (always trusted).
     pub fn admin(&self) -> Server {
         Server {
@@ -422,6 +423,8 @@ impl Cluster {
             let port = free_port()?;
             match launch(bindir, &dir, port, config, &account) {
                 Ok(handle) => {
+                    let handle = Arc::new(handle);
+                    stop_at_exit(&handle);
                     let cluster = Cluster {
                         handle,
                         bindir: bindir.to_path_buf(),
@@ -450,6 +453,28 @@ impl Cluster {
         let _ = fs::remove_dir_all(&dir);
         Err(last_error)
     }
+}
+
+/// Every cluster this process started, stopped and removed when it exits — whether its tests passed
+/// or not, and also for a cluster kept in a static, which is never dropped.
+static STARTED: Mutex<Vec<Arc<ClusterHandle>>> = Mutex::new(Vec::new());
+
+fn stop_at_exit(handle: &Arc<ClusterHandle>) {
+    extern "C" fn stop_all() {
+        let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in started {
+            h.stop();
+        }
+    }
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering a plain function; it runs once at process exit.
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(stop_all);
+    });
+    STARTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::clone(handle));
 }
 
 /// Start the server of `dir/data` on `port` and wait until it accepts connections.
@@ -493,13 +518,12 @@ fn launch(
     // SAFETY: only async-signal-safe system calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if switch {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if switch
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // After the user switch (which clears it): the server ends when the thread that
             // started it does, and that thread lives as long as the test process.

@@ -59,22 +59,36 @@ pub fn client(program: &str) -> Command {
     c
 }
 
-/// A database created for one test and dropped when the value goes out of scope.
+/// A database created for one test and dropped when the value goes out of scope, on the suite's
+/// server or on a cluster of the test's own.
 pub struct TestDb {
     pub name: String,
+    pub server: Server,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl TestDb {
     pub fn new(tag: &str) -> Self {
+        TestDb::on(server(), tag)
+    }
+
+    /// A new database on another server.
+    pub fn on(server: &Server, tag: &str) -> Self {
         let name = format!(
             "anon_test_{tag}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        succeeded(client("createdb").arg(&name), &format!("createdb {name}"));
-        TestDb { name }
+        let db = TestDb {
+            name,
+            server: server.clone(),
+        };
+        succeeded(
+            db.client("createdb").arg(&db.name),
+            &format!("createdb {}", db.name),
+        );
+        db
     }
 
     /// A new database loaded with the demo dump, `examples/production.sql`.
@@ -84,10 +98,22 @@ impl TestDb {
         db
     }
 
+    /// A client program connected to this database's server.
+    pub fn client(&self, program: &str) -> Command {
+        let mut c = self.server.program(program);
+        c.args(self.server.client_args());
+        c
+    }
+
+    /// The URL of this database, as the superuser.
+    pub fn url(&self) -> String {
+        self.server.url(&self.name)
+    }
+
     /// Run SQL from a file with ON_ERROR_STOP; panics with psql's stderr on failure.
     pub fn load(&self, file: &Path) {
         succeeded(
-            client("psql")
+            self.client("psql")
                 .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.name, "-f"])
                 .arg(file)
                 .stdout(Stdio::null()),
@@ -98,7 +124,7 @@ impl TestDb {
     /// One query, unaligned, tuples only.
     pub fn query(&self, sql: &str) -> String {
         let out = succeeded(
-            client("psql").args([
+            self.client("psql").args([
                 "-X",
                 "-q",
                 "-v",
@@ -112,6 +138,34 @@ impl TestDb {
             sql,
         );
         out.trim_end().to_string()
+    }
+
+    /// Rows read from each user table so far (sequential and index fetches), from the statistics
+    /// as they stand once every session of `application` has ended (a session hands its counts in
+    /// when it ends).
+    pub fn rows_read(&self, application: &str) -> BTreeMap<String, i64> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.query(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application}' \
+             AND pid <> pg_backend_pid()"
+        )) != "0"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{application} still connected"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.query(
+            "SELECT relid::regclass::text || '=' || (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)) \
+             FROM pg_stat_user_tables ORDER BY 1",
+        )
+        .lines()
+        .map(|l| {
+            let (t, n) = l.rsplit_once('=').unwrap();
+            (t.to_string(), n.parse().unwrap())
+        })
+        .collect()
     }
 }
 
@@ -128,7 +182,8 @@ pub fn succeeded(cmd: &mut Command, what: &str) -> String {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = client("dropdb")
+        let _ = self
+            .client("dropdb")
             .args(["--if-exists", "--force", &self.name])
             .stderr(Stdio::null())
             .status();
@@ -201,6 +256,45 @@ pub fn write_rules(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// How many rows each table gained in `after` over `before`.
+pub fn reads_between(
+    before: &BTreeMap<String, i64>,
+    after: &BTreeMap<String, i64>,
+) -> BTreeMap<String, i64> {
+    after
+        .iter()
+        .map(|(t, n)| (t.clone(), n - before.get(t).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// Read one row of `table` in a session of its own, and wait until the statistics show it: proof
+/// that the statistics of sessions that ended before it are in too.
+pub fn control_read(db: &TestDb, table: &str) {
+    let before = db.rows_read("anon_control");
+    let mut c = db.client("psql");
+    c.args(["-X", "-q", "-At", "-d", &db.name, "-c"])
+        .arg(format!("SELECT 1 FROM {table} LIMIT 1"))
+        .env("PGAPPNAME", "anon_control");
+    succeeded(&mut c, "the control read");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let after = db.rows_read("anon_control");
+        if reads_between(&before, &after)
+            .get(table)
+            .copied()
+            .unwrap_or(0)
+            >= 1
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statistics never showed the control read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Wait until a session with this application name streams a table out of `db`.
 pub fn wait_until_copying(db: &TestDb, application: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -217,14 +311,14 @@ pub fn wait_until_copying(db: &TestDb, application: &str) {
     }
 }
 
-/// The URL of a test database on the suite's server, as the superuser.
+/// The URL of a test database, as the superuser.
 pub fn url(db: &TestDb) -> String {
-    server().url(&db.name)
+    db.url()
 }
 
 /// pg_dump of a test database with extra arguments (e.g. `--data-only`), as text.
 pub fn pg_dump(db: &TestDb, extra: &[&str]) -> String {
-    succeeded(client("pg_dump").args(extra).arg(&db.name), "pg_dump")
+    succeeded(db.client("pg_dump").args(extra).arg(&db.name), "pg_dump")
 }
 
 /// A run's JSON report.
@@ -274,4 +368,67 @@ pub fn anonymize_file(rules: &str, source: &Path, dir: &Path) -> String {
         .arg(&target));
     assert!(o.status.success(), "anonymize failed: {}", stderr(&o));
     std::fs::read_to_string(&target).unwrap()
+}
+
+/// Run a command to its end; its exit code and its peak resident memory in KB (from the kernel's
+/// accounting of the child, as `wait4` reports it).
+pub fn peak_rss_kb(cmd: &mut Command) -> (Option<i32>, u64) {
+    // Waited on below with wait4, which the Child handle cannot do.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for the kernel to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on our own child, whose Child handle is never waited on again.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64)
+}
+
+/// The demo dump with every COPY block's rows repeated `times` times.
+pub fn demo_times(times: usize) -> String {
+    let demo = std::fs::read_to_string(root().join("examples/production.sql")).unwrap();
+    let mut out = String::with_capacity(demo.len() * times);
+    let mut rows = String::new();
+    let mut inside = false;
+    for line in demo.split_inclusive('\n') {
+        if inside {
+            if line == "\\.\n" {
+                for _ in 0..times {
+                    out.push_str(&rows);
+                }
+                rows.clear();
+                inside = false;
+                out.push_str(line);
+            } else {
+                rows.push_str(line);
+            }
+            continue;
+        }
+        inside = line.starts_with("COPY ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// The lines a child writes to its stderr, as they come (a thread reads them).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
