@@ -293,6 +293,39 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_is_shown_only_for_a_measurable_time() {
+        assert_eq!(shown_rate(1000, 0.0), "-");
+        assert_eq!(shown_rate(1000, 0.001), "-");
+        assert_eq!(shown_rate(1000, 0.5), "2000");
+        let report = Report {
+            tables: vec![crate::pipeline::TableStats {
+                name: crate::rules::QualifiedName::new("public", "t"),
+                rows_read: 1000,
+                rows_written: 1000,
+                bytes_read: 0,
+                bytes_written: 0,
+                seconds: 0.0001,
+                skipped: false,
+                rules: Vec::new(),
+            }],
+            seconds: 2.0,
+        };
+        let text = summary(&report, "x.sql");
+        assert!(
+            text.contains(
+                "  public.t                    1000          1000       0.00             -\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "total (1 tables)            1000          1000       2.00           500\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn values_are_cut_and_made_visible() {
         assert_eq!(shorten(None), "NULL");
         assert_eq!(shorten(Some("a\tb\nc")), "a\\tb\\nc");

@@ -421,7 +421,8 @@ mod tests {
             out.starts_with("Mail ") && out.ends_with(" thanks"),
             "{out}"
         );
-        assert_eq!(out, s.apply(&text));
+        // Another instance from the same key, as another run or thread builds it.
+        assert_eq!(out, all().apply(&text));
     }
 
     #[test]
