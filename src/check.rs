@@ -22,7 +22,9 @@ pub fn run(plan: &Plan) -> Result<Summary, Error> {
     let tables = if is_database_url(&plan.source) {
         catalog_tables(&plan.source)?
     } else {
-        crate::dump_run::open_and_scan(&plan.source)?.1
+        crate::dump_run::open_and_scan(&plan.source, crate::dump_run::dump_policy(plan))?
+            .1
+            .tables
     };
     let bound = rules::bind(plan, &tables).map_err(Error::Bind)?;
     let mut summary = Summary {

@@ -1,4 +1,8 @@
-//! PostgreSQL's COPY text format: the one place that knows its escapes.
+//! PostgreSQL's COPY formats: the one place that knows their escapes and quoting.
+//!
+//! The standard text format (tab, `\N`) is the fast path every source speaks; text with another
+//! delimiter or NULL string and CSV are decoded to values and encoded back with their own options
+//! ([`CopyFormat`]).
 //!
 //! A row is one line; fields are separated by raw tab bytes (a tab inside a value is always escaped,
 //! so splitting on raw tabs is exact); `\N` alone is NULL. Decoding accepts every escape the server
@@ -15,6 +19,10 @@ pub enum CodecError {
     InvalidUtf8,
     #[error("a COPY field ends with a lone backslash")]
     TrailingBackslash,
+    #[error("a CSV field opens a quote that is never closed")]
+    UnterminatedQuote,
+    #[error("a CSV field has text after its closing quote")]
+    TextAfterQuote,
 }
 
 /// The fields of one row (without its line end).
@@ -81,8 +89,13 @@ pub fn decode(field: &str) -> Result<Option<Cow<'_, str>>, CodecError> {
     if field == "\\N" {
         return Ok(None);
     }
+    unescape(field).map(Some)
+}
+
+/// The value of a field that is not NULL: its escapes resolved.
+pub fn unescape(field: &str) -> Result<Cow<'_, str>, CodecError> {
     if memchr::memchr(b'\\', field.as_bytes()).is_none() {
-        return Ok(Some(Cow::Borrowed(field)));
+        return Ok(Cow::Borrowed(field));
     }
     let field = field.as_bytes();
     let mut out = Vec::with_capacity(field.len());
@@ -128,7 +141,7 @@ pub fn decode(field: &str) -> Result<Option<Cow<'_, str>>, CodecError> {
         }
     }
     String::from_utf8(out)
-        .map(|s| Some(Cow::Owned(s)))
+        .map(Cow::Owned)
         .map_err(|_| CodecError::InvalidUtf8)
 }
 
@@ -173,6 +186,260 @@ const ESCAPES: [u8; 256] = {
     t[0x0b] = b'v';
     t
 };
+
+/// The format of a COPY block's rows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CopyFormat {
+    /// Text with tab and `\N`: what pg_dump writes.
+    #[default]
+    Text,
+    /// Text with another delimiter or NULL string.
+    TextWith(TextOptions),
+    Csv(CsvOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextOptions {
+    pub delimiter: u8,
+    pub null: String,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            delimiter: b'\t',
+            null: "\\N".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    pub delimiter: u8,
+    pub null: String,
+    pub quote: u8,
+    /// `None`: the quote character.
+    pub escape: Option<u8>,
+    /// The first line names the columns (passed through as it is).
+    pub header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: b',',
+            null: String::new(),
+            quote: b'"',
+            escape: None,
+            header: false,
+        }
+    }
+}
+
+impl CsvOptions {
+    fn escape(&self) -> u8 {
+        self.escape.unwrap_or(self.quote)
+    }
+
+    /// Whether a record that started inside quotes (`quoted`) is still inside quotes after `line`:
+    /// a CSV record may span lines.
+    pub fn inside_quotes_after(&self, line: &[u8], mut quoted: bool) -> bool {
+        let (q, e) = (self.quote, self.escape());
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if quoted {
+                if b == e && e != q && matches!(line.get(i + 1), Some(&c) if c == q || c == e) {
+                    i += 2;
+                    continue;
+                }
+                if b == q {
+                    // A doubled quote (when the escape is the quote) stays inside.
+                    if e == q && line.get(i + 1) == Some(&q) {
+                        i += 2;
+                        continue;
+                    }
+                    quoted = false;
+                }
+            } else if b == q {
+                quoted = true;
+            }
+            i += 1;
+        }
+        quoted
+    }
+}
+
+/// One field of a row in a format other than standard text: its raw bytes and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawField<'a> {
+    pub raw: &'a str,
+    pub value: Option<Cow<'a, str>>,
+}
+
+impl CopyFormat {
+    /// The fields of one row (a line without its end, or a whole CSV record).
+    pub fn fields<'a>(&self, row: &'a str) -> Result<Vec<RawField<'a>>, CodecError> {
+        match self {
+            CopyFormat::Text => text_fields(row, &TextOptions::default()),
+            CopyFormat::TextWith(o) => text_fields(row, o),
+            CopyFormat::Csv(o) => csv_fields(row, o),
+        }
+    }
+
+    /// Append the field form of a value.
+    pub fn encode(&self, value: Option<&str>, out: &mut Vec<u8>) {
+        match self {
+            CopyFormat::Text => encode(value, out),
+            CopyFormat::TextWith(o) => match value {
+                None => out.extend_from_slice(o.null.as_bytes()),
+                Some(v) => encode_text_with(v, o.delimiter, out),
+            },
+            CopyFormat::Csv(o) => encode_csv(value, o, out),
+        }
+    }
+
+    /// The byte that separates fields.
+    pub fn delimiter(&self) -> u8 {
+        match self {
+            CopyFormat::Text => b'\t',
+            CopyFormat::TextWith(o) => o.delimiter,
+            CopyFormat::Csv(o) => o.delimiter,
+        }
+    }
+
+    /// Whether the block starts with a header line of column names.
+    pub fn header(&self) -> bool {
+        matches!(self, CopyFormat::Csv(o) if o.header)
+    }
+}
+
+fn text_fields<'a>(row: &'a str, o: &TextOptions) -> Result<Vec<RawField<'a>>, CodecError> {
+    // A delimiter inside a value is written after a backslash: split on the others only.
+    let bytes = row.as_bytes();
+    let mut parts = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b if b == o.delimiter => {
+                parts.push(&row[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    parts.push(&row[start.min(row.len())..]);
+    parts
+        .into_iter()
+        .map(|raw| {
+            // Same escapes as the standard format; only the null string is NULL.
+            let value = if raw == o.null {
+                None
+            } else {
+                Some(unescape(raw)?)
+            };
+            Ok(RawField { raw, value })
+        })
+        .collect()
+}
+
+fn encode_text_with(v: &str, delimiter: u8, out: &mut Vec<u8>) {
+    let start = out.len();
+    encode(Some(v), out);
+    if delimiter != b'\t' && memchr::memchr(delimiter, &out[start..]).is_some() {
+        let escaped: Vec<u8> = out[start..]
+            .iter()
+            .flat_map(|&b| {
+                if b == delimiter {
+                    vec![b'\\', b]
+                } else {
+                    vec![b]
+                }
+            })
+            .collect();
+        out.truncate(start);
+        out.extend_from_slice(&escaped);
+    }
+}
+
+fn csv_fields<'a>(row: &'a str, o: &CsvOptions) -> Result<Vec<RawField<'a>>, CodecError> {
+    let bytes = row.as_bytes();
+    let (d, q, e) = (o.delimiter, o.quote, o.escape());
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let start = i;
+        if bytes.get(i) == Some(&q) {
+            // Quoted: up to the closing quote, escapes resolved.
+            let mut value = Vec::new();
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Err(CodecError::UnterminatedQuote),
+                    Some(&b) if b == e && matches!(bytes.get(i + 1), Some(&c) if c == q || c == e) && (e != q || bytes.get(i + 1) == Some(&q)) => {
+                        value.push(bytes[i + 1]);
+                        i += 2;
+                    }
+                    Some(&b) if b == q => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&b) => {
+                        value.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            if i < bytes.len() && bytes[i] != d {
+                return Err(CodecError::TextAfterQuote);
+            }
+            let value = String::from_utf8(value).map_err(|_| CodecError::InvalidUtf8)?;
+            out.push(RawField {
+                raw: &row[start..i],
+                value: Some(Cow::Owned(value)),
+            });
+        } else {
+            let end = memchr::memchr(d, &bytes[i..]).map_or(bytes.len(), |n| i + n);
+            let raw = &row[start..end];
+            i = end;
+            out.push(RawField {
+                raw,
+                value: (raw != o.null).then_some(Cow::Borrowed(raw)),
+            });
+        }
+        if i >= bytes.len() {
+            return Ok(out);
+        }
+        // At a delimiter: another field follows, perhaps an empty one at the end.
+        i += 1;
+    }
+}
+
+fn encode_csv(value: Option<&str>, o: &CsvOptions, out: &mut Vec<u8>) {
+    let Some(v) = value else {
+        out.extend_from_slice(o.null.as_bytes());
+        return;
+    };
+    let (q, e) = (o.quote, o.escape());
+    let needs_quotes = v == o.null
+        || v == "\\."
+        || v.bytes().any(|b| b == o.delimiter || b == q || b == b'\n' || b == b'\r')
+        || (e != q && v.bytes().any(|b| b == e));
+    if !needs_quotes {
+        out.extend_from_slice(v.as_bytes());
+        return;
+    }
+    out.push(q);
+    for b in v.bytes() {
+        if b == q || (b == e && e != q) {
+            out.push(e);
+        }
+        out.push(b);
+    }
+    out.push(q);
+}
 
 #[cfg(test)]
 mod tests {
@@ -255,6 +522,95 @@ mod tests {
         let mut f = Vec::new();
         split("1\ta\\tb\t\\N\té", &mut f);
         assert_eq!(f, vec!["1", "a\\tb", "\\N", "é"]);
+    }
+
+    #[test]
+    fn csv_fields_quotes_escapes_and_nulls() {
+        let f = CopyFormat::Csv(CsvOptions::default());
+        let got = f.fields("a,\"b,\"\"c\",,\"\",x y,").unwrap();
+        let values: Vec<Option<&str>> = got.iter().map(|f| f.value.as_deref()).collect();
+        assert_eq!(values, vec![Some("a"), Some("b,\"c"), None, Some(""), Some("x y"), None]);
+        assert_eq!(got[1].raw, "\"b,\"\"c\"");
+        let f = CopyFormat::Csv(CsvOptions {
+            escape: Some(b'\\'),
+            null: "NA".into(),
+            ..CsvOptions::default()
+        });
+        let values: Vec<Option<String>> = f
+            .fields("\"a\\\"b\",NA,\"NA\"")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.value.map(Cow::into_owned))
+            .collect();
+        assert_eq!(values, vec![Some("a\"b".into()), None, Some("NA".into())]);
+        assert_eq!(
+            CopyFormat::Csv(CsvOptions::default()).fields("\"open"),
+            Err(CodecError::UnterminatedQuote)
+        );
+        assert_eq!(
+            CopyFormat::Csv(CsvOptions::default()).fields("\"a\"b"),
+            Err(CodecError::TextAfterQuote)
+        );
+    }
+
+    #[test]
+    fn csv_records_span_lines_inside_quotes() {
+        let o = CsvOptions::default();
+        assert!(o.inside_quotes_after(b"1,\"two", false));
+        assert!(o.inside_quotes_after(b"lines \"\" here", true));
+        assert!(!o.inside_quotes_after(b"end\",3", true));
+        let e = CsvOptions {
+            escape: Some(b'\\'),
+            ..CsvOptions::default()
+        };
+        assert!(e.inside_quotes_after(b"\"a\\\"", false));
+    }
+
+    #[test]
+    fn text_with_other_delimiter_and_null() {
+        let f = CopyFormat::TextWith(TextOptions {
+            delimiter: b'|',
+            null: String::new(),
+        });
+        let values: Vec<Option<String>> = f
+            .fields("a\\|b||\\N|c\td")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.value.map(Cow::into_owned))
+            .collect();
+        assert_eq!(values, vec![Some("a|b".into()), None, Some("N".into()), Some("c\td".into())]);
+        let mut out = Vec::new();
+        f.encode(Some("x|y\tz"), &mut out);
+        assert_eq!(out, b"x\\|y\\tz");
+    }
+
+    proptest! {
+        /// Every format reads back what it writes.
+        #[test]
+        fn formats_round_trip(
+            values in proptest::collection::vec(proptest::option::of("[a-c,|;\"'\\\\\t\n\r .N]{0,6}"), 1..5),
+            which in 0usize..4,
+        ) {
+            let format = match which {
+                0 => CopyFormat::Text,
+                1 => CopyFormat::TextWith(TextOptions { delimiter: b'|', null: "NULL".into() }),
+                2 => CopyFormat::Csv(CsvOptions::default()),
+                _ => CopyFormat::Csv(CsvOptions { delimiter: b';', null: "\\N".into(), quote: b'\'', escape: Some(b'\\'), header: false }),
+            };
+            // A value equal to the NULL string cannot be told from NULL in text formats.
+            let text_null = match &format { CopyFormat::TextWith(o) => Some(o.null.as_str()), CopyFormat::Text => Some("\\N"), _ => None };
+            prop_assume!(values.iter().all(|v| v.as_deref() != text_null || text_null.is_none()));
+            let mut row = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    row.push(format.delimiter());
+                }
+                format.encode(v.as_deref(), &mut row);
+            }
+            let row = String::from_utf8(row).unwrap();
+            let back: Vec<Option<String>> = format.fields(&row).unwrap().into_iter().map(|f| f.value.map(Cow::into_owned)).collect();
+            prop_assert_eq!(back, values);
+        }
     }
 
     proptest! {

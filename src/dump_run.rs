@@ -1,26 +1,40 @@
-//! A dump source: a pg_dump plain-format file or stdin, to a dump file or stdout.
+//! A dump source: a pg_dump file (plain SQL, or a custom, directory or tar archive read through
+//! `pg_restore`) or stdin, to a dump file or stdout.
 //!
-//! The input is read twice: a first pass finds its COPY headers so the rules are bound (and every
-//! problem reported) before anything is written; stdin is spooled to an unnamed temporary file for
-//! that. The second pass streams through the pipeline into the target, which a file only becomes
-//! when the whole run succeeded.
+//! The input is read twice: a first pass judges every statement and finds the data blocks, so the
+//! rules are bound (and every problem reported) before anything is written; stdin and archives are
+//! spooled to an unnamed temporary file for that. The second pass streams through the pipeline into
+//! the target, which a regular file only becomes when the whole run succeeded.
 
 use std::fs::File;
-use std::io::{self, BufReader, Seek};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::pipeline::{self, Options, PlannedTable, Progress, Report, RunFailure};
-use crate::rules::{self, Plan, SourceTable};
+use crate::pipeline::{self, Options, PipelineError, PlannedTable, Progress, Report, RunFailure};
+use crate::rules::{self, Choice, Diagnostic, Plan};
 use crate::sink::dump::DumpSink;
-use crate::source::dump::prescan;
+use crate::source::dump::{prescan, DumpError, DumpPolicy, Policy, Prescan};
 
 /// Whether two paths name the same file (the target may not exist yet).
 fn same_file(a: &str, b: &str) -> bool {
     match (Path::new(a).canonicalize(), Path::new(b).canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
+    }
+}
+
+/// The rules file's `[policy]` for a dump reader.
+pub fn dump_policy(plan: &Plan) -> DumpPolicy {
+    let p = |c: Option<Choice>| match c {
+        None => Policy::Undecided,
+        Some(Choice::Keep) => Policy::Keep,
+        Some(Choice::Drop) => Policy::Drop,
+    };
+    DumpPolicy {
+        large_objects: p(plan.policy.large_objects),
+        comments: p(plan.policy.comments),
     }
 }
 
@@ -34,16 +48,21 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
 
     let t0 = std::time::Instant::now();
     progress.phase("first pass over the dump (its tables and row counts)");
-    let (mut input, source_tables) = open_and_scan(&plan.source)?;
+    let policy = dump_policy(plan);
+    let (mut input, scanned) = open_and_scan(&plan.source, policy)?;
     log::info!(
-        "first pass over {}: {} COPY blocks, {} rows, in {:.0} ms",
+        "first pass over {}: {} data blocks, {} rows, in {:.0} ms",
         plan.source,
-        source_tables.len(),
-        source_tables.iter().filter_map(|t| t.rows).sum::<u64>(),
+        scanned.tables.len(),
+        scanned.tables.iter().filter_map(|t| t.rows).sum::<u64>(),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let bound = rules::bind(plan, &source_tables).map_err(Error::Bind)?;
-    for t in plan.tables.values().filter(|t| t.filter.is_some()) {
+    let bound = rules::bind(plan, &scanned.tables).map_err(Error::Bind)?;
+    let filtered = plan
+        .tables
+        .values()
+        .chain(plan.databases.values().flat_map(|d| d.values()));
+    for t in filtered.filter(|t| t.filter.is_some()) {
         progress.warning(&format!(
             "{}: `where` filters apply to database sources only; a dump is copied whole",
             t.name
@@ -52,7 +71,7 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
     progress.run_started(
         &bound
             .iter()
-            .zip(&source_tables)
+            .zip(&scanned.tables)
             .map(|(b, s)| PlannedTable::new(b, s.rows))
             .collect::<Vec<_>>(),
     );
@@ -69,13 +88,14 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         sink.writer(),
         stdout,
         options,
+        policy,
         progress,
     )
     .map_err(Error::Pipeline)?;
     // The last moment to stop before the output takes the target's name.
     if let Some(signal) = crate::interrupt::requested() {
         return Err(Error::Pipeline(Box::new(RunFailure {
-            error: crate::pipeline::PipelineError::Interrupted(signal),
+            error: PipelineError::Interrupted(signal),
             report,
         })));
     }
@@ -86,34 +106,160 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
     Ok(report)
 }
 
-/// Open the dump (spooling stdin to an unnamed temporary file) and read its tables with a first pass.
-pub fn open_and_scan(path: &str) -> Result<(File, Vec<SourceTable>), Error> {
+/// A first pass's failure as the run reports it: statements and policies the dump needs are
+/// problems with the input as a whole (exit 2, nothing written); a broken dump is bad data (exit 1).
+pub fn scan_error(e: DumpError) -> Error {
+    match e {
+        DumpError::Refused(refusals) => Error::Bind(
+            refusals
+                .into_iter()
+                .map(|r| Diagnostic {
+                    location: None,
+                    message: format!("dump line {}: {}", r.line, r.message),
+                })
+                .collect(),
+        ),
+        e => Error::Pipeline(Box::new(RunFailure {
+            error: e.into(),
+            report: Report::default(),
+        })),
+    }
+}
+
+/// How a dump file is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    Plain,
+    /// `pg_dump -Fc`
+    Custom,
+    /// `pg_dump -Ft`
+    Tar,
+    /// `pg_dump -Fd`: a directory with `toc.dat`.
+    Directory,
+    Gzip,
+}
+
+/// What the first bytes (or the path) say the dump is.
+pub fn container(path: Option<&Path>, head: &[u8]) -> Container {
+    if path.is_some_and(|p| p.is_dir()) {
+        return Container::Directory;
+    }
+    if head.starts_with(b"PGDMP") {
+        Container::Custom
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Container::Tar
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Container::Gzip
+    } else {
+        Container::Plain
+    }
+}
+
+/// Open the dump as plain SQL (spooling stdin, and converting archives through `pg_restore`), and
+/// read it with a first pass.
+pub fn open_and_scan(path: &str, policy: DumpPolicy) -> Result<(File, Prescan), Error> {
+    let mut input = open_plain(path)?;
+    rewind(&mut input)?;
+    let scanned = prescan(BufReader::with_capacity(1 << 20, &mut input), policy).map_err(scan_error)?;
+    Ok((input, scanned))
+}
+
+/// The dump as a plain-SQL file that can be read twice.
+fn open_plain(path: &str) -> Result<File, Error> {
+    let spool = || {
+        tempfile::tempfile().map_err(|source| Error::Io {
+            context: "creating a temporary file to hold the input".into(),
+            source,
+        })
+    };
     // The rules are bound before anything is written, so the input is read twice: stdin is spooled
     // to an unnamed temporary file first (removed by the OS when the run ends).
-    let mut input = if path == "-" {
-        let mut spool = tempfile::tempfile().map_err(|source| Error::Io {
-            context: "creating a temporary file to hold stdin".into(),
-            source,
-        })?;
-        io::copy(&mut io::stdin().lock(), &mut spool).map_err(|source| Error::Io {
+    let (mut file, dir) = if path == "-" {
+        let mut f = spool()?;
+        io::copy(&mut io::stdin().lock(), &mut f).map_err(|source| Error::Io {
             context: "reading stdin".into(),
             source,
         })?;
-        spool
+        (f, None)
+    } else if Path::new(path).is_dir() {
+        (spool()?, Some(Path::new(path)))
     } else {
-        File::open(path).map_err(|source| Error::Io {
+        let f = File::open(path).map_err(|source| Error::Io {
             context: format!("opening the source dump {path}"),
             source,
-        })?
+        })?;
+        (f, None)
     };
-    rewind(&mut input)?;
-    let source_tables = prescan(BufReader::with_capacity(1 << 20, &mut input)).map_err(|e| {
-        Error::Pipeline(Box::new(RunFailure {
-            error: e.into(),
-            report: Report::default(),
-        }))
+    let mut head = Vec::with_capacity(512);
+    if dir.is_none() {
+        rewind(&mut file)?;
+        (&mut file)
+            .take(512)
+            .read_to_end(&mut head)
+            .map_err(|source| Error::Io {
+                context: format!("reading the source dump {path}"),
+                source,
+            })?;
+        rewind(&mut file)?;
+    }
+    match container(dir, &head) {
+        Container::Plain => Ok(file),
+        Container::Gzip => Err(Error::Usage(format!(
+            "{path} is compressed (gzip): decompress it first, e.g. `gunzip -c {path} | anonymize … --source -`"
+        ))),
+        kind => {
+            log::info!("{path} is a pg_dump archive ({kind:?}): reading it through pg_restore");
+            let mut out = spool()?;
+            restore(path, dir, file, &mut out)?;
+            Ok(out)
+        }
+    }
+}
+
+/// `pg_restore -f -` of an archive (a directory by its path, a file through stdin) into `out`.
+fn restore(path: &str, dir: Option<&Path>, file: File, out: &mut File) -> Result<(), Error> {
+    let mut cmd = std::process::Command::new("pg_restore");
+    cmd.args(["--file", "-"]);
+    match dir {
+        Some(d) => {
+            cmd.arg(d).stdin(std::process::Stdio::null());
+        }
+        None => {
+            cmd.stdin(file);
+        }
+    }
+    let target = out.try_clone().map_err(|source| Error::Io {
+        context: "opening the spool for pg_restore".into(),
+        source,
     })?;
-    Ok((input, source_tables))
+    let result = cmd
+        .stdout(target)
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let o = match result {
+        Ok(o) => o,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "{path} is a pg_dump archive, read through pg_restore, which is not installed or \
+                 not on PATH (it comes with the PostgreSQL client, e.g. the postgresql-client \
+                 package); or give a plain-SQL dump (pg_dump -Fp)"
+            )))
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                context: "running pg_restore".into(),
+                source,
+            })
+        }
+    };
+    if !o.status.success() {
+        let msg = String::from_utf8_lossy(&o.stderr);
+        return Err(Error::Usage(format!(
+            "pg_restore could not read {path}: {}",
+            msg.trim()
+        )));
+    }
+    Ok(())
 }
 
 fn rewind(f: &mut File) -> Result<(), Error> {

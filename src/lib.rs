@@ -15,6 +15,8 @@ pub mod preview;
 pub mod refresh;
 pub mod rules;
 pub mod scan;
+pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod transform;

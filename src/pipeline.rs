@@ -7,14 +7,17 @@
 //! pace. Cells without a rule are copied as the bytes they came in; only transformed cells are
 //! decoded, transformed and re-encoded.
 
-use std::io::{BufRead, Write};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::copy::{self, CodecError};
 use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
-use crate::source::dump::{parse_copy_header, DumpError, DumpReader, Event};
+use crate::copy::CopyFormat;
+use crate::source::dump::{DataFormat, DumpError, DumpPolicy, DumpReader, Event};
 use crate::transform::ValueError;
 
 /// Batch buffers that go round instead of being allocated for every batch: the reader and the
@@ -184,6 +187,10 @@ pub enum RowErrorKind {
     Codec(#[from] CodecError),
     #[error(transparent)]
     Value(#[from] ValueError),
+    #[error(transparent)]
+    Tuple(#[from] crate::sql::literal::TupleError),
+    #[error("element {0} of the VALUES tuple is a generated column, which takes DEFAULT only")]
+    GeneratedValue(usize),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,16 +243,20 @@ enum Slot {
         bytes_read: u64,
     },
     End(Vec<u8>),
+    /// Something the reader removed, for the run's warnings.
+    Note(crate::source::dump::Note),
     Failed(PipelineError),
 }
 
-/// Anonymize a dump stream. `tables` are the bound tables in COPY order, as the prescan found them.
-pub fn run_dump<R: BufRead + Send>(
+/// Anonymize a dump stream. `tables` are the bound tables in data-block order, as the prescan
+/// found them; `policy` is the rules file's for large objects and comments.
+pub fn run_dump<R: Read + Send>(
     input: R,
     tables: Arc<Vec<BoundTable>>,
     out: &mut (dyn Write + Send),
     out_is_stdout: bool,
     options: &Options,
+    policy: DumpPolicy,
     progress: &dyn Progress,
 ) -> Result<Report, Box<RunFailure>> {
     let started = Instant::now();
@@ -267,64 +278,93 @@ pub fn run_dump<R: BufRead + Send>(
         let opts = options.clone();
         let pool = &pool;
         let reader_buffers = Arc::clone(&buffers);
-        scope.spawn(move || read(input, reader_tables, &opts, pool, tx, reader_buffers));
+        scope.spawn(move || {
+            read(
+                input,
+                reader_tables,
+                &opts,
+                policy,
+                pool,
+                tx,
+                reader_buffers,
+            )
+        });
         write(rx, &tables, out, out_is_stdout, progress, started, &buffers)
     })
 }
 
-fn read<R: BufRead>(
+fn read<R: Read>(
     input: R,
     tables: Arc<Vec<BoundTable>>,
     options: &Options,
+    policy: DumpPolicy,
     pool: &rayon::ThreadPool,
     tx: SyncSender<Slot>,
     buffers: Arc<BufferPool>,
 ) {
     let mut reader = DumpReader::new(input, options.batch_rows, options.batch_bytes)
-        .with_buffers(Arc::clone(&buffers));
+        .with_buffers(Arc::clone(&buffers))
+        .with_policy(policy);
     let mut rows_so_far = 0u64;
+    let mut format = Arc::new(DataFormat::Copy(CopyFormat::Text));
     loop {
         let slot = match reader.next_event() {
             Err(e) => Slot::Failed(e.into()),
             Ok(None) => return,
             Ok(Some(Event::Sql(b))) => Slot::Sql(b),
-            Ok(Some(Event::CopyStart { block, header })) => {
-                let same = matches!(
-                    (parse_copy_header(&header), tables.get(block)),
-                    (Some(Ok((name, _))), Some(t)) if name == t.name
-                );
+            Ok(Some(Event::Note(n))) => Slot::Note(n),
+            // Only a reader that observes hands these out.
+            Ok(Some(Event::Object { .. })) => continue,
+            Ok(Some(Event::DataStart {
+                block,
+                table,
+                format: f,
+                header,
+                ..
+            })) => {
                 rows_so_far = 0;
-                if same {
-                    Slot::Start(block, header, Instant::now())
-                } else {
-                    Slot::Failed(PipelineError::Changed { block })
+                format = Arc::new(f);
+                match tables.get(block) {
+                    Some(t) if t.name == table => Slot::Start(block, header, Instant::now()),
+                    _ => Slot::Failed(PipelineError::Changed { block }),
                 }
             }
-            Ok(Some(Event::CopyEnd { line, .. })) => Slot::End(line),
+            Ok(Some(Event::DataEnd { block, text })) => {
+                // A skipped INSERT run loses its statements, so its closing text goes too.
+                let skipped = matches!(tables[block].action, TableAction::Skip);
+                if skipped && matches!(*format, DataFormat::Insert { .. }) {
+                    Slot::End(Vec::new())
+                } else {
+                    Slot::End(text)
+                }
+            }
             Ok(Some(Event::Rows {
                 block,
                 data,
                 first_line,
                 rows,
+                tuples,
             })) => {
                 let first_row = rows_so_far + 1;
                 rows_so_far += rows;
                 let bytes_read = data.len() as u64;
                 let table = &tables[block];
                 if matches!(table.action, TableAction::Skip) {
+                    buffers.give(data);
                     Slot::Skipped { rows, bytes_read }
                 } else {
                     let (done, result) = sync_channel(1);
                     let tables = Arc::clone(&tables);
                     let buffers = Arc::clone(&buffers);
+                    let format = Arc::clone(&format);
                     pool.spawn(move || {
-                        let r = process_rows(
-                            &tables[block],
+                        let batch = Batch {
                             data,
-                            Some(first_line),
+                            tuples,
+                            first_line: Some(first_line),
                             first_row,
-                            &buffers,
-                        );
+                        };
+                        let r = process_batch(&tables[block], &format, batch, &buffers);
                         let _ = done.send(r);
                     });
                     Slot::Rows {
@@ -355,6 +395,7 @@ fn write(
 ) -> Result<Report, Box<RunFailure>> {
     let mut report = Report::default();
     let mut current: Option<(TableStats, Instant)> = None;
+    let mut notes: BTreeMap<&'static str, u64> = BTreeMap::new();
     let werr = |source| PipelineError::Write { stdout, source };
     macro_rules! fail {
         ($e:expr) => {{
@@ -420,14 +461,382 @@ fn write(
                     report.tables.push(s);
                 }
             }
+            Slot::Note(n) => *notes.entry(n.describe()).or_default() += 1,
             Slot::Failed(e) => fail!(e),
         }
     }
     if let Err(e) = out.flush() {
         fail!(werr(e))
     }
+    for (what, n) in notes {
+        progress.warning(&format!("removed from the output: {n} × {what}"));
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One batch of rows as the reader cut it.
+pub struct Batch {
+    pub data: Vec<u8>,
+    /// For INSERT runs: where each tuple is in `data`.
+    pub tuples: Vec<(u32, u32)>,
+    pub first_line: Option<u64>,
+    pub first_row: u64,
+}
+
+/// Transform one batch in its format: the text COPY format on its fast path, other formats
+/// through their values.
+pub fn process_batch(
+    table: &BoundTable,
+    format: &DataFormat,
+    batch: Batch,
+    buffers: &BufferPool,
+) -> Result<Vec<u8>, Box<RowError>> {
+    match format {
+        DataFormat::Copy(CopyFormat::Text) => process_rows(
+            table,
+            batch.data,
+            batch.first_line,
+            batch.first_row,
+            buffers,
+        ),
+        DataFormat::Copy(f) => process_records(table, f, batch, buffers),
+        DataFormat::Insert { scs, positions } => {
+            process_tuples(table, *scs, positions.as_deref().map(Vec::as_slice), batch, buffers)
+        }
+    }
+}
+
+/// What one cell of a row becomes.
+#[derive(Debug)]
+enum Cell {
+    /// Its bytes pass as they are.
+    Same,
+    Value(Option<String>),
+}
+
+/// The cells of one row under a table's operations. `decode(c)` reads column `c`'s value (the
+/// caller knows its format); errors name the column.
+fn transform_row<'a>(
+    ops: &[CellOp],
+    decode: &dyn Fn(usize) -> Result<Option<Cow<'a, str>>, RowErrorKind>,
+    cells: &mut Vec<Cell>,
+) -> Result<(), (usize, RowErrorKind)> {
+    cells.clear();
+    for (c, op) in ops.iter().enumerate() {
+        cells.push(match op {
+            CellOp::Pass | CellOp::Template(_) => Cell::Same,
+            CellOp::Apply(t) => {
+                let v = decode(c).map_err(|e| (c, e))?;
+                Cell::Value(t.apply(v.as_deref()).map_err(|e| (c, e.into()))?)
+            }
+        });
+    }
+    for (c, op) in ops.iter().enumerate() {
+        let CellOp::Template(t) = op else { continue };
+        // NULL stays NULL under a template too.
+        if decode(c).map_err(|e| (c, e))?.is_none() {
+            cells[c] = Cell::Value(None);
+            continue;
+        }
+        let mut read: Vec<Option<Cow<'a, str>>> = vec![None; ops.len()];
+        for r in t.columns() {
+            if !matches!(cells[r], Cell::Value(_)) || matches!(ops[r], CellOp::Template(_)) {
+                read[r] = decode(r).map_err(|e| (r, e))?;
+            }
+        }
+        let rendered = t.render(|r| match &cells[r] {
+            Cell::Value(v) if !matches!(ops[r], CellOp::Template(_)) => v.as_deref(),
+            _ => read[r].as_deref(),
+        });
+        cells[c] = Cell::Value(Some(rendered));
+    }
+    Ok(())
+}
+
+/// Rows of a COPY block in CSV or text with another delimiter or NULL string: each field decoded,
+/// the row transformed, and written back in the same format.
+fn process_records(
+    table: &BoundTable,
+    format: &CopyFormat,
+    batch: Batch,
+    buffers: &BufferPool,
+) -> Result<Vec<u8>, Box<RowError>> {
+    let ops = match &table.action {
+        TableAction::Copy { ops } => ops,
+        TableAction::Skip => return Ok(Vec::new()),
+    };
+    let data = &batch.data;
+    let line_of = |offset: usize| {
+        batch
+            .first_line
+            .map(|l| l + memchr::memchr_iter(b'\n', &data[..offset]).count() as u64)
+    };
+    let err = |i: usize, offset: usize, column: Option<usize>, kind: RowErrorKind| {
+        Box::new(RowError {
+            table: table.name.clone(),
+            row: batch.first_row + i as u64,
+            line: line_of(offset),
+            column: column.map(|c| table.columns[c].clone()),
+            kind,
+        })
+    };
+    let text = std::str::from_utf8(data).map_err(|e| {
+        let row = memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count();
+        err(row, e.valid_up_to(), None, RowErrorKind::InvalidUtf8)
+    })?;
+    let _ = text;
+    let mut out = buffers.take(data.len() + data.len() / 2);
+    let mut cells = Vec::with_capacity(ops.len());
+    let mut pos = 0usize;
+    for (i, record) in split_records(data, format).into_iter().enumerate() {
+        let body = std::str::from_utf8(record_body(record, format)).expect("UTF-8 checked");
+        let fields = format
+            .fields(body)
+            .map_err(|e| err(i, pos, None, RowErrorKind::Codec(e)))?;
+        if fields.len() != ops.len() {
+            return Err(err(
+                i,
+                pos,
+                None,
+                RowErrorKind::ColumnCount {
+                    expected: ops.len(),
+                    found: fields.len(),
+                },
+            ));
+        }
+        let decode = |c: usize| -> Result<Option<Cow<'_, str>>, RowErrorKind> {
+            Ok(fields[c].value.clone())
+        };
+        transform_row(ops, &decode, &mut cells).map_err(|(c, e)| err(i, pos, Some(c), e))?;
+        for (c, cell) in cells.iter().enumerate() {
+            if c > 0 {
+                out.push(format.delimiter());
+            }
+            match cell {
+                Cell::Same => out.extend_from_slice(fields[c].raw.as_bytes()),
+                Cell::Value(v) => format.encode(v.as_deref(), &mut out),
+            }
+        }
+        // The record's own line end (`\r\n` in a CSV file written on Windows).
+        out.extend_from_slice(&record[body.len()..]);
+        pos += record.len();
+    }
+    buffers.give(batch.data);
+    Ok(out)
+}
+
+/// The tuples of an INSERT run: each constant decoded, the row transformed, and written back as a
+/// constant of the same kind; the text around the tuples (the statements) passes as it is.
+/// `positions` maps tuple elements to columns (`None`: a generated column, whose element must be
+/// DEFAULT).
+fn process_tuples(
+    table: &BoundTable,
+    scs: bool,
+    positions: Option<&[Option<usize>]>,
+    batch: Batch,
+    buffers: &BufferPool,
+) -> Result<Vec<u8>, Box<RowError>> {
+    use crate::sql::literal::{self, Const};
+    let ops = match &table.action {
+        TableAction::Copy { ops } => ops,
+        TableAction::Skip => return Ok(Vec::new()),
+    };
+    let data = &batch.data;
+    let line_of = |offset: usize| {
+        batch
+            .first_line
+            .map(|l| l + memchr::memchr_iter(b'\n', &data[..offset]).count() as u64)
+    };
+    let err = |i: usize, offset: usize, column: Option<usize>, kind: RowErrorKind| {
+        Box::new(RowError {
+            table: table.name.clone(),
+            row: batch.first_row + i as u64,
+            line: line_of(offset),
+            column: column.map(|c| table.columns[c].clone()),
+            kind,
+        })
+    };
+    if let Err(e) = std::str::from_utf8(data) {
+        let i = batch
+            .tuples
+            .iter()
+            .position(|t| t.1 as usize > e.valid_up_to())
+            .unwrap_or(0);
+        return Err(err(i, e.valid_up_to(), None, RowErrorKind::InvalidUtf8));
+    }
+    let arity = positions.map_or(ops.len(), <[_]>::len);
+    // Column → tuple element.
+    let element_of: Vec<usize> = match positions {
+        None => (0..ops.len()).collect(),
+        Some(p) => {
+            let mut m = vec![0; ops.len()];
+            for (e, c) in p.iter().enumerate() {
+                if let Some(c) = c {
+                    m[*c] = e;
+                }
+            }
+            m
+        }
+    };
+    let mut out = buffers.take(data.len() + data.len() / 2);
+    let mut cells = Vec::with_capacity(ops.len());
+    let mut at = 0usize;
+    for (i, &(from, to)) in batch.tuples.iter().enumerate() {
+        let (from, to) = (from as usize, to as usize);
+        out.extend_from_slice(&data[at..from]);
+        let tuple = &data[from..to];
+        let elements = literal::elements(tuple, scs)
+            .map_err(|e| err(i, from, None, RowErrorKind::Tuple(e)))?;
+        if elements.len() != arity {
+            return Err(err(
+                i,
+                from,
+                None,
+                RowErrorKind::ColumnCount {
+                    expected: arity,
+                    found: elements.len(),
+                },
+            ));
+        }
+        if let Some(p) = positions {
+            if let Some(e) = p
+                .iter()
+                .zip(&elements)
+                .position(|(c, e)| c.is_none() && e.kind != Const::Default)
+            {
+                return Err(err(i, from, None, RowErrorKind::GeneratedValue(e + 1)));
+            }
+        }
+        let decode = |c: usize| -> Result<Option<Cow<'_, str>>, RowErrorKind> {
+            literal::value(tuple, &elements[element_of[c]], scs).map_err(RowErrorKind::Tuple)
+        };
+        transform_row(ops, &decode, &mut cells).map_err(|(c, e)| err(i, from, Some(c), e))?;
+        let mut prev = 0;
+        for (e, el) in elements.iter().enumerate() {
+            out.extend_from_slice(&tuple[prev..el.start]);
+            let cell = positions.map_or(Some(e), |p| p[e]).map(|c| &cells[c]);
+            match cell {
+                Some(Cell::Value(v)) if el.kind != Const::Default => {
+                    literal::encode(v.as_deref(), el, tuple, scs, &mut out)
+                }
+                _ => out.extend_from_slice(&tuple[el.start..el.end]),
+            }
+            prev = el.end;
+        }
+        out.extend_from_slice(&tuple[prev..]);
+        at = to;
+    }
+    out.extend_from_slice(&data[at..]);
+    buffers.give(batch.data);
+    Ok(out)
+}
+
+/// The rows of a batch as standard COPY text (for previews and scans, which read every format the
+/// same way). `columns` is the block's column count.
+pub fn to_copy_text(
+    table: &QualifiedName,
+    format: &DataFormat,
+    batch: &Batch,
+    columns: usize,
+) -> Result<Vec<u8>, Box<RowError>> {
+    let _ = columns;
+    let text = match format {
+        DataFormat::Copy(CopyFormat::Text) => return Ok(batch.data.clone()),
+        DataFormat::Copy(f) => {
+            let mut out = Vec::new();
+            let mut offset = 0;
+            for (i, record) in split_records(&batch.data, f).into_iter().enumerate() {
+                let fail = |kind| {
+                    Box::new(RowError {
+                        table: table.clone(),
+                        row: batch.first_row + i as u64,
+                        line: None,
+                        column: None,
+                        kind,
+                    })
+                };
+                offset += record.len();
+                let body = std::str::from_utf8(record_body(record, f))
+                    .map_err(|_| fail(RowErrorKind::InvalidUtf8))?;
+                let fields = f.fields(body).map_err(|e| fail(RowErrorKind::Codec(e)))?;
+                for (n, field) in fields.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b'\t');
+                    }
+                    crate::copy::encode(field.value.as_deref(), &mut out);
+                }
+                out.push(b'\n');
+            }
+            let _ = offset;
+            out
+        }
+        DataFormat::Insert { scs, positions } => {
+            use crate::sql::literal;
+            let mut out = Vec::new();
+            for (i, &(from, to)) in batch.tuples.iter().enumerate() {
+                let tuple = &batch.data[from as usize..to as usize];
+                let fail = |kind| {
+                    Box::new(RowError {
+                        table: table.clone(),
+                        row: batch.first_row + i as u64,
+                        line: None,
+                        column: None,
+                        kind,
+                    })
+                };
+                let elements =
+                    literal::elements(tuple, *scs).map_err(|e| fail(RowErrorKind::Tuple(e)))?;
+                let mut first = true;
+                for (e, el) in elements.iter().enumerate() {
+                    if positions.as_ref().is_some_and(|p| p.get(e).copied().flatten().is_none()) {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b'\t');
+                    }
+                    first = false;
+                    let v = literal::value(tuple, el, *scs).map_err(|e| fail(RowErrorKind::Tuple(e)))?;
+                    crate::copy::encode(v.as_deref(), &mut out);
+                }
+                out.push(b'\n');
+            }
+            out
+        }
+    };
+    Ok(text)
+}
+
+/// A record without its line end (`\n`, and a `\r` before it in CSV).
+fn record_body<'a>(record: &'a [u8], format: &CopyFormat) -> &'a [u8] {
+    let body = record.strip_suffix(b"\n").unwrap_or(record);
+    match format {
+        CopyFormat::Csv(_) => body.strip_suffix(b"\r").unwrap_or(body),
+        _ => body,
+    }
+}
+
+/// The records of a batch in a COPY format (a CSV record may span lines).
+fn split_records<'a>(data: &'a [u8], format: &CopyFormat) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let mut end = pos;
+        let mut quoted = false;
+        loop {
+            let nl = memchr::memchr(b'\n', &data[end..]).map_or(data.len(), |n| end + n + 1);
+            if let CopyFormat::Csv(o) = format {
+                quoted = o.inside_quotes_after(&data[end..nl], quoted);
+            }
+            end = nl;
+            if !quoted || end >= data.len() {
+                break;
+            }
+        }
+        out.push(&data[pos..end]);
+        pos = end;
+    }
+    out
 }
 
 /// Transform one batch of COPY rows. Pass-through cells are copied as bytes. The output buffer
@@ -725,6 +1134,7 @@ mod tests {
             partition_of: None,
             meta: None,
             rows: None,
+            database: None,
         };
         bind(&plan, &[source]).unwrap().remove(0)
     }

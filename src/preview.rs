@@ -14,7 +14,7 @@ use crate::refresh::is_database_url;
 use crate::rules::{
     self, BoundTable, CellOp, ColumnMeta, Plan, QualifiedName, SourceTable, TableAction,
 };
-use crate::source::dump::{DumpReader, Event};
+use crate::source::dump::{DataFormat, DumpPolicy, DumpReader, Event, ObjectKind};
 use crate::source::postgres as pg;
 
 /// What to sample.
@@ -96,37 +96,80 @@ pub struct Sampled {
     pub tables: Vec<SourceTable>,
     /// COPY text rows per table, in `tables` order.
     pub samples: Vec<Vec<u8>>,
+    /// The text of the dump's COMMENT ON and SECURITY LABEL statements (for a scan to look at), and
+    /// whether it has large objects.
+    pub comments: Vec<String>,
+    pub large_objects: bool,
 }
 
 pub fn sample(
     source: &str,
     n: usize,
     filter: &dyn Fn(&SourceTable) -> Option<String>,
+    policy: DumpPolicy,
 ) -> Result<Sampled, Error> {
     if is_database_url(source) {
         return sample_database(source, n, filter);
     }
-    let (mut input, tables) = crate::dump_run::open_and_scan(source)?;
+    let (mut input, scanned) = crate::dump_run::open_and_scan(source, policy)?;
     std::io::Seek::rewind(&mut input).map_err(|source| Error::Io {
         context: "rewinding the source".into(),
         source,
     })?;
-    // The first pass counted the rows; this one only takes the first n of each table.
+    let tables = scanned.tables;
+    // The first pass counted the rows; this one only takes the first n of each table, in the
+    // standard COPY text whatever the dump's format.
     let mut samples = vec![Vec::new(); tables.len()];
-    let mut reader = DumpReader::new(std::io::BufReader::new(input), 4096, 1 << 20);
+    let (mut comments, mut large_objects) = (Vec::new(), false);
+    let mut reader = DumpReader::new(std::io::BufReader::new(input), 4096, 1 << 20)
+        .with_policy(policy)
+        .observing();
+    let mut format = DataFormat::Copy(crate::copy::CopyFormat::Text);
     while let Some(event) = reader.next_event().map_err(|e| failed(e.into()))? {
-        if let Event::Rows { block, data, .. } = event {
-            let sample = &mut samples[block];
-            let have = sample.iter().filter(|b| **b == b'\n').count();
-            for line in data
-                .split_inclusive(|b| *b == b'\n')
-                .take(n.saturating_sub(have))
-            {
-                sample.extend_from_slice(line);
+        match event {
+            Event::DataStart { format: f, .. } => format = f,
+            Event::Rows {
+                block,
+                data,
+                tuples,
+                first_line,
+                ..
+            } => {
+                let sample = &mut samples[block];
+                let have = sample.iter().filter(|b| **b == b'\n').count();
+                if have >= n {
+                    continue;
+                }
+                let batch = crate::pipeline::Batch {
+                    data,
+                    tuples,
+                    first_line: Some(first_line),
+                    first_row: 1,
+                };
+                let text = crate::pipeline::to_copy_text(
+                    &tables[block].name,
+                    &format,
+                    &batch,
+                    tables[block].columns.len(),
+                )
+                .map_err(|e| failed(e.into()))?;
+                for line in text.split_inclusive(|b| *b == b'\n').take(n - have) {
+                    sample.extend_from_slice(line);
+                }
             }
+            Event::Object { kind, text } => match kind {
+                ObjectKind::LargeObject => large_objects = true,
+                ObjectKind::Comment => comments.push(String::from_utf8_lossy(&text).into_owned()),
+            },
+            _ => {}
         }
     }
-    Ok(Sampled { tables, samples })
+    Ok(Sampled {
+        tables,
+        samples,
+        comments,
+        large_objects,
+    })
 }
 
 fn sample_database(
@@ -160,7 +203,12 @@ fn sample_database(
             }
             samples.push(sample);
         }
-        Ok(Sampled { tables, samples })
+        Ok(Sampled {
+            tables,
+            samples,
+            comments: Vec::new(),
+            large_objects: false,
+        })
     })
 }
 
@@ -173,7 +221,12 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
             .and_then(|r| r.filter.clone())
     };
     // Filters only mean something to a database; a dump is sampled from its first rows.
-    let sampled = sample(&plan.source, options.sample, &filter)?;
+    let sampled = sample(
+        &plan.source,
+        options.sample,
+        &filter,
+        crate::dump_run::dump_policy(plan),
+    )?;
     let bound = rules::bind(plan, &sampled.tables).map_err(Error::Bind)?;
     let wanted = selected(options, &sampled.tables)?;
     let mut preview = Preview::default();

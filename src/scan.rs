@@ -533,7 +533,12 @@ fn key(name: &str) -> String {
 
 /// Scan a source and return a draft rules file.
 pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
-    let sampled = sample(source, sample_rows, &|_| None)?;
+    // Everything is read and nothing written: large objects and comments are looked at, not judged.
+    let look = crate::source::dump::DumpPolicy {
+        large_objects: crate::source::dump::Policy::Keep,
+        comments: crate::source::dump::Policy::Keep,
+    };
+    let sampled = sample(source, sample_rows, &|_| None, look)?;
     let d = Detectors::new();
     let mut out = String::new();
     let _ = writeln!(
@@ -563,7 +568,8 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
         out,
         "[secret]\nkey_env = \"ANONYMIZE_KEY\"\n\n[defaults]\nuncovered = \"fail\""
     );
-    let mut done: BTreeSet<QualifiedName> = BTreeSet::new();
+    write_policy(&mut out, &sampled, &d);
+    let mut done: BTreeSet<(Option<String>, QualifiedName)> = BTreeSet::new();
     for (table, rows) in sampled.tables.iter().zip(&sampled.samples) {
         let count = table.rows.unwrap_or(0);
         // Partitions share their partitioned table's rules: one section for all of them.
@@ -571,7 +577,7 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
             .partition_of
             .clone()
             .unwrap_or_else(|| table.name.clone());
-        if !done.insert(name.clone()) {
+        if !done.insert((table.database.clone(), name.clone())) {
             continue;
         }
         let text = String::from_utf8_lossy(rows);
@@ -583,10 +589,54 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
         } else {
             String::new()
         };
-        let _ = writeln!(out, "\n[tables.{}.columns]{rows_note}", name.rules_key());
+        // The tables of a pg_dumpall file's databases go under their database.
+        let section = match &table.database {
+            Some(db) => format!("databases.{}.", key(db)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "\n[{section}tables.{}.columns]{rows_note}",
+            name.rules_key()
+        );
         write_columns(&mut out, table, &decoded, &d);
     }
     Ok(out)
+}
+
+/// The `[policy]` section: large objects dropped (their content is not read by any rule), comments
+/// kept or dropped by what the detectors find in them.
+fn write_policy(out: &mut String, sampled: &crate::preview::Sampled, d: &Detectors) {
+    let _ = writeln!(out, "\n[policy]");
+    let lo_note = if sampled.large_objects {
+        "the source has large objects; no rule reads their content"
+    } else {
+        "none seen in the source; \"drop\" keeps it so"
+    };
+    let _ = writeln!(out, "large_objects = \"drop\"  # {lo_note}");
+    let mut found = BTreeSet::new();
+    let mut with_pii = 0;
+    for c in &sampled.comments {
+        let mut here = BTreeSet::new();
+        d.inside(c, &mut here);
+        if !here.is_empty() {
+            with_pii += 1;
+            found.extend(here);
+        }
+    }
+    let n = sampled.comments.len();
+    let line = if with_pii > 0 {
+        let kinds: Vec<&str> = found.iter().copied().collect();
+        format!(
+            "comments = \"drop\"  # {with_pii} of {n} comments hold what looks personal ({})",
+            kinds.join(", ")
+        )
+    } else if n > 0 {
+        format!("comments = \"keep\"  # nothing personal found in {n} comments: read them too")
+    } else {
+        "comments = \"keep\"  # no COMMENT ON or SECURITY LABEL in the source".to_string()
+    };
+    let _ = writeln!(out, "{line}");
 }
 
 fn write_columns(

@@ -887,7 +887,7 @@ fn without_a_terminal_progress_is_plain_lines_then_a_summary() {
             "a cell value in the log"
         );
         if extra == ["-v"] {
-            assert!(err.contains("anonymize: info: first pass over examples/production.sql: 5 COPY blocks, 9000 rows"), "{err}");
+            assert!(err.contains("anonymize: info: first pass over examples/production.sql: 5 data blocks, 9000 rows"), "{err}");
         } else {
             assert!(!err.contains("info:"), "{err}");
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anonymize::pipeline::{self, Options, Progress};
 use anonymize::rules::{self, Overrides};
-use anonymize::source::dump::prescan;
+use anonymize::source::dump::{prescan, DumpPolicy};
 use proptest::prelude::*;
 
 use common::*;
@@ -95,9 +95,10 @@ impl Progress for Silent {}
 /// Run the dump pipeline over bytes: any answer but a panic is fine, and an output it accepts must
 /// hold every row it read, each block with its rows and each row with its table's field count.
 fn pipeline_on(dump: &[u8], plan: &rules::Plan) {
-    let Ok(tables) = prescan(dump) else {
+    let Ok(scanned) = prescan(dump, DumpPolicy::default()) else {
         return;
     };
+    let tables = scanned.tables;
     let Ok(bound) = rules::bind(plan, &tables) else {
         return;
     };
@@ -107,8 +108,15 @@ fn pipeline_on(dump: &[u8], plan: &rules::Plan) {
         batch_rows: 3,
         batch_bytes: 1 << 16,
     };
-    let Ok(report) = pipeline::run_dump(dump, Arc::new(bound), &mut out, false, &options, &Silent)
-    else {
+    let Ok(report) = pipeline::run_dump(
+        dump,
+        Arc::new(bound),
+        &mut out,
+        false,
+        &options,
+        DumpPolicy::default(),
+        &Silent,
+    ) else {
         return;
     };
     let expected: u64 = tables.iter().filter_map(|t| t.rows).sum();
@@ -173,7 +181,7 @@ proptest! {
 fn the_small_dump_itself_goes_through() {
     let plan = demo_plan();
     let dump = small_dump();
-    let tables = prescan(dump.as_bytes()).unwrap();
+    let tables = prescan(dump.as_bytes(), DumpPolicy::default()).unwrap().tables;
     assert_eq!(tables.len(), 5);
     assert!(tables.iter().all(|t| t.rows == Some(4)));
     let bound = rules::bind(&plan, &tables).unwrap();
@@ -184,6 +192,7 @@ fn the_small_dump_itself_goes_through() {
         &mut out,
         false,
         &Options::default(),
+        DumpPolicy::default(),
         &Silent,
     )
     .unwrap();

@@ -23,6 +23,9 @@ pub struct SourceTable {
     /// Rows expected before copying, for progress: counted in a dump, the catalog's estimate in a
     /// database (None when it has none).
     pub rows: Option<u64>,
+    /// The database the table is in, when the source says (a `\connect` in a pg_dumpall file, the
+    /// database of a live source): rules under `[databases.NAME]` apply to it.
+    pub database: Option<String>,
 }
 
 /// What the catalog says about a column, as far as rules care.
@@ -133,19 +136,24 @@ impl BoundTable {
 /// Bind a plan to the source's tables. Returns one bound table per source table, in source order.
 pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let mut uncovered: BTreeMap<&QualifiedName, (bool, Vec<&str>)> = BTreeMap::new();
-    let mut used_rules: BTreeSet<&QualifiedName> = BTreeSet::new();
+    // (database section, table) → (whole table, columns).
+    let mut uncovered: BTreeMap<(Option<&str>, &QualifiedName), (bool, Vec<&str>)> =
+        BTreeMap::new();
+    // (database section, table) of every rule used.
+    let mut used_rules: BTreeSet<(Option<&str>, &QualifiedName)> = BTreeSet::new();
     let mut bound = Vec::with_capacity(source.len());
 
     for table in source {
-        let rules: Option<&TablePlan> = plan
-            .tables
-            .get(&table.name)
-            .or_else(|| table.partition_of.as_ref().and_then(|p| plan.tables.get(p)));
+        let section = table
+            .database
+            .as_deref()
+            .filter(|d| plan.databases.contains_key(*d));
+        let rules: Option<&TablePlan> =
+            plan.table_rules(section, &table.name, table.partition_of.as_ref());
         let Some(rules) = rules else {
             if plan.uncovered == Uncovered::Fail {
                 uncovered.insert(
-                    &table.name,
+                    (section, &table.name),
                     (true, table.columns.iter().map(String::as_str).collect()),
                 );
             }
@@ -159,7 +167,7 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             });
             continue;
         };
-        used_rules.insert(&rules.name);
+        used_rules.insert((section, &rules.name));
         if rules.skip {
             bound.push(BoundTable {
                 name: table.name.clone(),
@@ -207,7 +215,7 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                 None => {
                     if plan.uncovered == Uncovered::Fail {
                         uncovered
-                            .entry(&table.name)
+                            .entry((section, &table.name))
                             .or_insert((false, Vec::new()))
                             .1
                             .push(col);
@@ -269,15 +277,34 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         .collect();
     let source_names: Vec<String> = source.iter().map(|t| t.name.to_string()).collect();
     let source_refs: Vec<&str> = source_names.iter().map(String::as_str).collect();
-    for (name, t) in &plan.tables {
-        if !used_rules.contains(name) && !parents.contains(name) {
-            let hint = suggest(&name.to_string(), &source_refs)
-                .map(|s| format!(" (did you mean {s}?)"))
-                .unwrap_or_default();
-            diags.push(Diagnostic {
-                location: Some(t.location.clone()),
-                message: format!("table {name} is not in the source{hint}"),
-            });
+    let databases: BTreeSet<&str> = source.iter().filter_map(|t| t.database.as_deref()).collect();
+    let sections = std::iter::once((None, &plan.tables))
+        .chain(plan.databases.iter().map(|(d, t)| (Some(d.as_str()), t)));
+    for (section, tables) in sections {
+        if let Some(d) = section {
+            if !databases.contains(d) {
+                let location = tables.values().next().map(|t| t.location.clone());
+                diags.push(Diagnostic {
+                    location,
+                    message: format!(
+                        "database {d} is not in the source ([databases] sections name the \
+                         databases of a pg_dumpall file)"
+                    ),
+                });
+                continue;
+            }
+        }
+        for (name, t) in tables {
+            if !used_rules.contains(&(section, name)) && !parents.contains(name) {
+                let hint = suggest(&name.to_string(), &source_refs)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                let place = section.map(|d| format!(" of database {d}")).unwrap_or_default();
+                diags.push(Diagnostic {
+                    location: Some(t.location.clone()),
+                    message: format!("table {name}{place} is not in the source{hint}"),
+                });
+            }
         }
     }
     if !uncovered.is_empty() {
@@ -293,13 +320,17 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
 /// One message listing every uncovered table and column, with lines to paste into the rules file.
 fn uncovered_diagnostic(
     plan: &Plan,
-    uncovered: &BTreeMap<&QualifiedName, (bool, Vec<&str>)>,
+    uncovered: &BTreeMap<(Option<&str>, &QualifiedName), (bool, Vec<&str>)>,
 ) -> Diagnostic {
     let mut msg = String::from(
         "uncovered columns: every column of every copied table needs a rule or \"keep\" \
          (schema drift in the source?)\n",
     );
-    for (name, (whole_table, cols)) in uncovered {
+    for ((section, name), (whole_table, cols)) in uncovered {
+        let name = match section {
+            Some(d) => format!("{name} (database {d})"),
+            None => name.to_string(),
+        };
         if *whole_table {
             msg.push_str(&format!(
                 "  table {name} has no rules (columns: {})\n",
@@ -315,8 +346,11 @@ fn uncovered_diagnostic(
         "add these lines to {} and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):\n",
         plan.rules_file
     ));
-    for (name, (_, cols)) in uncovered {
-        msg.push_str(&format!("\n[tables.{}.columns]\n", name.rules_key()));
+    for ((section, name), (_, cols)) in uncovered {
+        let prefix = section
+            .map(|d| format!("databases.{}.", toml_key(d)))
+            .unwrap_or_default();
+        msg.push_str(&format!("\n[{prefix}tables.{}.columns]\n", name.rules_key()));
         for c in cols {
             msg.push_str(&format!("{} = \"null\"\n", toml_key(c)));
         }

@@ -37,6 +37,46 @@ pub struct Plan {
     pub target: String,
     pub uncovered: Uncovered,
     pub tables: BTreeMap<QualifiedName, TablePlan>,
+    /// Rules for the tables of named databases (the `\connect` sections of a pg_dumpall file);
+    /// a database without its own section takes `tables`.
+    pub databases: BTreeMap<String, BTreeMap<QualifiedName, TablePlan>>,
+    pub policy: ObjectPolicy,
+}
+
+/// Keep or drop a kind of object that is not table rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Keep,
+    Drop,
+}
+
+/// `[policy]`: what happens to large objects and comments; `None` when the file does not say, which
+/// stops a run that meets one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ObjectPolicy {
+    pub large_objects: Option<Choice>,
+    pub comments: Option<Choice>,
+}
+
+impl Plan {
+    /// The rules of a table, in its database's section or the top-level one (a partition without
+    /// rules of its own takes its parent's).
+    pub fn table_rules(
+        &self,
+        database: Option<&str>,
+        name: &QualifiedName,
+        parent: Option<&QualifiedName>,
+    ) -> Option<&TablePlan> {
+        let map = self.tables_of(database);
+        map.get(name).or_else(|| parent.and_then(|p| map.get(p)))
+    }
+
+    /// The section that holds the rules of a database's tables.
+    pub fn tables_of(&self, database: Option<&str>) -> &BTreeMap<QualifiedName, TablePlan> {
+        database
+            .and_then(|d| self.databases.get(d))
+            .unwrap_or(&self.tables)
+    }
 }
 
 #[derive(Debug)]
@@ -228,8 +268,61 @@ pub(super) fn build(
         },
     };
 
+    let policy = ObjectPolicy {
+        large_objects: file
+            .policy
+            .as_ref()
+            .and_then(|p| choice(&mut b, "large_objects", p.large_objects.as_ref())),
+        comments: file
+            .policy
+            .as_ref()
+            .and_then(|p| choice(&mut b, "comments", p.comments.as_ref())),
+    };
+    let tables = build_tables(&mut b, &file.tables, env);
+    let mut databases = BTreeMap::new();
+    for (name, db) in &file.databases {
+        let tables = build_tables(&mut b, &db.tables, env);
+        databases.insert(name.get_ref().clone(), tables);
+    }
+    if !b.diags.is_empty() {
+        return Err(b.diags);
+    }
+    Ok(Plan {
+        rules_file: src.file.clone(),
+        source,
+        target,
+        uncovered,
+        tables,
+        databases,
+        policy,
+    })
+}
+
+/// `keep` or `drop` for a policy key.
+fn choice(b: &mut Builder, key: &str, v: Option<&Spanned<String>>) -> Option<Choice> {
+    let v = v?;
+    match v.get_ref().as_str() {
+        "keep" => Some(Choice::Keep),
+        "drop" => Some(Choice::Drop),
+        other => {
+            let msg = format!(
+                "unknown value \"{other}\" for {key}{}",
+                did_you_mean(other, &["keep", "drop"])
+            );
+            b.error(v.span(), msg);
+            None
+        }
+    }
+}
+
+/// The `[tables.…]` sections of the file or of one database.
+fn build_tables(
+    b: &mut Builder,
+    file_tables: &BTreeMap<Spanned<String>, config::TableRules>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<QualifiedName, TablePlan> {
     let mut tables = BTreeMap::new();
-    for (key, t) in &file.tables {
+    for (key, t) in file_tables {
         let span = key.span();
         let key = key.get_ref();
         let Some(name) = QualifiedName::parse(key) else {
@@ -258,7 +351,7 @@ pub(super) fn build(
         let mut columns = BTreeMap::new();
         for (col, rule) in t.columns.iter().flatten() {
             let col = col.get_ref();
-            if let Some((op, text, unique)) = build_rule(&mut b, &name, col, rule, false) {
+            if let Some((op, text, unique)) = build_rule(b, &name, col, rule, false) {
                 columns.insert(
                     col.clone(),
                     ColumnPlan {
@@ -289,16 +382,7 @@ pub(super) fn build(
             },
         );
     }
-    if !b.diags.is_empty() {
-        return Err(b.diags);
-    }
-    Ok(Plan {
-        rules_file: src.file.clone(),
-        source,
-        target,
-        uncovered,
-        tables,
-    })
+    tables
 }
 
 /// Build one column rule. Returns the op, its description and whether it is unique.

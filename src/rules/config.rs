@@ -16,6 +16,27 @@ pub struct RulesFile {
     pub target: Option<Endpoint>,
     pub secret: Option<Secret>,
     pub defaults: Option<Defaults>,
+    pub policy: Option<PolicyRules>,
+    #[serde(default)]
+    pub tables: BTreeMap<Spanned<String>, TableRules>,
+    /// Rules for the tables of one database of a pg_dumpall file.
+    #[serde(default)]
+    pub databases: BTreeMap<Spanned<String>, DatabaseRules>,
+}
+
+/// What happens to objects that are not table rows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRules {
+    /// `"drop"` or `"keep"`.
+    pub large_objects: Option<Spanned<String>>,
+    /// `"keep"` or `"drop"`: COMMENT ON and SECURITY LABEL text.
+    pub comments: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRules {
     #[serde(default)]
     pub tables: BTreeMap<Spanned<String>, TableRules>,
 }

@@ -97,7 +97,7 @@ fn bad_rules_give_located_messages() {
             "[tables.t]\nwehre = \"x\"\n",
             "r.toml:2:1: unknown key `wehre` (did you mean `where`?); expected one of `where`, `skip`, `columns`",
         ),
-        ("[sourc]\nurl = \"x\"\n", "r.toml:1:2: unknown key `sourc` (did you mean `source`?); expected one of `source`, `target`, `secret`, `defaults`, `tables`"),
+        ("[sourc]\nurl = \"x\"\n", "r.toml:1:2: unknown key `sourc` (did you mean `source`?); expected one of `source`, `target`, `secret`, `defaults`, `policy`, `tables`, `databases`"),
         (
             "[tables.t.columns]\na = { mask = { keep_last = \"4\" } }\n",
             "r.toml:2:28: invalid type: string \"4\", expected u32",
@@ -264,6 +264,7 @@ fn source(name: &str, cols: &[&str]) -> SourceTable {
         partition_of: None,
         meta: None,
         rows: None,
+        database: None,
     }
 }
 

@@ -1,8 +1,11 @@
 //! A dump file or stdout as the target.
 //!
-//! A file is written to a temporary file in the same folder and renamed over the target only when
-//! the whole run succeeded, so a failed or interrupted run never leaves a partial file behind (the
-//! temporary file is removed when the sink is dropped without [`DumpSink::commit`]).
+//! A regular file is written to a temporary file in the same folder and renamed over the target
+//! only when the whole run succeeded, so a failed or interrupted run never leaves a partial file
+//! behind (the temporary file is removed when the sink is dropped without [`DumpSink::commit`]). A
+//! symbolic link is followed first, so the link stays and its target gets the output. A target that
+//! is not a regular file — `/dev/null`, a FIFO, a terminal, a process substitution — is written
+//! directly: renaming a file over it would replace the device or pipe itself.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +65,29 @@ fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 pub struct DumpSink {
     out: BufWriter<Box<dyn Write + Send>>,
     temp: Option<(NamedTempFile, PathBuf)>,
+    stdout: bool,
+}
+
+/// Where a path finally points, following symbolic links (the last one may point at nothing yet).
+fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&p)?;
+                p = if link.is_absolute() {
+                    link
+                } else {
+                    p.parent().unwrap_or(Path::new(".")).join(link)
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(io::Error::other(format!(
+        "too many levels of symbolic links at {}",
+        path.display()
+    )))
 }
 
 impl DumpSink {
@@ -71,9 +97,26 @@ impl DumpSink {
             return Ok(DumpSink {
                 out: BufWriter::with_capacity(BUFFER, Box::new(io::stdout())),
                 temp: None,
+                stdout: true,
             });
         }
-        let path = PathBuf::from(target);
+        let path = resolve(Path::new(target))?;
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                return Err(io::Error::other(format!("{} is a directory", path.display())))
+            }
+            Ok(m) if !m.is_file() => {
+                // A device, FIFO or socket: written as it is, never replaced.
+                log::debug!("writing directly to {} (not a regular file)", path.display());
+                let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+                return Ok(DumpSink {
+                    out: BufWriter::with_capacity(BUFFER, Box::new(file)),
+                    temp: None,
+                    stdout: false,
+                });
+            }
+            _ => {}
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -95,11 +138,12 @@ impl DumpSink {
         Ok(DumpSink {
             out: BufWriter::with_capacity(BUFFER, Box::new(file)),
             temp: Some((temp, path)),
+            stdout: false,
         })
     }
 
     pub fn is_stdout(&self) -> bool {
-        self.temp.is_none()
+        self.stdout
     }
 
     pub fn writer(&mut self) -> &mut (dyn Write + Send) {
@@ -149,5 +193,41 @@ mod tests {
         assert!(!failed.exists());
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "only out.sql remains");
+    }
+
+    #[test]
+    fn a_symlink_stays_and_its_target_gets_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.sql");
+        let link = dir.path().join("link.sql");
+        std::os::unix::fs::symlink("real.sql", &link).unwrap();
+        let mut sink = DumpSink::open(link.to_str().unwrap()).unwrap();
+        sink.writer().write_all(b"x\n").unwrap();
+        sink.commit().unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "x\n");
+    }
+
+    #[test]
+    fn a_fifo_is_written_directly_and_stays_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path string and mode.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+        };
+        let mut sink = DumpSink::open(fifo.to_str().unwrap()).unwrap();
+        sink.writer().write_all(b"through the pipe\n").unwrap();
+        sink.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe\n");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -1,15 +1,24 @@
-//! Rows from a pg_dump plain-format file or stream.
+//! Rows from a pg_dump plain-format file or stream, read as SQL statements.
 //!
-//! The dump is read line by line as a stream of events: SQL text (passed through untouched), the
-//! start of a `COPY table (columns) FROM stdin;` block, batches of its rows (still COPY-escaped),
-//! and the block's `\.` end. A first pass ([`prescan`]) collects the COPY headers and the partitions
-//! (`ALTER TABLE ONLY parent ATTACH PARTITION child`) so the rules can be bound before anything is
-//! written. This module knows nothing of rules.
+//! The dump is cut into statements the way psql cuts it (a real lexer: quotes, dollar quotes,
+//! quoted names, comments, `BEGIN ATOMIC` bodies) and each statement is judged
+//! ([`crate::sql::statement`]): data statements — `COPY … FROM stdin` blocks in text or CSV, and
+//! `INSERT … VALUES` runs — become row batches for the rules; schema statements on the allow-list
+//! pass as written, with production's secrets cut out of them; large objects and comments follow a
+//! policy; everything else is refused with its line. SQL comments between statements pass only in
+//! the forms pg_dump writes (names of objects); others are dropped. A first pass ([`prescan`]) sees
+//! every statement and table before anything is written. This module knows nothing of rules.
 
-use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::Arc;
 
-use crate::rules::{split_identifiers, QualifiedName, SourceTable};
+use crate::copy::CopyFormat;
+use crate::rules::SourceTable;
+use crate::schema::QualifiedName;
+use crate::sql::lexer::{self, Kind};
+use crate::sql::split::{Found, SplitError, Splitter};
+use crate::sql::statement::{self, Info, InsertHeader, Secret, Statement, TableDef};
 
 /// Why a dump could not be read. Line numbers are 1-based; no content is quoted.
 #[derive(Debug, thiserror::Error)]
@@ -22,103 +31,226 @@ pub enum DumpError {
         start: u64,
         line: u64,
     },
-    #[error("dump line {line}: cannot read this COPY header (expected `COPY table (columns) FROM stdin;`)")]
-    BadHeader { line: u64 },
     #[error("dump line {line}: invalid UTF-8")]
     InvalidUtf8 { line: u64 },
+    #[error("dump line {line}: {what}")]
+    Syntax { line: u64, what: String },
+    /// Statements the tool does not let through, and policies the dump needs: the run stops before
+    /// anything is written (exit 2).
+    #[error("{}", render_refusals(.0))]
+    Refused(Vec<Refusal>),
+}
+
+/// One reason a dump cannot go through as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub line: u64,
+    pub message: String,
+}
+
+fn render_refusals(r: &[Refusal]) -> String {
+    r.iter()
+        .map(|r| format!("dump line {}: {}", r.line, r.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What to do with a kind of object the rules file decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Not decided: meeting one stops the run (exit 2), naming the key to add.
+    #[default]
+    Undecided,
+    Keep,
+    Drop,
+}
+
+/// How a dump's non-data objects are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DumpPolicy {
+    /// Large objects (their creation, data, ownership, grants and comments).
+    pub large_objects: Policy,
+    /// `COMMENT ON` and `SECURITY LABEL` text.
+    pub comments: Policy,
+}
+
+/// How the rows of a data block are written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataFormat {
+    Copy(CopyFormat),
+    /// `INSERT … VALUES` tuples. `scs` is `standard_conforming_strings` for their strings;
+    /// `positions` maps each tuple element to its column among the block's columns, `None` for a
+    /// generated column (its element must be `DEFAULT`); `None` for all: one to one.
+    Insert {
+        scs: bool,
+        positions: Option<Arc<Vec<Option<usize>>>>,
+    },
+}
+
+/// Something the reader did that the report should say (never with content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    SecretRemoved(Secret),
+    LargeObjectDropped,
+    CommentDropped,
+    SqlCommentDropped,
 }
 
 /// One piece of the dump, in order.
 #[derive(Debug)]
 pub enum Event {
-    /// SQL text outside COPY blocks, whole lines.
+    /// Text to write as it is (schema statements, pg_dump's comment lines, space).
     Sql(Vec<u8>),
-    /// A COPY header line; `block` counts blocks from 0.
-    CopyStart { block: usize, header: Vec<u8> },
-    /// Rows of the current block, each ending in `\n`.
+    /// A data block starts: its table, columns and format, and the text that opens it (a COPY
+    /// statement's line; nothing for an INSERT run, whose statements are in its rows' text).
+    DataStart {
+        block: usize,
+        table: QualifiedName,
+        database: Option<String>,
+        columns: Vec<String>,
+        format: DataFormat,
+        header: Vec<u8>,
+    },
+    /// Rows of the current block. COPY rows each end in `\n` (a CSV record may span lines). For
+    /// INSERT runs `data` is the statements' text and `tuples` the ranges of each `( … )` in it.
     Rows {
         block: usize,
         data: Vec<u8>,
         first_line: u64,
         rows: u64,
+        tuples: Vec<(u32, u32)>,
     },
-    /// The `\.` line that ends the current block.
-    CopyEnd { block: usize, line: Vec<u8> },
+    /// The text that closes the block (COPY's `\.` line; the end of an INSERT run's last statement).
+    DataEnd { block: usize, text: Vec<u8> },
+    Note(Note),
+    /// A large-object statement or a comment, with its text: only when asked for
+    /// ([`DumpReader::observing`]), for a scan that looks at what the policy would decide.
+    Object { kind: ObjectKind, text: Vec<u8> },
 }
 
-/// Parse `COPY schema.table (a, "B c") FROM stdin;`. `None` when the line is not a COPY header.
-pub fn parse_copy_header(line: &[u8]) -> Option<Result<(QualifiedName, Vec<String>), ()>> {
-    if !line.starts_with(b"COPY ") {
-        return None;
-    }
-    let text = std::str::from_utf8(line).ok()?.trim_end();
-    let body = text.strip_prefix("COPY ")?.strip_suffix(" FROM stdin;")?;
-    Some(parse_header_body(body).ok_or(()))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    LargeObject,
+    Comment,
 }
 
-fn parse_header_body(body: &str) -> Option<(QualifiedName, Vec<String>)> {
-    let open = find_unquoted(body, '(')?;
-    let name_parts = split_identifiers(body[..open].trim())?;
-    let name = match name_parts.as_slice() {
-        [n] => QualifiedName::new("public", n),
-        [s, n] => QualifiedName::new(s, n),
-        _ => return None,
+/// The open INSERT run: consecutive INSERTs into the same table and columns.
+struct InsertRun {
+    block: usize,
+    key: (Option<String>, InsertHeader),
+    scs: bool,
+    data: Vec<u8>,
+    tuples: Vec<(u32, u32)>,
+    rows: u64,
+    first_line: u64,
+}
+
+/// The INSERT statement being read, once its header is known.
+struct InsertStatement {
+    /// Up to where its text has joined the run's data.
+    copied: usize,
+    /// Where the last tuple ended (or the header, before the first).
+    last_end: usize,
+    /// Something other than a tuple came after the tuples (`ON CONFLICT (…)`): no more tuples.
+    tuples_over: bool,
+    /// Where the tuple being read started.
+    tuple_start: Option<usize>,
+}
+
+enum Mode {
+    Sql,
+    Copy {
+        block: usize,
+        table: QualifiedName,
+        start_line: u64,
+        csv: Option<crate::copy::CsvOptions>,
+        /// The first record is the CSV header: it passes as text.
+        header_pending: bool,
+    },
+}
+
+/// Read this much more input at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Streams [`Event`]s from a dump.
+pub struct DumpReader<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// Everything before this has been handed out.
+    start: usize,
+    eof: bool,
+    /// Line counting: `line` is the line of `buf[counted]`.
+    counted: usize,
+    line: u64,
+    split: Splitter,
+    mode: Mode,
+    db: Option<String>,
+    defs: HashMap<(Option<String>, QualifiedName), TableDef>,
+    /// `ALTER TABLE … ATTACH PARTITION` and `PARTITION OF`: (database, child, parent).
+    partitions: Vec<(Option<String>, QualifiedName, QualifiedName)>,
+    blocks: usize,
+    run: Option<InsertRun>,
+    insert: Option<InsertStatement>,
+    /// The statement being read was refused already (a first pass that goes on).
+    skip_statement: bool,
+    pending: std::collections::VecDeque<Event>,
+    policy: DumpPolicy,
+    refusals: Vec<Refusal>,
+    /// Go on past refused statements (a first pass that reports every one).
+    keep_going: bool,
+    batch_rows: u64,
+    batch_bytes: usize,
+    buffers: Arc<crate::pipeline::BufferPool>,
+    keep_rows: bool,
+    observe: bool,
+}
+
+/// pg_dump's own comment lines (object names and dump metadata) pass; other comments are dropped.
+fn pg_dump_comment(line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
     };
-    let cols_text = body[open + 1..].trim_end().strip_suffix(')')?;
-    let mut columns = Vec::new();
-    for part in split_unquoted(cols_text, ',') {
-        let ids = split_identifiers(part.trim())?;
-        let [id] = ids.as_slice() else { return None };
-        columns.push(id.clone());
+    let text = text.trim_end();
+    let Some(rest) = text.strip_prefix("--") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
     }
-    Some((name, columns))
+    let Some(rest) = rest.strip_prefix(' ') else {
+        return false;
+    };
+    [
+        "Name: ",
+        "Data for Name: ",
+        "TOC entry ",
+        "Dependencies: ",
+        "PostgreSQL database dump",
+        "PostgreSQL database cluster dump",
+        "Dumped from database version",
+        "Dumped by pg_dump version",
+        "Dumped by pg_dumpall version",
+        "Started on ",
+        "Completed on ",
+        "Roles",
+        "Role memberships",
+        "User Configurations",
+        "Tablespaces",
+        "Databases",
+        "Database \"",
+        "Per-Database Role Settings",
+    ]
+    .iter()
+    .any(|p| rest.starts_with(p))
 }
 
-fn find_unquoted(s: &str, target: char) -> Option<usize> {
-    let mut quoted = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c == target && !quoted => return Some(i),
-            _ => {}
-        }
+fn describe_kind(k: Kind) -> &'static str {
+    match k {
+        Kind::QuotedIdent => "a quoted name",
+        Kind::BlockComment => "a comment",
+        Kind::Str(lexer::Str::Dollar) => "a dollar-quoted string",
+        _ => "a quoted string",
     }
-    None
-}
-
-fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut quoted = false;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-/// `ALTER TABLE ONLY parent ATTACH PARTITION child ...` → (child, parent).
-fn parse_attach(line: &[u8]) -> Option<(QualifiedName, QualifiedName)> {
-    let text = std::str::from_utf8(line).ok()?;
-    let rest = text.strip_prefix("ALTER TABLE ONLY ")?;
-    let at = rest.find(" ATTACH PARTITION ")?;
-    let parent = qualified(&rest[..at])?;
-    let after = &rest[at + " ATTACH PARTITION ".len()..];
-    let end = after
-        .find(" FOR VALUES")
-        .or_else(|| after.find(" DEFAULT"))?;
-    Some((qualified(&after[..end])?, parent))
-}
-
-fn qualified(s: &str) -> Option<QualifiedName> {
-    QualifiedName::parse(s.trim())
 }
 
 /// `\.` alone on its line (also as the file's last line, without a line end).
@@ -126,38 +258,42 @@ fn is_end_marker(line: &[u8]) -> bool {
     matches!(line, b"\\.\n" | b"\\.\r\n" | b"\\.")
 }
 
-/// Streams [`Event`]s from a dump.
-pub struct DumpReader<R> {
-    input: R,
-    line_no: u64,
-    block: Option<(usize, QualifiedName, u64)>,
-    blocks: usize,
-    /// A line read ahead that belongs to the next event.
-    pending: Option<Vec<u8>>,
-    batch_rows: u64,
-    batch_bytes: usize,
-    /// Where row batches come from.
-    buffers: std::sync::Arc<crate::pipeline::BufferPool>,
-    /// False when only the rows' number matters: `Rows` events then carry no data.
-    keep_rows: bool,
-}
-
-/// Flush a SQL chunk at this size.
-const SQL_CHUNK: usize = 64 * 1024;
-
-impl<R: BufRead> DumpReader<R> {
+impl<R: Read> DumpReader<R> {
     pub fn new(input: R, batch_rows: u64, batch_bytes: usize) -> Self {
+        let mut split = Splitter::new(true);
+        split.report_parens = true;
         DumpReader {
             input,
-            line_no: 0,
-            block: None,
+            buf: Vec::with_capacity(CHUNK),
+            start: 0,
+            eof: false,
+            counted: 0,
+            line: 1,
+            split,
+            mode: Mode::Sql,
+            db: None,
+            defs: HashMap::new(),
+            partitions: Vec::new(),
             blocks: 0,
-            pending: None,
-            batch_rows,
+            run: None,
+            insert: None,
+            skip_statement: false,
+            pending: Default::default(),
+            policy: DumpPolicy::default(),
+            refusals: Vec::new(),
+            keep_going: false,
+            batch_rows: batch_rows.max(1),
             batch_bytes,
             buffers: Default::default(),
             keep_rows: true,
+            observe: false,
         }
+    }
+
+    /// Also hand out large-object and comment statements as [`Event::Object`].
+    pub fn observing(mut self) -> Self {
+        self.observe = true;
+        self
     }
 
     /// Count rows without copying them: every `Rows` event comes with empty data.
@@ -167,356 +303,851 @@ impl<R: BufRead> DumpReader<R> {
     }
 
     /// Take row batches from `buffers` (the pipeline gives them back once written).
-    pub fn with_buffers(mut self, buffers: std::sync::Arc<crate::pipeline::BufferPool>) -> Self {
+    pub fn with_buffers(mut self, buffers: Arc<crate::pipeline::BufferPool>) -> Self {
         self.buffers = buffers;
         self
     }
 
-    /// The 1-based number of the last line read.
-    pub fn line(&self) -> u64 {
-        self.line_no
+    /// What to do with large objects and comments.
+    pub fn with_policy(mut self, policy: DumpPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
-    fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<usize, DumpError> {
-        let n = self.input.read_until(b'\n', buf)?;
-        if n > 0 {
-            self.line_no += 1;
+    /// The 1-based number of the line being read.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The line of byte `pos` of the buffer (positions only move forward).
+    fn line_at(&mut self, pos: usize) -> u64 {
+        if pos > self.counted {
+            self.line += memchr::memchr_iter(b'\n', &self.buf[self.counted..pos]).count() as u64;
+            self.counted = pos;
         }
-        Ok(n)
+        self.line
+    }
+
+    /// Read more input; false at its end.
+    fn fill(&mut self) -> Result<bool, DumpError> {
+        if self.eof {
+            return Ok(false);
+        }
+        // Drop what was handed out, when that is most of the buffer.
+        let drop = self.start.min(self.counted);
+        if drop > 64 * 1024 && drop > self.buf.len() / 2 {
+            self.buf.drain(..drop);
+            self.start -= drop;
+            self.counted -= drop;
+            self.split.shift(drop);
+            if let Some(s) = self.insert.as_mut() {
+                s.copied -= drop;
+                s.last_end -= drop;
+                if let Some(t) = s.tuple_start.as_mut() {
+                    *t -= drop;
+                }
+            }
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + CHUNK, 0);
+        let n = loop {
+            match self.input.read(&mut self.buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e.into());
+                }
+            }
+        };
+        self.buf.truncate(len + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
     }
 
     pub fn next_event(&mut self) -> Result<Option<Event>, DumpError> {
-        match self.block.clone() {
-            Some((block, table, start)) => self.next_in_block(block, table, start),
-            None => self.next_sql(),
-        }
-    }
-
-    fn next_sql(&mut self) -> Result<Option<Event>, DumpError> {
-        let mut chunk = Vec::new();
         loop {
-            let mut line = match self.pending.take() {
-                Some(l) => l,
-                None => {
-                    let mut l = Vec::new();
-                    if self.read_line(&mut l)? == 0 {
-                        return Ok((!chunk.is_empty()).then_some(Event::Sql(chunk)));
-                    }
-                    l
-                }
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(e));
+            }
+            let more = match self.mode {
+                Mode::Sql => self.sql()?,
+                Mode::Copy { .. } => self.copy_rows()?,
             };
-            if std::str::from_utf8(&line).is_err() {
-                return Err(DumpError::InvalidUtf8 { line: self.line_no });
-            }
-            if let Some(header) = parse_copy_header(&line) {
-                if !chunk.is_empty() {
-                    self.pending = Some(line);
-                    return Ok(Some(Event::Sql(chunk)));
-                }
-                let Ok((table, _)) = header else {
-                    return Err(DumpError::BadHeader { line: self.line_no });
-                };
-                let block = self.blocks;
-                self.blocks += 1;
-                self.block = Some((block, table, self.line_no));
-                if !line.ends_with(b"\n") {
-                    line.push(b'\n');
-                }
-                return Ok(Some(Event::CopyStart {
-                    block,
-                    header: line,
-                }));
-            }
-            chunk.extend_from_slice(&line);
-            if chunk.len() >= SQL_CHUNK {
-                return Ok(Some(Event::Sql(chunk)));
+            if !more && self.pending.is_empty() {
+                return Ok(None);
             }
         }
     }
 
-    fn next_in_block(
-        &mut self,
-        block: usize,
-        table: QualifiedName,
-        start: u64,
-    ) -> Result<Option<Event>, DumpError> {
-        if let Some(end) = self.pending.take() {
-            // The end marker was read with the last batch of rows.
-            self.block = None;
-            return Ok(Some(Event::CopyEnd { block, line: end }));
-        }
-        // Room for the batch plus one long row, so the last row read rarely reallocates the batch.
-        let mut data = self.buffers.take(self.batch_bytes.min(1 << 22) + 64 * 1024);
-        let mut rows = 0u64;
-        let first_line = self.line_no + 1;
-        loop {
-            // Fast path: take the whole lines already in the reader's buffer in one copy, instead
-            // of one read_until per row (most of the reader thread's time on narrow tables).
-            let buf = self.input.fill_buf()?;
-            let mut whole = 0;
-            let mut marker = None;
-            let mut full = false;
-            for nl in memchr::memchr_iter(b'\n', buf) {
-                let line = &buf[whole..=nl];
-                if is_end_marker(line) {
-                    marker = Some(line.to_vec());
-                    break;
-                }
-                whole = nl + 1;
-                rows += 1;
-                self.line_no += 1;
-                if rows >= self.batch_rows || data.len() + whole >= self.batch_bytes {
-                    full = true;
-                    break;
-                }
-            }
-            if self.keep_rows {
-                data.extend_from_slice(&buf[..whole]);
-            }
-            self.input.consume(whole);
-            if let Some(end) = marker {
-                self.input.consume(end.len());
-                self.line_no += 1;
-                return Ok(Some(self.reached_end(block, data, first_line, rows, end)));
-            }
-            if full {
-                return Ok(Some(Event::Rows {
-                    block,
-                    data,
-                    first_line,
-                    rows,
-                }));
-            }
-            // A line that runs past the buffer (or the file's last line): one line the slow way.
-            let before = data.len();
-            if self.read_line(&mut data)? == 0 {
-                return Err(DumpError::Truncated {
-                    table,
-                    start,
-                    line: self.line_no,
-                });
-            }
-            let line = &data[before..];
-            if is_end_marker(line) {
-                let mut end = data.split_off(before);
-                if !end.ends_with(b"\n") {
-                    end.push(b'\n');
-                }
-                return Ok(Some(self.reached_end(block, data, first_line, rows, end)));
-            }
-            if !line.ends_with(b"\n") {
-                // The last line of a file without a final newline cannot be a complete row block.
-                data.push(b'\n');
-            }
-            rows += 1;
-            if !self.keep_rows {
-                data.truncate(before);
-            }
-            if rows >= self.batch_rows || data.len() >= self.batch_bytes {
-                return Ok(Some(Event::Rows {
-                    block,
-                    data,
-                    first_line,
-                    rows,
-                }));
-            }
+    /// A statement that may not pass: an error, or noted when going on.
+    fn refuse(&mut self, line: u64, message: String) -> Result<(), DumpError> {
+        self.refusals.push(Refusal { line, message });
+        if self.keep_going {
+            Ok(())
+        } else {
+            Err(DumpError::Refused(std::mem::take(&mut self.refusals)))
         }
     }
 
-    /// The end marker of a block is read: the rows before it first (the block stays open and the
-    /// next call returns the marker), or the block's end.
-    fn reached_end(
-        &mut self,
-        block: usize,
-        data: Vec<u8>,
-        first_line: u64,
-        rows: u64,
-        end: Vec<u8>,
-    ) -> Event {
-        if rows > 0 {
-            self.pending = Some(end);
-            return Event::Rows {
-                block,
-                data,
-                first_line,
-                rows,
-            };
-        }
-        self.block = None;
-        Event::CopyEnd { block, line: end }
-    }
-}
-
-/// What a first pass over the dump finds: its tables in COPY order (with partition parents).
-pub fn prescan<R: BufRead>(input: R) -> Result<Vec<SourceTable>, DumpError> {
-    let mut reader = DumpReader::new(input, u64::MAX, 1 << 20).counting_only();
-    let mut parents: BTreeMap<QualifiedName, QualifiedName> = BTreeMap::new();
-    let mut tables = Vec::new();
-    while let Some(ev) = reader.next_event()? {
-        match ev {
-            Event::Sql(chunk) => {
-                for line in chunk.split(|b| *b == b'\n') {
-                    if let Some((child, parent)) = parse_attach(line) {
-                        parents.insert(child, parent);
-                    }
-                }
-            }
-            Event::CopyStart { header, .. } => {
-                let Some(Ok((name, columns))) = parse_copy_header(&header) else {
-                    return Err(DumpError::BadHeader {
-                        line: reader.line(),
+    /// Read statements until an event is pending; false at the end of the dump.
+    fn sql(&mut self) -> Result<bool, DumpError> {
+        while self.pending.is_empty() && matches!(self.mode, Mode::Sql) {
+            let found = match self.split.next(&self.buf, self.eof) {
+                Ok(f) => f,
+                Err(e) => {
+                    let line = self.line_at(self.start);
+                    return Err(DumpError::Syntax {
+                        line,
+                        what: match e {
+                            SplitError::Unterminated(k) => {
+                                format!("the dump ends inside {}", describe_kind(k))
+                            }
+                            SplitError::UnbalancedParen => {
+                                "a statement with a `)` without its `(`".into()
+                            }
+                        },
                     });
-                };
-                tables.push(SourceTable {
-                    name,
-                    columns,
-                    partition_of: None,
-                    meta: None,
-                    rows: Some(0),
-                });
-            }
-            Event::Rows { rows, .. } => {
-                if let Some(SourceTable { rows: Some(n), .. }) = tables.last_mut() {
-                    *n += rows;
+                }
+            };
+            match found {
+                None => {
+                    self.fill()?;
+                }
+                Some(Found::Open { at }) => self.open_paren(at)?,
+                Some(Found::Close { end }) => self.close_paren(end)?,
+                Some(Found::End) => {
+                    let gap = self.gap(self.buf.len())?;
+                    self.close_run();
+                    self.start = self.buf.len();
+                    if !gap.is_empty() {
+                        self.pending.push_back(Event::Sql(gap));
+                    }
+                    return Ok(!self.pending.is_empty());
+                }
+                Some(Found::Meta { content, end }) => {
+                    self.meta(content, end)?;
+                    self.split.report_parens = true;
+                }
+                Some(Found::Statement { content, end }) => {
+                    self.statement(content, end)?;
+                    self.split.report_parens = true;
                 }
             }
-            Event::CopyEnd { .. } => {}
         }
+        Ok(true)
     }
-    for t in &mut tables {
-        t.partition_of = parents.get(&t.name).cloned();
-    }
-    Ok(tables)
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DUMP: &str = "SET x = 1;\n\
-COPY public.a (id, \"Name\", \"odd, col\") FROM stdin;\n\
-1\tx\ty\n\
-2\t\\N\tz\n\
-\\.\n\
-ALTER TABLE ONLY public.p ATTACH PARTITION public.p_1 FOR VALUES FROM (1) TO (2);\n\
-COPY public.p_1 (id) FROM stdin;\n\
-\\.\n\
-SELECT 1;\n";
-
-    fn events(dump: &str, batch: u64) -> Result<Vec<Event>, DumpError> {
-        let mut r = DumpReader::new(dump.as_bytes(), batch, 1 << 20);
-        let mut out = Vec::new();
-        while let Some(e) = r.next_event()? {
-            out.push(e);
+    /// The space and comments from `start` to `to`, as they may pass.
+    fn gap(&mut self, to: usize) -> Result<Vec<u8>, DumpError> {
+        let text = &self.buf[self.start..to];
+        if std::str::from_utf8(text).is_err() {
+            let line = self.line_at(self.start);
+            return Err(DumpError::InvalidUtf8 { line });
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut dropped = false;
+        let mut pos = 0;
+        while let Ok(Some(t)) = lexer::next(text, pos, true, true) {
+            let piece = &text[t.start..t.end];
+            match t.kind {
+                Kind::LineComment if pg_dump_comment(piece) => out.extend_from_slice(piece),
+                Kind::LineComment => {
+                    dropped = true;
+                    if piece.ends_with(b"\n") {
+                        out.push(b'\n');
+                    }
+                }
+                Kind::BlockComment => dropped = true,
+                _ => out.extend_from_slice(piece),
+            }
+            pos = t.end;
+        }
+        if dropped {
+            self.pending.push_back(Event::Note(Note::SqlCommentDropped));
         }
         Ok(out)
     }
 
-    #[test]
-    fn events_reassemble_the_dump() {
-        for batch in [1, 2, 100] {
-            let evs = events(DUMP, batch).unwrap();
-            let mut out = Vec::new();
-            for e in &evs {
-                match e {
-                    Event::Sql(b)
-                    | Event::CopyStart { header: b, .. }
-                    | Event::CopyEnd { line: b, .. } => out.extend_from_slice(b),
-                    Event::Rows { data, .. } => out.extend_from_slice(data),
-                }
-            }
-            assert_eq!(String::from_utf8(out).unwrap(), DUMP);
+    fn new_block(&mut self) -> usize {
+        self.blocks += 1;
+        self.blocks - 1
+    }
+
+    /// End the open INSERT run: its last rows, then its closing text.
+    fn close_run(&mut self) {
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        let last = run.tuples.last().map_or(0, |t| t.1 as usize);
+        let tail = run.data.split_off(last);
+        if run.rows > 0 || !run.data.is_empty() {
+            self.pending.push_back(Event::Rows {
+                block: run.block,
+                data: if self.keep_rows { run.data } else { Vec::new() },
+                first_line: run.first_line,
+                rows: run.rows,
+                tuples: if self.keep_rows { run.tuples } else { Vec::new() },
+            });
         }
-        let evs = events(DUMP, 1).unwrap();
-        let rows: Vec<(u64, u64)> = evs
+        self.pending.push_back(Event::DataEnd {
+            block: run.block,
+            text: tail,
+        });
+    }
+
+    fn meta(&mut self, content: usize, end: usize) -> Result<(), DumpError> {
+        let gap = self.gap(content)?;
+        self.close_run();
+        let line = self.line_at(content);
+        let text = self.buf[content..end].to_vec();
+        self.start = end;
+        let mut out = gap;
+        match statement::classify(&text, self.split.scs) {
+            Statement::Connect(db) => {
+                self.db = Some(db);
+                out.extend_from_slice(&text);
+            }
+            Statement::Schema(_) => out.extend_from_slice(&text),
+            Statement::Refused(why) => {
+                self.refuse(line, format!("{why}: not allowed to pass"))?;
+            }
+            _ => unreachable!("a meta-command is one of these"),
+        }
+        if !out.is_empty() {
+            self.pending.push_back(Event::Sql(out));
+        }
+        Ok(())
+    }
+
+    /// A `(` at the top level of the statement being read: an INSERT's tuple, perhaps.
+    fn open_paren(&mut self, at: usize) -> Result<(), DumpError> {
+        if self.skip_statement {
+            return Ok(());
+        }
+        if let Some(ins) = &mut self.insert {
+            if ins.tuples_over {
+                return Ok(());
+            }
+            // Between two tuples only a comma may stand; anything else ends the tuples.
+            let between = &self.buf[ins.last_end..at];
+            let comma_only = lexer::tokens(between, self.split.scs).is_ok_and(|toks| {
+                let sig: Vec<_> = toks.iter().filter(|t| lexer::significant(t)).collect();
+                sig.len() == 1 && sig[0].kind == Kind::Comma
+            });
+            if comma_only {
+                ins.tuple_start = Some(at);
+            } else {
+                ins.tuples_over = true;
+            }
+            return Ok(());
+        }
+        let prefix = &self.buf[self.start..at];
+        let toks = lexer::tokens(prefix, self.split.scs).unwrap_or_default();
+        let Some(first) = toks.iter().find(|t| lexer::significant(t)).copied() else {
+            return Ok(());
+        };
+        if lexer::word(prefix, &first).as_deref() != Some("insert") {
+            // Not an INSERT: no tuples to follow in this statement.
+            self.split.report_parens = false;
+            return Ok(());
+        }
+        match statement::parse_insert_header(prefix, self.split.scs) {
+            Ok(Some(h)) => self.begin_insert(self.start + first.start, at, h),
+            // Not yet at VALUES (this is its column list), or not a VALUES insert: judged at its
+            // end.
+            Ok(None) => Ok(()),
+            Err(_) => {
+                self.split.report_parens = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// An INSERT's header is read (its first token at `content`, its first tuple at `at`): join the
+    /// open run or start a new one.
+    fn begin_insert(
+        &mut self,
+        content: usize,
+        at: usize,
+        header: InsertHeader,
+    ) -> Result<(), DumpError> {
+        let line = self.line_at(content);
+        let scs = self.split.scs;
+        let key = (self.db.clone(), header);
+        let continues = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.key == key && r.scs == scs);
+        let gap = self.gap(content)?;
+        if !continues {
+            self.close_run();
+            let layout = self.insert_layout(&key);
+            let (columns, positions) = match layout {
+                Ok(x) => x,
+                Err(message) => {
+                    self.refuse(line, message)?;
+                    self.skip_statement = true;
+                    self.split.report_parens = false;
+                    return Ok(());
+                }
+            };
+            if !gap.is_empty() {
+                self.pending.push_back(Event::Sql(gap.clone()));
+            }
+            let block = self.new_block();
+            self.pending.push_back(Event::DataStart {
+                block,
+                table: key.1.table.clone(),
+                database: key.0.clone(),
+                columns,
+                format: DataFormat::Insert {
+                    scs,
+                    positions: positions.map(Arc::new),
+                },
+                header: Vec::new(),
+            });
+            self.run = Some(InsertRun {
+                block,
+                key,
+                scs,
+                data: self.take_buffer(),
+                tuples: Vec::new(),
+                rows: 0,
+                first_line: line,
+            });
+        } else {
+            let run = self.run.as_mut().expect("a run is open");
+            if run.rows == 0 && run.data.is_empty() {
+                run.first_line = line;
+            }
+            if self.keep_rows {
+                run.data.extend_from_slice(&gap);
+            }
+        }
+        self.start = content;
+        self.insert = Some(InsertStatement {
+            copied: content,
+            last_end: at,
+            tuples_over: false,
+            tuple_start: Some(at),
+        });
+        Ok(())
+    }
+
+    fn take_buffer(&self) -> Vec<u8> {
+        if self.keep_rows {
+            self.buffers.take(self.batch_bytes.min(1 << 22) + 64 * 1024)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The columns an INSERT writes, and where each tuple element goes when its CREATE TABLE has
+    /// generated columns (whose elements must be DEFAULT).
+    #[allow(clippy::type_complexity)]
+    fn insert_layout(
+        &self,
+        key: &(Option<String>, InsertHeader),
+    ) -> Result<(Vec<String>, Option<Vec<Option<usize>>>), String> {
+        let (db, h) = key;
+        if let Some(cols) = &h.columns {
+            return Ok((cols.clone(), None));
+        }
+        let cols = self.columns_of(db, &h.table).ok_or_else(|| {
+            format!(
+                "an INSERT into {} without a column list, and no CREATE TABLE for it earlier in the \
+                 dump that says its columns: dump with --column-inserts, or name the columns",
+                h.table
+            )
+        })?;
+        let names: Vec<String> = cols.iter().filter(|c| !c.1).map(|c| c.0.clone()).collect();
+        if names.len() == cols.len() {
+            return Ok((names, None));
+        }
+        let mut next = 0;
+        let positions = cols
             .iter()
-            .filter_map(|e| match e {
-                Event::Rows {
-                    first_line, rows, ..
-                } => Some((*first_line, *rows)),
-                _ => None,
+            .map(|(_, generated)| {
+                (!generated).then(|| {
+                    next += 1;
+                    next - 1
+                })
             })
             .collect();
-        assert_eq!(rows, vec![(3, 1), (4, 1)]);
+        Ok((names, Some(positions)))
     }
 
-    #[test]
-    fn prescan_finds_tables_columns_partitions_and_row_counts() {
-        let tables = prescan(DUMP.as_bytes()).unwrap();
-        assert_eq!(tables.len(), 2);
-        assert_eq!(tables[0].rows, Some(2));
-        assert_eq!(tables[1].rows, Some(0));
-        assert_eq!(tables[0].columns, vec!["id", "Name", "odd, col"]);
-        assert_eq!(
-            tables[1].partition_of,
-            Some(QualifiedName::new("public", "p"))
-        );
+    /// A table's columns in order (with whether each is generated), parents' first.
+    fn columns_of(&self, db: &Option<String>, t: &QualifiedName) -> Option<Vec<(String, bool)>> {
+        self.columns_of_depth(db, t, 0)
     }
 
-    #[test]
-    fn counting_only_counts_the_same_rows_without_their_bytes() {
-        let long = "y".repeat(100);
-        let dump = format!(
-            "COPY public.a (id, v) FROM stdin;\n1\t{long}\n2\tb\n3\t{long}\n\\.\nCOPY public.b (id) FROM stdin;\n7\n\\.\n"
-        );
-        // A reader buffer smaller than a row: the slow path for lines that run past it.
-        for capacity in [7, 64, 4096] {
-            let count = |counting: bool| {
-                let input = std::io::BufReader::with_capacity(capacity, dump.as_bytes());
-                let mut r = DumpReader::new(input, 2, 1 << 20);
-                if counting {
-                    r = r.counting_only();
+    fn columns_of_depth(
+        &self,
+        db: &Option<String>,
+        t: &QualifiedName,
+        depth: usize,
+    ) -> Option<Vec<(String, bool)>> {
+        if depth > 32 {
+            return None;
+        }
+        let def = self.defs.get(&(db.clone(), t.clone()))?;
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for p in &def.parents {
+            for c in self.columns_of_depth(db, p, depth + 1)? {
+                if !out.iter().any(|(n, _)| *n == c.0) {
+                    out.push(c);
                 }
-                let (mut rows, mut bytes) = (Vec::new(), 0);
-                while let Some(e) = r.next_event().unwrap() {
-                    if let Event::Rows {
-                        block,
-                        rows: n,
-                        data,
-                        ..
-                    } = e
-                    {
-                        rows.push((block, n));
-                        bytes += data.len();
+            }
+        }
+        for c in def.columns.as_ref()? {
+            if !out.iter().any(|(n, _)| *n == c.0) {
+                out.push(c.clone());
+            }
+        }
+        Some(out)
+    }
+
+    /// A `)` at the top level: an INSERT tuple ends.
+    fn close_paren(&mut self, end: usize) -> Result<(), DumpError> {
+        let Some(ins) = &mut self.insert else {
+            return Ok(());
+        };
+        let Some(start) = ins.tuple_start.take() else {
+            return Ok(());
+        };
+        let keep = self.keep_rows;
+        let run = self.run.as_mut().expect("a run is open");
+        if keep {
+            let offset = run.data.len();
+            run.data.extend_from_slice(&self.buf[ins.copied..end]);
+            let t_start = offset + (start - ins.copied);
+            run.tuples.push((t_start as u32, run.data.len() as u32));
+        }
+        run.rows += 1;
+        ins.copied = end;
+        ins.last_end = end;
+        self.start = end;
+        let full = run.rows >= self.batch_rows || run.data.len() >= self.batch_bytes;
+        if full {
+            let next = self.take_buffer();
+            let run = self.run.as_mut().expect("a run is open");
+            let data = std::mem::replace(&mut run.data, next);
+            let tuples = std::mem::take(&mut run.tuples);
+            let rows = std::mem::take(&mut run.rows);
+            let (block, first_line) = (run.block, run.first_line);
+            let next_line = self.line_at(end);
+            self.run.as_mut().expect("open").first_line = next_line;
+            self.pending.push_back(Event::Rows {
+                block,
+                data,
+                first_line,
+                rows,
+                tuples,
+            });
+        }
+        Ok(())
+    }
+
+    /// A whole statement from `content` (its first token) to `end`.
+    fn statement(&mut self, content: usize, end: usize) -> Result<(), DumpError> {
+        let line = self.line_at(content);
+        if std::mem::take(&mut self.skip_statement) {
+            self.start = end;
+            return Ok(());
+        }
+        if let Some(ins) = self.insert.take() {
+            // An INSERT whose tuples were read: only ON CONFLICT … DO NOTHING may follow them.
+            let suffix = &self.buf[ins.last_end..end];
+            let ok = ins.tuple_start.is_none()
+                && std::str::from_utf8(suffix).is_ok()
+                && statement::insert_suffix_ok(suffix, self.split.scs);
+            if !ok {
+                self.refuse(
+                    line,
+                    "an INSERT with more after its VALUES tuples than ON CONFLICT … DO NOTHING \
+                     (a DO UPDATE, RETURNING or an expression writes values no rule sees): not \
+                     allowed to pass"
+                        .into(),
+                )?;
+            }
+            if self.keep_rows {
+                if let Some(run) = self.run.as_mut() {
+                    run.data.extend_from_slice(&self.buf[ins.copied..end]);
+                }
+            }
+            self.start = end;
+            return Ok(());
+        }
+        let gap = self.gap(content)?;
+        let text = self.buf[content..end].to_vec();
+        if std::str::from_utf8(&text).is_err() {
+            return Err(DumpError::InvalidUtf8 { line });
+        }
+        self.start = end;
+        self.close_run();
+        let mut out = gap;
+        let class = statement::classify(&text, self.split.scs);
+        if self.observe {
+            let kind = match class {
+                Statement::LargeObject => Some(ObjectKind::LargeObject),
+                Statement::Comment => Some(ObjectKind::Comment),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                self.pending.push_back(Event::Object {
+                    kind,
+                    text: text.clone(),
+                });
+            }
+        }
+        match class {
+            Statement::Schema(info) => {
+                out.extend_from_slice(&text);
+                self.note_info(info);
+            }
+            Statement::Rewritten { text, removed } => {
+                out.extend_from_slice(&text);
+                self.pending
+                    .push_back(Event::Note(Note::SecretRemoved(removed)));
+            }
+            Statement::LargeObject => match self.policy.large_objects {
+                Policy::Keep => out.extend_from_slice(&text),
+                Policy::Drop => self.pending.push_back(Event::Note(Note::LargeObjectDropped)),
+                Policy::Undecided => self.refuse(
+                    line,
+                    "a large object, whose data would be copied as it is: choose with \
+                     `large_objects = \"drop\"` or `\"keep\"` under [policy] in the rules file"
+                        .into(),
+                )?,
+            },
+            Statement::Comment => match self.policy.comments {
+                Policy::Keep => out.extend_from_slice(&text),
+                Policy::Drop => self.pending.push_back(Event::Note(Note::CommentDropped)),
+                Policy::Undecided => self.refuse(
+                    line,
+                    "a COMMENT ON or SECURITY LABEL, free text that may name people: choose with \
+                     `comments = \"keep\"` or `\"drop\"` under [policy] in the rules file"
+                        .into(),
+                )?,
+            },
+            Statement::Connect(_) => unreachable!("only meta-commands connect"),
+            Statement::Refused(why) => {
+                self.refuse(line, format!("{why}: not allowed to pass"))?
+            }
+            Statement::Copy(copy) => return self.copy_start(out, &text, copy, line, end),
+        }
+        if !out.is_empty() {
+            self.pending.push_back(Event::Sql(out));
+        }
+        Ok(())
+    }
+
+    fn note_info(&mut self, info: Info) {
+        match info {
+            Info::StandardConformingStrings(on) => self.split.scs = on,
+            Info::CreateTable(def) => {
+                if def.partition {
+                    if let Some(p) = def.parents.first() {
+                        self.partitions
+                            .push((self.db.clone(), def.name.clone(), p.clone()));
                     }
                 }
-                (rows, bytes)
-            };
-            let (kept, kept_bytes) = count(false);
-            let (counted, counted_bytes) = count(true);
-            assert_eq!(kept.iter().map(|r| r.1).sum::<u64>(), 4);
-            assert_eq!(kept_bytes, 2 * (long.len() + 3) + 4 + 2);
-            assert_eq!(counted_bytes, 0, "capacity {capacity}");
-            let total = |v: &[(usize, u64)], b: usize| {
-                v.iter().filter(|r| r.0 == b).map(|r| r.1).sum::<u64>()
-            };
-            assert_eq!(
-                (total(&counted, 0), total(&counted, 1)),
-                (3, 1),
-                "capacity {capacity}"
-            );
+                self.defs.insert((self.db.clone(), def.name.clone()), def);
+            }
+            Info::Attach(child, parent) => self.partitions.push((self.db.clone(), child, parent)),
+            Info::None => {}
         }
-        let tables = prescan(std::io::BufReader::with_capacity(7, dump.as_bytes())).unwrap();
-        assert_eq!((tables[0].rows, tables[1].rows), (Some(3), Some(1)));
     }
 
-    #[test]
-    fn broken_dumps_name_the_line() {
-        let truncated = "COPY public.a (id) FROM stdin;\n1\n2\n";
-        assert_eq!(
-            events(truncated, 10).unwrap_err().to_string(),
-            "dump line 3: the COPY block of public.a (started on line 1) has no end marker `\\.`: the dump is truncated"
-        );
-        let bad = "SELECT 1;\nCOPY public.a id FROM stdin;\n";
-        assert_eq!(
-            events(bad, 10).unwrap_err().to_string(),
-            "dump line 2: cannot read this COPY header (expected `COPY table (columns) FROM stdin;`)"
-        );
-        let latin1 = b"SELECT 'caf\xe9';\n";
-        let mut r = DumpReader::new(&latin1[..], 10, 1024);
-        assert_eq!(
-            r.next_event().unwrap_err().to_string(),
-            "dump line 1: invalid UTF-8"
-        );
+    /// A COPY … FROM stdin statement: its rows start on the next line.
+    fn copy_start(
+        &mut self,
+        mut header: Vec<u8>,
+        text: &[u8],
+        copy: statement::CopyStatement,
+        line: u64,
+        end: usize,
+    ) -> Result<(), DumpError> {
+        // The rest of the statement's line: only space may follow the `;`.
+        let nl = loop {
+            if let Some(n) = memchr::memchr(b'\n', &self.buf[end..]) {
+                break Some(end + n);
+            }
+            if !self.fill()? {
+                break None;
+            }
+        };
+        let line_end = nl.map_or(self.buf.len(), |n| n + 1);
+        let rest = &self.buf[end..line_end];
+        if !rest.iter().all(|b| b.is_ascii_whitespace()) {
+            return self.refuse(
+                line,
+                "a COPY statement with more text on its line (its rows must start on the next line): not allowed to pass".into(),
+            );
+        }
+        let columns = match copy.columns {
+            Some(c) => c,
+            None => match self.columns_of(&self.db.clone(), &copy.table) {
+                Some(c) => c.into_iter().filter(|c| !c.1).map(|c| c.0).collect(),
+                None => {
+                    return self.refuse(
+                        line,
+                        format!(
+                            "a COPY into {} without a column list, and no CREATE TABLE for it \
+                             earlier in the dump that says its columns",
+                            copy.table
+                        ),
+                    )
+                }
+            },
+        };
+        header.extend_from_slice(text);
+        header.extend_from_slice(rest);
+        if nl.is_none() {
+            header.push(b'\n');
+        }
+        self.start = line_end;
+        self.split.skip_to(line_end);
+        let block = self.new_block();
+        let csv = match &copy.format {
+            CopyFormat::Csv(o) => Some(o.clone()),
+            _ => None,
+        };
+        self.pending.push_back(Event::DataStart {
+            block,
+            table: copy.table.clone(),
+            database: self.db.clone(),
+            columns,
+            format: DataFormat::Copy(copy.format.clone()),
+            header,
+        });
+        self.mode = Mode::Copy {
+            block,
+            table: copy.table,
+            start_line: line,
+            header_pending: copy.format.header(),
+            csv,
+        };
+        Ok(())
+    }
+
+    /// Rows of the COPY block being read, up to a batch or the block's end.
+    fn copy_rows(&mut self) -> Result<bool, DumpError> {
+        let Mode::Copy {
+            block,
+            ref table,
+            start_line,
+            ref csv,
+            header_pending,
+        } = self.mode
+        else {
+            unreachable!("in a COPY block");
+        };
+        let (table, csv) = (table.clone(), csv.clone());
+        let first_line = self.line_at(self.start);
+        let mut data = if self.keep_rows && !header_pending {
+            self.buffers
+                .take(self.batch_bytes.min(1 << 22) + 64 * 1024)
+        } else {
+            Vec::new()
+        };
+        let mut rows = 0u64;
+        let mut quoted = false;
+        loop {
+            // Whole lines in the buffer: a record ends at a line end outside quotes.
+            let mut pos = self.start;
+            let mut record_end = self.start;
+            let mut marker: Option<(usize, usize)> = None;
+            let mut full = false;
+            for nl in memchr::memchr_iter(b'\n', &self.buf[self.start..]) {
+                let nl = self.start + nl;
+                let line = &self.buf[pos..=nl];
+                if !quoted && is_end_marker(line) {
+                    marker = Some((pos, nl + 1));
+                    break;
+                }
+                if let Some(o) = &csv {
+                    quoted = o.inside_quotes_after(line, quoted);
+                }
+                pos = nl + 1;
+                if quoted {
+                    continue;
+                }
+                record_end = pos;
+                rows += 1;
+                if header_pending
+                    || rows >= self.batch_rows
+                    || (record_end - self.start) + data.len() >= self.batch_bytes
+                {
+                    full = true;
+                    break;
+                }
+            }
+            if self.keep_rows || header_pending {
+                data.extend_from_slice(&self.buf[self.start..record_end]);
+            }
+            self.line_at(record_end);
+            self.start = record_end;
+            if header_pending && rows == 1 {
+                // The CSV header record: column names, passed as text.
+                if let Mode::Copy { header_pending, .. } = &mut self.mode {
+                    *header_pending = false;
+                }
+                self.pending.push_back(Event::Sql(data));
+                return Ok(true);
+            }
+            if let Some((from, to)) = marker {
+                let end_line = self.buf[from..to].to_vec();
+                self.line_at(to);
+                self.start = to;
+                self.split.skip_to(to);
+                self.mode = Mode::Sql;
+                if rows > 0 {
+                    self.pending.push_back(Event::Rows {
+                        block,
+                        data,
+                        first_line,
+                        rows,
+                        tuples: Vec::new(),
+                    });
+                }
+                self.pending.push_back(Event::DataEnd {
+                    block,
+                    text: end_line,
+                });
+                return Ok(true);
+            }
+            if full {
+                self.pending.push_back(Event::Rows {
+                    block,
+                    data,
+                    first_line,
+                    rows,
+                    tuples: Vec::new(),
+                });
+                return Ok(true);
+            }
+            if !self.fill()? {
+                // The end of the input: a last line without its line end.
+                let rest = &self.buf[self.start..];
+                if !quoted && is_end_marker(rest) {
+                    let mut end_line = rest.to_vec();
+                    end_line.push(b'\n');
+                    self.start = self.buf.len();
+                    self.split.skip_to(self.start);
+                    self.mode = Mode::Sql;
+                    if rows > 0 {
+                        self.pending.push_back(Event::Rows {
+                            block,
+                            data,
+                            first_line,
+                            rows,
+                            tuples: Vec::new(),
+                        });
+                    }
+                    self.pending.push_back(Event::DataEnd {
+                        block,
+                        text: end_line,
+                    });
+                    return Ok(true);
+                }
+                let line = self.line_at(self.buf.len());
+                if quoted {
+                    return Err(DumpError::Syntax {
+                        line,
+                        what: format!(
+                            "the CSV block of {table} (started on line {start_line}) ends inside a quoted field"
+                        ),
+                    });
+                }
+                return Err(DumpError::Truncated {
+                    table,
+                    start: start_line,
+                    line,
+                });
+            }
+            // A record not whole yet: read on (the lines already taken stay in `data`).
+            if quoted {
+                // Re-read the partial record from its start next time.
+                quoted = false;
+            }
+        }
+    }
+}
+
+/// What a first pass over a dump finds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prescan {
+    /// The data blocks in order (with partition parents and databases).
+    pub tables: Vec<SourceTable>,
+    /// How many of each secret kind, large-object and comment statement, and SQL comment the run
+    /// will remove.
+    pub notes: BTreeMap<String, u64>,
+}
+
+impl Note {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Note::SecretRemoved(s) => s.describe(),
+            Note::LargeObjectDropped => "large-object statement",
+            Note::CommentDropped => "COMMENT ON or SECURITY LABEL",
+            Note::SqlCommentDropped => "SQL comment not written by pg_dump",
+        }
+    }
+}
+
+/// A first pass over the dump: its data blocks (tables, columns, rows) and partitions, and every
+/// statement it may not let through, before anything is written.
+pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpError> {
+    let mut reader = DumpReader::new(input, u64::MAX, usize::MAX)
+        .counting_only()
+        .with_policy(policy);
+    reader = reader.keep_going();
+    let mut out = Prescan::default();
+    while let Some(ev) = reader.next_event()? {
+        match ev {
+            Event::DataStart {
+                table,
+                database,
+                columns,
+                ..
+            } => out.tables.push(SourceTable {
+                name: table,
+                columns,
+                partition_of: None,
+                meta: None,
+                rows: Some(0),
+                database,
+            }),
+            Event::Rows { rows, .. } => {
+                if let Some(SourceTable { rows: Some(n), .. }) = out.tables.last_mut() {
+                    *n += rows;
+                }
+            }
+            Event::Note(n) => *out.notes.entry(n.describe().to_string()).or_default() += 1,
+            Event::Sql(_) | Event::DataEnd { .. } | Event::Object { .. } => {}
+        }
+    }
+    if !reader.refusals.is_empty() {
+        return Err(DumpError::Refused(reader.refusals));
+    }
+    for t in &mut out.tables {
+        t.partition_of = reader
+            .partitions
+            .iter()
+            .find(|(db, child, _)| *db == t.database && *child == t.name)
+            .map(|(_, _, parent)| parent.clone());
+    }
+    Ok(out)
+}
+
+impl<R: Read> DumpReader<R> {
+    fn keep_going(mut self) -> Self {
+        self.keep_going = true;
+        self
     }
 }

@@ -274,6 +274,7 @@ impl Catalog {
                     partition_of: t.partition_root.clone(),
                     meta: Some(cols.iter().map(|c| c.meta.clone()).collect()),
                     rows: t.rows_estimate(),
+                    database: None,
                 }
             })
             .collect()
