@@ -378,7 +378,11 @@ fn csv_fields<'a>(row: &'a str, o: &CsvOptions) -> Result<Vec<RawField<'a>>, Cod
             loop {
                 match bytes.get(i) {
                     None => return Err(CodecError::UnterminatedQuote),
-                    Some(&b) if b == e && matches!(bytes.get(i + 1), Some(&c) if c == q || c == e) && (e != q || bytes.get(i + 1) == Some(&q)) => {
+                    Some(&b)
+                        if b == e
+                            && matches!(bytes.get(i + 1), Some(&c) if c == q || c == e)
+                            && (e != q || bytes.get(i + 1) == Some(&q)) =>
+                    {
                         value.push(bytes[i + 1]);
                         i += 2;
                     }
@@ -425,7 +429,8 @@ fn encode_csv(value: Option<&str>, o: &CsvOptions, out: &mut Vec<u8>) {
     let (q, e) = (o.quote, o.escape());
     let needs_quotes = v == o.null
         || v == "\\."
-        || v.bytes().any(|b| b == o.delimiter || b == q || b == b'\n' || b == b'\r')
+        || v.bytes()
+            .any(|b| b == o.delimiter || b == q || b == b'\n' || b == b'\r')
         || (e != q && v.bytes().any(|b| b == e));
     if !needs_quotes {
         out.extend_from_slice(v.as_bytes());
@@ -529,7 +534,10 @@ mod tests {
         let f = CopyFormat::Csv(CsvOptions::default());
         let got = f.fields("a,\"b,\"\"c\",,\"\",x y,").unwrap();
         let values: Vec<Option<&str>> = got.iter().map(|f| f.value.as_deref()).collect();
-        assert_eq!(values, vec![Some("a"), Some("b,\"c"), None, Some(""), Some("x y"), None]);
+        assert_eq!(
+            values,
+            vec![Some("a"), Some("b,\"c"), None, Some(""), Some("x y"), None]
+        );
         assert_eq!(got[1].raw, "\"b,\"\"c\"");
         let f = CopyFormat::Csv(CsvOptions {
             escape: Some(b'\\'),
@@ -578,7 +586,15 @@ mod tests {
             .into_iter()
             .map(|f| f.value.map(Cow::into_owned))
             .collect();
-        assert_eq!(values, vec![Some("a|b".into()), None, Some("N".into()), Some("c\td".into())]);
+        assert_eq!(
+            values,
+            vec![
+                Some("a|b".into()),
+                None,
+                Some("N".into()),
+                Some("c\td".into())
+            ]
+        );
         let mut out = Vec::new();
         f.encode(Some("x|y\tz"), &mut out);
         assert_eq!(out, b"x\\|y\\tz");

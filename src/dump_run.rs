@@ -68,6 +68,9 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
             t.name
         ));
     }
+    // The tables without rows in the dump were bound (their rules checked) but are not copied.
+    let mut bound = bound;
+    bound.truncate(scanned.blocks);
     progress.run_started(
         &bound
             .iter()
@@ -160,7 +163,8 @@ pub fn container(path: Option<&Path>, head: &[u8]) -> Container {
 pub fn open_and_scan(path: &str, policy: DumpPolicy) -> Result<(File, Prescan), Error> {
     let mut input = open_plain(path)?;
     rewind(&mut input)?;
-    let scanned = prescan(BufReader::with_capacity(1 << 20, &mut input), policy).map_err(scan_error)?;
+    let scanned =
+        prescan(BufReader::with_capacity(1 << 20, &mut input), policy).map_err(scan_error)?;
     Ok((input, scanned))
 }
 

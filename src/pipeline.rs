@@ -14,9 +14,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::copy::CopyFormat;
 use crate::copy::{self, CodecError};
 use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
-use crate::copy::CopyFormat;
 use crate::source::dump::{DataFormat, DumpError, DumpPolicy, DumpReader, Event};
 use crate::transform::ValueError;
 
@@ -501,9 +501,13 @@ pub fn process_batch(
             buffers,
         ),
         DataFormat::Copy(f) => process_records(table, f, batch, buffers),
-        DataFormat::Insert { scs, positions } => {
-            process_tuples(table, *scs, positions.as_deref().map(Vec::as_slice), batch, buffers)
-        }
+        DataFormat::Insert { scs, positions } => process_tuples(
+            table,
+            *scs,
+            positions.as_deref().map(Vec::as_slice),
+            batch,
+            buffers,
+        ),
     }
 }
 
@@ -789,14 +793,18 @@ pub fn to_copy_text(
                     literal::elements(tuple, *scs).map_err(|e| fail(RowErrorKind::Tuple(e)))?;
                 let mut first = true;
                 for (e, el) in elements.iter().enumerate() {
-                    if positions.as_ref().is_some_and(|p| p.get(e).copied().flatten().is_none()) {
+                    if positions
+                        .as_ref()
+                        .is_some_and(|p| p.get(e).copied().flatten().is_none())
+                    {
                         continue;
                     }
                     if !first {
                         out.push(b'\t');
                     }
                     first = false;
-                    let v = literal::value(tuple, el, *scs).map_err(|e| fail(RowErrorKind::Tuple(e)))?;
+                    let v = literal::value(tuple, el, *scs)
+                        .map_err(|e| fail(RowErrorKind::Tuple(e)))?;
                     crate::copy::encode(v.as_deref(), &mut out);
                 }
                 out.push(b'\n');

@@ -215,9 +215,7 @@ fn sample_database(
 /// Bind, sample, transform and compare. Reads the source only.
 pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
     let filter = |t: &SourceTable| {
-        plan.tables
-            .get(&t.name)
-            .or_else(|| t.partition_of.as_ref().and_then(|p| plan.tables.get(p)))
+        plan.table_rules(t.database.as_deref(), &t.name, t.partition_of.as_ref())
             .and_then(|r| r.filter.clone())
     };
     // Filters only mean something to a database; a dump is sampled from its first rows.

@@ -283,4 +283,3 @@ pub fn split_identifiers(s: &str) -> Option<Vec<String>> {
         }
     }
 }
-

@@ -277,7 +277,10 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         .collect();
     let source_names: Vec<String> = source.iter().map(|t| t.name.to_string()).collect();
     let source_refs: Vec<&str> = source_names.iter().map(String::as_str).collect();
-    let databases: BTreeSet<&str> = source.iter().filter_map(|t| t.database.as_deref()).collect();
+    let databases: BTreeSet<&str> = source
+        .iter()
+        .filter_map(|t| t.database.as_deref())
+        .collect();
     let sections = std::iter::once((None, &plan.tables))
         .chain(plan.databases.iter().map(|(d, t)| (Some(d.as_str()), t)));
     for (section, tables) in sections {
@@ -299,7 +302,9 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                 let hint = suggest(&name.to_string(), &source_refs)
                     .map(|s| format!(" (did you mean {s}?)"))
                     .unwrap_or_default();
-                let place = section.map(|d| format!(" of database {d}")).unwrap_or_default();
+                let place = section
+                    .map(|d| format!(" of database {d}"))
+                    .unwrap_or_default();
                 diags.push(Diagnostic {
                     location: Some(t.location.clone()),
                     message: format!("table {name}{place} is not in the source{hint}"),
@@ -350,7 +355,10 @@ fn uncovered_diagnostic(
         let prefix = section
             .map(|d| format!("databases.{}.", toml_key(d)))
             .unwrap_or_default();
-        msg.push_str(&format!("\n[{prefix}tables.{}.columns]\n", name.rules_key()));
+        msg.push_str(&format!(
+            "\n[{prefix}tables.{}.columns]\n",
+            name.rules_key()
+        ));
         for c in cols {
             msg.push_str(&format!("{} = \"null\"\n", toml_key(c)));
         }

@@ -68,7 +68,16 @@ impl Plan {
         parent: Option<&QualifiedName>,
     ) -> Option<&TablePlan> {
         let map = self.tables_of(database);
-        map.get(name).or_else(|| parent.and_then(|p| map.get(p)))
+        map.get(name)
+            .or_else(|| parent.and_then(|p| map.get(p)))
+            .or_else(|| {
+                // A partition the source did not say is one, named by its parent's patterns.
+                let mut matches = map.values().filter(|t| t.has_partition(name));
+                match (matches.next(), matches.next()) {
+                    (Some(t), None) => Some(t),
+                    _ => None,
+                }
+            })
     }
 
     /// The section that holds the rules of a database's tables.
@@ -86,6 +95,36 @@ pub struct TablePlan {
     pub skip: bool,
     pub columns: BTreeMap<String, ColumnPlan>,
     pub location: Location,
+    /// Table names (in the same schema, `*` matching any run of characters) that are this table's
+    /// partitions when the source does not say so.
+    pub partitions: Vec<String>,
+}
+
+impl TablePlan {
+    /// Whether a table is one of this table's partitions by the `partitions` patterns.
+    pub fn has_partition(&self, t: &QualifiedName) -> bool {
+        t.schema == self.name.schema && self.partitions.iter().any(|p| glob(p, &t.name))
+    }
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 #[derive(Debug)]
@@ -379,6 +418,12 @@ fn build_tables(
                 skip,
                 columns,
                 location,
+                partitions: t
+                    .partitions
+                    .iter()
+                    .flatten()
+                    .map(|p| p.get_ref().clone())
+                    .collect(),
             },
         );
     }

@@ -66,6 +66,9 @@ pub struct TableRules {
     #[serde(rename = "where")]
     pub filter: Option<Spanned<String>>,
     pub skip: Option<Spanned<bool>>,
+    /// Names (with `*` wildcards) of this table's partitions, for sources that do not say which
+    /// tables are partitions of which (a data-only dump).
+    pub partitions: Option<Vec<Spanned<String>>>,
     pub columns: Option<BTreeMap<Spanned<String>, Spanned<ColumnRule>>>,
 }
 

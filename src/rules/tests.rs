@@ -430,3 +430,25 @@ fn a_check_needs_no_key_but_refuses_a_short_one() {
         "ANONYMIZE_KEY: the secret key is 5 bytes long; at least 16 bytes are required"
     );
 }
+
+#[test]
+fn partitions_named_by_pattern_take_their_parents_rules() {
+    let p = plan("[tables.payment]\npartitions = [\"payment_p2022_*\"]\n[tables.payment.columns]\nid = \"keep\"\n").unwrap();
+    let bound = bind(
+        &p,
+        &[
+            source("payment_p2022_01", &["id"]),
+            source("payment_p2022_02", &["id"]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(bound.len(), 2);
+    assert_eq!(bound[0].rules, vec!["keep"]);
+    // A table the patterns do not name is uncovered.
+    let e = bind(&p, &[source("payment_x", &["id"])]).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("table public.payment_x has no rules")),
+        "{e:?}"
+    );
+}

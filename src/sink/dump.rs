@@ -103,11 +103,17 @@ impl DumpSink {
         let path = resolve(Path::new(target))?;
         match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => {
-                return Err(io::Error::other(format!("{} is a directory", path.display())))
+                return Err(io::Error::other(format!(
+                    "{} is a directory",
+                    path.display()
+                )))
             }
             Ok(m) if !m.is_file() => {
                 // A device, FIFO or socket: written as it is, never replaced.
-                log::debug!("writing directly to {} (not a regular file)", path.display());
+                log::debug!(
+                    "writing directly to {} (not a regular file)",
+                    path.display()
+                );
                 let file = std::fs::OpenOptions::new().write(true).open(&path)?;
                 return Ok(DumpSink {
                     out: BufWriter::with_capacity(BUFFER, Box::new(file)),

@@ -121,11 +121,17 @@ pub enum Event {
         tuples: Vec<(u32, u32)>,
     },
     /// The text that closes the block (COPY's `\.` line; the end of an INSERT run's last statement).
-    DataEnd { block: usize, text: Vec<u8> },
+    DataEnd {
+        block: usize,
+        text: Vec<u8>,
+    },
     Note(Note),
     /// A large-object statement or a comment, with its text: only when asked for
     /// ([`DumpReader::observing`]), for a scan that looks at what the policy would decide.
-    Object { kind: ObjectKind, text: Vec<u8> },
+    Object {
+        kind: ObjectKind,
+        text: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,9 @@ pub enum ObjectKind {
 struct InsertRun {
     block: usize,
     key: (Option<String>, InsertHeader),
+    /// The header as written (`INSERT INTO … VALUES `): a statement that starts with these very
+    /// bytes joins the run without being parsed again.
+    header: Vec<u8>,
     scs: bool,
     data: Vec<u8>,
     tuples: Vec<(u32, u32)>,
@@ -250,6 +259,18 @@ fn describe_kind(k: Kind) -> &'static str {
         Kind::BlockComment => "a comment",
         Kind::Str(lexer::Str::Dollar) => "a dollar-quoted string",
         _ => "a quoted string",
+    }
+}
+
+fn describe_tuple_error(e: &crate::sql::literal::TupleError) -> String {
+    use crate::sql::literal::TupleError;
+    match e {
+        TupleError::NotAConstant(n) => format!(
+            "an expression or function call as element {n} (only constants: strings, numbers, \
+             booleans, NULL, DEFAULT, with casts)"
+        ),
+        TupleError::Malformed => "a form this reader cannot read".into(),
+        TupleError::BadString => "a string constant that is not valid".into(),
     }
 }
 
@@ -443,6 +464,9 @@ impl<R: Read> DumpReader<R> {
     /// The space and comments from `start` to `to`, as they may pass.
     fn gap(&mut self, to: usize) -> Result<Vec<u8>, DumpError> {
         let text = &self.buf[self.start..to];
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(text.to_vec());
+        }
         if std::str::from_utf8(text).is_err() {
             let line = self.line_at(self.start);
             return Err(DumpError::InvalidUtf8 { line });
@@ -489,7 +513,11 @@ impl<R: Read> DumpReader<R> {
                 data: if self.keep_rows { run.data } else { Vec::new() },
                 first_line: run.first_line,
                 rows: run.rows,
-                tuples: if self.keep_rows { run.tuples } else { Vec::new() },
+                tuples: if self.keep_rows {
+                    run.tuples
+                } else {
+                    Vec::new()
+                },
             });
         }
         self.pending.push_back(Event::DataEnd {
@@ -533,16 +561,31 @@ impl<R: Read> DumpReader<R> {
             }
             // Between two tuples only a comma may stand; anything else ends the tuples.
             let between = &self.buf[ins.last_end..at];
-            let comma_only = lexer::tokens(between, self.split.scs).is_ok_and(|toks| {
-                let sig: Vec<_> = toks.iter().filter(|t| lexer::significant(t)).collect();
-                sig.len() == 1 && sig[0].kind == Kind::Comma
-            });
+            let plain = between
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .eq(std::iter::once(&b','));
+            let comma_only = plain
+                || lexer::tokens(between, self.split.scs).is_ok_and(|toks| {
+                    let sig: Vec<_> = toks.iter().filter(|t| lexer::significant(t)).collect();
+                    sig.len() == 1 && sig[0].kind == Kind::Comma
+                });
             if comma_only {
                 ins.tuple_start = Some(at);
             } else {
                 ins.tuples_over = true;
             }
             return Ok(());
+        }
+        // Fast path: the same header as the run's last statement (pg_dump --inserts).
+        if let (Some(content), Some(run)) = (self.split.content(), &self.run) {
+            if run.scs == self.split.scs
+                && run.key.0 == self.db
+                && self.buf[content..at] == run.header[..]
+            {
+                let header = run.key.1.clone();
+                return self.begin_insert(content, at, header);
+            }
         }
         let prefix = &self.buf[self.start..at];
         let toks = lexer::tokens(prefix, self.split.scs).unwrap_or_default();
@@ -612,6 +655,7 @@ impl<R: Read> DumpReader<R> {
             self.run = Some(InsertRun {
                 block,
                 key,
+                header: self.buf[content..at].to_vec(),
                 scs,
                 data: self.take_buffer(),
                 tuples: Vec::new(),
@@ -719,6 +763,23 @@ impl<R: Read> DumpReader<R> {
         let Some(start) = ins.tuple_start.take() else {
             return Ok(());
         };
+        // A first pass looks at every tuple: an expression whose value no rule can see stops the
+        // run before anything is written.
+        if self.keep_going {
+            if let Err(e) = crate::sql::literal::elements(&self.buf[start..end], self.split.scs) {
+                let line = self.line_at(start);
+                self.refuse(
+                    line,
+                    format!(
+                        "an INSERT whose VALUES tuple has {}: not allowed to pass",
+                        describe_tuple_error(&e)
+                    ),
+                )?;
+            }
+        }
+        let Some(ins) = &mut self.insert else {
+            return Ok(());
+        };
         let keep = self.keep_rows;
         let run = self.run.as_mut().expect("a run is open");
         if keep {
@@ -763,8 +824,9 @@ impl<R: Read> DumpReader<R> {
             // An INSERT whose tuples were read: only ON CONFLICT … DO NOTHING may follow them.
             let suffix = &self.buf[ins.last_end..end];
             let ok = ins.tuple_start.is_none()
-                && std::str::from_utf8(suffix).is_ok()
-                && statement::insert_suffix_ok(suffix, self.split.scs);
+                && (suffix == b";"
+                    || (std::str::from_utf8(suffix).is_ok()
+                        && statement::insert_suffix_ok(suffix, self.split.scs)));
             if !ok {
                 self.refuse(
                     line,
@@ -816,7 +878,9 @@ impl<R: Read> DumpReader<R> {
             }
             Statement::LargeObject => match self.policy.large_objects {
                 Policy::Keep => out.extend_from_slice(&text),
-                Policy::Drop => self.pending.push_back(Event::Note(Note::LargeObjectDropped)),
+                Policy::Drop => self
+                    .pending
+                    .push_back(Event::Note(Note::LargeObjectDropped)),
                 Policy::Undecided => self.refuse(
                     line,
                     "a large object, whose data would be copied as it is: choose with \
@@ -835,9 +899,7 @@ impl<R: Read> DumpReader<R> {
                 )?,
             },
             Statement::Connect(_) => unreachable!("only meta-commands connect"),
-            Statement::Refused(why) => {
-                self.refuse(line, format!("{why}: not allowed to pass"))?
-            }
+            Statement::Refused(why) => self.refuse(line, format!("{why}: not allowed to pass"))?,
             Statement::Copy(copy) => return self.copy_start(out, &text, copy, line, end),
         }
         if !out.is_empty() {
@@ -950,8 +1012,7 @@ impl<R: Read> DumpReader<R> {
         let (table, csv) = (table.clone(), csv.clone());
         let first_line = self.line_at(self.start);
         let mut data = if self.keep_rows && !header_pending {
-            self.buffers
-                .take(self.batch_bytes.min(1 << 22) + 64 * 1024)
+            self.buffers.take(self.batch_bytes.min(1 << 22) + 64 * 1024)
         } else {
             Vec::new()
         };
@@ -1082,8 +1143,11 @@ impl<R: Read> DumpReader<R> {
 /// What a first pass over a dump finds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prescan {
-    /// The data blocks in order (with partition parents and databases).
+    /// The data blocks in order (with partition parents and databases), then the tables the dump
+    /// creates but has no rows for (an empty table in an INSERT dump), which bind like the others.
     pub tables: Vec<SourceTable>,
+    /// How many of `tables` are data blocks.
+    pub blocks: usize,
     /// How many of each secret kind, large-object and comment statement, and SQL comment the run
     /// will remove.
     pub notes: BTreeMap<String, u64>,
@@ -1141,6 +1205,39 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
             .iter()
             .find(|(db, child, _)| *db == t.database && *child == t.name)
             .map(|(_, _, parent)| parent.clone());
+    }
+    out.blocks = out.tables.len();
+    // Tables created without rows (partitioned parents hold none of their own).
+    let mut defined: Vec<&(Option<String>, QualifiedName)> = reader.defs.keys().collect();
+    defined.sort();
+    for key in defined {
+        let (db, name) = key;
+        let has_rows = out.tables[..out.blocks]
+            .iter()
+            .any(|t| t.database == *db && t.name == *name);
+        let is_parent = reader
+            .partitions
+            .iter()
+            .any(|(d, _, parent)| d == db && parent == name);
+        let Some(columns) = reader.columns_of(db, name) else {
+            continue;
+        };
+        if has_rows || is_parent {
+            continue;
+        }
+        let partition_of = reader
+            .partitions
+            .iter()
+            .find(|(d, child, _)| d == db && child == name)
+            .map(|(_, _, parent)| parent.clone());
+        out.tables.push(SourceTable {
+            name: name.clone(),
+            columns: columns.into_iter().filter(|c| !c.1).map(|c| c.0).collect(),
+            partition_of,
+            meta: None,
+            rows: Some(0),
+            database: db.clone(),
+        });
     }
     Ok(out)
 }

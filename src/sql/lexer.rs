@@ -112,7 +112,13 @@ pub fn next(buf: &[u8], pos: usize, scs: bool, eof: bool) -> Result<Option<Token
         return if eof { Ok(None) } else { Err(Stop::Incomplete) };
     };
     let at = |i: usize| buf.get(i).copied();
-    let tok = |kind, end| Ok(Some(Token { kind, start: pos, end }));
+    let tok = |kind, end| {
+        Ok(Some(Token {
+            kind,
+            start: pos,
+            end,
+        }))
+    };
     // The byte after `i`, which decides how a token goes on: unknown until the input says.
     let peek = |i: usize| -> Result<Option<u8>, Stop> {
         match buf.get(i) {
@@ -174,9 +180,7 @@ pub fn next(buf: &[u8], pos: usize, scs: bool, eof: bool) -> Result<Option<Token
                 (b'e', Some(b'\'')) => return quoted(buf, pos, pos + 1, true, Str::Escape, eof),
                 (b'b', Some(b'\'')) => return quoted(buf, pos, pos + 1, false, Str::Bit, eof),
                 (b'x', Some(b'\'')) => return quoted(buf, pos, pos + 1, false, Str::Hex, eof),
-                (b'n', Some(b'\'')) => {
-                    return quoted(buf, pos, pos + 1, !scs, Str::National, eof)
-                }
+                (b'n', Some(b'\'')) => return quoted(buf, pos, pos + 1, !scs, Str::National, eof),
                 (b'u', Some(b'&')) => match peek(pos + 2)? {
                     Some(b'\'') => return quoted(buf, pos, pos + 2, false, Str::Unicode, eof),
                     Some(b'"') => {
@@ -203,7 +207,10 @@ pub fn next(buf: &[u8], pos: usize, scs: bool, eof: bool) -> Result<Option<Token
                 if !is_op_char(c) {
                     break;
                 }
-                if end > pos && ((c == b'-' && at(end - 1) == Some(b'-')) || (c == b'*' && at(end - 1) == Some(b'/'))) {
+                if end > pos
+                    && ((c == b'-' && at(end - 1) == Some(b'-'))
+                        || (c == b'*' && at(end - 1) == Some(b'/')))
+                {
                     end -= 1;
                     break;
                 }
@@ -527,7 +534,10 @@ mod tests {
         }
         for text in ["'abc", "\"id", "$q$ body", "/* a /* b */"] {
             assert!(
-                matches!(next(text.as_bytes(), 0, true, true), Err(Stop::Unterminated(_))),
+                matches!(
+                    next(text.as_bytes(), 0, true, true),
+                    Err(Stop::Unterminated(_))
+                ),
                 "{text}"
             );
         }

@@ -92,8 +92,9 @@ fn element(text: &[u8], toks: &[lexer::Token], n: usize) -> Result<Element, Tupl
     let (kind, used) = match first.kind {
         Kind::Str(s) => (Const::Str(s), 1),
         Kind::Number => (Const::Number, 1),
-        Kind::Op if matches!(&text[first.start..first.end], b"-" | b"+")
-            && toks.get(1).map(|t| t.kind) == Some(Kind::Number) =>
+        Kind::Op
+            if matches!(&text[first.start..first.end], b"-" | b"+")
+                && toks.get(1).map(|t| t.kind) == Some(Kind::Number) =>
         {
             (Const::Number, 2)
         }
@@ -331,7 +332,11 @@ pub fn encode(value: Option<&str>, like: &Element, tuple: &[u8], scs: bool, out:
     match like.kind {
         Const::Number if is_number(v) => out.extend_from_slice(v.as_bytes()),
         Const::Bool if matches!(v, "t" | "true" | "f" | "false") => {
-            out.extend_from_slice(if v.starts_with('t') { b"true" } else { b"false" })
+            out.extend_from_slice(if v.starts_with('t') {
+                b"true"
+            } else {
+                b"false"
+            })
         }
         Const::Str(Str::Bit) if !v.is_empty() && v.bytes().all(|b| b == b'0' || b == b'1') => {
             out.extend_from_slice(format!("B'{v}'").as_bytes())

@@ -10,13 +10,23 @@ use super::lexer::{self, Kind, Stop, Token};
 pub enum Found {
     /// A statement ends here (after its `;`, or at the end of the input for a last statement
     /// without one). `content` is where its first token after leading space and comments starts.
-    Statement { content: usize, end: usize },
+    Statement {
+        content: usize,
+        end: usize,
+    },
     /// A meta-command line (`\connect db`) from `content` to `end` (after its newline).
-    Meta { content: usize, end: usize },
+    Meta {
+        content: usize,
+        end: usize,
+    },
     /// A parenthesis at the top level of the statement opened (`Open`) or closed (`Close`) here:
     /// reported only when asked for (a reader follows the tuples of an INSERT).
-    Open { at: usize },
-    Close { end: usize },
+    Open {
+        at: usize,
+    },
+    Close {
+        end: usize,
+    },
     /// Only space and comments remain until the end of the input.
     End,
 }
@@ -84,9 +94,9 @@ impl Splitter {
         self.pos = pos;
     }
 
-    /// Whether the current statement has begun (a token other than space or a comment was read).
-    pub fn in_statement(&self) -> bool {
-        self.content.is_some()
+    /// Where the current statement's first token starts, once one was read.
+    pub fn content(&self) -> Option<usize> {
+        self.content
     }
 
     fn reset(&mut self) {
@@ -184,14 +194,15 @@ impl Splitter {
     /// REPLACE] FUNCTION or PROCEDURE, outside parentheses, BEGIN opens a block that END closes
     /// (CASE … END inside it too), and a `;` inside the block does not end the statement.
     fn word(&mut self, buf: &[u8], t: &Token) {
-        let Some(w) = lexer::word(buf, t) else {
-            return;
-        };
+        let w = &buf[t.start..t.end];
+        let is = |kw: &str| w.eq_ignore_ascii_case(kw.as_bytes());
         if self.words < self.initials.len() {
-            self.initials[self.words] = match w.as_ref() {
-                "create" | "function" | "procedure" | "or" | "replace" => w.as_bytes()[0],
-                _ => 0,
-            };
+            self.initials[self.words] =
+                if is("create") || is("function") || is("procedure") || is("or") || is("replace") {
+                    w[0].to_ascii_lowercase()
+                } else {
+                    0
+                };
         }
         self.words += 1;
         let i = &self.initials;
@@ -202,11 +213,12 @@ impl Splitter {
         if !creates_routine || self.depth != 0 {
             return;
         }
-        match w.as_ref() {
-            "begin" => self.begin_depth += 1,
-            "case" if self.begin_depth > 0 => self.begin_depth += 1,
-            "end" if self.begin_depth > 0 => self.begin_depth -= 1,
-            _ => {}
+        if is("begin") {
+            self.begin_depth += 1;
+        } else if is("case") && self.begin_depth > 0 {
+            self.begin_depth += 1;
+        } else if is("end") && self.begin_depth > 0 {
+            self.begin_depth -= 1;
         }
     }
 }
@@ -293,7 +305,10 @@ mod tests {
                 Found::Close { end: 37 },
                 Found::Open { at: 39 },
                 Found::Close { end: 45 },
-                Found::Statement { content: 0, end: 46 },
+                Found::Statement {
+                    content: 0,
+                    end: 46
+                },
             ]
         );
     }

@@ -151,7 +151,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn at_end(&self) -> bool {
-        self.i >= self.toks.len() || (self.peek_kind() == Some(Kind::Semicolon) && self.i + 1 == self.toks.len())
+        self.i >= self.toks.len()
+            || (self.peek_kind() == Some(Kind::Semicolon) && self.i + 1 == self.toks.len())
     }
 
     /// An identifier: a word folded to lower case, or a quoted identifier as written.
@@ -343,9 +344,13 @@ fn meta_args(line: &str) -> Vec<String> {
 /// The database of `\connect` as pg_dumpall writes it: `name`, `"Name"`, or `"dbname='x'"`.
 fn connect_target(arg: &str) -> Option<String> {
     let unq = if arg.starts_with('"') {
-        arg.strip_prefix('"')?.strip_suffix('"')?.replace("\"\"", "\"")
+        arg.strip_prefix('"')?
+            .strip_suffix('"')?
+            .replace("\"\"", "\"")
     } else if arg.starts_with('\'') {
-        arg.strip_prefix('\'')?.strip_suffix('\'')?.replace("\\'", "'")
+        arg.strip_prefix('\'')?
+            .strip_suffix('\'')?
+            .replace("\\'", "'")
     } else {
         arg.to_string()
     };
@@ -389,17 +394,57 @@ fn set_statement(c: &mut Cursor) -> Result<Statement, String> {
 
 /// Words that may stand between CREATE and the kind of object.
 const CREATE_MODIFIERS: &[&str] = &[
-    "or", "replace", "temp", "temporary", "unlogged", "global", "local", "unique", "constraint",
-    "default", "trusted", "procedural", "recursive",
+    "or",
+    "replace",
+    "temp",
+    "temporary",
+    "unlogged",
+    "global",
+    "local",
+    "unique",
+    "constraint",
+    "default",
+    "trusted",
+    "procedural",
+    "recursive",
 ];
 
 /// Object kinds a dump's schema creates (first word of the kind).
 const CREATE_KINDS: &[&str] = &[
-    "table", "view", "materialized", "index", "sequence", "type", "domain", "function",
-    "procedure", "aggregate", "operator", "cast", "collation", "conversion", "extension",
-    "schema", "trigger", "event", "rule", "policy", "publication", "statistics", "text",
-    "language", "transform", "access", "foreign", "server", "user", "role", "group",
-    "subscription", "database", "tablespace",
+    "table",
+    "view",
+    "materialized",
+    "index",
+    "sequence",
+    "type",
+    "domain",
+    "function",
+    "procedure",
+    "aggregate",
+    "operator",
+    "cast",
+    "collation",
+    "conversion",
+    "extension",
+    "schema",
+    "trigger",
+    "event",
+    "rule",
+    "policy",
+    "publication",
+    "statistics",
+    "text",
+    "language",
+    "transform",
+    "access",
+    "foreign",
+    "server",
+    "user",
+    "role",
+    "group",
+    "subscription",
+    "database",
+    "tablespace",
 ];
 
 fn create(c: &mut Cursor, text: &[u8], scs: bool) -> Result<Statement, String> {
@@ -563,7 +608,8 @@ fn table_elements(c: &mut Cursor) -> Option<Vec<(String, bool)>> {
                 };
                 let name = sub.ident()?;
                 // GENERATED ALWAYS AS ( expr ) STORED: not in COPY data; identity columns are.
-                let words: Vec<Option<String>> = (0..sub.toks.len()).map(|i| sub.word_at(i)).collect();
+                let words: Vec<Option<String>> =
+                    (0..sub.toks.len()).map(|i| sub.word_at(i)).collect();
                 let generated = words.windows(4).enumerate().any(|(i, w)| {
                     w[0].as_deref() == Some("generated")
                         && w[1].as_deref() == Some("always")
@@ -733,7 +779,13 @@ fn subscription_connection(c: &mut Cursor, text: &[u8]) -> Result<Statement, Str
 
 /// The functions of pg_dump's large-object section.
 const LARGE_OBJECT_FUNCTIONS: &[&str] = &[
-    "lo_create", "lo_open", "lowrite", "lo_close", "lo_unlink", "lo_truncate", "lo_truncate64",
+    "lo_create",
+    "lo_open",
+    "lowrite",
+    "lo_close",
+    "lo_unlink",
+    "lo_truncate",
+    "lo_truncate64",
 ];
 
 fn select(c: &mut Cursor) -> Result<Statement, String> {
@@ -745,7 +797,10 @@ fn select(c: &mut Cursor) -> Result<Statement, String> {
     match f.as_str() {
         "setval" | "set_config" => Ok(Statement::Schema(Info::None)),
         _ if LARGE_OBJECT_FUNCTIONS.contains(&f.as_str()) => Ok(Statement::LargeObject),
-        _ => Err("a SELECT statement (only pg_dump's setval, set_config and large-object calls pass)".into()),
+        _ => Err(
+            "a SELECT statement (only pg_dump's setval, set_config and large-object calls pass)"
+                .into(),
+        ),
     }
 }
 
@@ -809,7 +864,9 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                     }
                 }
                 "header" => o.header = bool_option(c).unwrap_or(true),
-                "delimiter" => delimiter = Some(c.string().ok_or("a DELIMITER that is not a string")?),
+                "delimiter" => {
+                    delimiter = Some(c.string().ok_or("a DELIMITER that is not a string")?)
+                }
                 "null" => null = Some(c.string().ok_or("a NULL that is not a string")?),
                 "quote" => o.quote = one_byte(c.string())?,
                 "escape" => o.escape = Some(one_byte(c.string())?),
@@ -824,7 +881,8 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                 }
                 "force_not_null" | "force_null" | "force_quote" => {
                     if !c.eat_kind(Kind::Op) {
-                        c.ident_list().ok_or("a FORCE option this reader cannot read")?;
+                        c.ident_list()
+                            .ok_or("a FORCE option this reader cannot read")?;
                     }
                 }
                 other => return bad(&other.to_uppercase()),
@@ -906,7 +964,8 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
 fn bool_option(c: &mut Cursor) -> Option<bool> {
     let w = c.peek_word().or_else(|| {
         let t = c.peek()?;
-        (t.kind == Kind::Number).then(|| String::from_utf8_lossy(&c.text[t.start..t.end]).into_owned())
+        (t.kind == Kind::Number)
+            .then(|| String::from_utf8_lossy(&c.text[t.start..t.end]).into_owned())
     })?;
     let v = match w.as_str() {
         "true" | "on" | "1" => true,
@@ -1065,12 +1124,20 @@ mod tests {
     #[test]
     fn secrets_are_cut_out() {
         assert_eq!(
-            rewritten_text("ALTER ROLE r1 WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc';"),
-            ("ALTER ROLE r1 WITH NOSUPERUSER LOGIN ;".into(), Secret::RolePassword)
+            rewritten_text(
+                "ALTER ROLE r1 WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc';"
+            ),
+            (
+                "ALTER ROLE r1 WITH NOSUPERUSER LOGIN ;".into(),
+                Secret::RolePassword
+            )
         );
         assert_eq!(
             rewritten_text("CREATE USER u ENCRYPTED PASSWORD 'md5abc' VALID UNTIL 'infinity';"),
-            ("CREATE USER u  VALID UNTIL 'infinity';".into(), Secret::RolePassword)
+            (
+                "CREATE USER u  VALID UNTIL 'infinity';".into(),
+                Secret::RolePassword
+            )
         );
         assert!(matches!(
             class("ALTER ROLE r1 PASSWORD NULL;"),
@@ -1081,12 +1148,20 @@ mod tests {
             ("CREATE USER MAPPING FOR r1 SERVER s1;".into(), Secret::UserMapping)
         );
         assert_eq!(
-            rewritten_text("CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (sslmode 'require', password 'x');"),
-            ("CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (sslmode 'require');".into(), Secret::UserMapping)
+            rewritten_text(
+                "CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (sslmode 'require', password 'x');"
+            ),
+            (
+                "CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (sslmode 'require');".into(),
+                Secret::UserMapping
+            )
         );
         assert_eq!(
             rewritten_text("ALTER USER MAPPING FOR r1 SERVER s1 OPTIONS (SET password 'x');"),
-            ("ALTER USER MAPPING FOR r1 SERVER s1;".into(), Secret::UserMapping)
+            (
+                "ALTER USER MAPPING FOR r1 SERVER s1;".into(),
+                Secret::UserMapping
+            )
         );
         assert_eq!(
             rewritten_text("CREATE SUBSCRIPTION s CONNECTION 'host=prod password=pw' PUBLICATION p WITH (connect = false);"),
@@ -1123,7 +1198,14 @@ mod tests {
         );
         let c = copy("copy T from STDIN with csv header delimiter as '|' force not null a, b;");
         assert_eq!(c.table, QualifiedName::new("public", "t"));
-        assert!(matches!(c.format, CopyFormat::Csv(CsvOptions { delimiter: b'|', header: true, .. })));
+        assert!(matches!(
+            c.format,
+            CopyFormat::Csv(CsvOptions {
+                delimiter: b'|',
+                header: true,
+                ..
+            })
+        ));
         let c = copy("COPY t FROM stdin DELIMITER '|' NULL '';");
         assert_eq!(
             c.format,
@@ -1161,7 +1243,9 @@ mod tests {
         assert_eq!(d.parents, vec![QualifiedName::new("public", "p")]);
         assert_eq!(def("CREATE TABLE x OF mytype;").columns, None);
         assert_eq!(
-            class("ALTER TABLE ONLY public.p ATTACH PARTITION public.p_1 FOR VALUES FROM (1) TO (2);"),
+            class(
+                "ALTER TABLE ONLY public.p ATTACH PARTITION public.p_1 FOR VALUES FROM (1) TO (2);"
+            ),
             Statement::Schema(Info::Attach(
                 QualifiedName::new("public", "p_1"),
                 QualifiedName::new("public", "p")
@@ -1187,24 +1271,34 @@ mod tests {
             })
         );
         assert_eq!(h("INSERT INTO t SELECT").unwrap(), None);
-        for ok in ["", ";", " ON CONFLICT DO NOTHING;", "ON CONFLICT (id) DO NOTHING", "ON CONFLICT ON CONSTRAINT t_pkey DO NOTHING;"] {
+        for ok in [
+            "",
+            ";",
+            " ON CONFLICT DO NOTHING;",
+            "ON CONFLICT (id) DO NOTHING",
+            "ON CONFLICT ON CONSTRAINT t_pkey DO NOTHING;",
+        ] {
             assert!(insert_suffix_ok(ok.as_bytes(), true), "{ok}");
         }
-        for bad in ["ON CONFLICT (id) DO UPDATE SET e = 'x';", "RETURNING id;", "garbage"] {
+        for bad in [
+            "ON CONFLICT (id) DO UPDATE SET e = 'x';",
+            "RETURNING id;",
+            "garbage",
+        ] {
             assert!(!insert_suffix_ok(bad.as_bytes(), true), "{bad}");
         }
     }
 
     #[test]
     fn connect_targets_as_pg_dumpall_writes_them() {
-        assert_eq!(
-            class("\\connect app\n"),
-            Statement::Connect("app".into())
-        );
+        assert_eq!(class("\\connect app\n"), Statement::Connect("app".into()));
         assert_eq!(
             class("\\connect -reuse-previous=on \"dbname='my db'\"\n"),
             Statement::Connect("my db".into())
         );
-        assert_eq!(class("\\connect \"Odd\"\"Name\"\n"), Statement::Connect("Odd\"Name".into()));
+        assert_eq!(
+            class("\\connect \"Odd\"\"Name\"\n"),
+            Statement::Connect("Odd\"Name".into())
+        );
     }
 }

@@ -262,8 +262,11 @@ pub struct ClusterConfig {
     pub hba: Option<String>,
     /// Files to put into the data directory before the start (certificates, keys), with mode 0600.
     pub files: Vec<(String, Vec<u8>)>,
-    /// A password for the superuser `postgres`, set once the server is up.
+    /// A password for the superuser, set once the server is up.
     pub superuser_password: Option<String>,
+    /// The superuser's name, `postgres` unless said (a cluster that loads a pg_dumpall file, which
+    /// creates the role `postgres`, needs another).
+    pub superuser: Option<String>,
 }
 
 impl ClusterConfig {
@@ -278,6 +281,7 @@ impl ClusterConfig {
 pub struct Cluster {
     handle: Arc<ClusterHandle>,
     pub bindir: PathBuf,
+    pub superuser: String,
 }
 
 /// What stops a cluster: its directory, port and the server process's exit.
@@ -375,7 +379,7 @@ impl Cluster {
         Server {
             host: self.handle.dir.display().to_string(),
             port: self.handle.port,
-            user: "postgres".into(),
+            user: self.superuser.clone(),
             password: None,
             bindir: Some(self.bindir.clone()),
             cluster: None,
@@ -389,7 +393,11 @@ impl Cluster {
     fn start_in(bindir: &Path, config: &ClusterConfig) -> Result<Cluster, String> {
         remove_stale_clusters();
         let account = Account::current_or_unprivileged()?;
-        let template = template(bindir, &account)?;
+        let superuser = config
+            .superuser
+            .clone()
+            .unwrap_or_else(|| "postgres".into());
+        let template = template(bindir, &account, &superuser)?;
         let parent = clusters_dir()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}-", std::process::id()))
@@ -428,6 +436,7 @@ impl Cluster {
                     let cluster = Cluster {
                         handle,
                         bindir: bindir.to_path_buf(),
+                        superuser: superuser.clone(),
                     };
                     if let Some(p) = &config.superuser_password {
                         let admin = cluster.admin();
@@ -436,7 +445,7 @@ impl Cluster {
                             .args(admin.client_args())
                             .args(["-X", "-q", "-d", "postgres", "-c"])
                             .arg(format!(
-                                "ALTER ROLE postgres PASSWORD '{}'",
+                                "ALTER ROLE \"{superuser}\" PASSWORD '{}'",
                                 p.replace('\'', "''")
                             ))
                             .output()
@@ -752,7 +761,7 @@ impl Account {
 /// A data directory made by `initdb` once per build directory, server version and account, copied
 /// for every cluster (a copy takes a tenth of an initdb's time). initdb runs in the clusters'
 /// directory, which the server account can reach wherever the checkout is.
-fn template(bindir: &Path, account: &Account) -> Result<PathBuf, String> {
+fn template(bindir: &Path, account: &Account, superuser: &str) -> Result<PathBuf, String> {
     let version = Command::new(bindir.join("postgres"))
         .arg("--version")
         .output()
@@ -762,7 +771,7 @@ fn template(bindir: &Path, account: &Account) -> Result<PathBuf, String> {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let dir = base.join(format!("pg-template-{version}-{}", account.uid));
+    let dir = base.join(format!("pg-template-{version}-{}-{superuser}", account.uid));
     if dir.join("PG_VERSION").is_file() {
         return Ok(dir);
     }
@@ -794,16 +803,8 @@ fn template(bindir: &Path, account: &Account) -> Result<PathBuf, String> {
         .command(&bindir.join("initdb"))
         .arg("-D")
         .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ])
+        .args(["-U", superuser])
+        .args(["-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
         .current_dir(work.path())
         .output()
         .map_err(|e| format!("running initdb: {e}"))?;
@@ -814,7 +815,10 @@ fn template(bindir: &Path, account: &Account) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let partial = base.join(format!("pg-template-{version}-{}.partial", account.uid));
+    let partial = base.join(format!(
+        "pg-template-{version}-{}-{superuser}.partial",
+        account.uid
+    ));
     let _ = fs::remove_dir_all(&partial);
     let copied = Command::new("cp")
         .arg("-a")

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
 pub mod cluster;
+pub mod leaks;
 
 #[allow(unused_imports)] // Each test binary uses its own subset.
 pub use cluster::{server, Cluster, ClusterConfig, Server};

@@ -1,0 +1,266 @@
+//! Dump mode fails closed on every statement: each kind of statement that can carry personal data
+//! or a secret, appended to the demo dump one at a time, is anonymized, stripped of its secret, or
+//! refused with exit 2 and its line — never passed through with exit 0. Also: a FIFO target gets
+//! the whole output and stays a FIFO, a symlink target stays a link.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn demo_dump() -> String {
+    std::fs::read_to_string(root().join("examples/production.sql")).unwrap()
+}
+
+/// The demo rules with extra lines (a `[policy]` section, more tables).
+fn rules_with(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("rules.toml");
+    let base = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap();
+    std::fs::write(&path, format!("{base}\n{extra}")).unwrap();
+    path
+}
+
+/// Anonymize the demo dump with `appended` at its end: (exit code, stderr, output if written).
+fn with_appended(appended: &str, extra_rules: &str) -> (i32, String, Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump.sql");
+    std::fs::write(&dump, format!("{}\n{appended}", demo_dump())).unwrap();
+    let rules = rules_with(dir.path(), extra_rules);
+    let out = dir.path().join("out.sql");
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--source")
+        .arg(&dump)
+        .arg("--target")
+        .arg(&out)
+        .arg("-q"));
+    let written = std::fs::read_to_string(&out).ok();
+    (o.status.code().unwrap_or(-1), stderr(&o), written)
+}
+
+/// The line the appended text starts on.
+fn appended_line() -> usize {
+    demo_dump().lines().count() + 2
+}
+
+#[test]
+fn each_kind_of_statement_is_anonymized_stripped_or_refused() {
+    let line = appended_line();
+    // An INSERT row: anonymized by the table's rules, as a COPY row would be.
+    let (code, err, out) = with_appended(
+        "INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) \
+         VALUES (90001, 'insert.leak@corp.test', 'login', '192.168.7.7', 'from 192.168.8.8', '2024-01-01 00:00:00+00');\n",
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = out.unwrap();
+    assert!(out.contains("INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (90001, '"));
+    for leak in ["insert.leak@corp.test", "192.168.7.7", "192.168.8.8"] {
+        assert!(!out.contains(leak), "{leak}");
+    }
+
+    // A CSV COPY block: decoded, anonymized, written back as CSV.
+    let (code, err, out) = with_appended(
+        "COPY public.orders (id, customer_id, total, status, ordered_at, shipping_note) FROM stdin WITH (FORMAT csv, HEADER);\n\
+         id,customer_id,total,status,ordered_at,shipping_note\n\
+         9001,1,10.00,new,2024-01-01 00:00:00+00,\"ring +1 415 555 0134, or\nmail csv.leak@corp.test\"\n\\.\n",
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = out.unwrap();
+    assert!(out.contains("id,customer_id,total,status,ordered_at,shipping_note\n9001,1,10.00,new,"));
+    for leak in ["415 555 0134", "csv.leak@corp.test"] {
+        assert!(!out.contains(leak), "{leak}");
+    }
+
+    // A large object: refused until the rules say, then dropped or kept as said.
+    let lo = "SELECT pg_catalog.lo_create('16401');\nALTER LARGE OBJECT 16401 OWNER TO postgres;\n\
+              BEGIN;\nSELECT pg_catalog.lo_open('16401', 131072);\n\
+              SELECT pg_catalog.lowrite(0, '\\x6c6f2e6c65616b40636f72702e74657374');\n\
+              SELECT pg_catalog.lo_close(0);\nCOMMIT;\n";
+    let (code, err, out) = with_appended(lo, "");
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_none());
+    assert!(
+        err.contains(&format!("dump line {line}: a large object, whose data would be copied as it is: choose with `large_objects = \"drop\"` or `\"keep\"` under [policy] in the rules file")),
+        "{err}"
+    );
+    let (code, err, out) = with_appended(lo, "[policy]\nlarge_objects = \"drop\"\n");
+    assert_eq!(code, 0, "{err}");
+    let out = out.unwrap();
+    assert!(!out.contains("6c6f2e6c65616b") && !out.contains("16401"));
+    // The transaction pg_dump wraps the data in stays, empty.
+    let last: Vec<&str> = out.split_whitespace().rev().take(2).collect();
+    assert_eq!(last, ["COMMIT;", "BEGIN;"]);
+    let (code, _, out) = with_appended(lo, "[policy]\nlarge_objects = \"keep\"\n");
+    assert_eq!(code, 0);
+    assert!(out.unwrap().contains("lowrite(0, '\\x6c6f2e6c65616b"));
+
+    // A comment with an email: the same.
+    let comment = "COMMENT ON TABLE public.customers IS 'owner: comment.leak@corp.test';\n";
+    let (code, err, _) = with_appended(comment, "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("dump line {line}: a COMMENT ON or SECURITY LABEL")),
+        "{err}"
+    );
+    assert!(!err.contains("comment.leak"), "{err}");
+    let (code, _, out) = with_appended(comment, "[policy]\ncomments = \"drop\"\n");
+    assert_eq!(code, 0);
+    assert!(!out.unwrap().contains("comment.leak@corp.test"));
+
+    // A role with a password and a user mapping with one: stripped, always, the statements stay.
+    let (code, err, out) = with_appended(
+        "CREATE ROLE app_user;\nALTER ROLE app_user WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$role-secret';\n\
+         CREATE USER MAPPING FOR app_user SERVER prod OPTIONS (\n    password 'mapping-secret',\n    \"user\" 'mapping-user'\n);\n",
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = out.unwrap();
+    assert!(out.contains(
+        "ALTER ROLE app_user WITH LOGIN ;\nCREATE USER MAPPING FOR app_user SERVER prod;\n"
+    ));
+    for secret in ["role-secret", "mapping-secret", "mapping-user", "SCRAM"] {
+        assert!(!out.contains(secret), "{secret}");
+    }
+
+    // A table whose quoted column name holds a newline: its rows are data like any other, so an
+    // uncovered one stops the run (its header used to be missed and its rows passed as SQL).
+    let odd = "CREATE TABLE public.odd (\"line\nbreak\" text);\n\
+               COPY public.odd (\"line\nbreak\") FROM stdin;\nnewline.leak@corp.test\n\\.\n";
+    let (code, err, out) = with_appended(odd, "");
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_none());
+    assert!(err.contains("table public.odd has no rules"), "{err}");
+    let (code, err, out) = with_appended(
+        odd,
+        "[tables.odd.columns]\n\"line\\nbreak\" = { fake = \"email\" }\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.unwrap().contains("newline.leak@corp.test"));
+
+    // Statements no rule sees: refused, each with its line.
+    for (statement, what) in [
+        ("UPDATE public.customers SET email = 'update.leak@corp.test';", "a UPDATE statement"),
+        ("DO $$ BEGIN INSERT INTO public.customers (email) VALUES ('do.leak@corp.test'); END $$;", "a DO statement"),
+        ("INSERT INTO public.customers (id, email) SELECT 1, 'select.leak@corp.test';", "an INSERT without a VALUES list"),
+        ("INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, lower('fn.leak@corp.test'), 'x', NULL, NULL, now());", "an INSERT whose VALUES tuple has an expression or function call as element 2"),
+        ("CREATE TABLE public.copy_of AS SELECT * FROM public.customers;", "CREATE TABLE … AS"),
+        ("\\! cat /etc/passwd", "the psql meta-command \\!"),
+    ] {
+        let (code, err, out) = with_appended(&format!("{statement}\n"), "");
+        assert_eq!(code, 2, "{statement}: {err}");
+        assert!(out.is_none(), "{statement}");
+        assert!(err.contains(what), "{statement}: {err}");
+        assert!(!err.contains(".leak@"), "{err}");
+        assert!(err.contains(&format!("dump line {line}: ")), "{err}");
+    }
+}
+
+#[test]
+fn scan_check_and_dry_run_see_the_rows_of_inserts() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("seed.sql");
+    std::fs::write(
+        &dump,
+        "CREATE TABLE public.people (id integer, email text, note text);\n\
+         INSERT INTO public.people VALUES (1, 'ann.seed@corp.test', 'call +1 415 555 0100');\n\
+         INSERT INTO public.people VALUES (2, 'bob.seed@corp.test', NULL);\n",
+    )
+    .unwrap();
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["scan", "--source"])
+        .arg(&dump));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let draft = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        draft.contains("[tables.people.columns]  # 2 rows"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains("email = { fake = \"email\", unique = true }"),
+        "{draft}"
+    );
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, &draft).unwrap();
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .arg("check")
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--source")
+        .arg(&dump));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("anonymize: check passed: 1 tables"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--dry-run", "--format", "json", "--source"])
+        .arg(&dump));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let email = &doc["tables"][0]["columns"][1];
+    assert_eq!(email["name"], "email");
+    assert_eq!(email["samples"][0]["original"], "ann.seed@corp.test");
+    assert!(email["samples"][0]["anonymized"]
+        .as_str()
+        .unwrap()
+        .contains("@example."));
+}
+
+#[test]
+fn a_fifo_target_gets_the_whole_output_and_stays_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.sql");
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--target"])
+        .arg(&reference));
+    assert!(o.status.success());
+    let fifo = dir.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path and mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+    };
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--target"])
+        .arg(&fifo));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(reader.join().unwrap(), std::fs::read(&reference).unwrap());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    // No temporary file was made beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn a_symlink_target_stays_a_link_and_its_target_gets_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let link = dir.path().join("staging.sql");
+    std::os::unix::fs::symlink("real/today.sql", &link).unwrap();
+    let o = run(anonymize()
+        .args(["--rules", "rules/customers.toml", "-q", "--target"])
+        .arg(&link));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let text = std::fs::read_to_string(real_dir.join("today.sql")).unwrap();
+    assert!(text.contains("COPY public.customers"));
+}
