@@ -66,6 +66,17 @@ def ts(r, year_from=2021, year_to=2024):
         r.randint(0, 23), r.randint(0, 59), r.randint(0, 59))
 
 
+def sql_literal(value):
+    """A constant as pg_dump --inserts writes it (standard_conforming_strings on)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def copy_escape(value):
     if value is None:
         return "\\N"
@@ -184,6 +195,8 @@ def main():
     ap.add_argument("--customers", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("-o", "--output", default="examples/production.sql")
+    ap.add_argument("--inserts", action="store_true",
+                    help="write the rows as INSERT statements, as pg_dump --inserts does")
     args = ap.parse_args()
     r = random.Random(args.seed)
     n = args.customers
@@ -191,6 +204,13 @@ def main():
     out.write(SCHEMA)
 
     def block(table, columns, rows):
+        if args.inserts:
+            out.write("\n")
+            count = 0
+            for row in rows:
+                out.write("INSERT INTO public.%s VALUES (%s);\n" % (table, ", ".join(sql_literal(v) for v in row)))
+                count += 1
+            return count
         out.write("\nCOPY public.%s (%s) FROM stdin;\n" % (table, ", ".join(columns)))
         count = 0
         for row in rows:

@@ -7,7 +7,7 @@
 //! the target, which a regular file only becomes when the whole run succeeded.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek};
+use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -86,7 +86,7 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
     })?;
     let stdout = sink.is_stdout();
     let report = pipeline::run_dump(
-        BufReader::with_capacity(1 << 20, input),
+        input,
         Arc::new(bound),
         sink.writer(),
         stdout,
@@ -163,8 +163,7 @@ pub fn container(path: Option<&Path>, head: &[u8]) -> Container {
 pub fn open_and_scan(path: &str, policy: DumpPolicy) -> Result<(File, Prescan), Error> {
     let mut input = open_plain(path)?;
     rewind(&mut input)?;
-    let scanned =
-        prescan(BufReader::with_capacity(1 << 20, &mut input), policy).map_err(scan_error)?;
+    let scanned = prescan(&mut input, policy).map_err(scan_error)?;
     Ok((input, scanned))
 }
 

@@ -121,7 +121,7 @@ pub fn sample(
     // standard COPY text whatever the dump's format.
     let mut samples = vec![Vec::new(); tables.len()];
     let (mut comments, mut large_objects) = (Vec::new(), false);
-    let mut reader = DumpReader::new(std::io::BufReader::new(input), 4096, 1 << 20)
+    let mut reader = DumpReader::new(input, 4096, 1 << 20)
         .with_policy(policy)
         .observing();
     let mut format = DataFormat::Copy(crate::copy::CopyFormat::Text);

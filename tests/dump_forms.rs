@@ -58,7 +58,7 @@ fn every_form(src: &TestDb, rules: &str, tag: &str) {
     dump_to(src, &["--schema-only"], &schema);
     let source_counts: Vec<String> = fingerprint(src)
         .iter()
-        .map(|f| f.rsplitn(2, ' ').nth(1).unwrap().to_string())
+        .map(|f| f.rsplit_once(' ').unwrap().0.to_string())
         .collect();
     let mut stagings: Vec<(String, Vec<String>)> = Vec::new();
     for (form, args) in FORMS {
@@ -82,7 +82,7 @@ fn every_form(src: &TestDb, rules: &str, tag: &str) {
         let fp = fingerprint(&stg);
         let counts: Vec<String> = fp
             .iter()
-            .map(|f| f.rsplitn(2, ' ').nth(1).unwrap().to_string())
+            .map(|f| f.rsplit_once(' ').unwrap().0.to_string())
             .collect();
         assert_eq!(counts, source_counts, "{tag} {form}: row counts");
         // The schema's foreign keys were in force or added after the data: all there, all valid.
@@ -219,7 +219,7 @@ fn a_pg_dumpall_of_two_databases_with_roles_and_their_passwords() {
         let counts = |db: &TestDb| -> Vec<String> {
             fingerprint(db)
                 .iter()
-                .map(|f| f.rsplitn(2, ' ').nth(1).unwrap().to_string())
+                .map(|f| f.rsplit_once(' ').unwrap().0.to_string())
                 .collect()
         };
         assert_eq!(counts(a), counts(b), "{}", a.name);

@@ -264,3 +264,31 @@ fn a_symlink_target_stays_a_link_and_its_target_gets_the_output() {
     let text = std::fs::read_to_string(real_dir.join("today.sql")).unwrap();
     assert!(text.contains("COPY public.customers"));
 }
+
+#[test]
+fn an_archive_without_pg_restore_says_what_to_install() {
+    let src = TestDb::demo("fcsrc");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("demo.dump");
+    succeeded(
+        src.client("pg_dump")
+            .args(["-Fc", "-f"])
+            .arg(&archive)
+            .arg(&src.name),
+        "pg_dump -Fc",
+    );
+    let o = run(anonymize()
+        .env("PATH", "/nonexistent")
+        .args(["--rules", "rules/customers.toml", "--source"])
+        .arg(&archive)
+        .args(["--target", "-"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "anonymize: error: {} is a pg_dump archive, read through pg_restore, which is not installed or not on PATH (it comes with the PostgreSQL client, e.g. the postgresql-client package); or give a plain-SQL dump (pg_dump -Fp)\n",
+            archive.display()
+        )
+    );
+    assert!(o.stdout.is_empty());
+}

@@ -137,8 +137,7 @@ impl BoundTable {
 pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     // (database section, table) → (whole table, columns).
-    let mut uncovered: BTreeMap<(Option<&str>, &QualifiedName), (bool, Vec<&str>)> =
-        BTreeMap::new();
+    let mut uncovered: UncoveredColumns = BTreeMap::new();
     // (database section, table) of every rule used.
     let mut used_rules: BTreeSet<(Option<&str>, &QualifiedName)> = BTreeSet::new();
     let mut bound = Vec::with_capacity(source.len());
@@ -322,11 +321,11 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
     }
 }
 
+/// (database section, table) → (the whole table, its columns) that no rule names.
+type UncoveredColumns<'a> = BTreeMap<(Option<&'a str>, &'a QualifiedName), (bool, Vec<&'a str>)>;
+
 /// One message listing every uncovered table and column, with lines to paste into the rules file.
-fn uncovered_diagnostic(
-    plan: &Plan,
-    uncovered: &BTreeMap<(Option<&str>, &QualifiedName), (bool, Vec<&str>)>,
-) -> Diagnostic {
+fn uncovered_diagnostic(plan: &Plan, uncovered: &UncoveredColumns) -> Diagnostic {
     let mut msg = String::from(
         "uncovered columns: every column of every copied table needs a rule or \"keep\" \
          (schema drift in the source?)\n",

@@ -95,7 +95,7 @@ fn bad_rules_give_located_messages() {
         ),
         (
             "[tables.t]\nwehre = \"x\"\n",
-            "r.toml:2:1: unknown key `wehre` (did you mean `where`?); expected one of `where`, `skip`, `columns`",
+            "r.toml:2:1: unknown key `wehre` (did you mean `where`?); expected one of `where`, `skip`, `partitions`, `columns`",
         ),
         ("[sourc]\nurl = \"x\"\n", "r.toml:1:2: unknown key `sourc` (did you mean `source`?); expected one of `source`, `target`, `secret`, `defaults`, `policy`, `tables`, `databases`"),
         (

@@ -416,6 +416,35 @@ impl<R: Read> DumpReader<R> {
     /// Read statements until an event is pending; false at the end of the dump.
     fn sql(&mut self) -> Result<bool, DumpError> {
         while self.pending.is_empty() && matches!(self.mode, Mode::Sql) {
+            // An INSERT tuple is read to its end by the tuple scanner, not token by token.
+            if let Some(start) = self.insert.as_ref().and_then(|i| i.tuple_start) {
+                match crate::sql::literal::tuple_end(&self.buf, start, self.split.scs, self.eof) {
+                    Ok(Some(end)) => {
+                        self.split.close_group(end);
+                        self.close_paren(end)?;
+                    }
+                    Ok(None) => {
+                        self.fill()?;
+                    }
+                    Err(crate::sql::literal::Unterminated) => {
+                        let line = self.line_at(start);
+                        return Err(DumpError::Syntax {
+                            line,
+                            what: "the dump ends inside the VALUES tuple of an INSERT".into(),
+                        });
+                    }
+                }
+                continue;
+            }
+            // Another INSERT with the very header of the open run (pg_dump --inserts): its header
+            // is not read token by token.
+            if let Some(at) = self.same_header_next() {
+                let content = at - self.run.as_ref().expect("a run").header.len();
+                self.split.enter_group(content, at);
+                let header = self.run.as_ref().expect("a run").key.1.clone();
+                self.begin_insert(content, at, header)?;
+                continue;
+            }
             let found = match self.split.next(&self.buf, self.eof) {
                 Ok(f) => f,
                 Err(e) => {
@@ -459,6 +488,22 @@ impl<R: Read> DumpReader<R> {
             }
         }
         Ok(true)
+    }
+
+    /// Where the first tuple of the next statement opens, when that statement starts (after
+    /// space) with the open run's header as written.
+    fn same_header_next(&self) -> Option<usize> {
+        let run = self.run.as_ref()?;
+        if self.insert.is_some() || self.split.content().is_some() || run.scs != self.split.scs {
+            return None;
+        }
+        let rest = &self.buf[self.split.pos..];
+        let space = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let after = &rest[space..];
+        (after.len() > run.header.len()
+            && after.starts_with(&run.header)
+            && after[run.header.len()] == b'(')
+            .then(|| self.split.pos + space + run.header.len())
     }
 
     /// The space and comments from `start` to `to`, as they may pass.
@@ -766,7 +811,7 @@ impl<R: Read> DumpReader<R> {
         // A first pass looks at every tuple: an expression whose value no rule can see stops the
         // run before anything is written.
         if self.keep_going {
-            if let Err(e) = crate::sql::literal::elements(&self.buf[start..end], self.split.scs) {
+            if let Err(e) = crate::sql::literal::check(&self.buf[start..end], self.split.scs) {
                 let line = self.line_at(start);
                 self.refuse(
                     line,

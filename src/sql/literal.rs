@@ -43,45 +43,256 @@ pub enum TupleError {
 
 /// The elements of one tuple, whose text is `( … )`.
 pub fn elements(tuple: &[u8], scs: bool) -> Result<Vec<Element>, TupleError> {
-    let toks: Vec<lexer::Token> = lexer::tokens(tuple, scs)
-        .map_err(|_| TupleError::Malformed)?
-        .into_iter()
-        .filter(lexer::significant)
-        .collect();
-    if toks.first().map(|t| t.kind) != Some(Kind::Open)
-        || toks.last().map(|t| t.kind) != Some(Kind::Close)
-    {
-        return Err(TupleError::Malformed);
-    }
-    let inner = &toks[1..toks.len() - 1];
-    let mut out = Vec::new();
-    if inner.is_empty() {
-        return Ok(out);
-    }
-    for (n, part) in split_top(inner).into_iter().enumerate() {
-        out.push(element(tuple, part, n + 1)?);
-    }
+    let mut out = Vec::with_capacity(16);
+    each_element(tuple, scs, |e| out.push(e))?;
     Ok(out)
 }
 
-/// Token slices between top-level commas.
-fn split_top(toks: &[lexer::Token]) -> Vec<&[lexer::Token]> {
-    let mut parts = Vec::new();
+/// Check a tuple's elements without keeping them; their number.
+pub fn check(tuple: &[u8], scs: bool) -> Result<usize, TupleError> {
+    let mut n = 0;
+    each_element(tuple, scs, |_| n += 1)?;
+    Ok(n)
+}
+
+/// The common element, read without the general lexer: a plain constant (`'…'`, a number, NULL,
+/// DEFAULT, TRUE, FALSE) between spaces and then `,` or `)`. `None` when the element is anything
+/// else (the general path reads it, or says why not). Returns the element and the position of its
+/// terminator.
+fn plain_element(tuple: &[u8], mut pos: usize, scs: bool) -> Option<(Element, usize)> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    while tuple.get(pos).copied().is_some_and(is_space) {
+        pos += 1;
+    }
+    let start = pos;
+    let (kind, end) = match *tuple.get(pos)? {
+        b'\'' => (Const::Str(Str::Plain), string_end(tuple, pos, !scs)?),
+        b'0'..=b'9' | b'-' => {
+            let mut e = pos + usize::from(tuple[pos] == b'-');
+            let digits = e;
+            while tuple
+                .get(e)
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'.')
+            {
+                e += 1;
+            }
+            if e == digits || matches!(tuple.get(e), Some(b'e' | b'E')) {
+                return None;
+            }
+            (Const::Number, e)
+        }
+        b'N' | b'n' | b'D' | b'd' | b'T' | b't' | b'F' | b'f' => {
+            let e = pos
+                + tuple[pos..]
+                    .iter()
+                    .position(|b| !b.is_ascii_alphabetic())
+                    .unwrap_or(tuple.len() - pos);
+            let word = &tuple[pos..e];
+            let kind = if word.eq_ignore_ascii_case(b"null") {
+                Const::Null
+            } else if word.eq_ignore_ascii_case(b"default") {
+                Const::Default
+            } else if word.eq_ignore_ascii_case(b"true") || word.eq_ignore_ascii_case(b"false") {
+                Const::Bool
+            } else {
+                return None;
+            };
+            (kind, e)
+        }
+        _ => return None,
+    };
+    let mut after = end;
+    while tuple.get(after).copied().is_some_and(is_space) {
+        after += 1;
+    }
+    matches!(tuple.get(after), Some(b',' | b')')).then_some((
+        Element {
+            kind,
+            start,
+            end,
+            const_end: end,
+        },
+        after,
+    ))
+}
+
+/// Read a tuple's elements one by one (a handful of tokens each), handing each to `f`.
+fn each_element(tuple: &[u8], scs: bool, mut f: impl FnMut(Element)) -> Result<(), TupleError> {
+    // Fast path: every element a plain constant.
+    if tuple.first() == Some(&b'(') && tuple.last() == Some(&b')') {
+        let mut found: smallvec::SmallVec<[Element; 16]> = smallvec::SmallVec::new();
+        let mut pos = 1;
+        let ok = loop {
+            match plain_element(tuple, pos, scs) {
+                Some((e, at)) => {
+                    found.push(e);
+                    if tuple[at] == b')' {
+                        break at + 1 == tuple.len();
+                    }
+                    pos = at + 1;
+                }
+                None => break false,
+            }
+        };
+        if ok {
+            found.into_iter().for_each(&mut f);
+            return Ok(());
+        }
+    }
+    let mut toks: smallvec::SmallVec<[lexer::Token; 8]> = smallvec::SmallVec::new();
+    let mut pos = 0;
     let mut depth = 0i32;
-    let mut start = 0;
-    for (i, t) in toks.iter().enumerate() {
+    let mut n = 0;
+    let mut opened = false;
+    loop {
+        let t = match lexer::next(tuple, pos, scs, true) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(TupleError::Malformed),
+            Err(_) => return Err(TupleError::Malformed),
+        };
+        pos = t.end;
+        if !lexer::significant(&t) {
+            continue;
+        }
+        if !opened {
+            if t.kind != Kind::Open {
+                return Err(TupleError::Malformed);
+            }
+            opened = true;
+            continue;
+        }
         match t.kind {
             Kind::Open | Kind::OpenBracket => depth += 1,
-            Kind::Close | Kind::CloseBracket => depth -= 1,
-            Kind::Comma if depth == 0 => {
-                parts.push(&toks[start..i]);
-                start = i + 1;
+            Kind::CloseBracket => depth -= 1,
+            Kind::Close if depth > 0 => depth -= 1,
+            Kind::Close | Kind::Comma if depth == 0 => {
+                let last = t.kind == Kind::Close;
+                if !(last && n == 0 && toks.is_empty()) {
+                    n += 1;
+                    f(element(tuple, &toks, n)?);
+                }
+                toks.clear();
+                if last {
+                    return if pos == tuple.len()
+                        || lexer::tokens(&tuple[pos..], scs)
+                            .is_ok_and(|r| r.iter().all(|t| !lexer::significant(t)))
+                    {
+                        Ok(())
+                    } else {
+                        Err(TupleError::Malformed)
+                    };
+                }
+                continue;
             }
             _ => {}
         }
+        toks.push(t);
     }
-    parts.push(&toks[start..]);
-    parts
+}
+
+/// The input ends inside a tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unterminated;
+
+/// Where the tuple that opens at `buf[start]` (a `(`) closes: the position after its `)`.
+/// `Ok(None)`: the bytes end first (and `eof` is not set). Quotes, quoted names, dollar quotes,
+/// comments and nested parentheses are stepped over without reading them token by token.
+pub fn tuple_end(
+    buf: &[u8],
+    start: usize,
+    scs: bool,
+    eof: bool,
+) -> Result<Option<usize>, Unterminated> {
+    let mut i = start;
+    let mut depth = 0usize;
+    let incomplete = |eof: bool| if eof { Err(Unterminated) } else { Ok(None) };
+    while i < buf.len() {
+        match buf[i] {
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Ok(Some(i));
+                }
+            }
+            b'\'' => {
+                let escape = !scs
+                    || (i > 0
+                        && matches!(buf[i - 1], b'e' | b'E')
+                        && (i < 2 || !lexer_ident_char(buf[i - 2])));
+                match string_end(buf, i, escape) {
+                    Some(e) => i = e,
+                    None => return incomplete(eof),
+                }
+            }
+            b'"' => {
+                let mut j = i + 1;
+                loop {
+                    match memchr::memchr(b'"', &buf[j..]) {
+                        Some(n) if buf.get(j + n + 1) == Some(&b'"') => j += n + 2,
+                        Some(n) if j + n + 1 < buf.len() || eof => {
+                            i = j + n + 1;
+                            break;
+                        }
+                        _ => return incomplete(eof),
+                    }
+                }
+            }
+            b'-' if buf.get(i + 1) == Some(&b'-') => match memchr::memchr(b'\n', &buf[i..]) {
+                Some(n) => i += n + 1,
+                None => return incomplete(eof),
+            },
+            b'$' | b'/' => match lexer::next(buf, i, scs, eof) {
+                Ok(Some(t)) => i = t.end,
+                Ok(None) => return incomplete(eof),
+                Err(lexer::Stop::Incomplete) => return Ok(None),
+                Err(_) => return Err(Unterminated),
+            },
+            _ => {
+                // Nothing special until the next byte that could be.
+                let n = buf[i + 1..]
+                    .iter()
+                    .position(|b| matches!(b, b'(' | b')' | b'\'' | b'"' | b'-' | b'$' | b'/'))
+                    .map_or(buf.len(), |n| i + 1 + n);
+                i = n;
+            }
+        }
+    }
+    incomplete(eof)
+}
+
+fn lexer_ident_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// After the quote at `buf[q]`: the position after the string's closing quote, or `None` when the
+/// bytes end first (a quote at the very end may be doubled by the next byte).
+fn string_end(buf: &[u8], q: usize, backslash: bool) -> Option<usize> {
+    let mut i = q + 1;
+    loop {
+        let n = if backslash {
+            memchr::memchr2(b'\'', b'\\', &buf[i..])?
+        } else {
+            memchr::memchr(b'\'', &buf[i..])?
+        };
+        i += n;
+        if buf[i] == b'\\' {
+            i += 2;
+            if i > buf.len() {
+                return None;
+            }
+            continue;
+        }
+        match buf.get(i + 1) {
+            Some(b'\'') => i += 2,
+            None => return None,
+            _ => return Some(i + 1),
+        }
+    }
 }
 
 fn element(text: &[u8], toks: &[lexer::Token], n: usize) -> Result<Element, TupleError> {
@@ -172,6 +383,14 @@ pub fn value<'a>(
                 Cow::Borrowed(t)
             })
         }
+        // The common string, with no quote or backslash inside: borrowed as it is.
+        Const::Str(Str::Plain)
+            if memchr::memchr2(b'\'', b'\\', &raw[1..raw.len() - 1]).is_none() =>
+        {
+            Some(Cow::Borrowed(
+                std::str::from_utf8(&raw[1..raw.len() - 1]).map_err(|_| TupleError::BadString)?,
+            ))
+        }
         Const::Str(kind) => Some(string_value(raw, kind, scs)?.into()),
     })
 }
@@ -202,7 +421,11 @@ pub fn string_value(raw: &[u8], kind: Str, scs: bool) -> Result<String, TupleErr
 /// of `E''` strings.
 fn unquote(s: &str, backslash: bool) -> Result<String, TupleError> {
     if !backslash {
-        return Ok(s.replace("''", "'"));
+        return Ok(if memchr::memchr(b'\'', s.as_bytes()).is_some() {
+            s.replace("''", "'")
+        } else {
+            s.to_string()
+        });
     }
     let b = s.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
@@ -270,9 +493,9 @@ fn unicode(s: &str) -> Result<String, TupleError> {
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        let (n, skip) = if after.starts_with('\\') {
+        let (n, skip) = if let Some(r) = after.strip_prefix('\\') {
             out.push('\\');
-            rest = &after[1..];
+            rest = r;
             continue;
         } else if let Some(h) = after.strip_prefix('+') {
             (h.get(..6), 7)
@@ -357,11 +580,25 @@ pub fn encode(value: Option<&str>, like: &Element, tuple: &[u8], scs: bool, out:
 /// `'…'` with quotes doubled (and backslashes doubled when they escape).
 fn plain_string(v: &str, scs: bool, out: &mut Vec<u8>) {
     out.push(b'\'');
-    for b in v.bytes() {
-        if b == b'\'' || (b == b'\\' && !scs) {
-            out.push(b);
+    let bytes = v.as_bytes();
+    let mut start = 0;
+    loop {
+        let found = if scs {
+            memchr::memchr(b'\'', &bytes[start..])
+        } else {
+            memchr::memchr2(b'\'', b'\\', &bytes[start..])
+        };
+        match found {
+            Some(n) => {
+                out.extend_from_slice(&bytes[start..=start + n]);
+                out.push(bytes[start + n]);
+                start += n + 1;
+            }
+            None => {
+                out.extend_from_slice(&bytes[start..]);
+                break;
+            }
         }
-        out.push(b);
     }
     out.push(b'\'');
 }

@@ -88,6 +88,24 @@ impl Splitter {
         }
     }
 
+    /// The caller read a statement's beginning itself (it starts at `content`, and a top-level
+    /// parenthesis opens at `at`): go on as if it had been read here and `Open` reported.
+    pub fn enter_group(&mut self, content: usize, at: usize) {
+        debug_assert!(self.content.is_none());
+        self.content = Some(content);
+        self.depth = 1;
+        self.pos = at + 1;
+        self.words = self.initials.len();
+    }
+
+    /// The top-level parenthesis reported by [`Found::Open`] closes at `end` (read by the caller,
+    /// who knows what is inside): go on after it.
+    pub fn close_group(&mut self, end: usize) {
+        debug_assert!(self.depth == 1);
+        self.depth = 0;
+        self.pos = end;
+    }
+
     /// Go on reading at `pos` (the bytes before it were read as something else: COPY data).
     pub fn skip_to(&mut self, pos: usize) {
         debug_assert!(self.content.is_none());
@@ -213,9 +231,7 @@ impl Splitter {
         if !creates_routine || self.depth != 0 {
             return;
         }
-        if is("begin") {
-            self.begin_depth += 1;
-        } else if is("case") && self.begin_depth > 0 {
+        if is("begin") || (is("case") && self.begin_depth > 0) {
             self.begin_depth += 1;
         } else if is("end") && self.begin_depth > 0 {
             self.begin_depth -= 1;

@@ -554,13 +554,11 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
     if c.eat_kind(Kind::Open) {
         def.columns = table_elements(c);
     }
-    if c.eat("inherits") {
-        if c.eat_kind(Kind::Open) {
-            while let Some(p) = c.qualified() {
-                def.parents.push(p);
-                if !c.eat_kind(Kind::Comma) {
-                    break;
-                }
+    if c.eat("inherits") && c.eat_kind(Kind::Open) {
+        while let Some(p) = c.qualified() {
+            def.parents.push(p);
+            if !c.eat_kind(Kind::Comma) {
+                break;
             }
         }
     }
@@ -879,12 +877,8 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                 "freeze" => {
                     bool_option(c);
                 }
-                "force_not_null" | "force_null" | "force_quote" => {
-                    if !c.eat_kind(Kind::Op) {
-                        c.ident_list()
-                            .ok_or("a FORCE option this reader cannot read")?;
-                    }
-                }
+                // They change which fields are NULL per column; not followed here.
+                "force_not_null" | "force_null" | "force_quote" => return bad(&name.to_uppercase()),
                 other => return bad(&other.to_uppercase()),
             }
             if c.eat_kind(Kind::Comma) {
@@ -898,8 +892,7 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
     } else {
         // Old syntax: [BINARY] [DELIMITER [AS] 'd'] [NULL [AS] 'n'] [CSV [HEADER] [QUOTE [AS] 'q']
         // [ESCAPE [AS] 'e'] [FORCE NOT NULL cols | FORCE QUOTE cols]]
-        loop {
-            let Some(w) = c.peek_word() else { break };
+        while let Some(w) = c.peek_word() {
             c.next();
             match w.as_str() {
                 "binary" => return bad("BINARY"),
@@ -922,17 +915,7 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                     c.eat("as");
                     o.escape = Some(one_byte(c.string())?);
                 }
-                "force" => {
-                    let _ = c.eat("not") && c.eat("null");
-                    c.eat("quote");
-                    if !c.eat_kind(Kind::Op) {
-                        while c.ident().is_some() {
-                            if !c.eat_kind(Kind::Comma) {
-                                break;
-                            }
-                        }
-                    }
-                }
+                "force" => return bad("FORCE NOT NULL / FORCE QUOTE"),
                 other => return bad(&other.to_uppercase()),
             }
         }
@@ -1196,7 +1179,7 @@ mod tests {
                 header: true,
             })
         );
-        let c = copy("copy T from STDIN with csv header delimiter as '|' force not null a, b;");
+        let c = copy("copy T from STDIN with csv header delimiter as '|';");
         assert_eq!(c.table, QualifiedName::new("public", "t"));
         assert!(matches!(
             c.format,
@@ -1217,6 +1200,10 @@ mod tests {
         assert_eq!(
             class("COPY t FROM stdin WITH (FORMAT binary);"),
             Statement::Refused("the COPY option FORMAT binary".into())
+        );
+        assert_eq!(
+            class("COPY t FROM stdin WITH (FORMAT csv, FORCE_NOT_NULL (a));"),
+            Statement::Refused("the COPY option FORCE_NOT_NULL".into())
         );
     }
 
