@@ -5,8 +5,8 @@
 //! NOT NULL and UNIQUE fit). Exit 0 when clean, 2 with every problem listed. The secret key is not
 //! needed: no value is produced.
 
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::refresh::{catalog_tables, is_database_url};
 use crate::rules::{self, Plan, TableAction};
 
 /// What a clean check found.
@@ -19,12 +19,13 @@ pub struct Summary {
 }
 
 pub fn run(plan: &Plan) -> Result<Summary, Error> {
-    let tables = if is_database_url(&plan.source) {
-        catalog_tables(&plan.source)?
-    } else {
-        crate::dump_run::open_and_scan(&plan.source, crate::dump_run::dump_policy(plan))?
-            .1
-            .tables
+    let tables = match &plan.source {
+        Endpoint::Database(c) => crate::refresh::check_catalog(plan, c)?.0,
+        other => {
+            crate::dump_run::open_and_scan(other, crate::dump_run::dump_policy(plan))?
+                .1
+                .tables
+        }
     };
     let bound = rules::bind(plan, &tables).map_err(Error::Bind)?;
     let mut summary = Summary {

@@ -11,6 +11,7 @@ use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{self, Options, PipelineError, PlannedTable, Progress, Report, RunFailure};
 use crate::rules::{self, Choice, Diagnostic, Plan};
@@ -18,8 +19,8 @@ use crate::sink::dump::DumpSink;
 use crate::source::dump::{prescan, DumpError, DumpPolicy, Policy, Prescan};
 
 /// Whether two paths name the same file (the target may not exist yet).
-fn same_file(a: &str, b: &str) -> bool {
-    match (Path::new(a).canonicalize(), Path::new(b).canonicalize()) {
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
@@ -35,15 +36,18 @@ pub fn dump_policy(plan: &Plan) -> DumpPolicy {
     DumpPolicy {
         large_objects: p(plan.policy.large_objects),
         comments: p(plan.policy.comments),
+        foreign_servers: p(plan.policy.foreign_servers),
     }
 }
 
 pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Report, Error> {
-    if plan.source != "-" && plan.target != "-" && same_file(&plan.source, &plan.target) {
-        return Err(Error::Usage(format!(
-            "source and target are the same file ({}); refusing to overwrite the input",
-            plan.source
-        )));
+    if let (Endpoint::File(a), Endpoint::File(b)) = (&plan.source, &plan.target) {
+        if same_file(a, b) {
+            return Err(Error::Usage(format!(
+                "source and target are the same file ({}); refusing to overwrite the input",
+                plan.source
+            )));
+        }
     }
 
     let t0 = std::time::Instant::now();
@@ -160,8 +164,15 @@ pub fn container(path: Option<&Path>, head: &[u8]) -> Container {
 
 /// Open the dump as plain SQL (spooling stdin, and converting archives through `pg_restore`), and
 /// read it with a first pass.
-pub fn open_and_scan(path: &str, policy: DumpPolicy) -> Result<(File, Prescan), Error> {
-    let mut input = open_plain(path)?;
+pub fn open_and_scan(source: &Endpoint, policy: DumpPolicy) -> Result<(File, Prescan), Error> {
+    let path = match source {
+        Endpoint::Stdio => "-".to_string(),
+        Endpoint::File(p) => p.display().to_string(),
+        Endpoint::Database(c) => {
+            return Err(Error::Usage(format!("{c} is a database, not a dump")))
+        }
+    };
+    let mut input = open_plain(&path)?;
     rewind(&mut input)?;
     let scanned = prescan(&mut input, policy).map_err(scan_error)?;
     Ok((input, scanned))
@@ -187,9 +198,18 @@ fn open_plain(path: &str) -> Result<File, Error> {
     } else if Path::new(path).is_dir() {
         (spool()?, Some(Path::new(path)))
     } else {
-        let f = File::open(path).map_err(|source| Error::Io {
-            context: format!("opening the source dump {path}"),
-            source,
+        let f = File::open(path).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                Error::Usage(format!(
+                    "the source {path} does not exist (a database is postgres://… or host=… \
+                     dbname=…; a dump is a file, or - for stdin)"
+                ))
+            } else {
+                Error::Io {
+                    context: format!("opening the source dump {path}"),
+                    source,
+                }
+            }
         })?;
         (f, None)
     };

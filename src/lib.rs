@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod copy;
 pub mod dump_run;
+pub mod endpoint;
 pub mod error;
 pub mod interrupt;
 pub mod pipeline;

@@ -1143,6 +1143,7 @@ mod tests {
             meta: None,
             rows: None,
             database: None,
+            foreign: false,
         };
         bind(&plan, &[source]).unwrap().remove(0)
     }

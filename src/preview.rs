@@ -8,9 +8,9 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::copy;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{process_rows, PipelineError, Report, RunFailure};
-use crate::refresh::is_database_url;
 use crate::rules::{
     self, BoundTable, CellOp, ColumnMeta, Plan, QualifiedName, SourceTable, TableAction,
 };
@@ -100,16 +100,18 @@ pub struct Sampled {
     /// whether it has large objects.
     pub comments: Vec<String>,
     pub large_objects: bool,
+    /// A database's materialized views (rebuilt in staging, never copied).
+    pub matviews: Vec<QualifiedName>,
 }
 
 pub fn sample(
-    source: &str,
+    source: &Endpoint,
     n: usize,
     filter: &dyn Fn(&SourceTable) -> Option<String>,
     policy: DumpPolicy,
 ) -> Result<Sampled, Error> {
-    if is_database_url(source) {
-        return sample_database(source, n, filter);
+    if let Endpoint::Database(c) = source {
+        return sample_database(c, n, filter);
     }
     let (mut input, scanned) = crate::dump_run::open_and_scan(source, policy)?;
     std::io::Seek::rewind(&mut input).map_err(|source| Error::Io {
@@ -169,11 +171,12 @@ pub fn sample(
         samples,
         comments,
         large_objects,
+        matviews: Vec::new(),
     })
 }
 
 fn sample_database(
-    source: &str,
+    source: &crate::endpoint::ConnInfo,
     n: usize,
     filter: &dyn Fn(&SourceTable) -> Option<String>,
 ) -> Result<Sampled, Error> {
@@ -187,6 +190,11 @@ fn sample_database(
         let tables = catalog.source_tables();
         let mut samples = Vec::with_capacity(tables.len());
         for t in &tables {
+            // A foreign table is never read: it would read another server.
+            if t.foreign {
+                samples.push(Vec::new());
+                continue;
+            }
             // A cheap sample: the first rows the server finds, never a full scan.
             let sql = pg::copy_out_sql(&t.name, &t.columns, filter(t).as_deref(), Some(n));
             let err = |e: tokio_postgres::Error| {
@@ -203,11 +211,29 @@ fn sample_database(
             }
             samples.push(sample);
         }
+        // The comments --create-schema would carry (a dump's COMMENT ON statements).
+        let comments: Vec<String> = client
+            .query(
+                "SELECT description FROM pg_description d \
+                 WHERE d.objoid >= 16384 AND d.classoid <> 'pg_catalog.pg_extension'::regclass",
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                db(pg::DbError::Query {
+                    context: "reading the source's comments".into(),
+                    message: pg::describe(&e),
+                })
+            })?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         Ok(Sampled {
             tables,
             samples,
-            comments: Vec::new(),
-            large_objects: false,
+            comments,
+            large_objects: catalog.large_objects > 0,
+            matviews: catalog.matviews.iter().map(|m| m.name.clone()).collect(),
         })
     })
 }

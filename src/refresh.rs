@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use futures_util::future::{try_join, try_join_all};
 
+use crate::endpoint::{ConnInfo, Endpoint};
 use crate::error::Error;
 use crate::pipeline::{
     batch_channel, load_table, read_table, Batches, Options, PipelineError, PlannedTable, Progress,
@@ -22,14 +23,31 @@ use crate::pipeline::{
 use crate::rules::{self, BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
 use crate::sink::dump::DumpSink;
 use crate::sink::postgres::{Staging, StagingError};
-use crate::source::postgres::{self as pg, redact, Catalog};
-
-pub fn is_database_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
-}
+use crate::source::postgres::{self as pg, Catalog};
 
 fn db(e: pg::DbError) -> Error {
     Error::Database(e.to_string())
+}
+
+/// What a refresh takes besides the plan and the pipeline's options.
+#[derive(Debug, Clone)]
+pub struct RefreshOptions {
+    /// Create the staging schema from the source's (`pg_dump --schema-only`) first.
+    pub create_schema: bool,
+    /// How long a lock may be waited for, on the source and on staging.
+    pub lock_timeout: std::time::Duration,
+    /// Source sessions reading at once (the first holds the snapshot).
+    pub source_connections: usize,
+}
+
+impl Default for RefreshOptions {
+    fn default() -> Self {
+        RefreshOptions {
+            create_schema: false,
+            lock_timeout: std::time::Duration::from_secs(120),
+            source_connections: 2,
+        }
+    }
 }
 
 /// The async runtime the database work runs on (the transforms stay on rayon).
@@ -63,33 +81,124 @@ struct Job {
 struct Prepared {
     catalog: Catalog,
     snapshot: String,
-    /// Tables in foreign-key load order.
+    /// Tables in foreign-key load order (foreign tables, never read, are not among them).
     jobs: Vec<Job>,
 }
 
-async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepared, Error> {
-    let snapshot = pg::begin_snapshot(source).await.map_err(db)?;
-    let t0 = Instant::now();
-    let catalog = pg::read_catalog(source).await.map_err(db)?;
-    log::info!(
-        "source: catalog of {} tables read in {:.0} ms",
-        catalog.tables.len(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    let bound = rules::bind(plan, &catalog.source_tables()).map_err(Error::Bind)?;
-    let mut by_name: BTreeMap<QualifiedName, BoundTable> =
-        bound.into_iter().map(|b| (b.name.clone(), b)).collect();
-    let jobs = catalog
+/// Everything about the source that stops a run before anything is written, every problem at
+/// once: the rules bound to the catalog, filters that could write, rows that row-level security
+/// would hide, large objects without a policy.
+async fn check_source(
+    plan: &Plan,
+    client: &tokio_postgres::Client,
+    catalog: &Catalog,
+) -> Result<Vec<BoundTable>, Error> {
+    let mut problems = match rules::bind(plan, &catalog.source_tables()) {
+        Ok(bound) => {
+            let mut problems = Vec::new();
+            problems.extend(filter_problems(plan, client, catalog).await?);
+            problems.extend(source_problems(plan, catalog));
+            if problems.is_empty() {
+                return Ok(bound);
+            }
+            problems
+        }
+        Err(mut problems) => {
+            problems.extend(filter_problems(plan, client, catalog).await?);
+            problems.extend(source_problems(plan, catalog));
+            problems
+        }
+    };
+    problems.dedup();
+    Err(Error::Bind(problems))
+}
+
+/// The `where` filters of the tables the source has, each checked against the server's parse.
+async fn filter_problems(
+    plan: &Plan,
+    client: &tokio_postgres::Client,
+    catalog: &Catalog,
+) -> Result<Vec<Diagnostic>, Error> {
+    let mut out = Vec::new();
+    for t in plan.tables.values() {
+        let Some(filter) = &t.filter else { continue };
+        // A partitioned table's filter is checked on it (its partitions use the same one).
+        if !catalog.tables.iter().any(|c| c.name == t.name) {
+            continue;
+        }
+        if let Some(why) = pg::filter_problem(client, &t.name, filter)
+            .await
+            .map_err(db)?
+        {
+            out.push(Diagnostic {
+                location: Some(t.location.clone()),
+                message: format!("where of {}: {why}", t.name),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Tables whose rows row-level security would hide, and large objects without a policy.
+fn source_problems(plan: &Plan, catalog: &Catalog) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let hidden: Vec<String> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.rls_hides && !t.foreign)
+        .filter(|t| {
+            !plan
+                .table_rules(None, &t.name, t.partition_root.as_ref())
+                .is_some_and(|r| r.skip)
+        })
+        .map(|t| t.name.to_string())
+        .collect();
+    if !hidden.is_empty() {
+        out.push(Diagnostic {
+            location: None,
+            message: format!(
+                "row-level security would hide rows of {} from the source role, so part of each \
+                 table would be copied: read as a role with BYPASSRLS (or the tables' owner), or \
+                 skip these tables (pg_dump refuses them the same way)",
+                hidden.join(", ")
+            ),
+        });
+    }
+    if catalog.large_objects > 0 && plan.policy.large_objects.is_none() {
+        out.push(Diagnostic {
+            location: None,
+            message: format!(
+                "the source has {} large object(s), which no rule reads: choose with \
+                 `large_objects = \"drop\"` or `\"keep\"` under [policy] in the rules file",
+                catalog.large_objects
+            ),
+        });
+    }
+    out
+}
+
+/// The jobs of the bound tables, in the catalog's load order.
+fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
+    let foreign: std::collections::BTreeSet<&QualifiedName> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.foreign)
+        .map(|t| &t.name)
+        .collect();
+    let mut by_name: BTreeMap<QualifiedName, BoundTable> = bound
+        .into_iter()
+        .filter(|b| !foreign.contains(&b.name))
+        .map(|b| (b.name.clone(), b))
+        .collect();
+    catalog
         .load_order()
         .into_iter()
         .filter_map(|t| {
             let b = by_name.remove(&t.name)?;
             // A partition filters with its root's `where`.
-            let rules = plan
-                .tables
-                .get(&t.name)
-                .or_else(|| t.partition_root.as_ref().and_then(|r| plan.tables.get(r)));
-            let filter = rules.and_then(|r| r.filter.as_deref());
+            let filter = plan
+                .table_rules(None, &t.name, t.partition_root.as_ref())
+                .and_then(|r| r.filter.as_deref());
             Some(Job {
                 rows: t.rows_estimate(),
                 copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter, None),
@@ -98,12 +207,33 @@ async fn prepare(plan: &Plan, source: &tokio_postgres::Client) -> Result<Prepare
                 read_from: std::sync::OnceLock::new(),
             })
         })
+        .collect()
+}
+
+/// What a run should know about its source role: a superuser, or one that may write to the tables
+/// it reads, is more than it needs (see least privilege in the README).
+fn role_warnings(catalog: &Catalog, progress: &dyn Progress) {
+    if catalog.superuser {
+        progress.warning(
+            "the source role is a superuser: a role with SELECT only is enough, and safer \
+             (README: \"Database roles: the least they need\")",
+        );
+    }
+    let writable: Vec<String> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.writable)
+        .take(5)
+        .map(|t| t.name.to_string())
         .collect();
-    Ok(Prepared {
-        catalog,
-        snapshot,
-        jobs,
-    })
+    if !catalog.superuser && !writable.is_empty() {
+        let n = catalog.tables.iter().filter(|t| t.writable).count();
+        progress.warning(&format!(
+            "the source role may write to {n} source table(s) ({}{}): it only needs SELECT",
+            writable.join(", "),
+            if n > 5 { ", …" } else { "" }
+        ));
+    }
 }
 
 /// Check that staging has every table and column about to be loaded.
@@ -141,15 +271,72 @@ fn compare_target(
     problems
 }
 
-/// The tables a database source would copy, read from its catalog in a read-only snapshot (for
-/// `anonymize check`: no data is read).
-pub fn catalog_tables(url: &str) -> Result<Vec<rules::SourceTable>, Error> {
+/// `anonymize check` on a database: the catalog in a read-only snapshot (no row is read), the rules
+/// bound to it, the filters and the source's own problems. Returns the source's tables and catalog.
+pub fn check_catalog(
+    plan: &Plan,
+    c: &ConnInfo,
+) -> Result<(Vec<rules::SourceTable>, Catalog), Error> {
     let runtime = runtime(1)?;
     runtime.block_on(async {
-        let client = pg::connect(url).await.map_err(db)?;
+        let client = pg::connect(c).await.map_err(db)?;
         pg::begin_snapshot(&client).await.map_err(db)?;
-        Ok(pg::read_catalog(&client).await.map_err(db)?.source_tables())
+        let catalog = pg::read_catalog(&client).await.map_err(db)?;
+        check_source(plan, &client, &catalog).await?;
+        Ok((catalog.source_tables(), catalog))
     })
+}
+
+/// The schema `--create-schema` creates: pg_dump's, in the run's snapshot, through the same judgement
+/// as a dump's statements — production's secrets cut out, foreign servers, user mappings and foreign
+/// tables left out unless the policy keeps them, comments as the policy says, psql-only lines gone.
+fn staging_schema(plan: &Plan, c: &ConnInfo, snapshot: &str) -> Result<String, Error> {
+    let text = pg::schema_sql(c, Some(snapshot)).map_err(db)?;
+    let mut policy = crate::dump_run::dump_policy(plan);
+    // A schema holds no large objects' data; their metadata, if any, follows the policy.
+    if policy.large_objects == crate::source::dump::Policy::Undecided {
+        policy.large_objects = crate::source::dump::Policy::Drop;
+    }
+    let mut reader =
+        crate::source::dump::DumpReader::new(text.as_bytes(), 4096, 1 << 20).with_policy(policy);
+    let mut out = Vec::with_capacity(text.len());
+    let refused = |e: crate::source::dump::DumpError| match crate::dump_run::scan_error(e) {
+        Error::Bind(problems) => Error::Bind(
+            problems
+                .into_iter()
+                .map(|mut d| {
+                    d.message = format!(
+                        "--create-schema: the source's schema (pg_dump --schema-only) {}",
+                        d.message
+                    );
+                    d
+                })
+                .collect(),
+        ),
+        other => other,
+    };
+    while let Some(ev) = reader.next_event().map_err(refused)? {
+        match ev {
+            crate::source::dump::Event::Sql(b) => {
+                // psql's \restrict and \unrestrict lines: the text is run as SQL.
+                for line in b.split_inclusive(|c| *c == b'\n') {
+                    if !line.starts_with(b"\\") {
+                        out.extend_from_slice(line);
+                    }
+                }
+            }
+            crate::source::dump::Event::Note(n) => {
+                log::info!("--create-schema: removed a {}", n.describe())
+            }
+            _ => {
+                return Err(Error::Usage(
+                    "pg_dump --schema-only wrote data; refusing to create the schema from it"
+                        .into(),
+                ))
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::Usage("pg_dump wrote invalid UTF-8".into()))
 }
 
 /// Run a refresh whose source is a database. With `create_schema`, the source's schema is created in
@@ -158,38 +345,107 @@ pub fn run(
     plan: &Plan,
     options: &Options,
     progress: &dyn Progress,
-    create_schema: bool,
+    refresh: &RefreshOptions,
 ) -> Result<Report, Error> {
     let runtime = runtime(2)?;
-    runtime.block_on(run_async(plan, options, progress, create_schema))
+    runtime.block_on(run_async(plan, options, progress, refresh))
+}
+
+/// Cancel the statements running on these sessions as soon as SIGINT or SIGTERM asks the run to
+/// stop (a long index build or a lock wait included); the run then rolls back and exits 130/143.
+fn cancel_on_signal(tokens: Vec<tokio_postgres::CancelToken>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while crate::interrupt::requested().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        for t in tokens {
+            let _ = t.cancel_query(tokio_postgres::NoTls).await;
+        }
+    })
 }
 
 async fn run_async(
     plan: &Plan,
     options: &Options,
     progress: &dyn Progress,
-    create_schema: bool,
+    refresh: &RefreshOptions,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let source = pg::connect(&plan.source).await.map_err(db)?;
-    let target_client = if is_database_url(&plan.target) {
-        let t = pg::connect(&plan.target).await.map_err(db)?;
-        let (a, b) = (
-            pg::identity(&source).await.map_err(db)?,
-            pg::identity(&t).await.map_err(db)?,
-        );
-        if a == b {
-            return Err(Error::Usage(format!(
-                "source and target are the same database ({}); refusing to write to production",
-                redact(&plan.target)
-            )));
+    let source_info = plan.source.database().expect("a database source");
+    let source = pg::connect(source_info).await.map_err(db)?;
+    let target_client = match &plan.target {
+        Endpoint::Database(c) => {
+            let t = pg::connect(c).await.map_err(db)?;
+            let (a, b) = (
+                pg::identity(&source).await.map_err(db)?,
+                pg::identity(&t).await.map_err(db)?,
+            );
+            if a == b {
+                return Err(Error::Usage(format!(
+                    "source and target are the same database ({c}); refusing to write to production"
+                )));
+            }
+            Some(t)
         }
-        Some(t)
-    } else {
-        None
+        _ => None,
     };
-    progress.phase("reading the source catalog in a read-only snapshot");
-    let prepared = prepare(plan, &source).await?;
+    progress.phase("locking the source tables and reading the catalog in a read-only snapshot");
+    let mut cancels = vec![source.cancel_token()];
+    if let Some(t) = &target_client {
+        cancels.push(t.cancel_token());
+    }
+    let watcher = cancel_on_signal(cancels);
+    let result = run_opened(
+        plan,
+        options,
+        progress,
+        refresh,
+        source,
+        target_client,
+        started,
+    )
+    .await;
+    watcher.abort();
+    // A statement cancelled because a signal asked the run to stop is that stop.
+    match (result, crate::interrupt::requested()) {
+        (Err(Error::Pipeline(mut f)), Some(signal)) => {
+            f.error = PipelineError::Interrupted(signal);
+            Err(Error::Pipeline(f))
+        }
+        (Err(Error::Database(_)), Some(signal)) => Err(Error::Pipeline(Box::new(RunFailure {
+            error: PipelineError::Interrupted(signal),
+            report: Report::default(),
+        }))),
+        (r, _) => r,
+    }
+}
+
+async fn run_opened(
+    plan: &Plan,
+    options: &Options,
+    progress: &dyn Progress,
+    refresh: &RefreshOptions,
+    source: tokio_postgres::Client,
+    target_client: Option<tokio_postgres::Client>,
+    started: Instant,
+) -> Result<Report, Error> {
+    let source_info = plan.source.database().expect("a database source");
+    let t0 = Instant::now();
+    let snapshot = pg::open_snapshot(&source, refresh.lock_timeout)
+        .await
+        .map_err(db)?;
+    log::info!(
+        "source: catalog of {} tables read in {:.0} ms",
+        snapshot.catalog.tables.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let bound = check_source(plan, &source, &snapshot.catalog).await?;
+    role_warnings(&snapshot.catalog, progress);
+    let prepared = Prepared {
+        jobs: jobs(plan, &snapshot.catalog, bound),
+        catalog: snapshot.catalog,
+        snapshot: snapshot.id,
+    };
     let unreadable = &prepared.catalog.unreadable_sequences;
     if !unreadable.is_empty() {
         let names: Vec<String> = unreadable.iter().take(5).map(|n| n.to_string()).collect();
@@ -208,8 +464,8 @@ async fn run_async(
             .map(|j| PlannedTable::new(&j.table, j.rows))
             .collect::<Vec<_>>(),
     );
-    let schema = match create_schema {
-        true => Some(pg::schema_sql(&plan.source).map_err(db)?),
+    let schema = match refresh.create_schema {
+        true => Some(staging_schema(plan, source_info, &prepared.snapshot)?),
         false => None,
     };
     // Reader sessions: the first is the one holding the snapshot, the others join it.
@@ -219,13 +475,15 @@ async fn run_async(
         .filter(|j| !matches!(j.table.action, TableAction::Skip))
         .count();
     let mut readers = vec![source];
-    for _ in 1..options.jobs.min(copied).max(1) {
+    for _ in 1..refresh.source_connections.min(copied).max(1) {
         readers.push(
-            pg::join_snapshot(&plan.source, &prepared.snapshot)
+            pg::join_snapshot(source_info, &prepared.snapshot)
                 .await
                 .map_err(db)?,
         );
     }
+    let reader_cancels: Vec<_> = readers[1..].iter().map(|r| r.cancel_token()).collect();
+    let reader_watcher = cancel_on_signal(reader_cancels);
     log::info!(
         "source: {} reader sessions on one snapshot, {} transform threads",
         readers.len(),
@@ -247,13 +505,16 @@ async fn run_async(
         pool,
         options,
         progress,
+        policy: plan.policy,
     };
     let result = match target_client {
         Some(client) => {
-            let mut staging = Staging::begin_on(client).await.map_err(|e| match e {
-                StagingError::Locked => Error::Database(e.to_string()),
-                StagingError::Db(d) => db(d),
-            })?;
+            let mut staging = Staging::begin_on(client, refresh.lock_timeout)
+                .await
+                .map_err(|e| match e {
+                    StagingError::Locked => Error::Database(e.to_string()),
+                    StagingError::Db(d) => db(d),
+                })?;
             let outcome = mover
                 .to_staging(&mut staging, schema.as_deref(), &mut report)
                 .await;
@@ -264,12 +525,20 @@ async fn run_async(
                 }
                 Err(e) => {
                     staging.rollback().await;
-                    Err(e)
+                    Err(match e {
+                        PipelineError::Db(d @ pg::DbError::LockTimeout { .. }) => {
+                            let names: Vec<QualifiedName> =
+                                prepared.jobs.iter().map(|j| j.table.name.clone()).collect();
+                            PipelineError::Db(staging.lock_failure(d, &names).await)
+                        }
+                        e => e,
+                    })
                 }
             }
         }
         None => mover.to_dump(plan, schema.as_deref(), &mut report).await,
     };
+    reader_watcher.abort();
     report.seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => Ok(report),
@@ -295,6 +564,7 @@ struct Mover<'a> {
     pool: Arc<rayon::ThreadPool>,
     options: &'a Options,
     progress: &'a dyn Progress,
+    policy: crate::rules::ObjectPolicy,
 }
 
 impl Mover<'_> {
@@ -452,8 +722,11 @@ impl Mover<'_> {
         stop_if_asked()?;
         staging.drop_indexes(&big).await?;
         stop_if_asked()?;
+        staging.disable_triggers(&names).await?;
+        stop_if_asked()?;
         staging.truncate(&names).await?;
         self.move_all(Out::Staging(staging), report).await?;
+        self.large_objects_to_staging(staging).await?;
         let (indexes, fks) = staging.pending_work();
         self.progress
             .phase(&format!("rebuilding {indexes} indexes"));
@@ -463,13 +736,111 @@ impl Mover<'_> {
             .phase(&format!("restoring {fks} foreign keys (checks every row)"));
         stop_if_asked()?;
         staging.restore_foreign_keys().await?;
+        staging.restore_triggers().await?;
         self.progress.phase("setting sequences");
         stop_if_asked()?;
         staging
             .set_sequences(&self.prepared.catalog.sequences)
             .await?;
+        self.progress
+            .phase("refreshing materialized views from the anonymized tables");
+        stop_if_asked()?;
+        let n = staging
+            .refresh_matviews(&self.unpopulated_matviews())
+            .await?;
+        log::info!("staging: {n} materialized views refreshed");
         // The last moment to stop before COMMIT makes the refresh final.
         stop_if_asked()
+    }
+
+    /// The source's materialized views that hold no rows (`WITH NO DATA`).
+    fn unpopulated_matviews(&self) -> std::collections::BTreeSet<QualifiedName> {
+        self.prepared
+            .catalog
+            .matviews
+            .iter()
+            .filter(|m| !m.populated)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// The source's large objects, read in the snapshot, a chunk at a time, when the policy keeps
+    /// them: `each(oid, None)` starts one, `each(oid, Some(chunk))` adds its next chunk.
+    async fn read_large_objects<F, Fut>(&self, mut each: F) -> Result<u64, PipelineError>
+    where
+        F: FnMut(u32, Option<Vec<u8>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), PipelineError>>,
+    {
+        if self.policy.large_objects != Some(crate::rules::Choice::Keep)
+            || self.prepared.catalog.large_objects == 0
+        {
+            return Ok(0);
+        }
+        const CHUNK: i32 = 1 << 20;
+        let source = &self.readers[0];
+        let err = |what: &str| {
+            let ctx = what.to_string();
+            move |e: tokio_postgres::Error| {
+                PipelineError::Db(pg::DbError::Query {
+                    context: ctx.clone(),
+                    message: pg::describe(&e),
+                })
+            }
+        };
+        let oids: Vec<tokio_postgres::types::Oid> = source
+            .query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[])
+            .await
+            .map_err(err("listing the source's large objects"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        self.progress.phase(&format!(
+            "copying {} large objects ([policy] large_objects = \"keep\")",
+            oids.len()
+        ));
+        for oid in &oids {
+            stop_if_asked()?;
+            each(*oid, None).await?;
+            let mut offset = 0i64;
+            loop {
+                let chunk: Vec<u8> = source
+                    .query_one("SELECT lo_get($1, $2, $3)", &[oid, &offset, &CHUNK])
+                    .await
+                    .map_err(err(&format!("reading large object {oid} from the source")))?
+                    .get(0);
+                if chunk.is_empty() {
+                    break;
+                }
+                offset += chunk.len() as i64;
+                each(*oid, Some(chunk)).await?;
+            }
+        }
+        Ok(oids.len() as u64)
+    }
+
+    async fn large_objects_to_staging(&self, staging: &Staging) -> Result<(), PipelineError> {
+        let offset = std::cell::Cell::new(0i64);
+        let n = self
+            .read_large_objects(|oid, chunk| {
+                let at = offset.get();
+                if let Some(c) = &chunk {
+                    offset.set(at + c.len() as i64);
+                } else {
+                    offset.set(0);
+                }
+                async move {
+                    match chunk {
+                        None => staging.create_large_object(oid).await?,
+                        Some(c) => staging.write_large_object(oid, at, &c).await?,
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        if n > 0 {
+            log::info!("staging: {n} large objects copied");
+        }
+        Ok(())
     }
 
     async fn to_dump(
@@ -501,6 +872,53 @@ impl Mover<'_> {
                 ),
             };
             write(&mut sink, line.as_bytes())?;
+        }
+        // Large objects the policy keeps, as pg_dump writes them.
+        let sink = std::cell::RefCell::new(sink);
+        let open = std::cell::Cell::new(false);
+        self.read_large_objects(|oid, chunk| {
+            let mut text = String::new();
+            match chunk {
+                None => {
+                    if open.replace(true) {
+                        text.push_str("SELECT pg_catalog.lo_close(0);\nCOMMIT;\n");
+                    }
+                    text.push_str(&format!(
+                        "SELECT pg_catalog.lo_create('{oid}');\nBEGIN;\nSELECT pg_catalog.lo_open('{oid}', 131072);\n"
+                    ));
+                }
+                Some(c) => {
+                    text.push_str("SELECT pg_catalog.lowrite(0, '\\x");
+                    for b in &c {
+                        text.push_str(&format!("{b:02x}"));
+                    }
+                    text.push_str("');\n");
+                }
+            }
+            let r = write(&mut sink.borrow_mut(), text.as_bytes());
+            async move { r }
+        })
+        .await?;
+        if open.get() {
+            write(
+                &mut sink.borrow_mut(),
+                b"SELECT pg_catalog.lo_close(0);\nCOMMIT;\n",
+            )?;
+        }
+        let mut sink = sink.into_inner();
+        // Materialized views rebuilt from the anonymized rows once they are loaded, as pg_dump's
+        // data section ends.
+        for m in self
+            .prepared
+            .catalog
+            .matviews
+            .iter()
+            .filter(|m| m.populated)
+        {
+            write(
+                &mut sink,
+                format!("REFRESH MATERIALIZED VIEW {};\n", m.name).as_bytes(),
+            )?;
         }
         let stdout = sink.is_stdout();
         sink.commit()

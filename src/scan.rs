@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use regex::Regex;
 
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::preview::{decode_row, sample};
-use crate::refresh::is_database_url;
 use crate::rules::{ColumnMeta, QualifiedName, SourceTable, TypeKind};
 use crate::transform::fake::iban_mod97;
 use crate::transform::scrub::{classify_number, Detector};
@@ -288,32 +288,45 @@ impl Detectors {
         }
     }
 
-    fn json(&self, v: &serde_json::Value, path: &str, out: &mut BTreeSet<(String, &'static str)>) {
+    /// Paths to string values that look personal in one document: (path, the same path with
+    /// every key as `.*`, rule kind).
+    fn json(
+        &self,
+        v: &serde_json::Value,
+        path: &str,
+        general: &str,
+        key: &str,
+        out: &mut BTreeSet<(String, String, &'static str)>,
+    ) {
         match v {
             serde_json::Value::Object(map) => {
                 for (k, child) in map {
-                    let p = if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    // A key can be data too: only a name-like one (a letter first, nothing the
+                    // detectors know) is written out; any other is matched by `.*`.
+                    let name_like = k.len() <= 64
+                        && k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && self.whole(k).is_none();
+                    let p = if name_like {
                         format!("{path}.{k}")
                     } else {
-                        format!(
-                            "{path}[{}]",
-                            serde_json::to_string(k).expect("strings serialize")
-                        )
+                        format!("{path}.*")
                     };
-                    self.json(child, &p, out);
+                    self.json(child, &p, &format!("{general}.*"), k, out);
                 }
             }
             serde_json::Value::Array(items) => {
                 for child in items {
-                    self.json(child, &format!("{path}[*]"), out);
+                    self.json(
+                        child,
+                        &format!("{path}[*]"),
+                        &format!("{general}[*]"),
+                        key,
+                        out,
+                    );
                 }
             }
             serde_json::Value::String(s) => {
-                let key = path
-                    .rsplit(['.', '['])
-                    .next()
-                    .unwrap_or("")
-                    .trim_end_matches(']');
                 if let Some(kind) = self.whole(s).or_else(|| {
                     name_hint(key).filter(|k| {
                         matches!(
@@ -322,7 +335,7 @@ impl Detectors {
                         )
                     })
                 }) {
-                    out.insert((path.to_string(), kind));
+                    out.insert((path.to_string(), general.to_string(), kind));
                 }
             }
             _ => {}
@@ -332,6 +345,7 @@ impl Detectors {
 
 fn kinds_of(d: &Detectors, values: &[String]) -> ValueKinds {
     let mut k = ValueKinds::default();
+    let mut json_seen = std::collections::BTreeMap::new();
     for v in values {
         k.non_null += 1;
         match d.whole(v) {
@@ -347,13 +361,23 @@ fn kinds_of(d: &Detectors, values: &[String]) -> ValueKinds {
                 let t = v.trim_start();
                 if t.starts_with('{') || t.starts_with('[') {
                     if let Ok(doc) = serde_json::from_str::<serde_json::Value>(v) {
-                        d.json(&doc, "$", &mut k.json_paths);
+                        let mut found = BTreeSet::new();
+                        d.json(&doc, "$", "$", "", &mut found);
+                        for f in found {
+                            *json_seen.entry(f).or_insert(0usize) += 1;
+                        }
                         continue;
                     }
                 }
                 d.inside(v, &mut k.inside);
             }
         }
+    }
+    // A key path seen in one document only may be a value used as a key (a map by user name):
+    // it is drafted with every key as `.*`.
+    for ((path, general, kind), n) in json_seen {
+        k.json_paths
+            .insert((if n >= 2 { path } else { general }, kind));
     }
     k
 }
@@ -532,11 +556,12 @@ fn key(name: &str) -> String {
 }
 
 /// Scan a source and return a draft rules file.
-pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
+pub fn run(source: &Endpoint, sample_rows: usize) -> Result<String, Error> {
     // Everything is read and nothing written: large objects and comments are looked at, not judged.
     let look = crate::source::dump::DumpPolicy {
         large_objects: crate::source::dump::Policy::Keep,
         comments: crate::source::dump::Policy::Keep,
+        foreign_servers: crate::source::dump::Policy::Keep,
     };
     let sampled = sample(source, sample_rows, &|_| None, look)?;
     let d = Detectors::new();
@@ -550,10 +575,9 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
         "# Suggestions carry a comment: what the column seems to hold and how sure the scan is."
     );
     let _ = writeln!(out, "# \"keep\" means nothing personal was seen in {sample_rows} sampled rows: check those too.\n");
-    let source_line = if is_database_url(source) {
-        "${PROD_DATABASE_URL}".to_string()
-    } else {
-        source.to_string()
+    let source_line = match source {
+        Endpoint::Database(_) => "${PROD_DATABASE_URL}".to_string(),
+        other => other.to_string(),
     };
     let _ = writeln!(
         out,
@@ -594,12 +618,28 @@ pub fn run(source: &str, sample_rows: usize) -> Result<String, Error> {
             Some(db) => format!("databases.{}.", key(db)),
             None => String::new(),
         };
+        if table.foreign {
+            let _ = writeln!(
+                out,
+                "\n[{section}tables.{}]\nskip = true  # a foreign table: it reads another server, never copied",
+                name.rules_key()
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
             "\n[{section}tables.{}.columns]{rows_note}",
             name.rules_key()
         );
         write_columns(&mut out, table, &decoded, &d);
+    }
+    if !sampled.matviews.is_empty() {
+        let names: Vec<String> = sampled.matviews.iter().map(|m| m.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "\n# Materialized views, rebuilt in staging from the anonymized tables (no rule needed): {}",
+            names.join(", ")
+        );
     }
     Ok(out)
 }
@@ -720,10 +760,27 @@ mod tests {
             suggest("notes", None, &k).unwrap().rule,
             "{ scrub = [\"phone\", \"ssn\"] }"
         );
-        let k = kinds(&[r#"{"email": "a@b.io", "n": 1, "address": {"phone": "+1 415 555 0134"}}"#]);
+        let k = kinds(&[
+            r#"{"email": "a@b.io", "n": 1, "address": {"phone": "+1 415 555 0134"}}"#,
+            r#"{"email": "c@d.io", "address": {"phone": "+1 415 555 0199"}}"#,
+        ]);
         assert_eq!(
             suggest("profile", None, &k).unwrap().rule,
             "{ json = { \"$.address.phone\" = { hash = { format = \"preserve\" } }, \"$.email\" = { fake = \"email\", unique = true } } }"
+        );
+        // Keys are data too: one seen in a single document, or one that is not name-like, is not
+        // written into the draft.
+        let k = kinds(&[
+            r#"{"jsmith42": {"mail": "a@b.io"}, "x@y.io": "c@d.io"}"#,
+            r#"{"alee7": {"mail": "e@f.io"}}"#,
+        ]);
+        let rule = suggest("profile", None, &k).unwrap().rule;
+        for key in ["jsmith42", "alee7", "x@y.io"] {
+            assert!(!rule.contains(key), "{rule}");
+        }
+        assert!(
+            rule.contains("\"$.*.*\"") && rule.contains("\"$.*\""),
+            "{rule}"
         );
         assert!(suggest("title", None, &kinds(&["ACADEMY DINOSAUR"])).is_none());
         let born = suggest(

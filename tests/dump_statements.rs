@@ -70,7 +70,10 @@ fn each_kind_of_statement_is_anonymized_stripped_or_refused() {
     );
     assert_eq!(code, 0, "{err}");
     let out = out.unwrap();
-    assert!(out.contains("id,customer_id,total,status,ordered_at,shipping_note\n9001,1,10.00,new,"));
+    // The header line is written from the column list.
+    assert!(out.contains(
+        "\"id\",\"customer_id\",\"total\",\"status\",\"ordered_at\",\"shipping_note\"\n9001,1,10.00,new,"
+    ));
     for leak in ["415 555 0134", "csv.leak@corp.test"] {
         assert!(!out.contains(leak), "{leak}");
     }
@@ -119,9 +122,9 @@ fn each_kind_of_statement_is_anonymized_stripped_or_refused() {
     );
     assert_eq!(code, 0, "{err}");
     let out = out.unwrap();
-    assert!(out.contains(
-        "ALTER ROLE app_user WITH LOGIN ;\nCREATE USER MAPPING FOR app_user SERVER prod;\n"
-    ));
+    // The role stays without its password; the user mapping is foreign data, dropped by default.
+    assert!(out.contains("ALTER ROLE app_user WITH LOGIN ;\n"), "{out}");
+    assert!(!out.contains("USER MAPPING"));
     for secret in ["role-secret", "mapping-secret", "mapping-user", "SCRAM"] {
         assert!(!out.contains(secret), "{secret}");
     }
@@ -291,4 +294,86 @@ fn an_archive_without_pg_restore_says_what_to_install() {
         )
     );
     assert!(o.stdout.is_empty());
+}
+
+/// What an attacker (or an odd dump) can put after the demo dump to make the reader pass text it
+/// did not examine: each case is refused (exit 2) or passes without the marked text, and no marked
+/// text reaches stderr or the output.
+#[test]
+fn reader_attacks_fail_closed() {
+    let rows = "\t\\N\tlogin\t\\N\t\\N\t2024-01-01 00:00:00+00\n";
+    // (what, appended text, extra rules, exit code, texts that must appear nowhere, expected output)
+    type Case<'a> = (
+        &'a str,
+        String,
+        &'a str,
+        i32,
+        &'a [&'a str],
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        // psql meta-commands: only pg_dump's forms, nothing after them on the line.
+        ("a second command after \\connect", "\\connect shop \\\\ \\! echo LEAKME1\n".into(), "", 2, &["LEAKME1"], None),
+        ("a password in \\connect", "\\connect -reuse-previous=on \"dbname='shop' password=LEAKME2\"\n".into(), "", 2, &["LEAKME2"], None),
+        ("backquotes in \\restrict", "\\restrict `echo LEAKME3`\n".into(), "", 2, &["LEAKME3"], None),
+        ("an unknown meta-command", "\\LEAKME4\n".into(), "", 2, &["LEAKME4"], None),
+        // pg_dump's SELECTs in their exact forms only.
+        ("more after setval", "SELECT pg_catalog.setval('public.customers_id_seq', 1, true), 'LEAKME5';\n".into(), "", 2, &["LEAKME5"], None),
+        ("set_config of something else", "SELECT pg_catalog.set_config('application_name', 'LEAKME6', false);\n".into(), "", 2, &["LEAKME6"], None),
+        // standard_conforming_strings that is no longer known, or changed where it may roll back.
+        ("a backslash string after RESET", "RESET standard_conforming_strings;\nINSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, 'x\\', 'LEAKME7', NULL, NULL, now());\n".to_string(), "", 2, &["LEAKME7"], None),
+        ("SET inside a transaction", "BEGIN;\nSET standard_conforming_strings = off;\nROLLBACK;\n".into(), "", 2, &[], None),
+        ("SET LOCAL", "SET LOCAL standard_conforming_strings = off;\n".into(), "", 2, &[], None),
+        // client encodings whose multibyte characters hold quote and backslash bytes.
+        ("SET NAMES", "SET NAMES 'SJIS';\n".into(), "", 2, &[], None),
+        ("a quoted client_encoding", "SET \"client_encoding\" = 'BIG5';\n".into(), "", 2, &[], None),
+        ("ALTER DATABASE SET client_encoding", "ALTER DATABASE shop SET client_encoding = 'SJIS';\n".into(), "", 2, &[], None),
+        ("non-ASCII after RESET client_encoding", "RESET client_encoding;\nCOMMENT ON TABLE public.customers IS 'LEAKME8 é';\n".into(), "[policy]\ncomments = \"keep\"\n", 2, &["LEAKME8"], None),
+        // Unqualified names under a search_path this reader does not follow.
+        ("an unqualified INSERT under another search_path", "SET search_path = other, public;\nINSERT INTO audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, 'LEAKME9@corp.test', 'x', NULL, NULL, now());\n".into(), "", 2, &["LEAKME9"], None),
+        ("an unqualified COPY under another search_path", format!("SET search_path = other, public;\nCOPY audit_log (id, actor_email, action, client_ip, details, at) FROM stdin;\n1{rows}LEAKME10@corp.test\n\\.\n"), "", 2, &["LEAKME10"], None),
+        // Columns renamed after CREATE TABLE: positional data is refused.
+        ("a column renamed before positional data", "ALTER TABLE public.audit_log RENAME COLUMN actor_email TO action_x;\nALTER TABLE public.audit_log RENAME COLUMN action TO actor_email;\nINSERT INTO public.audit_log VALUES (1, 'LEAKME11@corp.test', 'x', NULL, NULL, now());\n".into(), "", 2, &["LEAKME11"], None),
+        ("a column added before positional data", format!("ALTER TABLE public.audit_log ADD COLUMN extra text;\nCOPY public.audit_log FROM stdin;\n1{rows}"), "", 2, &[], None),
+        // A role password spread over two adjacent strings.
+        ("an adjacent-string password", "ALTER ROLE app_user PASSWORD ''\n'LEAKME12';\n".into(), "", 0, &["LEAKME12"], Some("ALTER ROLE app_user ;")),
+        // User-mapping options under any name, with foreign data kept.
+        ("user-mapping options", "CREATE USER MAPPING FOR app_user SERVER prod OPTIONS (username 'LEAKME13', api_key 'LEAKME14');\n".into(), "[policy]\nforeign_servers = \"keep\"\n", 0, &["LEAKME13", "LEAKME14"], Some("CREATE USER MAPPING FOR app_user SERVER prod;")),
+        // Comments: never inside data statements, never between statements.
+        ("a comment inside a tuple", "INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, /* LEAKME15 */ 'x', 'y', NULL, NULL, now());\n".into(), "", 2, &["LEAKME15"], None),
+        ("a comment between tuples", "INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, 'x', 'y', NULL, NULL, '2024-01-01'), -- LEAKME16\n(2, 'x', 'y', NULL, NULL, '2024-01-01');\n".into(), "", 2, &["LEAKME16"], None),
+        ("a comment in an INSERT header", "INSERT INTO public.audit_log /* LEAKME17 */ (id, actor_email, action, client_ip, details, at) VALUES (1, 'x', 'y', NULL, NULL, '2024-01-01');\n".into(), "", 2, &["LEAKME17"], None),
+        ("a comment in a COPY statement", format!("COPY public.audit_log (id, actor_email, action, client_ip, details, at) /* LEAKME18 */ FROM stdin;\n1{rows}\\.\n"), "", 2, &["LEAKME18"], None),
+        ("a pg_dump-looking comment line", "-- Name: LEAKME19@corp.test; Type: TABLE\nSELECT pg_catalog.setval('public.customers_id_seq', 1, true);\n".into(), "", 0, &["LEAKME19"], None),
+        // A CSV header line is written from the column list, not copied.
+        ("a CSV header", "COPY public.audit_log (id, actor_email, action, client_ip, details, at) FROM stdin WITH (FORMAT csv, HEADER true);\nLEAKME20@corp.test,b,c,d,e,f\n1,,login,,,2024-01-01 00:00:00+00\n\\.\n".into(), "", 0, &["LEAKME20"], Some("\"id\",\"actor_email\",\"action\",\"client_ip\",\"details\",\"at\"\n")),
+        // The rows of a refused COPY are skipped, never read as statements or quoted.
+        ("rows after a refused COPY", "COPY public.audit_log (id) FROM stdin WITH (FORMAT csv, FORCE_NULL (id));\nLEAKMEJOHN SMITH;\nLEAKME21 x\n\\.\n".into(), "", 2, &["LEAKMEJOHN", "LEAKME21"], None),
+    ];
+    for (what, appended, rules, code, markers, expect) in cases {
+        let (got, err, out) = with_appended(&appended, rules);
+        assert_eq!(got, code, "{what}: {err}");
+        for m in markers {
+            assert!(!err.contains(m), "{what}: {m} in stderr: {err}");
+            if let Some(out) = &out {
+                assert!(!out.contains(m), "{what}: {m} in the output");
+            }
+        }
+        if code == 2 {
+            assert!(out.is_none(), "{what}: output written");
+            assert!(err.contains("dump line "), "{what}: {err}");
+        }
+        if let Some(e) = expect {
+            assert!(
+                out.as_deref().unwrap_or("").contains(e),
+                "{what}: {e} not in the output"
+            );
+        }
+    }
+    // The refused COPY's rows are not refused as statements of their own.
+    let (_, err, _) = with_appended(
+        "COPY public.audit_log (id) FROM stdin WITH (FORMAT csv, FORCE_NULL (id));\nDROP TABLE x;\nUPDATE y SET z = 1;\n\\.\n",
+        "",
+    );
+    assert!(!err.contains("UPDATE"), "{err}");
 }

@@ -102,7 +102,7 @@ fn big_dump(dir: &std::path::Path) -> std::path::PathBuf {
 /// once the step is under way, after any check for a stop request before it: a signal on it proves
 /// that a later check (or the step itself) stops the run.
 const REFRESH_STEPS: [(&str, bool); 9] = [
-    ("source: read-only snapshot", true),
+    ("read-only snapshot", true),
     ("staging: dropped 3 foreign keys", true),
     ("staging: emptying", true),
     ("public.customers: started", true),
@@ -116,6 +116,7 @@ const REFRESH_STEPS: [(&str, bool); 9] = [
 
 #[test]
 fn a_signal_at_any_step_of_a_refresh_leaves_staging_whole() {
+    let dir = tempfile::tempdir().unwrap();
     let src = source();
     // Yesterday's staging: the raw rows (distinct from any anonymized state).
     let stg = TestDb::demo("sigstg");
@@ -137,6 +138,7 @@ fn a_signal_at_any_step_of_a_refresh_leaves_staging_whole() {
             (libc::SIGTERM, 143)
         };
         let before = fingerprint(&stg);
+        let report = dir.path().join(format!("report-{i}.json"));
         let mut cmd = anonymize();
         cmd.args([
             "--rules",
@@ -145,12 +147,21 @@ fn a_signal_at_any_step_of_a_refresh_leaves_staging_whole() {
             "--progress",
             "never",
         ])
-        .args(["--source", &url(&src), "--target", &url(&stg)]);
+        .args(["--source", &url(&src), "--target", &url(&stg), "--report"])
+        .arg(&report);
         let ended = signal_at(&mut cmd, at, signal);
         assert!(ended.hit, "the run never reached {at:?}:\n{}", ended.stderr);
         let after = fingerprint(&stg);
+        let doc = read_report(&report);
         if ended.code == code {
             assert_eq!(after, before, "interrupted at {at:?}");
+            // The report of an interrupted run says so, whatever step it stopped in.
+            assert_eq!(doc["status"], "failed", "{at:?}: {doc}");
+            assert_eq!(doc["exit_code"], code, "{at:?}: {doc}");
+            assert!(
+                doc["error"].as_str().unwrap().contains("interrupted by"),
+                "{at:?}: {doc}"
+            );
             assert!(
                 ended
                     .stderr
@@ -161,6 +172,7 @@ fn a_signal_at_any_step_of_a_refresh_leaves_staging_whole() {
             );
         } else {
             assert_eq!(ended.code, 0, "{at:?}: {}", ended.stderr);
+            assert_eq!(doc["status"], "success", "{at:?}: {doc}");
             assert!(!must_stop, "a signal at {at:?} did not stop the run");
             assert_eq!(after, expected, "completed after a signal at {at:?}");
             completed += 1;

@@ -269,6 +269,7 @@ proptest! {
         let policy = DumpPolicy {
             large_objects: anonymize::source::dump::Policy::Drop,
             comments: anonymize::source::dump::Policy::Drop,
+            foreign_servers: anonymize::source::dump::Policy::Drop,
         };
         let refused = pieces.iter().any(|p| p.refused);
         let scanned = match prescan(dump.as_bytes(), policy) {

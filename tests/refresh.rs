@@ -562,7 +562,10 @@ fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
     }
     let db = TestDb::new("join");
     db.query("CREATE TABLE t (id int)");
-    let u = url(&db);
+    let u = match anonymize::endpoint::Endpoint::parse(&url(&db)).unwrap() {
+        anonymize::endpoint::Endpoint::Database(c) => c,
+        other => panic!("{other}"),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -17,12 +17,12 @@ use clap::Parser;
 
 use crate::check;
 use crate::dump_run;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{Options, Progress, Report};
 use crate::preview;
-use crate::refresh::{self, is_database_url};
+use crate::refresh::{self, RefreshOptions};
 use crate::rules::{self, Overrides};
-use crate::source::postgres::redact;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -65,6 +65,13 @@ pub struct Args {
     /// database source only.
     #[arg(long)]
     pub create_schema: bool,
+    /// Seconds to wait for a lock: on the source (a migration holding a table) and on staging (a
+    /// session using a table the refresh empties); then the run fails naming who holds it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lock_timeout: u64,
+    /// Source sessions reading tables at once (a database source; the first holds the snapshot).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub source_connections: u16,
     /// Preview: validate, anonymize a sample of each table and show original and anonymized values
     /// side by side on stdout; writes nothing.
     #[arg(long)]
@@ -155,7 +162,8 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         output,
     }) = &args.command
     {
-        let draft = crate::scan::run(source, *sample)?;
+        let source = Endpoint::parse(source).map_err(|e| Error::Usage(format!("--source: {e}")))?;
+        let draft = crate::scan::run(&source, *sample)?;
         match output {
             Some(path) => std::fs::write(path, draft).map_err(|e| Error::Io {
                 context: format!("writing {}", path.display()),
@@ -192,7 +200,7 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             s.columns,
             s.transformed,
             s.columns - s.transformed,
-            redact(&plan.source)
+            plan.source
         );
         return Ok(Outcome {
             report: Report::default(),
@@ -214,8 +222,19 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             // A monitor reading the report learns of a broken rules file or key too.
             let failed: Result<Report, Error> = Err(e.into());
             if let Some(path) = &args.report {
-                let (source, target) = (args.source.as_deref(), args.target.as_deref());
-                write_report(path, source, target, started, &failed, &[])?;
+                // As given on the command line, with any password hidden.
+                let (source, target) = (
+                    args.source.as_deref().map(crate::endpoint::redact),
+                    args.target.as_deref().map(crate::endpoint::redact),
+                );
+                write_report(
+                    path,
+                    source.as_deref(),
+                    target.as_deref(),
+                    started,
+                    &failed,
+                    &[],
+                )?;
             }
             return failed.map(|report| Outcome { report });
         }
@@ -224,11 +243,38 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         "rules {}: {} tables, source {}, target {}",
         rules_path.display(),
         plan.tables.len(),
-        redact(&plan.source),
-        redact(&plan.target)
+        plan.source,
+        plan.target
     );
     if args.dry_run {
         return dry_run(&args, &plan);
+    }
+    // A report that cannot be written is found now, before anything is, not after a commit.
+    if let Some(path) = &args.report {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "--report {}: cannot write it ({e}); nothing was done",
+                    path.display()
+                ))
+            })?;
+        // A second signal ends the process at once: the report still says the run failed.
+        let (path, source, target) = (
+            path.clone(),
+            plan.source.to_string(),
+            plan.target.to_string(),
+        );
+        crate::interrupt::on_second_signal(move |signal| {
+            let failed: Result<Report, Error> =
+                Err(Error::Pipeline(Box::new(crate::pipeline::RunFailure {
+                    error: crate::pipeline::PipelineError::Interrupted(signal),
+                    report: Report::default(),
+                })));
+            let _ = write_report(&path, Some(&source), Some(&target), started, &failed, &[]);
+        });
     }
     let options = Options {
         jobs: args
@@ -245,8 +291,15 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     };
     reporter.finish();
     if let Some(path) = &args.report {
-        let (source, target) = (Some(plan.source.as_str()), Some(plan.target.as_str()));
-        write_report(path, source, target, started, &result, &reporter.warnings())?;
+        let (source, target) = (plan.source.to_string(), plan.target.to_string());
+        write_report(
+            path,
+            Some(&source),
+            Some(&target),
+            started,
+            &result,
+            &reporter.warnings(),
+        )?;
     }
     let report = result?;
     summary(&args, &plan, &report);
@@ -275,15 +328,20 @@ fn run_plan(
     options: &Options,
     progress: &dyn Progress,
 ) -> Result<Report, Error> {
-    if is_database_url(&plan.source) {
-        return refresh::run(plan, options, progress, args.create_schema);
+    if plan.source.is_database() {
+        let refresh = RefreshOptions {
+            create_schema: args.create_schema,
+            lock_timeout: Duration::from_secs(args.lock_timeout),
+            source_connections: usize::from(args.source_connections),
+        };
+        return refresh::run(plan, options, progress, &refresh);
     }
     if args.create_schema {
         return Err(Error::Usage(
             "--create-schema needs a database source (a dump already holds its schema)".into(),
         ));
     }
-    if is_database_url(&plan.target) {
+    if plan.target.is_database() {
         return Err(Error::Usage(
             "a database target needs a database source; to load a dump, pipe it to psql".into(),
         ));
@@ -344,10 +402,9 @@ fn summary(args: &Args, plan: &rules::Plan, report: &Report) {
     if args.quiet {
         return;
     }
-    let shown = if plan.target == "-" {
-        "stdout".to_string()
-    } else {
-        redact(&plan.target)
+    let shown = match &plan.target {
+        Endpoint::Stdio => "stdout".to_string(),
+        other => other.to_string(),
     };
     eprint!("{}", render::summary(report, &shown));
 }
@@ -370,7 +427,8 @@ pub fn render_error(e: &Error) -> String {
                 done.push(format!("and {} more", report.tables.len() - SHOWN));
             }
             msg.push_str(&format!(
-                "\nanonymize: finished before the failure (nothing was kept): {}",
+                "\nanonymize: finished before the failure (not kept in a database or file target; \
+                 rows already written to stdout stay there): {}",
                 done.join(", ")
             ));
         }

@@ -26,6 +26,8 @@ pub struct SourceTable {
     /// The database the table is in, when the source says (a `\connect` in a pg_dumpall file, the
     /// database of a live source): rules under `[databases.NAME]` apply to it.
     pub database: Option<String>,
+    /// A foreign table: never read, so its only rule is `skip = true`.
+    pub foreign: bool,
 }
 
 /// What the catalog says about a column, as far as rules care.
@@ -150,6 +152,28 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         let rules: Option<&TablePlan> =
             plan.table_rules(section, &table.name, table.partition_of.as_ref());
         let Some(rules) = rules else {
+            if table.foreign {
+                // Never read, whatever `uncovered` says: say so explicitly.
+                diags.push(Diagnostic {
+                    location: None,
+                    message: format!(
+                        "table {} is a foreign table, which is never read: add `[{}tables.{}]` \
+                         with `skip = true`",
+                        table.name,
+                        section
+                            .map(|d| format!("databases.{}.", toml_key(d)))
+                            .unwrap_or_default(),
+                        table.name.rules_key()
+                    ),
+                });
+                bound.push(BoundTable {
+                    name: table.name.clone(),
+                    columns: table.columns.clone(),
+                    rules: vec!["skip".into(); table.columns.len()],
+                    action: TableAction::Skip,
+                });
+                continue;
+            }
             if plan.uncovered == Uncovered::Fail {
                 uncovered.insert(
                     (section, &table.name),
@@ -167,6 +191,16 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             continue;
         };
         used_rules.insert((section, &rules.name));
+        if table.foreign && !rules.skip {
+            diags.push(Diagnostic {
+                location: Some(rules.location.clone()),
+                message: format!(
+                    "table {} is a foreign table, which is never read (it would read another \
+                     server, perhaps production itself): its rule is skip = true",
+                    table.name
+                ),
+            });
+        }
         if rules.skip {
             bound.push(BoundTable {
                 name: table.name.clone(),

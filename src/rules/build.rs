@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::config::{self, ColumnRule, RuleTable, TRANSFORM_KEYS};
 use super::interp::interpolate;
 use super::{suggest, Diagnostic, Location, Overrides, QualifiedName, SourceText};
+use crate::endpoint::Endpoint;
 use crate::transform::dates::{Shift, Truncate};
 use crate::transform::fake::{FakeKind, Faker, Locale};
 use crate::transform::hash::{Hash, HashFormat, MAX_LENGTH};
@@ -33,8 +34,8 @@ pub enum Uncovered {
 #[derive(Debug)]
 pub struct Plan {
     pub rules_file: String,
-    pub source: String,
-    pub target: String,
+    pub source: Endpoint,
+    pub target: Endpoint,
     pub uncovered: Uncovered,
     pub tables: BTreeMap<QualifiedName, TablePlan>,
     /// Rules for the tables of named databases (the `\connect` sections of a pg_dumpall file);
@@ -56,6 +57,8 @@ pub enum Choice {
 pub struct ObjectPolicy {
     pub large_objects: Option<Choice>,
     pub comments: Option<Choice>,
+    /// `None` is `Drop`: foreign data is left out unless asked for.
+    pub foreign_servers: Option<Choice>,
 }
 
 impl Plan {
@@ -273,19 +276,30 @@ pub(super) fn build(
 
     let mut endpoint =
         |name: &str, over: &Option<String>, e: &Option<config::Endpoint>, default: &str| {
-            if let Some(o) = over {
-                return o.clone();
-            }
-            match e {
-                Some(e) => match interpolate(e.url.get_ref(), env) {
-                    Ok(v) => v,
+            // The command line's value, or the file's (with its variables), parsed once.
+            let (text, span) = match (over, e) {
+                (Some(o), _) => (o.clone(), None),
+                (None, Some(e)) => match interpolate(e.url.get_ref(), env) {
+                    Ok(v) => (v, Some(e.url.span())),
                     Err(err) => {
-                        let span = e.url.span();
-                        b.error(span, format!("[{name}] url: {err}"));
-                        String::new()
+                        b.error(e.url.span(), format!("[{name}] url: {err}"));
+                        return Endpoint::Stdio;
                     }
                 },
-                None => default.to_string(),
+                (None, None) => (default.to_string(), None),
+            };
+            match Endpoint::parse(&text) {
+                Ok(ep) => ep,
+                Err(err) => {
+                    match span {
+                        Some(span) => b.error(span, format!("[{name}] url: {err}")),
+                        None => b.diags.push(Diagnostic {
+                            location: None,
+                            message: format!("--{name}: {err}"),
+                        }),
+                    }
+                    Endpoint::Stdio
+                }
             }
         };
     let source = endpoint("source", &overrides.source, &file.source, "-");
@@ -316,6 +330,10 @@ pub(super) fn build(
             .policy
             .as_ref()
             .and_then(|p| choice(&mut b, "comments", p.comments.as_ref())),
+        foreign_servers: file
+            .policy
+            .as_ref()
+            .and_then(|p| choice(&mut b, "foreign_servers", p.foreign_servers.as_ref())),
     };
     let tables = build_tables(&mut b, &file.tables, env);
     let mut databases = BTreeMap::new();

@@ -32,6 +32,9 @@ pub struct PolicyRules {
     pub large_objects: Option<Spanned<String>>,
     /// `"keep"` or `"drop"`: COMMENT ON and SECURITY LABEL text.
     pub comments: Option<Spanned<String>>,
+    /// `"drop"` (the default) or `"keep"`: foreign servers, user mappings and foreign tables in a
+    /// dump or the schema `--create-schema` copies.
+    pub foreign_servers: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

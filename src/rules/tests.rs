@@ -1,4 +1,5 @@
 use super::*;
+use crate::endpoint::Endpoint;
 
 const KEY: &str = "a-test-key-that-is-long-enough";
 
@@ -53,7 +54,10 @@ skip = true
 "#,
     )
     .unwrap();
-    assert_eq!(plan_source(&p), ("postgres://prod/app", "staging.sql"));
+    assert_eq!(
+        plan_source(&p),
+        ("postgres://prod/app".to_string(), "staging.sql".to_string())
+    );
     assert_eq!(p.uncovered, Uncovered::Fail);
     let customers = &p.tables[&QualifiedName::new("public", "customers")];
     assert_eq!(customers.filter.as_deref(), Some("deleted_at IS NULL"));
@@ -66,8 +70,8 @@ skip = true
     assert!(p.tables[&QualifiedName::new("billing", "invoices")].skip);
 }
 
-fn plan_source(p: &Plan) -> (&str, &str) {
-    (&p.source, &p.target)
+fn plan_source(p: &Plan) -> (String, String) {
+    (p.source.to_string(), p.target.to_string())
 }
 
 #[test]
@@ -212,8 +216,8 @@ fn interpolation_errors_name_the_variable() {
         &env,
     )
     .unwrap();
-    assert_eq!(p.source, "dump.sql");
-    assert_eq!(p.target, "-");
+    assert_eq!(p.source, Endpoint::File("dump.sql".into()));
+    assert_eq!(p.target, Endpoint::Stdio);
 }
 
 #[test]
@@ -265,6 +269,7 @@ fn source(name: &str, cols: &[&str]) -> SourceTable {
         meta: None,
         rows: None,
         database: None,
+        foreign: false,
     }
 }
 

@@ -91,8 +91,16 @@ fn resolve(path: &Path) -> io::Result<PathBuf> {
 }
 
 impl DumpSink {
-    /// `-` is stdout; anything else a file path.
-    pub fn open(target: &str) -> io::Result<Self> {
+    /// Stdout, or a file path.
+    pub fn open(target: &crate::endpoint::Endpoint) -> io::Result<Self> {
+        let target = match target {
+            crate::endpoint::Endpoint::Stdio => "-".to_string(),
+            crate::endpoint::Endpoint::File(p) => p.display().to_string(),
+            crate::endpoint::Endpoint::Database(_) => {
+                return Err(io::Error::other("a database is not a file target"))
+            }
+        };
+        let target = target.as_str();
         if target == "-" {
             return Ok(DumpSink {
                 out: BufWriter::with_capacity(BUFFER, Box::new(io::stdout())),
@@ -186,14 +194,14 @@ mod tests {
     fn file_appears_only_on_commit() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.sql");
-        let mut sink = DumpSink::open(target.to_str().unwrap()).unwrap();
+        let mut sink = DumpSink::open(&crate::endpoint::Endpoint::File(target.clone())).unwrap();
         sink.writer().write_all(b"hello\n").unwrap();
         assert!(!target.exists());
         sink.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "hello\n");
 
         let failed = dir.path().join("failed.sql");
-        let mut sink = DumpSink::open(failed.to_str().unwrap()).unwrap();
+        let mut sink = DumpSink::open(&crate::endpoint::Endpoint::File(failed.clone())).unwrap();
         sink.writer().write_all(b"partial").unwrap();
         drop(sink);
         assert!(!failed.exists());
@@ -207,7 +215,7 @@ mod tests {
         let real = dir.path().join("real.sql");
         let link = dir.path().join("link.sql");
         std::os::unix::fs::symlink("real.sql", &link).unwrap();
-        let mut sink = DumpSink::open(link.to_str().unwrap()).unwrap();
+        let mut sink = DumpSink::open(&crate::endpoint::Endpoint::File(link.clone())).unwrap();
         sink.writer().write_all(b"x\n").unwrap();
         sink.commit().unwrap();
         assert!(std::fs::symlink_metadata(&link)
@@ -228,7 +236,7 @@ mod tests {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::read(&fifo).unwrap())
         };
-        let mut sink = DumpSink::open(fifo.to_str().unwrap()).unwrap();
+        let mut sink = DumpSink::open(&crate::endpoint::Endpoint::File(fifo.clone())).unwrap();
         sink.writer().write_all(b"through the pipe\n").unwrap();
         sink.commit().unwrap();
         assert_eq!(reader.join().unwrap(), b"through the pipe\n");

@@ -22,6 +22,9 @@ pub struct Staging {
     dropped_fks: Vec<(QualifiedName, String, String)>,
     /// Statements that rebuild the keys and indexes dropped for the load, in order.
     rebuild: Vec<(String, String)>,
+    /// User triggers disabled for the load: (table, trigger, how it was enabled).
+    triggers: Vec<(QualifiedName, String, char)>,
+    lock_timeout: std::time::Duration,
 }
 
 /// Why the target could not be refreshed before any data moved.
@@ -34,10 +37,17 @@ pub enum StagingError {
 }
 
 impl Staging {
-    /// Open the refresh transaction on a connection and take the lock without waiting.
-    pub async fn begin_on(client: Client) -> Result<Self, StagingError> {
+    /// Open the refresh transaction on a connection and take the lock without waiting. No statement
+    /// of the refresh waits for a lock longer than `lock_timeout`.
+    pub async fn begin_on(
+        client: Client,
+        lock_timeout: std::time::Duration,
+    ) -> Result<Self, StagingError> {
         client
-            .batch_execute("BEGIN")
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}ms'",
+                lock_timeout.as_millis()
+            ))
             .await
             .map_err(query_err("opening the staging transaction"))?;
         let locked: bool = client
@@ -53,6 +63,8 @@ impl Staging {
             client,
             dropped_fks: Vec::new(),
             rebuild: Vec::new(),
+            triggers: Vec::new(),
+            lock_timeout,
         })
     }
 
@@ -280,5 +292,146 @@ impl Staging {
     pub async fn rollback(&self) {
         log::info!("staging: rolling back; staging keeps what it had");
         let _ = self.client.batch_execute("ROLLBACK").await;
+    }
+
+    /// After a rollback for a lock wait that ran out: what the error says, with who held a lock on
+    /// the tables the refresh needed (pid, user, application, state, age; never their query).
+    pub async fn lock_failure(&self, e: DbError, tables: &[QualifiedName]) -> DbError {
+        let DbError::LockTimeout { context, .. } = e else {
+            return e;
+        };
+        let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        let held = crate::source::postgres::blockers(&self.client, &names, &[]).await;
+        DbError::LockTimeout {
+            context,
+            message: format!(
+                "waited {} s (--lock-timeout) for {held}; staging is as it was",
+                self.lock_timeout.as_secs()
+            ),
+        }
+    }
+
+    /// Turn off the user triggers of these tables for the load (an insert trigger that writes an
+    /// audit row or stamps a column would change what was loaded; pg_restore creates triggers after
+    /// the data for the same reason). Foreign-key triggers stay: keys are checked as before.
+    pub async fn disable_triggers(&mut self, tables: &[QualifiedName]) -> Result<(), DbError> {
+        let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text FROM pg_trigger t \
+                 JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' \
+                   AND t.tgrelid = ANY ($1::text[]::regclass[]) ORDER BY 1, 2, 3",
+                &[&names],
+            )
+            .await
+            .map_err(query_err("reading the staging triggers"))?;
+        for r in rows {
+            let table = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+            let name: String = r.get(2);
+            let mode = r.get::<_, &str>(3).chars().next().unwrap_or('O');
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} DISABLE TRIGGER {}",
+                    quote_ident(&name)
+                ))
+                .await
+                .map_err(query_err(&format!(
+                    "disabling trigger {name} of {table} for the load"
+                )))?;
+            log::debug!("staging: trigger {name} of {table} off for the load");
+            self.triggers.push((table, name, mode));
+        }
+        log::info!(
+            "staging: {} user triggers off for the load",
+            self.triggers.len()
+        );
+        Ok(())
+    }
+
+    /// Turn the triggers disabled for the load back on, as they were.
+    pub async fn restore_triggers(&mut self) -> Result<(), DbError> {
+        for (table, name, mode) in std::mem::take(&mut self.triggers) {
+            let how = match mode {
+                'R' => "ENABLE REPLICA",
+                'A' => "ENABLE ALWAYS",
+                _ => "ENABLE",
+            };
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} {how} TRIGGER {}",
+                    quote_ident(&name)
+                ))
+                .await
+                .map_err(query_err(&format!("enabling trigger {name} of {table}")))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild staging's materialized views from the data just loaded, each after those it reads:
+    /// `unpopulated` names those that hold no rows in the source (`WITH NO DATA`), which are emptied.
+    /// Returns how many were refreshed.
+    pub async fn refresh_matviews(
+        &self,
+        unpopulated: &std::collections::BTreeSet<QualifiedName>,
+    ) -> Result<usize, DbError> {
+        let rows = self
+            .client
+            .query(crate::source::postgres::MATVIEWS_SQL, &[])
+            .await
+            .map_err(query_err("reading the staging materialized views"))?;
+        let views = crate::source::postgres::matviews_in_order(rows);
+        let mut n = 0;
+        for v in &views {
+            let sql = if unpopulated.contains(&v.name) {
+                format!("REFRESH MATERIALIZED VIEW {} WITH NO DATA", v.name)
+            } else {
+                format!("REFRESH MATERIALIZED VIEW {}", v.name)
+            };
+            log::debug!("staging: {sql}");
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(query_err(&format!(
+                    "refreshing materialized view {}",
+                    v.name
+                )))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Start a large object of this number anew (staging's own of that number goes).
+    pub async fn create_large_object(&self, oid: u32) -> Result<(), DbError> {
+        let oid = tokio_postgres::types::Oid::from(oid);
+        let ctx = format!("copying large object {oid}");
+        self.client
+            .execute(
+                "SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(query_err(&ctx))?;
+        self.client
+            .execute("SELECT lo_create($1)", &[&oid])
+            .await
+            .map_err(query_err(&ctx))?;
+        Ok(())
+    }
+
+    /// Write a chunk of a large object at `offset`.
+    pub async fn write_large_object(
+        &self,
+        oid: u32,
+        offset: i64,
+        chunk: &[u8],
+    ) -> Result<(), DbError> {
+        let oid = tokio_postgres::types::Oid::from(oid);
+        self.client
+            .execute("SELECT lo_put($1, $2, $3)", &[&oid, &offset, &chunk])
+            .await
+            .map_err(query_err(&format!("copying large object {oid}")))?;
+        Ok(())
     }
 }

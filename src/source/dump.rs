@@ -18,7 +18,7 @@ use crate::rules::SourceTable;
 use crate::schema::QualifiedName;
 use crate::sql::lexer::{self, Kind};
 use crate::sql::split::{Found, SplitError, Splitter};
-use crate::sql::statement::{self, Info, InsertHeader, Secret, Statement, TableDef};
+use crate::sql::statement::{self, Info, InsertHeader, Secret, Session, Statement, TableDef};
 
 /// Why a dump could not be read. Line numbers are 1-based; no content is quoted.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,9 @@ pub struct DumpPolicy {
     pub large_objects: Policy,
     /// `COMMENT ON` and `SECURITY LABEL` text.
     pub comments: Policy,
+    /// Foreign servers, user mappings and foreign tables: dropped unless `Keep` (in staging they
+    /// would read another server, perhaps production).
+    pub foreign_servers: Policy,
 }
 
 /// How the rows of a data block are written.
@@ -94,6 +97,7 @@ pub enum Note {
     LargeObjectDropped,
     CommentDropped,
     SqlCommentDropped,
+    ForeignDropped,
 }
 
 /// One piece of the dump, in order.
@@ -173,9 +177,12 @@ enum Mode {
         table: QualifiedName,
         start_line: u64,
         csv: Option<crate::copy::CsvOptions>,
-        /// The first record is the CSV header: it passes as text.
-        header_pending: bool,
+        /// The first record is the CSV header: this line is written for it instead (the
+        /// columns' names, not the text the dump has there).
+        header_pending: Option<Vec<u8>>,
     },
+    /// The rows of a refused COPY: read to their `\.` and dropped, never read as SQL.
+    Skip,
 }
 
 /// Read this much more input at a time.
@@ -192,11 +199,15 @@ pub struct DumpReader<R> {
     counted: usize,
     line: u64,
     split: Splitter,
+    /// What the session the dump is replayed into is set to.
+    session: Session,
     mode: Mode,
     db: Option<String>,
     defs: HashMap<(Option<String>, QualifiedName), TableDef>,
     /// `ALTER TABLE … ATTACH PARTITION` and `PARTITION OF`: (database, child, parent).
     partitions: Vec<(Option<String>, QualifiedName, QualifiedName)>,
+    /// Foreign tables left out: statements about them go too.
+    dropped_foreign: std::collections::HashSet<QualifiedName>,
     blocks: usize,
     run: Option<InsertRun>,
     insert: Option<InsertStatement>,
@@ -214,7 +225,8 @@ pub struct DumpReader<R> {
     observe: bool,
 }
 
-/// pg_dump's own comment lines (object names and dump metadata) pass; other comments are dropped.
+/// pg_dump's own comment lines (object names and dump metadata): dropped like any comment, but
+/// not counted as a note.
 fn pg_dump_comment(line: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(line) else {
         return false;
@@ -271,7 +283,29 @@ fn describe_tuple_error(e: &crate::sql::literal::TupleError) -> String {
         ),
         TupleError::Malformed => "a form this reader cannot read".into(),
         TupleError::BadString => "a string constant that is not valid".into(),
+        TupleError::Comment => {
+            "a comment inside it (comments in data statements do not pass)".into()
+        }
     }
+}
+
+/// The CSV header line written for a COPY's columns: each name quoted.
+fn csv_header(columns: &[String], o: &crate::copy::CsvOptions) -> Vec<u8> {
+    let q = o.quote as char;
+    let mut line = columns
+        .iter()
+        .map(|c| format!("{q}{}{q}", c.replace(q, &format!("{q}{q}"))))
+        .collect::<Vec<_>>()
+        .join(&(o.delimiter as char).to_string());
+    line.push('\n');
+    line.into_bytes()
+}
+
+fn unqualified_refusal(what: &str) -> String {
+    format!(
+        "{what} into a table named without its schema while search_path is set to something other \
+         than public (its table depends on the search_path): not allowed to pass"
+    )
 }
 
 /// `\.` alone on its line (also as the file's last line, without a line end).
@@ -291,10 +325,12 @@ impl<R: Read> DumpReader<R> {
             counted: 0,
             line: 1,
             split,
+            session: Session::default(),
             mode: Mode::Sql,
             db: None,
             defs: HashMap::new(),
             partitions: Vec::new(),
+            dropped_foreign: Default::default(),
             blocks: 0,
             run: None,
             insert: None,
@@ -396,6 +432,7 @@ impl<R: Read> DumpReader<R> {
             let more = match self.mode {
                 Mode::Sql => self.sql()?,
                 Mode::Copy { .. } => self.copy_rows()?,
+                Mode::Skip => self.skip_rows()?,
             };
             if !more && self.pending.is_empty() {
                 return Ok(None);
@@ -521,10 +558,10 @@ impl<R: Read> DumpReader<R> {
         let mut pos = 0;
         while let Ok(Some(t)) = lexer::next(text, pos, true, true) {
             let piece = &text[t.start..t.end];
+            // No comment passes (free text, even in pg_dump's own form); the line ends stay.
             match t.kind {
-                Kind::LineComment if pg_dump_comment(piece) => out.extend_from_slice(piece),
                 Kind::LineComment => {
-                    dropped = true;
+                    dropped |= !pg_dump_comment(piece);
                     if piece.ends_with(b"\n") {
                         out.push(b'\n');
                     }
@@ -578,12 +615,17 @@ impl<R: Read> DumpReader<R> {
         let text = self.buf[content..end].to_vec();
         self.start = end;
         let mut out = gap;
-        match statement::classify(&text, self.split.scs) {
+        match statement::classify(&text, &self.session) {
             Statement::Connect(db) => {
+                // Written in pg_dumpall's form, not as the dump has it.
+                out.extend_from_slice(statement::connect_line(&db).as_bytes());
                 self.db = Some(db);
-                out.extend_from_slice(&text);
+                self.set_session(Session::default());
             }
-            Statement::Schema(_) => out.extend_from_slice(&text),
+            Statement::Schema(info) => {
+                out.extend_from_slice(&text);
+                self.note_info(info);
+            }
             Statement::Refused(why) => {
                 self.refuse(line, format!("{why}: not allowed to pass"))?;
             }
@@ -612,7 +654,8 @@ impl<R: Read> DumpReader<R> {
                 .eq(std::iter::once(&b','));
             let comma_only = plain
                 || lexer::tokens(between, self.split.scs).is_ok_and(|toks| {
-                    let sig: Vec<_> = toks.iter().filter(|t| lexer::significant(t)).collect();
+                    // A comment between tuples would pass as written: not a plain separator.
+                    let sig: Vec<_> = toks.iter().filter(|t| t.kind != Kind::Space).collect();
                     sig.len() == 1 && sig[0].kind == Kind::Comma
                 });
             if comma_only {
@@ -642,7 +685,7 @@ impl<R: Read> DumpReader<R> {
             self.split.report_parens = false;
             return Ok(());
         }
-        match statement::parse_insert_header(prefix, self.split.scs) {
+        match statement::parse_insert_header(&prefix[first.start..], self.split.scs) {
             Ok(Some(h)) => self.begin_insert(self.start + first.start, at, h),
             // Not yet at VALUES (this is its column list), or not a VALUES insert: judged at its
             // end.
@@ -672,7 +715,11 @@ impl<R: Read> DumpReader<R> {
         let gap = self.gap(content)?;
         if !continues {
             self.close_run();
-            let layout = self.insert_layout(&key);
+            let layout = if key.1.unqualified && !self.session.search_path.resolves_public() {
+                Err(unqualified_refusal("an INSERT"))
+            } else {
+                self.insert_layout(&key)
+            };
             let (columns, positions) = match layout {
                 Ok(x) => x,
                 Err(message) => {
@@ -808,6 +855,20 @@ impl<R: Read> DumpReader<R> {
         let Some(start) = ins.tuple_start.take() else {
             return Ok(());
         };
+        // Before the dump sets these, a backslash in a string or a byte that is not ASCII could
+        // be read otherwise by the server.
+        let tuple = &self.buf[start..end];
+        if (self.session.scs.is_none() && tuple.contains(&b'\\'))
+            || (!self.session.utf8 && !tuple.is_ascii())
+        {
+            let line = self.line_at(start);
+            self.refuse(
+                line,
+                "an INSERT whose VALUES tuple has a backslash or text that is not ASCII before the \
+                 dump sets standard_conforming_strings and client_encoding: not allowed to pass"
+                    .into(),
+            )?;
+        }
         // A first pass looks at every tuple: an expression whose value no rule can see stops the
         // run before anything is written.
         if self.keep_going {
@@ -897,7 +958,21 @@ impl<R: Read> DumpReader<R> {
         self.start = end;
         self.close_run();
         let mut out = gap;
-        let class = statement::classify(&text, self.split.scs);
+        if !self.session.utf8 && !text.is_ascii() {
+            return self.refuse(
+                line,
+                "text that is not ASCII before the dump sets client_encoding to UTF8 (pg_dump \
+                 writes SET client_encoding first): not allowed to pass"
+                    .into(),
+            );
+        }
+        let class = statement::classify(&text, &self.session);
+        if matches!(class, Statement::Refused(_))
+            && statement::is_copy_from_stdin(&text, self.split.scs)
+        {
+            // Its rows follow: they are data, not statements.
+            self.skip_copy_data(end);
+        }
         if self.observe {
             let kind = match class {
                 Statement::LargeObject => Some(ObjectKind::LargeObject),
@@ -912,9 +987,28 @@ impl<R: Read> DumpReader<R> {
             }
         }
         match class {
+            // GRANT, COMMENT or ALTER of a foreign table that was left out goes with it.
+            Statement::Schema(_)
+                if !self.dropped_foreign.is_empty()
+                    && statement::names_in(&text, self.split.scs)
+                        .iter()
+                        .any(|n| self.dropped_foreign.contains(n)) =>
+            {
+                self.pending.push_back(Event::Note(Note::ForeignDropped));
+            }
             Statement::Schema(info) => {
                 out.extend_from_slice(&text);
                 self.note_info(info);
+            }
+            Statement::Foreign { text, table } => {
+                if self.policy.foreign_servers == Policy::Keep {
+                    out.extend_from_slice(&text);
+                } else {
+                    if let Some(t) = table {
+                        self.dropped_foreign.insert(t);
+                    }
+                    self.pending.push_back(Event::Note(Note::ForeignDropped));
+                }
             }
             Statement::Rewritten { text, removed } => {
                 out.extend_from_slice(&text);
@@ -953,9 +1047,75 @@ impl<R: Read> DumpReader<R> {
         Ok(())
     }
 
+    fn set_session(&mut self, session: Session) {
+        self.split.scs = session.lexing_scs();
+        self.session = session;
+    }
+
+    /// Forget what is known of a table's columns (of every table of that name, for a name without
+    /// a schema).
+    fn forget(&mut self, table: &QualifiedName, unqualified: bool) {
+        let db = self.db.clone();
+        self.defs
+            .retain(|(d, n), _| *d != db || !(n == table || (unqualified && n.name == table.name)));
+    }
+
+    /// After a refused `COPY … FROM stdin` ending at `end`: its rows are skipped.
+    fn skip_copy_data(&mut self, end: usize) {
+        let nl = memchr::memchr(b'\n', &self.buf[end..]).map(|n| end + n + 1);
+        let from = nl.unwrap_or(self.buf.len());
+        self.start = from;
+        self.split.skip_to(from);
+        self.mode = Mode::Skip;
+    }
+
+    /// Skip lines up to a `\.` line.
+    fn skip_rows(&mut self) -> Result<bool, DumpError> {
+        loop {
+            let mut pos = self.start;
+            for nl in memchr::memchr_iter(b'\n', &self.buf[self.start..]) {
+                let nl = self.start + nl;
+                let line = &self.buf[pos..=nl];
+                pos = nl + 1;
+                if is_end_marker(line) {
+                    self.line_at(pos);
+                    self.start = pos;
+                    self.split.skip_to(pos);
+                    self.mode = Mode::Sql;
+                    return Ok(true);
+                }
+            }
+            self.line_at(pos);
+            self.start = pos;
+            self.split.skip_to(pos);
+            if !self.fill()? {
+                self.start = self.buf.len();
+                self.split.skip_to(self.start);
+                self.mode = Mode::Sql;
+                return Ok(false);
+            }
+        }
+    }
+
     fn note_info(&mut self, info: Info) {
         match info {
-            Info::StandardConformingStrings(on) => self.split.scs = on,
+            Info::Session(s) => self.set_session(s),
+            Info::Forget { table, unqualified } => self.forget(&table, unqualified),
+            Info::Dropped(tables) => {
+                for (t, unqualified) in tables {
+                    self.forget(&t, unqualified);
+                }
+            }
+            Info::ForgetAll => {
+                let db = self.db.clone();
+                self.defs.retain(|(d, _), _| *d != db);
+            }
+            Info::CreateTable(def)
+                if def.unqualified && !self.session.search_path.resolves_public() =>
+            {
+                // Where it goes depends on a search_path this reader does not follow.
+                self.forget(&def.name, true);
+            }
             Info::CreateTable(def) => {
                 if def.partition {
                     if let Some(p) = def.parents.first() {
@@ -991,24 +1151,31 @@ impl<R: Read> DumpReader<R> {
         let line_end = nl.map_or(self.buf.len(), |n| n + 1);
         let rest = &self.buf[end..line_end];
         if !rest.iter().all(|b| b.is_ascii_whitespace()) {
+            self.skip_copy_data(end);
             return self.refuse(
                 line,
                 "a COPY statement with more text on its line (its rows must start on the next line): not allowed to pass".into(),
             );
+        }
+        if copy.unqualified && !self.session.search_path.resolves_public() {
+            self.skip_copy_data(end);
+            return self.refuse(line, unqualified_refusal("a COPY"));
         }
         let columns = match copy.columns {
             Some(c) => c,
             None => match self.columns_of(&self.db.clone(), &copy.table) {
                 Some(c) => c.into_iter().filter(|c| !c.1).map(|c| c.0).collect(),
                 None => {
+                    self.skip_copy_data(end);
                     return self.refuse(
                         line,
                         format!(
                             "a COPY into {} without a column list, and no CREATE TABLE for it \
-                             earlier in the dump that says its columns",
+                             earlier in the dump that says its columns (or its columns changed \
+                             after it)",
                             copy.table
                         ),
-                    )
+                    );
                 }
             },
         };
@@ -1024,6 +1191,10 @@ impl<R: Read> DumpReader<R> {
             CopyFormat::Csv(o) => Some(o.clone()),
             _ => None,
         };
+        let header_pending = match &csv {
+            Some(o) if o.header => Some(csv_header(&columns, o)),
+            _ => None,
+        };
         self.pending.push_back(Event::DataStart {
             block,
             table: copy.table.clone(),
@@ -1036,7 +1207,7 @@ impl<R: Read> DumpReader<R> {
             block,
             table: copy.table,
             start_line: line,
-            header_pending: copy.format.header(),
+            header_pending,
             csv,
         };
         Ok(())
@@ -1049,12 +1220,14 @@ impl<R: Read> DumpReader<R> {
             ref table,
             start_line,
             ref csv,
-            header_pending,
+            ref header_pending,
         } = self.mode
         else {
             unreachable!("in a COPY block");
         };
         let (table, csv) = (table.clone(), csv.clone());
+        let header_line = header_pending.clone();
+        let header_pending = header_line.is_some();
         let first_line = self.line_at(self.start);
         let mut data = if self.keep_rows && !header_pending {
             self.buffers.take(self.batch_bytes.min(1 << 22) + 64 * 1024)
@@ -1098,12 +1271,24 @@ impl<R: Read> DumpReader<R> {
             }
             self.line_at(record_end);
             self.start = record_end;
+            if !self.session.utf8 && !data.is_ascii() {
+                // (Rows are looked at only in this rare state.)
+                let line = self.line_at(self.start);
+                self.refuse(
+                    line,
+                    format!(
+                        "rows of {table} that are not ASCII before the dump sets client_encoding \
+                         to UTF8: not allowed to pass"
+                    ),
+                )?;
+            }
             if header_pending && rows == 1 {
-                // The CSV header record: column names, passed as text.
+                // The CSV header record: the column names are written instead of its text.
                 if let Mode::Copy { header_pending, .. } = &mut self.mode {
-                    *header_pending = false;
+                    *header_pending = None;
                 }
-                self.pending.push_back(Event::Sql(data));
+                self.pending
+                    .push_back(Event::Sql(header_line.expect("a header")));
                 return Ok(true);
             }
             if let Some((from, to)) = marker {
@@ -1205,6 +1390,7 @@ impl Note {
             Note::LargeObjectDropped => "large-object statement",
             Note::CommentDropped => "COMMENT ON or SECURITY LABEL",
             Note::SqlCommentDropped => "SQL comment not written by pg_dump",
+            Note::ForeignDropped => "foreign server, user mapping or foreign table statement",
         }
     }
 }
@@ -1231,6 +1417,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
                 meta: None,
                 rows: Some(0),
                 database,
+                foreign: false,
             }),
             Event::Rows { rows, .. } => {
                 if let Some(SourceTable { rows: Some(n), .. }) = out.tables.last_mut() {
@@ -1282,6 +1469,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
             meta: None,
             rows: Some(0),
             database: db.clone(),
+            foreign: false,
         });
     }
     Ok(out)

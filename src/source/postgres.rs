@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::{Client, NoTls};
 
+use crate::endpoint::ConnInfo;
 use crate::rules::{ColumnMeta, QualifiedName, SourceTable, TypeKind};
 
 /// Why talking to a database failed. Connection strings are redacted; no row value is quoted.
@@ -19,34 +20,95 @@ pub enum DbError {
     Connect { url: String, message: String },
     #[error("{context}: {message}")]
     Query { context: String, message: String },
+    /// A lock wait ran out (`lock_timeout`): who held it is added once the transaction is gone.
+    #[error("{context}: {message}")]
+    LockTimeout { context: String, message: String },
 }
 
-/// A connection URL with its password replaced by `***`, fit for messages and reports.
-pub fn redact(url: &str) -> String {
-    match password_span(url) {
-        Some((from, to)) => format!("{}***{}", &url[..from], &url[to..]),
-        // A password can also be a query parameter or a key=value setting.
-        None => redact_params(url),
+pub use crate::endpoint::redact;
+
+/// SQLSTATEs whose message quotes no data (connection, authentication, permissions, locks,
+/// resources, cancellation, integrity violations — whose detail, with the values, is never shown).
+fn message_is_safe(code: &str) -> bool {
+    matches!(&code[..2], "08" | "28" | "53" | "57" | "23")
+        || matches!(
+            code,
+            "42501" | "42703" | "55P03" | "55006" | "40001" | "40P01" | "25006" | "25P02"
+        )
+}
+
+/// SQLSTATEs whose message quotes a name, which a cast of a value (`::regclass`, `::regtype`,
+/// …) can make a value: the message is kept with every quoted part hidden.
+fn quotes_a_name(code: &str) -> bool {
+    matches!(
+        code,
+        "3D000" | "3F000" | "42P01" | "42704" | "42883" | "42P07" | "42710" | "42602" | "2BP01"
+    )
+}
+
+/// What a SQLSTATE means, for the messages built without the server's text.
+fn sqlstate_meaning(code: &str) -> &'static str {
+    match code {
+        "P0001" => "an exception raised by a function or trigger",
+        "P0004" => "an assertion failed in a function",
+        "XX000" => "an internal error of the server",
+        "42804" => "a type mismatch",
+        "42P10" => "an invalid column reference",
+        "21000" => "a subquery returned more than one row",
+        _ => match &code[..2] {
+            "22" => "invalid data for the column type",
+            "2B" => "dependent objects still exist",
+            "38" | "39" => "an error in an external routine",
+            "40" => "a transaction rollback",
+            "42" => "a syntax error or access rule violation",
+            "44" => "a WITH CHECK OPTION violation",
+            "54" => "a program limit exceeded",
+            "55" => "an object not in the state needed",
+            "58" => "a system error on the server",
+            "F0" => "a server configuration file error",
+            "HV" => "a foreign-data wrapper error",
+            "P0" => "an error in a PL/pgSQL function",
+            "XX" => "an internal error of the server",
+            _ => "an error",
+        },
     }
 }
 
-/// Where the password of `scheme://user:password@host/...` stands in the URL, if it has one.
-fn password_span(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
-    let rest = &url[start..];
-    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let at = rest[..auth_end].rfind('@')?;
-    let colon = rest[..at].find(':')?;
-    Some((start + colon + 1, start + at))
+/// A server message with its double-quoted parts as `"…"`.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for ch in message.chars() {
+        if ch == '"' {
+            if !inside {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(ch);
+        }
+    }
+    out
 }
 
-fn redact_params(s: &str) -> String {
-    let re = regex::Regex::new(r"(?i)(password\s*=\s*)('[^']*'|[^\s&]*)").expect("valid pattern");
-    re.replace_all(s, "${1}***").into_owned()
+/// The server's message as it is (passwords hidden), for errors that cannot involve a row: those of
+/// connecting (which name the database and role asked for) and of planning a `where` filter.
+pub fn describe_verbatim(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        // (Those come with a hint of what to do.)
+        Some(db) if !matches!(db.code().code(), "28000" | "53200") => {
+            format!("{} (SQLSTATE {})", redact(db.message()), db.code().code())
+        }
+        _ => describe(e),
+    }
 }
 
-/// A database error described without row values: PostgreSQL's messages for bad data quote the
-/// value, so for data and integrity errors only the SQLSTATE, table, column and constraint are kept.
+/// A database error described without row values. PostgreSQL's messages for bad data quote the
+/// value, and a raised exception says whatever its function says: the server's text is shown only
+/// for SQLSTATEs known to quote no data; for every other one the message is built from the
+/// SQLSTATE, its meaning and the table, column and constraint names.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
         // The driver's own text is only the kind ("error connecting to server"); the cause
@@ -60,12 +122,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         return redact(&msg);
     };
     let code = db.code().code();
-    let mut msg = if code.starts_with("22") {
-        format!("invalid data for the column type (SQLSTATE {code})")
-    } else if code.starts_with("23") {
-        // Integrity violations: the message names the constraint; the detail (not used) has values.
-        format!("{} (SQLSTATE {code})", db.message())
-    } else if code == "53200" {
+    let mut msg = if code == "53200" {
         // The lock table is full: one transaction locks every table, index and constraint it
         // touches, and the server's lock table is sized by max_locks_per_transaction.
         format!(
@@ -79,8 +136,16 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
              yet (see Known limitations in the README)",
             redact(db.message())
         )
-    } else {
+    } else if code.len() == 5 && message_is_safe(code) {
         format!("{} (SQLSTATE {code})", redact(db.message()))
+    } else if code.len() == 5
+        && (quotes_a_name(code) || (code == "42601" && db.message().starts_with("syntax error at")))
+    {
+        format!("{} (SQLSTATE {code})", hide_quoted(&redact(db.message())))
+    } else if code.len() == 5 {
+        format!("{} (SQLSTATE {code})", sqlstate_meaning(code))
+    } else {
+        format!("an error (SQLSTATE {code})")
     };
     if let Some(t) = db.table() {
         msg.push_str(&format!(", table {t}"));
@@ -108,43 +173,133 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Connect; the connection's driver runs on the current tokio runtime.
-pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let failed = |message: String| DbError::Connect {
-        url: redact(url),
-        message,
-    };
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| failed(describe(&e)))?;
-    if matches!(
-        config.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Require
-    ) {
-        return Err(failed(
-            "sslmode=require: this build connects without TLS (see Known limitations in the \
-             README); use a TLS-terminating proxy, or sslmode=disable on a trusted network"
-                .into(),
-        ));
+/// The driver's configuration for a connection string.
+pub fn config(c: &ConnInfo) -> Result<tokio_postgres::Config, String> {
+    use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+    let mut config = tokio_postgres::Config::new();
+    // Sessions say who they are (in pg_stat_activity, and in the lock messages of other runs).
+    config.application_name("anonymize");
+    let (mut hosts, mut ports) = (Vec::new(), Vec::new());
+    for (k, v) in &c.settings {
+        match k.as_str() {
+            "host" => hosts = v.split(',').map(str::to_string).collect(),
+            "port" => ports = v.split(',').map(str::to_string).collect(),
+            "dbname" => {
+                config.dbname(v);
+            }
+            "user" => {
+                config.user(v);
+            }
+            "options" => {
+                config.options(v);
+            }
+            "application_name" | "fallback_application_name" => {
+                config.application_name(v);
+            }
+            "connect_timeout" => {
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("connect_timeout must be a number of seconds, not \"{v}\""))?;
+                config.connect_timeout(std::time::Duration::from_secs(secs));
+            }
+            "keepalives" => {
+                config.keepalives(v != "0");
+            }
+            "keepalives_idle" => {
+                let secs: u64 = v.parse().map_err(|_| "keepalives_idle must be a number of seconds".to_string())?;
+                config.keepalives_idle(std::time::Duration::from_secs(secs));
+            }
+            "sslmode" => match v.as_str() {
+                "disable" => {
+                    config.ssl_mode(SslMode::Disable);
+                }
+                "allow" | "prefer" => {
+                    config.ssl_mode(SslMode::Prefer);
+                }
+                _ => {
+                    return Err(format!(
+                        "sslmode={v}: this build connects without TLS (see Known limitations in the \
+                         README); use a TLS-terminating proxy, or sslmode=disable on a trusted network"
+                    ))
+                }
+            },
+            "target_session_attrs" => match v.as_str() {
+                "any" => {
+                    config.target_session_attrs(TargetSessionAttrs::Any);
+                }
+                "read-write" => {
+                    config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+                }
+                _ => return Err(format!("target_session_attrs={v} is not supported")),
+            },
+            "channel_binding" => {
+                config.channel_binding(match v.as_str() {
+                    "disable" => ChannelBinding::Disable,
+                    "require" => ChannelBinding::Require,
+                    _ => ChannelBinding::Prefer,
+                });
+            }
+            "client_encoding" if v.eq_ignore_ascii_case("utf8") => {}
+            other => return Err(format!("the connection setting {other} is not supported")),
+        }
     }
-    // A nightly job must not hang on an unreachable host: 30 s unless the URL says otherwise.
+    for (i, h) in hosts.iter().enumerate() {
+        if h.starts_with('/') {
+            config.host_path(h);
+        } else {
+            config.host(h);
+        }
+        let port = ports.get(i).or(ports.first()).filter(|p| !p.is_empty());
+        config.port(match port {
+            Some(p) => p.parse().map_err(|_| format!("an invalid port \"{p}\""))?,
+            None => 5432,
+        });
+    }
+    if hosts.is_empty() {
+        config.host("localhost");
+        config.port(5432);
+    }
+    if let Some(p) = &c.password {
+        config.password(p.expose());
+    }
+    // A nightly job must not hang on an unreachable host: 30 s unless the string says otherwise.
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
+    Ok(config)
+}
+
+/// Connect; the connection's driver runs on the current tokio runtime.
+pub async fn connect(c: &ConnInfo) -> Result<Client, DbError> {
+    let failed = |message: String| DbError::Connect {
+        url: c.to_string(),
+        message,
+    };
+    let config = config(c).map_err(&failed)?;
     let (client, connection) = config
         .connect(NoTls)
         .await
-        .map_err(|e| failed(describe(&e)))?;
+        .map_err(|e| failed(describe_verbatim(&e)))?;
     tokio::spawn(async move {
         // Errors surface on the next query through the client.
         let _ = connection.await;
     });
-    log::debug!("connected to {}", redact(url));
+    log::debug!("connected to {c}");
     Ok(client)
 }
 
 pub(crate) fn query_err(context: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
-    move |e| DbError::Query {
-        context: context.to_string(),
-        message: describe(&e),
+    move |e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            return DbError::LockTimeout {
+                context: context.to_string(),
+                message: describe(&e),
+            };
+        }
+        DbError::Query {
+            context: context.to_string(),
+            message: describe(&e),
+        }
     }
 }
 
@@ -172,12 +327,175 @@ pub async fn identity(client: &Client) -> Result<String, DbError> {
     Ok(format!("{sysid}/{db}"))
 }
 
+/// The tables a run would read, as the catalog has them now (outside any snapshot): what the
+/// snapshot's transaction locks first.
+const LOCKABLE_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1";
+
+/// The source, opened for a run: one session in a read-only `REPEATABLE READ` transaction that
+/// holds `ACCESS SHARE` on every table it will read, and the catalog as that transaction sees it.
+pub struct Snapshot {
+    /// The exported snapshot, for other reader sessions to join.
+    pub id: String,
+    pub catalog: Catalog,
+}
+
+/// Open the source's snapshot the way no DDL can change a copied table under it: the tables are
+/// listed, then locked (`ACCESS SHARE`, waiting at most `lock_timeout` for a migration that holds
+/// an exclusive lock) at the start of the transaction — a lock takes no snapshot — and only then is
+/// the snapshot taken, by reading the catalog. So the catalog read, every COPY and every reader
+/// session see the same tables with the same columns until the run ends. Sessions run with
+/// `row_security = off`: a policy that would hide rows makes reading fail instead of copying part of
+/// a table. A table created or dropped between the list and the locks starts it over.
+pub async fn open_snapshot(
+    client: &Client,
+    lock_timeout: std::time::Duration,
+) -> Result<Snapshot, DbError> {
+    client
+        .batch_execute(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off",
+        )
+        .await
+        .map_err(query_err("making the source session read-only"))?;
+    for attempt in 1..=5 {
+        let names: Vec<String> = client
+            .query(LOCKABLE_SQL, &[])
+            .await
+            .map_err(query_err("listing the source tables"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL lock_timeout = '{}ms'",
+                lock_timeout.as_millis()
+            ))
+            .await
+            .map_err(query_err("opening a read-only snapshot on the source"))?;
+        match lock_tables(client, &names).await {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                // Dropped or renamed since the list: list again.
+                let _ = client.batch_execute("ROLLBACK").await;
+                log::info!(
+                    "source: a table changed before it was locked (attempt {attempt}); again"
+                );
+                continue;
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let held = blockers(client, &names, &["AccessExclusiveLock"]).await;
+                return Err(DbError::Query {
+                    context: format!(
+                        "locking the {} source tables to read (ACCESS SHARE, as pg_dump does)",
+                        names.len()
+                    ),
+                    message: format!(
+                        "waited {} s (--lock-timeout) for {held}",
+                        lock_timeout.as_secs()
+                    ),
+                });
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(query_err("locking the source tables")(e));
+            }
+        }
+        client
+            .batch_execute("SET LOCAL lock_timeout = 0")
+            .await
+            .map_err(query_err("opening a read-only snapshot on the source"))?;
+        // The snapshot is taken here, after the locks.
+        let catalog = read_catalog(client).await?;
+        let locked: BTreeSet<String> = names.into_iter().collect();
+        let unlocked = catalog
+            .tables
+            .iter()
+            .any(|t| !t.partitioned && !t.foreign && !locked.contains(&t.name.to_string()));
+        if unlocked {
+            // A table created between the list and the locks: it is not locked. Start over.
+            let _ = client.batch_execute("ROLLBACK").await;
+            log::info!("source: a table appeared before the snapshot (attempt {attempt}); again");
+            continue;
+        }
+        let row = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(query_err("exporting the source snapshot"))?;
+        let id: String = row.get(0);
+        log::info!(
+            "source: {} tables locked, read-only snapshot {id} exported",
+            locked.len()
+        );
+        return Ok(Snapshot { id, catalog });
+    }
+    Err(DbError::Query {
+        context: "opening the source snapshot".into(),
+        message: "the source's tables kept changing (created or dropped) while they were being locked; try again".into(),
+    })
+}
+
+/// `LOCK TABLE … IN ACCESS SHARE MODE`, a few hundred tables per statement.
+async fn lock_tables(client: &Client, names: &[String]) -> Result<(), tokio_postgres::Error> {
+    for chunk in names.chunks(500) {
+        client
+            .batch_execute(&format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                chunk.join(", ")
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Who holds a lock (of `modes`, or any when empty) on these tables: pid, user, application, state
+/// and for how long — never what they run. For a message after a lock wait timed out.
+pub async fn blockers(client: &Client, tables: &[String], modes: &[&str]) -> String {
+    let modes: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
+    let rows = client
+        .query(
+            "SELECT DISTINCT a.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''), \
+                    coalesce(a.state, '?'), \
+                    extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start))::bigint \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.granted AND l.pid <> pg_backend_pid() \
+               AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest($1::text[]) t) \
+               AND (cardinality($2::text[]) = 0 OR l.mode = ANY ($2::text[])) \
+             ORDER BY 1 LIMIT 5",
+            &[&tables, &modes],
+        )
+        .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => {
+            let who: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let app: &str = r.get(2);
+                    format!(
+                        "pid {} (user {}, application {}, {} for {} s)",
+                        r.get::<_, i32>(0),
+                        r.get::<_, &str>(1),
+                        if app.is_empty() { "unnamed" } else { app },
+                        r.get::<_, &str>(3),
+                        r.get::<_, i64>(4)
+                    )
+                })
+                .collect();
+            format!("a lock held by {}", who.join(", "))
+        }
+        _ => "a lock another session held (it has let go since)".into(),
+    }
+}
+
 /// Make the session read-only, open the snapshot every table is read in, and export it so other
-/// reader sessions can join it. Returns the snapshot's id.
+/// reader sessions can join it. Returns the snapshot's id. (Without locks: for reading the catalog
+/// only, as `check` and `scan` do.)
 pub async fn begin_snapshot(client: &Client) -> Result<String, DbError> {
     client
         .batch_execute(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
              BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )
         .await
@@ -192,8 +510,8 @@ pub async fn begin_snapshot(client: &Client) -> Result<String, DbError> {
 }
 
 /// Open a further read-only session on the source that sees exactly the exported snapshot.
-pub async fn join_snapshot(url: &str, snapshot: &str) -> Result<Client, DbError> {
-    let client = connect(url).await?;
+pub async fn join_snapshot(c: &ConnInfo, snapshot: &str) -> Result<Client, DbError> {
+    let client = connect(c).await?;
     // The id comes from pg_export_snapshot(): hex digits and dashes, safe inside quotes.
     let id: String = snapshot
         .chars()
@@ -201,7 +519,7 @@ pub async fn join_snapshot(url: &str, snapshot: &str) -> Result<Client, DbError>
         .collect();
     client
         .batch_execute(&format!(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
              BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
         ))
         .await
@@ -224,6 +542,12 @@ pub struct CatalogTable {
     pub name: QualifiedName,
     /// A partitioned table holds no rows itself; its leaves are copied instead.
     pub partitioned: bool,
+    /// A foreign table: never read (its rule is `skip`).
+    pub foreign: bool,
+    /// Row-level security would hide rows of it from the source role.
+    pub rls_hides: bool,
+    /// The source role may write to it.
+    pub writable: bool,
     /// The top of the partition tree this leaf belongs to.
     pub partition_root: Option<QualifiedName>,
     pub columns: Vec<CatalogColumn>,
@@ -250,9 +574,23 @@ pub struct SequenceState {
     pub start_value: i64,
 }
 
+/// A materialized view: staging rebuilds it from the anonymized tables after the load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatView {
+    pub name: QualifiedName,
+    /// `WITH DATA` in the source (an unpopulated one stays unpopulated).
+    pub populated: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub tables: Vec<CatalogTable>,
+    /// Materialized views in an order where each comes after those it reads.
+    pub matviews: Vec<MatView>,
+    /// Large objects in the source.
+    pub large_objects: i64,
+    /// The source role is a superuser.
+    pub superuser: bool,
     pub sequences: Vec<SequenceState>,
     /// Sequences the source role may not read (pg_sequences shows them without a value).
     pub unreadable_sequences: Vec<QualifiedName>,
@@ -275,6 +613,7 @@ impl Catalog {
                     meta: Some(cols.iter().map(|c| c.meta.clone()).collect()),
                     rows: t.rows_estimate(),
                     database: None,
+                    foreign: t.foreign,
                 }
             })
             .collect()
@@ -357,17 +696,41 @@ SELECT n.nspname, c.relname, c.relkind::text, c.reltuples::bigint,
        a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated <> '' AS generated,
        r.typname, r.typcategory::text,
        CASE WHEN r.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END AS max_len,
-       EXISTS (SELECT 1 FROM single_unique u WHERE u.indrelid = c.oid AND u.attnum = a.attnum) AS is_unique
+       EXISTS (SELECT 1 FROM single_unique u WHERE u.indrelid = c.oid AND u.attnum = a.attnum) AS is_unique,
+       -- Row-level security that would hide rows from this role (pg_dump refuses such a table too).
+       c.relrowsecurity AND NOT (me.rolsuper OR me.rolbypassrls)
+           AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) AS rls_hides,
+       c.relkind = 'r' AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') AS writable
 FROM pg_class c
+CROSS JOIN (SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user) me
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN resolved r ON r.oid = a.atttypid
 LEFT JOIN pg_class rc ON c.relispartition AND rc.oid = pg_partition_root(c.oid)
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-WHERE c.relkind IN ('r', 'p')
+WHERE c.relkind IN ('r', 'p', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
 ORDER BY n.nspname, c.relname, a.attnum
 "#;
+
+/// Materialized views, whether they hold rows, and the views and materialized views each one reads
+/// (one row per dependency; none for a view that reads only tables).
+pub const MATVIEWS_SQL: &str = r#"
+SELECT vn.nspname, v.relname, v.relkind::text, v.relispopulated, dn.nspname, dep.relname
+FROM pg_class v
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+LEFT JOIN pg_rewrite r ON r.ev_class = v.oid
+LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+LEFT JOIN pg_class dep ON dep.oid = d.refobjid AND dep.relkind IN ('v', 'm')
+LEFT JOIN pg_namespace dn ON dn.oid = dep.relnamespace
+WHERE v.relkind IN ('v', 'm')
+  AND vn.nspname NOT IN ('pg_catalog', 'information_schema') AND vn.nspname NOT LIKE 'pg\_%'
+ORDER BY 1, 2
+"#;
+
+const ROLE_SQL: &str = "SELECT rolsuper, \
+     (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) FROM pg_roles WHERE rolname = current_user";
 
 const SEQUENCES_SQL: &str =
     "SELECT schemaname::text, sequencename::text, last_value, start_value, \
@@ -397,6 +760,9 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
             tables.push(CatalogTable {
                 name,
                 partitioned: row.get::<_, &str>(2) == "p",
+                foreign: row.get::<_, &str>(2) == "f",
+                rls_hides: row.get(14),
+                writable: row.get(15),
                 partition_root: root,
                 columns: Vec::new(),
                 row_estimate: row.get::<_, i64>(3).max(0),
@@ -448,30 +814,90 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
             )
         })
         .collect();
+    let role = client
+        .query_one(ROLE_SQL, &[])
+        .await
+        .map_err(query_err("reading the source role"))?;
+    let matviews = matviews_in_order(
+        client
+            .query(MATVIEWS_SQL, &[])
+            .await
+            .map_err(query_err("reading the source's materialized views"))?,
+    );
     Ok(Catalog {
         tables,
+        matviews,
+        large_objects: role.get(1),
+        superuser: role.get(0),
         sequences,
         unreadable_sequences,
         foreign_keys,
     })
 }
 
-/// The source's schema as SQL, from `pg_dump --schema-only` (owners and grants left out, psql-only
-/// `\restrict` lines removed so the text runs as plain SQL).
-pub fn schema_sql(url: &str) -> Result<String, DbError> {
+/// Materialized views from the rows of [`MATVIEWS_SQL`], each after the materialized views it
+/// reads, directly or through views.
+pub fn matviews_in_order(rows: Vec<tokio_postgres::Row>) -> Vec<MatView> {
+    let mut kinds: BTreeMap<QualifiedName, (bool, bool)> = BTreeMap::new();
+    let mut deps: BTreeMap<QualifiedName, BTreeSet<QualifiedName>> = BTreeMap::new();
+    for r in rows {
+        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        kinds.insert(name.clone(), (r.get::<_, &str>(2) == "m", r.get(3)));
+        let dep = deps.entry(name).or_default();
+        if let (Some(s), Some(n)) = (r.get::<_, Option<&str>>(4), r.get::<_, Option<&str>>(5)) {
+            dep.insert(QualifiedName::new(s, n));
+        }
+    }
+    order_matviews(&kinds, &deps)
+}
+
+/// Materialized views ordered so that each comes after every materialized view it reads through
+/// any chain of views. `kinds`: name → (is materialized, is populated); `deps`: what each reads.
+pub fn order_matviews(
+    kinds: &BTreeMap<QualifiedName, (bool, bool)>,
+    deps: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>,
+) -> Vec<MatView> {
+    fn visit(
+        n: &QualifiedName,
+        kinds: &BTreeMap<QualifiedName, (bool, bool)>,
+        deps: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>,
+        seen: &mut BTreeSet<QualifiedName>,
+        out: &mut Vec<MatView>,
+    ) {
+        if !seen.insert(n.clone()) {
+            return;
+        }
+        for d in deps.get(n).into_iter().flatten() {
+            visit(d, kinds, deps, seen, out);
+        }
+        if let Some((true, populated)) = kinds.get(n) {
+            out.push(MatView {
+                name: n.clone(),
+                populated: *populated,
+            });
+        }
+    }
+    let (mut seen, mut out) = (BTreeSet::new(), Vec::new());
+    for n in kinds.keys() {
+        visit(n, kinds, deps, &mut seen, &mut out);
+    }
+    out
+}
+
+/// The source's schema as SQL, from `pg_dump --schema-only` (owners and grants left out) in the
+/// run's exported snapshot when there is one, so schema and data are one moment. The connection
+/// goes to pg_dump without its password, which travels in pg_dump's environment only: nothing
+/// secret is on a command line other users can read.
+pub fn schema_sql(c: &ConnInfo, snapshot: Option<&str>) -> Result<String, DbError> {
     let context = "running pg_dump --schema-only on the source";
-    // The password goes through the environment, not the command line other users can read.
-    let (url, password) = split_password(url);
     let mut cmd = std::process::Command::new("pg_dump");
-    cmd.args([
-        "--schema-only",
-        "--no-owner",
-        "--no-privileges",
-        "--dbname",
-        &url,
-    ]);
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p);
+    cmd.args(["--schema-only", "--no-owner", "--no-privileges"]);
+    if let Some(id) = snapshot {
+        cmd.arg(format!("--snapshot={id}"));
+    }
+    cmd.arg("--dbname").arg(c.without_password());
+    if let Some(p) = &c.password {
+        cmd.env("PGPASSWORD", p.expose());
     }
     let out = cmd
         .stdin(std::process::Stdio::null())
@@ -490,45 +916,342 @@ pub fn schema_sql(url: &str) -> Result<String, DbError> {
             message: redact(String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
-    let text = String::from_utf8(out.stdout).map_err(|_| DbError::Query {
+    String::from_utf8(out.stdout).map_err(|_| DbError::Query {
         context: context.into(),
         message: "pg_dump wrote invalid UTF-8".into(),
-    })?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .map(|l| format!("{l}\n"))
-        .collect())
+    })
 }
 
-/// A URL without its `user:password@` password, and the password (percent-decoded).
-pub fn split_password(url: &str) -> (String, Option<String>) {
-    let Some((from, to)) = password_span(url) else {
-        return (url.to_string(), None);
+/// Keys of EXPLAIN's JSON whose values are expressions the server deparsed from its own parse.
+const EXPRESSION_KEYS: &[&str] = &[
+    "Filter",
+    "Join Filter",
+    "One-Time Filter",
+    "Index Cond",
+    "Recheck Cond",
+    "TID Cond",
+    "Hash Cond",
+    "Merge Cond",
+    "Output",
+    "Sort Key",
+    "Group Key",
+    "Function Call",
+    "Table Function Call",
+    "Cache Key",
+    "Presorted Key",
+];
+
+/// Words followed by `(` in a deparsed expression that are SQL syntax, not calls of a function the
+/// catalog lists by that name.
+const SYNTAX_WORDS: &[&str] = &[
+    "any",
+    "all",
+    "some",
+    "array",
+    "row",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "exists",
+    "case",
+    "cast",
+    "trim",
+    "in",
+    "not",
+    "and",
+    "or",
+    "values",
+    "treat",
+    "filter",
+    "over",
+    "within",
+    "grouping",
+    "xmlconcat",
+    "xmlelement",
+    "xmlforest",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "xmlexists",
+    "subplan",
+    "initplan",
+    "hashed",
+    "collate",
+    "is",
+    "distinct",
+    "from",
+    "operator",
+    "json_object",
+    "json_array",
+    "json_scalar",
+    "json_serialize",
+];
+
+/// The functions, operators and casts an expression (as the server deparsed it) calls.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Calls {
+    /// (schema if written, name)
+    pub functions: BTreeSet<(Option<String>, String)>,
+    pub operators: BTreeSet<String>,
+    /// Type names cast to.
+    pub casts: BTreeSet<String>,
+}
+
+/// What a deparsed expression calls, read with the SQL lexer.
+pub fn calls(expr: &str) -> Calls {
+    use crate::sql::lexer::{self, Kind};
+    let text = expr.as_bytes();
+    let toks: Vec<lexer::Token> = match lexer::tokens(text, true) {
+        Ok(t) => t.into_iter().filter(lexer::significant).collect(),
+        Err(_) => return Calls::default(),
     };
-    let raw = &url.as_bytes()[from..to];
-    let mut bytes = Vec::with_capacity(raw.len());
+    let name = |t: &lexer::Token| -> Option<String> {
+        match t.kind {
+            Kind::Word => lexer::word(text, t).map(|w| w.into_owned()),
+            Kind::QuotedIdent => crate::sql::statement::unquote_ident(&text[t.start..t.end]),
+            _ => None,
+        }
+    };
+    let mut out = Calls::default();
     let mut i = 0;
-    while i < raw.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            raw[i],
-            raw.get(i + 1).copied().and_then(hex),
-            raw.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                bytes.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                bytes.push(b);
+    while i < toks.len() {
+        let t = toks[i];
+        match t.kind {
+            Kind::Cast => {
+                // A type: words and dots, then perhaps modifiers in parentheses and brackets.
+                let mut parts = Vec::new();
                 i += 1;
+                while let Some(n) = toks.get(i).and_then(&name) {
+                    parts.push(n);
+                    i += 1;
+                    if toks.get(i).map(|t| t.kind) == Some(Kind::Dot) {
+                        i += 1;
+                    } else if toks.get(i).map(|t| t.kind) == Some(Kind::Word) {
+                        // `character varying`, `timestamp with time zone`.
+                        continue;
+                    } else {
+                        break;
+                    }
+                }
+                if toks.get(i).map(|t| t.kind) == Some(Kind::Open) {
+                    let mut depth = 0;
+                    while let Some(t) = toks.get(i) {
+                        match t.kind {
+                            Kind::Open => depth += 1,
+                            Kind::Close => depth -= 1,
+                            _ => {}
+                        }
+                        i += 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                }
+                if !parts.is_empty() {
+                    out.casts.insert(parts.join(" "));
+                }
+                continue;
             }
+            Kind::Op => {
+                out.operators
+                    .insert(String::from_utf8_lossy(&text[t.start..t.end]).into_owned());
+            }
+            Kind::Word | Kind::QuotedIdent
+                if toks.get(i + 1).map(|t| t.kind) == Some(Kind::Open) =>
+            {
+                if let Some(f) = name(&t) {
+                    let schema = (i >= 2 && toks[i - 1].kind == Kind::Dot)
+                        .then(|| name(&toks[i - 2]))
+                        .flatten();
+                    if schema.is_some() || !SYNTAX_WORDS.contains(&f.as_str()) {
+                        out.functions.insert((schema, f));
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A `json` value as text.
+struct JsonText(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(JsonText(String::from_utf8(raw.to_vec())?))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::JSON
+    }
+}
+
+/// A filter is one expression inside the parentheses the tool puts around it: no `;`, no `)`
+/// that closes more than it opened, no comment (which could hide the closing parenthesis).
+pub fn filter_shape(filter: &str) -> Option<String> {
+    use crate::sql::lexer::{self, Kind};
+    let toks = match lexer::tokens(filter.as_bytes(), true) {
+        Ok(t) => t,
+        Err(_) => return Some("has an unterminated quote or comment".into()),
+    };
+    let mut depth = 0i32;
+    for t in toks {
+        match t.kind {
+            Kind::Semicolon => return Some("has a `;`: a filter is one expression".into()),
+            Kind::LineComment | Kind::BlockComment => {
+                return Some("has a comment: write the filter without one".into())
+            }
+            Kind::Backslash => return Some("has a backslash outside quotes".into()),
+            Kind::Open => depth += 1,
+            Kind::Close => {
+                depth -= 1;
+                if depth < 0 {
+                    return Some("closes a parenthesis it did not open".into());
+                }
+            }
+            _ => {}
         }
     }
-    // Drop the ":password" part, keeping "user@".
-    let without = format!("{}{}", &url[..from - 1], &url[to..]);
-    (without, Some(String::from_utf8_lossy(&bytes).into_owned()))
+    (depth != 0).then(|| "leaves a parenthesis open".to_string())
+}
+
+/// Whether a table's `where` filter can only read: the server parses and plans it (EXPLAIN, which
+/// runs nothing), and every function, operator and cast in what it planned must be immutable or
+/// stable in the catalog — a volatile one (dblink_exec, lo_export, nextval, pg_sleep, …) could
+/// change something, even in a read-only transaction. `None` when it may run; else why not.
+pub async fn filter_problem(
+    client: &Client,
+    table: &QualifiedName,
+    filter: &str,
+) -> Result<Option<String>, DbError> {
+    if let Some(why) = filter_shape(filter) {
+        return Ok(Some(why));
+    }
+    // The extended protocol: one statement, whatever the filter holds.
+    let text = match client
+        .query_one(
+            &format!("EXPLAIN (VERBOSE, FORMAT JSON) SELECT 1 FROM ONLY {table} WHERE ({filter})"),
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row.get::<_, JsonText>(0).0,
+        Err(e) if e.as_db_error().is_some() => {
+            // Planning reads no row: the message is about the filter's own text.
+            return Ok(Some(format!(
+                "does not run on the source: {}",
+                describe_verbatim(&e)
+            )));
+        }
+        Err(e) => return Err(query_err("checking a where filter")(e)),
+    };
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut found = Calls::default();
+    let mut walk = vec![&plan];
+    while let Some(v) = walk.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    if EXPRESSION_KEYS.contains(&k.as_str()) {
+                        let exprs: Vec<&str> = match child {
+                            serde_json::Value::String(s) => vec![s.as_str()],
+                            serde_json::Value::Array(a) => {
+                                a.iter().filter_map(|x| x.as_str()).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        for e in exprs {
+                            let c = calls(e);
+                            found.functions.extend(c.functions);
+                            found.operators.extend(c.operators);
+                            found.casts.extend(c.casts);
+                        }
+                    } else {
+                        walk.push(child);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => walk.extend(a),
+            _ => {}
+        }
+    }
+    let names: Vec<String> = found.functions.iter().map(|(_, n)| n.clone()).collect();
+    let rows = client
+        .query(
+            "SELECT p.proname::text, n.nspname::text, p.provolatile::text FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = ANY ($1)",
+            &[&names],
+        )
+        .await
+        .map_err(query_err("checking a where filter"))?;
+    let mut problems = Vec::new();
+    for (schema, f) in &found.functions {
+        let matching: Vec<&tokio_postgres::Row> = rows
+            .iter()
+            .filter(|r| {
+                r.get::<_, &str>(0) == f
+                    && schema.as_deref().is_none_or(|s| r.get::<_, &str>(1) == s)
+            })
+            .collect();
+        let shown = match schema {
+            Some(s) => format!("{s}.{f}"),
+            None => f.clone(),
+        };
+        if matching.is_empty() {
+            problems.push(format!(
+                "calls {shown}(), which the source catalog does not list"
+            ));
+        } else if matching.iter().any(|r| r.get::<_, &str>(2) == "v") {
+            problems.push(format!("calls the volatile function {shown}()"));
+        }
+    }
+    let ops: Vec<String> = found.operators.iter().cloned().collect();
+    for r in client
+        .query(
+            "SELECT DISTINCT o.oprname::text, p.proname::text FROM pg_operator o \
+             JOIN pg_proc p ON p.oid = o.oprcode WHERE o.oprname = ANY ($1) AND p.provolatile = 'v'",
+            &[&ops],
+        )
+        .await
+        .map_err(query_err("checking a where filter"))?
+    {
+        problems.push(format!(
+            "uses the operator {}, which calls the volatile function {}()",
+            r.get::<_, &str>(0),
+            r.get::<_, &str>(1)
+        ));
+    }
+    let types: Vec<String> = found.casts.iter().cloned().collect();
+    for r in client
+        .query(
+            "SELECT DISTINCT t, p.proname::text FROM unnest($1::text[]) t \
+             JOIN pg_type ty ON ty.oid = to_regtype(t) \
+             LEFT JOIN pg_cast c ON c.casttarget = ty.oid \
+             JOIN pg_proc p ON p.oid IN (c.castfunc, ty.typinput) WHERE p.provolatile = 'v'",
+            &[&types],
+        )
+        .await
+        .map_err(query_err("checking a where filter"))?
+    {
+        problems.push(format!(
+            "casts to {}, which calls the volatile function {}()",
+            r.get::<_, &str>(0),
+            r.get::<_, &str>(1)
+        ));
+    }
+    Ok((!problems.is_empty()).then(|| {
+        format!(
+            "{}: a filter may only read (immutable and stable functions)",
+            problems.join("; ")
+        )
+    }))
 }
 
 /// The statement that streams one table's rows (the first `limit` the server finds, for a sample).
@@ -557,51 +1280,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_never_reach_messages() {
-        let cases = [
-            (
-                "postgres://app:s3cr3t@db.internal:5432/prod",
-                "postgres://app:***@db.internal:5432/prod",
-            ),
-            ("postgresql://app@db/prod", "postgresql://app@db/prod"),
-            (
-                "postgres://db/prod?user=app&password=s3cr3t",
-                "postgres://db/prod?user=app&password=***",
-            ),
-            (
-                "host=db user=app password=s3cr3t dbname=prod",
-                "host=db user=app password=*** dbname=prod",
-            ),
-            (
-                "host=db password='with space' dbname=prod",
-                "host=db password=*** dbname=prod",
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(redact(input), want);
-        }
-    }
-
-    #[test]
-    fn passwords_are_split_off_for_subprocesses() {
-        assert_eq!(
-            split_password("postgres://app:p%40ss%3Aw@db:5432/prod?sslmode=require"),
-            (
-                "postgres://app@db:5432/prod?sslmode=require".to_string(),
-                Some("p@ss:w".to_string())
-            )
-        );
-        assert_eq!(
-            split_password("postgres://app@db/prod"),
-            ("postgres://app@db/prod".to_string(), None)
-        );
-        assert_eq!(
-            split_password("postgres://db/prod"),
-            ("postgres://db/prod".to_string(), None)
-        );
-    }
-
-    #[test]
     fn copy_statements_quote_names_and_skip_nothing() {
         assert_eq!(
             copy_out_sql(
@@ -624,6 +1302,9 @@ mod tests {
                 .map(|_| QualifiedName::new("public", "payment")),
             columns: Vec::new(),
             row_estimate: 0,
+            foreign: false,
+            rls_hides: false,
+            writable: false,
         };
         let q = |n: &str| QualifiedName::new("public", n);
         let catalog = Catalog {
@@ -647,6 +1328,9 @@ mod tests {
                 (q("a"), q("b")),
                 (q("b"), q("a")),
             ],
+            matviews: Vec::new(),
+            large_objects: 0,
+            superuser: false,
         };
         let order: Vec<String> = catalog
             .load_order()

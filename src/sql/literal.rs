@@ -39,6 +39,8 @@ pub enum TupleError {
     Malformed,
     #[error("a string constant in the VALUES tuple is not valid")]
     BadString,
+    #[error("a comment inside the VALUES tuple")]
+    Comment,
 }
 
 /// The elements of one tuple, whose text is `( … )`.
@@ -151,6 +153,10 @@ fn each_element(tuple: &[u8], scs: bool, mut f: impl FnMut(Element)) -> Result<(
             Err(_) => return Err(TupleError::Malformed),
         };
         pos = t.end;
+        if matches!(t.kind, Kind::LineComment | Kind::BlockComment) {
+            // A comment would pass between the constants the rules rewrite.
+            return Err(TupleError::Comment);
+        }
         if !lexer::significant(&t) {
             continue;
         }

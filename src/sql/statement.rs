@@ -23,6 +23,13 @@ pub enum Statement {
     LargeObject,
     /// `COMMENT ON …` or `SECURITY LABEL …`: free text about an object.
     Comment,
+    /// A foreign server, user mapping or foreign table (or a statement about one): in staging they
+    /// would read another server, perhaps production itself. The text is already without secrets;
+    /// `table` names a foreign table this statement creates.
+    Foreign {
+        text: Vec<u8>,
+        table: Option<QualifiedName>,
+    },
     /// A psql meta-command that switches the database (`\connect db`).
     Connect(String),
     /// Not allowed to pass: what it is, for the message.
@@ -34,12 +41,100 @@ pub enum Statement {
 pub enum Info {
     #[default]
     None,
-    /// `SET standard_conforming_strings = on|off`.
-    StandardConformingStrings(bool),
+    /// The session settings after a SET, RESET, BEGIN, COMMIT, `set_config` or `\encoding`.
+    Session(Session),
     /// A table and its columns, for data statements that name none.
     CreateTable(TableDef),
     /// `ALTER TABLE ONLY parent ATTACH PARTITION child …`: (child, parent).
     Attach(QualifiedName, QualifiedName),
+    /// An ALTER TABLE that changes a table's columns or name: what was known of its columns no
+    /// longer holds. `unqualified`: its name had no schema (any table of that name).
+    Forget {
+        table: QualifiedName,
+        unqualified: bool,
+    },
+    /// `DROP TABLE`: these tables are gone.
+    Dropped(Vec<(QualifiedName, bool)>),
+    /// A `DROP … CASCADE` or a schema rename: columns of any table may have changed.
+    ForgetAll,
+}
+
+/// What the session a dump is replayed into is known to be set to: the settings that change how
+/// its text is read (string escapes, bytes, unqualified names). A psql session starts with the
+/// server's defaults, which this reader cannot know, and `\connect` starts a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Session {
+    /// `standard_conforming_strings`; `None` until the dump sets it.
+    pub scs: Option<bool>,
+    /// `client_encoding` is known to be UTF8 (until then, only ASCII text is read).
+    pub utf8: bool,
+    pub search_path: SearchPath,
+    /// Inside BEGIN … COMMIT: a SET of the settings above could be rolled back, so it is refused.
+    pub in_transaction: bool,
+}
+
+impl Session {
+    /// A session as pg_dump's own header leaves it (for tests and for reading pieces of SQL).
+    pub fn pg_dump() -> Session {
+        Session {
+            scs: Some(true),
+            utf8: true,
+            search_path: SearchPath::Unset,
+            in_transaction: false,
+        }
+    }
+
+    /// `standard_conforming_strings` for splitting text into tokens: on when not known (a string
+    /// with a backslash is refused then, so both readings agree on everything that passes).
+    pub fn lexing_scs(&self) -> bool {
+        self.scs.unwrap_or(true)
+    }
+}
+
+/// Where unqualified names go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchPath {
+    /// Never set: the server's default (`"$user", public`), taken as `public`.
+    #[default]
+    Unset,
+    /// Set to a list whose first schema (after `"$user"`) is `public`.
+    Public,
+    /// Set to anything else (pg_dump sets it to `''` and qualifies every name).
+    Other,
+}
+
+impl SearchPath {
+    fn of_list<S: AsRef<str>>(items: &[S]) -> SearchPath {
+        let first = items
+            .iter()
+            .map(|s| s.as_ref().trim())
+            .find(|s| *s != "$user");
+        match first {
+            Some("public") => SearchPath::Public,
+            _ => SearchPath::Other,
+        }
+    }
+
+    /// `search_path` as a string (`set_config`'s value): names split at commas, quotes removed.
+    fn of_string(v: &str) -> SearchPath {
+        let items: Vec<String> = v
+            .split(',')
+            .map(|i| {
+                let i = i.trim();
+                match i.strip_prefix('"').and_then(|i| i.strip_suffix('"')) {
+                    Some(q) => q.replace("\"\"", "\""),
+                    None => i.to_lowercase(),
+                }
+            })
+            .filter(|i| !i.is_empty())
+            .collect();
+        SearchPath::of_list(&items)
+    }
+
+    /// Unqualified names resolve to `public`.
+    pub fn resolves_public(self) -> bool {
+        self != SearchPath::Other
+    }
 }
 
 /// The kinds of production secret cut out of schema statements.
@@ -73,6 +168,8 @@ pub struct TableDef {
     pub parents: Vec<QualifiedName>,
     /// Created as `PARTITION OF` its (only) parent.
     pub partition: bool,
+    /// Some name in it had no schema.
+    pub unqualified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +177,8 @@ pub struct CopyStatement {
     pub table: QualifiedName,
     pub columns: Option<Vec<String>>,
     pub format: CopyFormat,
+    /// The table's name had no schema.
+    pub unqualified: bool,
 }
 
 /// `INSERT INTO table [(columns)] [OVERRIDING … VALUE] VALUES`, up to the first tuple.
@@ -87,6 +186,8 @@ pub struct CopyStatement {
 pub struct InsertHeader {
     pub table: QualifiedName,
     pub columns: Option<Vec<String>>,
+    /// The table's name had no schema.
+    pub unqualified: bool,
 }
 
 /// The significant tokens of a statement, read front to back.
@@ -94,15 +195,34 @@ struct Cursor<'a> {
     text: &'a [u8],
     toks: Vec<Token>,
     i: usize,
+    /// The text has a comment somewhere.
+    comments: bool,
+    /// A plain `'…'` string holds a backslash (read differently as standard_conforming_strings is
+    /// on or off).
+    backslash_string: bool,
+    /// A name read by `qualified` had no schema.
+    unqualified: bool,
 }
 
 impl<'a> Cursor<'a> {
     fn new(text: &'a [u8], scs: bool) -> Result<Self, String> {
         let toks = lexer::tokens(text, scs).map_err(|_| "an unterminated quote".to_string())?;
+        let comments = toks
+            .iter()
+            .any(|t| matches!(t.kind, Kind::LineComment | Kind::BlockComment));
+        let backslash_string = toks.iter().any(|t| {
+            matches!(
+                t.kind,
+                Kind::Str(lexer::Str::Plain | lexer::Str::National | lexer::Str::Unicode)
+            ) && text[t.start..t.end].contains(&b'\\')
+        });
         Ok(Cursor {
             text,
             toks: toks.into_iter().filter(lexer::significant).collect(),
             i: 0,
+            comments,
+            backslash_string,
+            unqualified: false,
         })
     }
 
@@ -177,6 +297,7 @@ impl<'a> Cursor<'a> {
             }
             Some(QualifiedName::new(&first, &second))
         } else {
+            self.unqualified = true;
             Some(QualifiedName::new("public", &first))
         }
     }
@@ -217,42 +338,139 @@ pub fn unquote_ident(raw: &[u8]) -> Option<String> {
     Some(inner.replace("\"\"", "\""))
 }
 
-/// Classify a complete statement (its text from its first token to its end). `scs` is the current
-/// `standard_conforming_strings`.
-pub fn classify(text: &[u8], scs: bool) -> Statement {
-    match classify_inner(text, scs) {
+/// Classify a complete statement (its text from its first token to its end) read in `session`.
+pub fn classify(text: &[u8], session: &Session) -> Statement {
+    match classify_inner(text, session) {
         Ok(s) => s,
         Err(why) => Statement::Refused(why),
     }
 }
 
-fn classify_inner(text: &[u8], scs: bool) -> Result<Statement, String> {
-    if text.first() == Some(&b'\\') {
-        return meta(text);
+/// SQL commands by their first word: a refused statement is named by it only when it is one of
+/// these (a word that is not could be a data row read as SQL).
+const COMMANDS: &[&str] = &[
+    "abort",
+    "alter",
+    "analyze",
+    "begin",
+    "call",
+    "checkpoint",
+    "close",
+    "cluster",
+    "comment",
+    "commit",
+    "copy",
+    "create",
+    "deallocate",
+    "declare",
+    "delete",
+    "discard",
+    "do",
+    "drop",
+    "end",
+    "execute",
+    "explain",
+    "fetch",
+    "grant",
+    "import",
+    "insert",
+    "listen",
+    "load",
+    "lock",
+    "merge",
+    "move",
+    "notify",
+    "prepare",
+    "reassign",
+    "refresh",
+    "reindex",
+    "release",
+    "reset",
+    "revoke",
+    "rollback",
+    "savepoint",
+    "security",
+    "select",
+    "set",
+    "show",
+    "start",
+    "table",
+    "truncate",
+    "unlisten",
+    "update",
+    "vacuum",
+    "values",
+    "with",
+];
+
+/// `word` in upper case when it is one of `known`, else `what` (never a word from the dump that
+/// is not a keyword).
+fn named(word: &str, known: &[&str], what: &str) -> String {
+    if known.contains(&word) {
+        word.to_uppercase()
+    } else {
+        what.to_string()
     }
-    let mut c = Cursor::new(text, scs)?;
+}
+
+fn classify_inner(text: &[u8], session: &Session) -> Result<Statement, String> {
+    if text.first() == Some(&b'\\') {
+        return meta(text, session);
+    }
+    let mut c = Cursor::new(text, session.lexing_scs())?;
     if c.toks.iter().any(|t| t.kind == Kind::Backslash) {
         return Err("a statement with a psql meta-command inside it".into());
+    }
+    if session.scs.is_none() && c.backslash_string {
+        return Err("a quoted string with a backslash before the dump sets \
+                    standard_conforming_strings (its meaning depends on that setting)"
+            .into());
     }
     let Some(first) = c.peek_word() else {
         return Err("a statement that does not start with a keyword".into());
     };
     let schema = |info| Ok(Statement::Schema(info));
     match first.as_str() {
-        "set" => set_statement(&mut c),
-        "reset" | "begin" | "commit" | "end" | "start" | "rollback" | "refresh" | "analyze"
-        | "analyse" | "vacuum" | "truncate" | "checkpoint" => schema(Info::None),
-        "create" => create(&mut c, text, scs),
-        "alter" => alter(&mut c, text, scs),
+        "set" => set_statement(&mut c, session),
+        "reset" => reset_statement(&mut c, session),
+        "begin" | "start" => {
+            if first == "start" && c.word_at(1).as_deref() != Some("transaction") {
+                return Err("a START statement".into());
+            }
+            Ok(Statement::Schema(Info::Session(Session {
+                in_transaction: true,
+                ..session.clone()
+            })))
+        }
+        "commit" | "end" | "rollback" | "abort" => {
+            if first == "rollback" && c.word_at(1).as_deref() == Some("to") {
+                return Err("a ROLLBACK TO SAVEPOINT".into());
+            }
+            if matches!(c.word_at(1).as_deref(), Some("prepared")) {
+                return Err("a prepared transaction".into());
+            }
+            Ok(Statement::Schema(Info::Session(Session {
+                in_transaction: false,
+                ..session.clone()
+            })))
+        }
+        "refresh" | "analyze" | "analyse" | "vacuum" | "truncate" | "checkpoint" => {
+            schema(Info::None)
+        }
+        "create" => create(&mut c, text, session),
+        "alter" => alter(&mut c, text),
         "drop" => {
             if mentions_large_object(&c, 1) {
                 return Ok(Statement::LargeObject);
             }
-            schema(Info::None)
+            drop_statement(&mut c)
         }
         "grant" | "revoke" => {
             if mentions_large_object(&c, 1) {
                 return Ok(Statement::LargeObject);
+            }
+            if mentions_pair(&c, 1, "foreign", "server") {
+                return foreign(Statement::Schema(Info::None), text, None);
             }
             schema(Info::None)
         }
@@ -260,54 +478,190 @@ fn classify_inner(text: &[u8], scs: bool) -> Result<Statement, String> {
             if mentions_large_object(&c, 1) {
                 return Ok(Statement::LargeObject);
             }
+            if mentions_pair(&c, 1, "foreign", "table")
+                || (c.word_at(2).as_deref() == Some("server"))
+                || mentions_pair(&c, 1, "user", "mapping")
+            {
+                return foreign(Statement::Schema(Info::None), text, None);
+            }
             Ok(Statement::Comment)
         }
-        "select" => select(&mut c),
+        "select" => select(&mut c, session),
         "copy" => copy(&mut c),
-        "insert" => Err(insert_refusal(text, scs)),
-        other => Err(format!("a {} statement", other.to_uppercase())),
+        "insert" => Err(insert_refusal(text, session.lexing_scs())),
+        "import" => foreign(Statement::Schema(Info::None), text, None),
+        other => Err(format!(
+            "a {} statement",
+            named(
+                other,
+                COMMANDS,
+                "statement that does not start with an SQL command; a"
+            )
+        )),
     }
 }
 
-/// Whether `LARGE OBJECT` appears among the statement's first words (after `skip`).
-fn mentions_large_object(c: &Cursor, skip: usize) -> bool {
+/// Whether a refused statement is a `COPY … FROM stdin`, whose rows follow it.
+pub fn is_copy_from_stdin(text: &[u8], scs: bool) -> bool {
+    let Ok(c) = Cursor::new(text, scs) else {
+        return false;
+    };
+    c.word_at(0).as_deref() == Some("copy")
+        && (0..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("stdin"))
+}
+
+/// Whether two words appear in a row among the statement's first words (after `skip`).
+fn mentions_pair(c: &Cursor, skip: usize, a: &str, b: &str) -> bool {
     let words: Vec<Option<String>> = (skip..c.toks.len().min(skip + 12))
         .map(|i| c.word_at(i))
         .collect();
     words
         .windows(2)
-        .any(|w| w[0].as_deref() == Some("large") && w[1].as_deref() == Some("object"))
+        .any(|w| w[0].as_deref() == Some(a) && w[1].as_deref() == Some(b))
 }
 
-fn meta(text: &[u8]) -> Result<Statement, String> {
+/// The qualified names a statement mentions (`schema.name`, and plain names as `public.name`).
+pub fn names_in(text: &[u8], scs: bool) -> Vec<QualifiedName> {
+    let Ok(mut c) = Cursor::new(text, scs) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while c.i < c.toks.len() {
+        let start = c.i;
+        match c.qualified() {
+            Some(n) => out.push(n),
+            None => c.i = start + 1,
+        }
+    }
+    out
+}
+
+/// Whether `LARGE OBJECT` appears among the statement's first words (after `skip`).
+fn mentions_large_object(c: &Cursor, skip: usize) -> bool {
+    mentions_pair(c, skip, "large", "object")
+}
+
+/// psql's meta-commands, for naming a refused one.
+const META_COMMANDS: &[&str] = &[
+    "a",
+    "bind",
+    "c",
+    "cd",
+    "conninfo",
+    "connect",
+    "copy",
+    "copyright",
+    "crosstabview",
+    "d",
+    "echo",
+    "edit",
+    "ef",
+    "encoding",
+    "errverbose",
+    "ev",
+    "f",
+    "g",
+    "gdesc",
+    "getenv",
+    "gexec",
+    "gset",
+    "gx",
+    "h",
+    "help",
+    "html",
+    "i",
+    "if",
+    "elif",
+    "else",
+    "endif",
+    "include",
+    "ir",
+    "include_relative",
+    "l",
+    "list",
+    "lo_export",
+    "lo_import",
+    "lo_list",
+    "lo_unlink",
+    "o",
+    "out",
+    "p",
+    "print",
+    "password",
+    "prompt",
+    "pset",
+    "q",
+    "quit",
+    "qecho",
+    "r",
+    "reset",
+    "s",
+    "set",
+    "setenv",
+    "sf",
+    "sv",
+    "t",
+    "T",
+    "timing",
+    "unset",
+    "w",
+    "write",
+    "warn",
+    "watch",
+    "x",
+    "z",
+    "!",
+    "?",
+    "restrict",
+    "unrestrict",
+];
+
+/// The psql meta-commands pg_dump and pg_dumpall write, in the forms they write them; anything
+/// else on such a line (more arguments, a second command after `\\`, backquotes, variables) is
+/// refused.
+fn meta(text: &[u8], session: &Session) -> Result<Statement, String> {
     let line = std::str::from_utf8(text)
         .map_err(|_| "a meta-command that is not UTF-8".to_string())?
         .trim_end();
     let args = meta_args(&line[1..]);
-    let mut parts = args.iter().map(String::as_str);
-    let cmd = parts.next().unwrap_or("");
-    match cmd {
-        "connect" | "c" => {
-            let db = parts.next().unwrap_or("");
-            // pg_dumpall writes `\connect -reuse-previous=on "dbname='x'"` or a plain name.
-            let db = if let Some(rest) = db.strip_prefix("-reuse-previous=") {
-                let _ = rest;
-                parts.next().unwrap_or("")
-            } else {
-                db
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let form = |cmd: &str| format!("a \\{cmd} in a form pg_dump does not write");
+    match words.as_slice() {
+        ["connect" | "c", rest @ ..] => {
+            let name = match rest {
+                [name] => plain_connect_target(name),
+                ["-reuse-previous=on", conninfo] => conninfo_connect_target(conninfo),
+                _ => None,
             };
-            let name = connect_target(db)
-                .ok_or_else(|| "a \\connect whose database this reader cannot read".to_string())?;
-            Ok(Statement::Connect(name))
+            name.map(Statement::Connect).ok_or_else(|| form("connect"))
         }
-        "restrict" | "unrestrict" => Ok(Statement::Schema(Info::None)),
-        "encoding" => match parts.next() {
-            Some(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {
-                Ok(Statement::Schema(Info::None))
+        ["restrict" | "unrestrict", key] if key.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Ok(Statement::Schema(Info::None))
+        }
+        ["restrict" | "unrestrict", ..] => Err(form("restrict")),
+        ["encoding", e] => {
+            let utf8 = if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") {
+                true
+            } else if e.eq_ignore_ascii_case("sql_ascii") {
+                // pg_dumpall, before a \connect to a database with an unusual name.
+                false
+            } else {
+                return Err("a client encoding other than UTF8 (dump with --encoding=UTF8)".into());
+            };
+            Ok(Statement::Schema(Info::Session(Session {
+                utf8,
+                ..session.clone()
+            })))
+        }
+        [cmd, ..] => Err(format!(
+            "the psql meta-command {}",
+            if META_COMMANDS.contains(cmd) {
+                format!("\\{cmd}")
+            } else {
+                "that starts this line".into()
             }
-            _ => Err("a client encoding other than UTF8 (dump with --encoding=UTF8)".into()),
-        },
-        other => Err(format!("the psql meta-command \\{other}")),
+        )),
+        [] => Err("a lone backslash".into()),
     }
 }
 
@@ -341,55 +695,201 @@ fn meta_args(line: &str) -> Vec<String> {
     out
 }
 
-/// The database of `\connect` as pg_dumpall writes it: `name`, `"Name"`, or `"dbname='x'"`.
-fn connect_target(arg: &str) -> Option<String> {
-    let unq = if arg.starts_with('"') {
-        arg.strip_prefix('"')?
-            .strip_suffix('"')?
-            .replace("\"\"", "\"")
-    } else if arg.starts_with('\'') {
-        arg.strip_prefix('\'')?
-            .strip_suffix('\'')?
-            .replace("\\'", "'")
+/// A double-quoted meta-command argument: its text (`""` inside is one quote).
+fn double_quoted(arg: &str) -> Option<String> {
+    let inner = arg.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.replace("\"\"", "").contains('"') || inner.contains(['\n', '\r']) {
+        return None;
+    }
+    Some(inner.replace("\"\"", "\""))
+}
+
+/// `\connect name` as pg_dumpall writes it: a name of letters, digits, `_` and `.`, perhaps in
+/// double quotes (any other text would be read by psql as a connection string).
+fn plain_connect_target(arg: &str) -> Option<String> {
+    let name = if arg.starts_with('"') {
+        double_quoted(arg)?
     } else {
         arg.to_string()
     };
-    if let Some(v) = unq.strip_prefix("dbname=") {
-        let v = v.trim();
-        let v = v
-            .strip_prefix('\'')
-            .and_then(|v| v.strip_suffix('\''))
-            .map(|v| v.replace("\\'", "'").replace("\\\\", "\\"))
-            .unwrap_or_else(|| v.to_string());
-        return Some(v);
-    }
-    (!unq.is_empty()).then_some(unq)
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
+    .then_some(name)
 }
 
-fn set_statement(c: &mut Cursor) -> Result<Statement, String> {
-    c.eat("set");
-    let _ = c.eat("session") || c.eat("local");
-    let name = c.peek_word();
-    c.next();
-    let _ = c.eat_kind(Kind::Op) || c.eat("to");
-    let value = match c.peek() {
-        Some(t) if matches!(t.kind, Kind::Word) => c.peek_word(),
-        Some(t) if matches!(t.kind, Kind::Str(_)) => c.string().map(|s| s.to_lowercase()),
-        _ => None,
+/// `"dbname='x'"` after `-reuse-previous=on`: a connection string with only `dbname`, its value
+/// quoted as libpq reads it (`\'` and `\\` inside quotes).
+fn conninfo_connect_target(arg: &str) -> Option<String> {
+    let inner = double_quoted(arg)?;
+    let value = inner.strip_prefix("dbname=")?;
+    let name = if let Some(q) = value.strip_prefix('\'') {
+        let mut out = String::new();
+        let mut chars = q.chars();
+        loop {
+            match chars.next()? {
+                '\\' => out.push(chars.next()?),
+                '\'' => break,
+                c => out.push(c),
+            }
+        }
+        if chars.next().is_some() {
+            return None;
+        }
+        out
+    } else {
+        if value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
+            return None;
+        }
+        value.to_string()
     };
-    match (name.as_deref(), value.as_deref()) {
-        (Some("standard_conforming_strings"), Some("on" | "true")) => {
-            Ok(Statement::Schema(Info::StandardConformingStrings(true)))
-        }
-        (Some("standard_conforming_strings"), Some("off" | "false")) => {
-            Ok(Statement::Schema(Info::StandardConformingStrings(false)))
-        }
-        (Some("client_encoding"), v) => match v {
-            Some("utf8" | "utf-8" | "unicode") => Ok(Statement::Schema(Info::None)),
-            _ => Err("a client encoding other than UTF8 (dump with --encoding=UTF8)".into()),
-        },
-        _ => Ok(Statement::Schema(Info::None)),
+    (!name.is_empty()).then_some(name)
+}
+
+/// The `\connect` line this tool writes for a database: pg_dumpall's plain form for a simple name,
+/// its connection-string form for any other.
+pub fn connect_line(name: &str) -> String {
+    let simple = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if simple {
+        format!("\\connect {name}\n")
+    } else {
+        let value = format!("'{}'", name.replace('\\', "\\\\").replace('\'', "\\'"));
+        let conninfo = format!("dbname={value}");
+        format!(
+            "\\connect -reuse-previous=on \"{}\"\n",
+            conninfo.replace('"', "\"\"")
+        )
     }
+}
+
+/// The settings whose value changes how this reader must read the text after them.
+const TRACKED: &[&str] = &[
+    "standard_conforming_strings",
+    "client_encoding",
+    "search_path",
+];
+
+/// One value of a SET: a word (folded), a quoted name, a string or a number.
+fn set_value(c: &mut Cursor) -> Option<String> {
+    match c.peek_kind()? {
+        Kind::Word => {
+            let w = c.peek_word();
+            c.next();
+            w
+        }
+        Kind::QuotedIdent => c.ident(),
+        Kind::Str(_) => c.string(),
+        Kind::Number => {
+            let t = c.next()?;
+            Some(String::from_utf8_lossy(&c.text[t.start..t.end]).into_owned())
+        }
+        _ => None,
+    }
+}
+
+fn set_statement(c: &mut Cursor, session: &Session) -> Result<Statement, String> {
+    c.eat("set");
+    let local = c.eat("local");
+    if !local {
+        c.eat("session");
+    }
+    let name = match c.peek_kind() {
+        Some(Kind::Word | Kind::QuotedIdent) => c.ident(),
+        _ => None,
+    }
+    .ok_or_else(|| "a SET this reader cannot read".to_string())?;
+    let names = name == "names";
+    let name = if names { "client_encoding" } else { &name };
+    if !TRACKED.contains(&name) {
+        return Ok(Statement::Schema(Info::None));
+    }
+    if local || session.in_transaction {
+        return Err(format!(
+            "a SET {} that is local or inside a transaction block (only a plain SET outside \
+             transactions is followed)",
+            name.to_uppercase()
+        ));
+    }
+    if !names {
+        let eq = c
+            .peek()
+            .is_some_and(|t| t.kind == Kind::Op && &c.text[t.start..t.end] == b"=");
+        if !(eq && c.eat_kind(Kind::Op) || c.eat("to")) {
+            return Err("a SET this reader cannot read".into());
+        }
+    }
+    let default = c.peek_word().as_deref() == Some("default");
+    let mut values = Vec::new();
+    loop {
+        values.push(set_value(c).ok_or_else(|| "a SET this reader cannot read".to_string())?);
+        if !c.eat_kind(Kind::Comma) {
+            break;
+        }
+    }
+    if !c.at_end() {
+        return Err("a SET this reader cannot read".into());
+    }
+    let default = default && values.len() == 1;
+    let mut next = session.clone();
+    match name {
+        "standard_conforming_strings" => {
+            next.scs = match values[0].to_lowercase().as_str() {
+                _ if default => None,
+                _ if values.len() > 1 => return Err("a SET this reader cannot read".into()),
+                "on" | "true" | "yes" | "1" => Some(true),
+                "off" | "false" | "no" | "0" => Some(false),
+                _ => return Err("a SET standard_conforming_strings this reader cannot read".into()),
+            }
+        }
+        "client_encoding" => {
+            next.utf8 = match values[0].to_lowercase().as_str() {
+                _ if default => false,
+                "utf8" | "utf-8" | "unicode" if values.len() == 1 => true,
+                _ => {
+                    return Err(
+                        "a client encoding other than UTF8 (dump with --encoding=UTF8)".into(),
+                    )
+                }
+            }
+        }
+        _ => {
+            next.search_path = if default {
+                SearchPath::Unset
+            } else {
+                SearchPath::of_list(&values)
+            }
+        }
+    }
+    Ok(Statement::Schema(Info::Session(next)))
+}
+
+/// `RESET name` or `RESET ALL`: back to the server's defaults, which this reader does not know.
+fn reset_statement(c: &mut Cursor, session: &Session) -> Result<Statement, String> {
+    c.eat("reset");
+    let name = c.ident().unwrap_or_default();
+    let all = name == "all" && c.at_end();
+    if !(all || TRACKED.contains(&name.as_str())) {
+        return Ok(Statement::Schema(Info::None));
+    }
+    if session.in_transaction {
+        return Err("a RESET inside a transaction block".into());
+    }
+    let mut next = session.clone();
+    if all || name == "standard_conforming_strings" {
+        next.scs = None;
+    }
+    if all || name == "client_encoding" {
+        next.utf8 = false;
+    }
+    if all || name == "search_path" {
+        next.search_path = SearchPath::Unset;
+    }
+    Ok(Statement::Schema(Info::Session(next)))
 }
 
 /// Words that may stand between CREATE and the kind of object.
@@ -447,7 +947,7 @@ const CREATE_KINDS: &[&str] = &[
     "tablespace",
 ];
 
-fn create(c: &mut Cursor, text: &[u8], scs: bool) -> Result<Statement, String> {
+fn create(c: &mut Cursor, text: &[u8], session: &Session) -> Result<Statement, String> {
     c.eat("create");
     while c
         .peek_word()
@@ -457,23 +957,86 @@ fn create(c: &mut Cursor, text: &[u8], scs: bool) -> Result<Statement, String> {
     }
     let kind = c.peek_word().unwrap_or_default();
     if !CREATE_KINDS.contains(&kind.as_str()) {
-        return Err(format!("CREATE {}", kind.to_uppercase()));
+        return Err(format!(
+            "CREATE {}",
+            named(
+                &kind,
+                CREATE_OTHER_KINDS,
+                "of an object this reader does not know"
+            )
+        ));
     }
     match kind.as_str() {
         "table" => create_table(c),
         "role" | "user" | "group" => {
             if c.word_at(c.i + 1).as_deref() == Some("mapping") {
-                return user_mapping(c, text, scs);
+                return foreign(user_mapping(c, text)?, text, None);
             }
             role_password(c, text)
         }
-        "server" => strip_options(c, text, Secret::ServerOption, |n| n.contains("password")),
+        "server" => foreign(
+            strip_options(c, text, Secret::ServerOption, server_secret)?,
+            text,
+            None,
+        ),
+        "foreign" if c.word_at(c.i + 1).as_deref() == Some("table") => {
+            c.i += 2;
+            let _ = c.eat("if") && c.eat("not") && c.eat("exists");
+            let table = c.qualified();
+            foreign(Statement::Schema(Info::None), text, table)
+        }
         "subscription" => subscription_connection(c, text),
+        "database" => database_settings(c, session),
         _ => Ok(Statement::Schema(Info::None)),
     }
 }
 
-fn alter(c: &mut Cursor, text: &[u8], scs: bool) -> Result<Statement, String> {
+/// Kinds of object a dump does not create, named when refused.
+const CREATE_OTHER_KINDS: &[&str] = &["temp", "temporary", "tablespace", "unlogged"];
+
+/// A foreign server option that may hold a credential.
+fn server_secret(name: &str) -> bool {
+    ["pass", "secret", "key", "token", "credential", "auth"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// `client_encoding` set on a database or role (`ALTER DATABASE … SET`, `ALTER ROLE … SET`)
+/// applies after the next `\connect`: only UTF8 may be set there.
+fn database_settings(c: &Cursor, _session: &Session) -> Result<Statement, String> {
+    for i in c.i..c.toks.len() {
+        if c.word_at(i).as_deref() == Some("set")
+            && matches!(c.word_at(i + 1).as_deref(), Some("client_encoding"))
+        {
+            let mut sub = Cursor {
+                text: c.text,
+                toks: c.toks[i..].to_vec(),
+                i: 0,
+                comments: false,
+                backslash_string: false,
+                unqualified: false,
+            };
+            let mut plain = Session::pg_dump();
+            plain.in_transaction = false;
+            set_statement(&mut sub, &plain)?;
+        }
+    }
+    Ok(Statement::Schema(Info::None))
+}
+
+/// A statement about foreign data, with its secrets already cut out.
+fn foreign(s: Statement, text: &[u8], table: Option<QualifiedName>) -> Result<Statement, String> {
+    Ok(match s {
+        Statement::Rewritten { text, .. } => Statement::Foreign { text, table },
+        Statement::Schema(_) => Statement::Foreign {
+            text: text.to_vec(),
+            table,
+        },
+        other => other,
+    })
+}
+
+fn alter(c: &mut Cursor, text: &[u8]) -> Result<Statement, String> {
     c.eat("alter");
     let kind = c.peek_word().unwrap_or_default();
     match kind.as_str() {
@@ -481,11 +1044,21 @@ fn alter(c: &mut Cursor, text: &[u8], scs: bool) -> Result<Statement, String> {
         "large" => Ok(Statement::LargeObject),
         "role" | "user" | "group" => {
             if c.word_at(c.i + 1).as_deref() == Some("mapping") {
-                return user_mapping(c, text, scs);
+                return foreign(user_mapping(c, text)?, text, None);
             }
+            database_settings(c, &Session::default())?;
             role_password(c, text)
         }
-        "server" => strip_options(c, text, Secret::ServerOption, |n| n.contains("password")),
+        "database" => database_settings(c, &Session::default()),
+        "schema" if mentions_pair(c, 1, "rename", "to") => Ok(Statement::Schema(Info::ForgetAll)),
+        "server" => foreign(
+            strip_options(c, text, Secret::ServerOption, server_secret)?,
+            text,
+            None,
+        ),
+        "foreign" if c.word_at(c.i + 1).as_deref() == Some("table") => {
+            foreign(Statement::Schema(Info::None), text, None)
+        }
         "subscription" => subscription_connection(c, text),
         "table" => alter_table(c),
         _ if CREATE_KINDS.contains(&kind.as_str())
@@ -493,24 +1066,95 @@ fn alter(c: &mut Cursor, text: &[u8], scs: bool) -> Result<Statement, String> {
         {
             Ok(Statement::Schema(Info::None))
         }
-        other => Err(format!("ALTER {}", other.to_uppercase())),
+        other => Err(format!(
+            "ALTER {}",
+            named(
+                other,
+                CREATE_OTHER_KINDS,
+                "of an object this reader does not know"
+            )
+        )),
     }
 }
 
-/// `ALTER TABLE [ONLY] parent ATTACH PARTITION child …` is noted; other forms pass.
+/// `DROP TABLE a, b` forgets those tables; any `DROP … CASCADE` may drop columns of any table
+/// (a type, domain or function a column depends on).
+fn drop_statement(c: &mut Cursor) -> Result<Statement, String> {
+    c.eat("drop");
+    let cascade = (c.i..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("cascade"));
+    if cascade {
+        return Ok(Statement::Schema(Info::ForgetAll));
+    }
+    if !c.eat("table") {
+        return Ok(Statement::Schema(Info::None));
+    }
+    let _ = c.eat("if") && c.eat("exists");
+    let mut gone = Vec::new();
+    loop {
+        c.unqualified = false;
+        let Some(t) = c.qualified() else {
+            return Ok(Statement::Schema(Info::ForgetAll));
+        };
+        gone.push((t, c.unqualified));
+        if !c.eat_kind(Kind::Comma) {
+            break;
+        }
+    }
+    Ok(Statement::Schema(Info::Dropped(gone)))
+}
+
+/// `ALTER TABLE [ONLY] parent ATTACH PARTITION child …` is noted; a subcommand that adds, drops
+/// or renames a column, renames the table or moves it makes the reader forget its columns (data
+/// for it must then name its columns); other forms pass.
 fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
     c.eat("table");
     let _ = c.eat("if") && c.eat("exists");
     c.eat("only");
-    let Some(parent) = c.qualified() else {
-        return Ok(Statement::Schema(Info::None));
+    let Some(table) = c.qualified() else {
+        return Ok(Statement::Schema(Info::ForgetAll));
     };
+    let unqualified = c.unqualified;
     if c.eat("attach") && c.eat("partition") {
         if let Some(child) = c.qualified() {
-            return Ok(Statement::Schema(Info::Attach(child, parent)));
+            return Ok(Statement::Schema(Info::Attach(child, table)));
         }
     }
-    Ok(Statement::Schema(Info::None))
+    // Subcommands: split at commas outside parentheses.
+    let mut depth = 0i32;
+    let mut starts = vec![c.i];
+    for i in c.i..c.toks.len() {
+        match c.toks[i].kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth -= 1,
+            Kind::Comma if depth == 0 => starts.push(i + 1),
+            _ => {}
+        }
+    }
+    let changes = starts.iter().any(|&i| {
+        let w = |k: usize| c.word_at(i + k);
+        match w(0).as_deref() {
+            Some("add") => !matches!(
+                w(1).as_deref(),
+                Some("constraint" | "primary" | "unique" | "check" | "foreign" | "exclude")
+            ),
+            Some("drop") => w(1).as_deref() != Some("constraint"),
+            Some("rename") => w(1).as_deref() != Some("constraint"),
+            Some("set") => w(1).as_deref() == Some("schema"),
+            Some("inherit" | "of" | "not" | "detach") => true,
+            Some("no") => w(1).as_deref() == Some("inherit"),
+            Some("alter") => (i..c.toks.len().min(i + 8))
+                .map(|k| c.word_at(k))
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|p| p[0].as_deref() == Some("drop") && p[1].as_deref() == Some("expression")),
+            _ => false,
+        }
+    });
+    Ok(Statement::Schema(if changes {
+        Info::Forget { table, unqualified }
+    } else {
+        Info::None
+    }))
 }
 
 /// `CREATE TABLE name (columns) …`: the columns, for data statements without a column list.
@@ -526,6 +1170,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
         columns: Some(Vec::new()),
         parents: Vec::new(),
         partition: false,
+        unqualified: c.unqualified,
     };
     // A top-level AS makes it CREATE TABLE … AS (a query's rows) or … AS EXECUTE.
     let mut depth = 0i32;
@@ -549,6 +1194,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
             c.qualified()
                 .ok_or_else(|| "a PARTITION OF this reader cannot read".to_string())?,
         );
+        def.unqualified |= c.unqualified;
         return Ok(Statement::Schema(Info::CreateTable(def)));
     }
     if c.eat_kind(Kind::Open) {
@@ -562,6 +1208,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
             }
         }
     }
+    def.unqualified |= c.unqualified;
     Ok(Statement::Schema(Info::CreateTable(def)))
 }
 
@@ -603,6 +1250,9 @@ fn table_elements(c: &mut Cursor) -> Option<Vec<(String, bool)>> {
                     text: c.text,
                     toks: c.toks[start..end].to_vec(),
                     i: 0,
+                    comments: false,
+                    backslash_string: false,
+                    unqualified: false,
                 };
                 let name = sub.ident()?;
                 // GENERATED ALWAYS AS ( expr ) STORED: not in COPY data; identity columns are.
@@ -638,8 +1288,13 @@ fn role_password(c: &mut Cursor, text: &[u8]) -> Result<Statement, String> {
             };
             match toks.get(i + 1).map(|t| t.kind) {
                 Some(Kind::Str(_)) => {
-                    cuts.push((toks[from].start, toks[i + 1].end));
-                    i += 2;
+                    // 'a' followed by 'b' on the next line is one string: cut them all.
+                    let mut last = i + 1;
+                    while matches!(toks.get(last + 1).map(|t| t.kind), Some(Kind::Str(_))) {
+                        last += 1;
+                    }
+                    cuts.push((toks[from].start, toks[last].end));
+                    i = last + 1;
                     continue;
                 }
                 // PASSWORD NULL holds no secret.
@@ -670,11 +1325,10 @@ fn rewritten(text: &[u8], cuts: &[(usize, usize)], secret: Secret) -> Statement 
     }
 }
 
-/// CREATE/ALTER USER MAPPING: the `user` and `password` options are production's credentials.
-fn user_mapping(c: &mut Cursor, text: &[u8], _scs: bool) -> Result<Statement, String> {
-    strip_options(c, text, Secret::UserMapping, |n| {
-        n == "user" || n.contains("password") || n == "passfile"
-    })
+/// CREATE/ALTER USER MAPPING: every option goes (they are production's credentials, under
+/// whatever name the wrapper gives them).
+fn user_mapping(c: &mut Cursor, text: &[u8]) -> Result<Statement, String> {
+    strip_options(c, text, Secret::UserMapping, |_| true)
 }
 
 /// In `OPTIONS ( [ADD|SET|DROP] name 'value', … )`, cut the options whose name `secret` says.
@@ -763,9 +1417,13 @@ fn subscription_connection(c: &mut Cursor, text: &[u8]) -> Result<Statement, Str
     };
     match toks.get(i + 1) {
         Some(t) if matches!(t.kind, Kind::Str(_)) => {
+            let mut last = i + 1;
+            while matches!(toks.get(last + 1).map(|t| t.kind), Some(Kind::Str(_))) {
+                last += 1;
+            }
             let mut out = text[..t.start].to_vec();
             out.extend_from_slice(b"''");
-            out.extend_from_slice(&text[t.end..]);
+            out.extend_from_slice(&text[toks[last].end..]);
             Ok(Statement::Rewritten {
                 text: out,
                 removed: Secret::SubscriptionConnection,
@@ -775,34 +1433,151 @@ fn subscription_connection(c: &mut Cursor, text: &[u8]) -> Result<Statement, Str
     }
 }
 
-/// The functions of pg_dump's large-object section.
-const LARGE_OBJECT_FUNCTIONS: &[&str] = &[
-    "lo_create",
-    "lo_open",
-    "lowrite",
-    "lo_close",
-    "lo_unlink",
-    "lo_truncate",
-    "lo_truncate64",
-];
+/// An argument of a function call pg_dump writes.
+#[derive(Debug, PartialEq)]
+enum Arg {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Word(String),
+}
 
-fn select(c: &mut Cursor) -> Result<Statement, String> {
+/// `( arg, … )`: constants and plain words only.
+fn call_args(c: &mut Cursor) -> Option<Vec<Arg>> {
+    if !c.eat_kind(Kind::Open) {
+        return None;
+    }
+    let mut out = Vec::new();
+    if c.eat_kind(Kind::Close) {
+        return Some(out);
+    }
+    loop {
+        let t = *c.peek()?;
+        let arg = match t.kind {
+            Kind::Str(_) => Arg::Str(c.string()?),
+            Kind::Number => {
+                c.next();
+                Arg::Int(
+                    std::str::from_utf8(&c.text[t.start..t.end])
+                        .ok()?
+                        .parse()
+                        .ok()?,
+                )
+            }
+            Kind::Word => {
+                let w = c.peek_word()?;
+                c.next();
+                match w.as_str() {
+                    "true" => Arg::Bool(true),
+                    "false" => Arg::Bool(false),
+                    _ => Arg::Word(w),
+                }
+            }
+            _ => return None,
+        };
+        out.push(arg);
+        if c.eat_kind(Kind::Comma) {
+            continue;
+        }
+        return c.eat_kind(Kind::Close).then_some(out);
+    }
+}
+
+/// A large object's oid as pg_dump writes it: `'16401'` (or a bare number).
+fn oid_arg(a: &Arg) -> bool {
+    match a {
+        Arg::Str(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+        Arg::Int(n) => *n >= 0,
+        _ => false,
+    }
+}
+
+/// A sequence name in `setval`: a (qualified) name and nothing else.
+fn sequence_name(s: &str) -> bool {
+    let Ok(mut c) = Cursor::new(s.as_bytes(), true) else {
+        return false;
+    };
+    c.qualified().is_some() && c.i == c.toks.len() && !c.comments
+}
+
+/// The SELECTs pg_dump writes, each in its exact form: `setval('name', n, bool)`,
+/// `set_config('search_path', '…', false)` and the large-object calls.
+fn select(c: &mut Cursor, session: &Session) -> Result<Statement, String> {
+    let refused = || {
+        Err(
+            "a SELECT statement (only pg_dump's own setval, set_config and large-object calls \
+             pass, in the forms it writes)"
+                .to_string(),
+        )
+    };
     c.eat("select");
     if c.eat("pg_catalog") && !c.eat_kind(Kind::Dot) {
-        return Err("a SELECT statement".into());
+        return refused();
     }
     let f = c.peek_word().unwrap_or_default();
-    match f.as_str() {
-        "setval" | "set_config" => Ok(Statement::Schema(Info::None)),
-        _ if LARGE_OBJECT_FUNCTIONS.contains(&f.as_str()) => Ok(Statement::LargeObject),
-        _ => Err(
-            "a SELECT statement (only pg_dump's setval, set_config and large-object calls pass)"
-                .into(),
-        ),
+    c.next();
+    let Some(args) = call_args(c) else {
+        return refused();
+    };
+    // `SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = 'N'`
+    // (pg_dump --clean).
+    if f == "lo_unlink" && args == [Arg::Word("oid".into())] {
+        let form = c.eat("from")
+            && c.eat("pg_catalog")
+            && c.eat_kind(Kind::Dot)
+            && c.eat("pg_largeobject_metadata")
+            && c.eat("where")
+            && c.eat("oid")
+            && c.peek().is_some_and(|t| &c.text[t.start..t.end] == b"=")
+            && c.next().is_some()
+            && c.string().is_some_and(|s| oid_arg(&Arg::Str(s)))
+            && c.at_end();
+        return if form {
+            Ok(Statement::LargeObject)
+        } else {
+            refused()
+        };
+    }
+    if !c.at_end() {
+        return refused();
+    }
+    match (f.as_str(), args.as_slice()) {
+        ("setval", [Arg::Str(name), Arg::Int(_), Arg::Bool(_)]) if sequence_name(name) => {
+            Ok(Statement::Schema(Info::None))
+        }
+        ("set_config", [Arg::Str(name), Arg::Str(value), Arg::Bool(false)])
+            if name == "search_path" =>
+        {
+            if session.in_transaction {
+                return Err("a set_config of search_path inside a transaction block".into());
+            }
+            Ok(Statement::Schema(Info::Session(Session {
+                search_path: SearchPath::of_string(value),
+                ..session.clone()
+            })))
+        }
+        ("lo_create" | "lo_unlink", [oid]) if oid_arg(oid) => Ok(Statement::LargeObject),
+        ("lo_open", [oid, Arg::Int(131072)]) if oid_arg(oid) => Ok(Statement::LargeObject),
+        ("lo_close", [Arg::Int(0)]) => Ok(Statement::LargeObject),
+        ("lowrite", [Arg::Int(0), Arg::Str(bytes)])
+            if bytes
+                .strip_prefix("\\x")
+                .is_some_and(|h| h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit())) =>
+        {
+            Ok(Statement::LargeObject)
+        }
+        _ => refused(),
     }
 }
 
 fn copy(c: &mut Cursor) -> Result<Statement, String> {
+    if c.comments {
+        return Err(
+            "a COPY statement with a comment inside it (comments in data statements do \
+                    not pass)"
+                .into(),
+        );
+    }
     c.eat("copy");
     if c.peek_kind() == Some(Kind::Open) {
         return Err("COPY (query)".into());
@@ -832,6 +1607,7 @@ fn copy(c: &mut Cursor) -> Result<Statement, String> {
         table,
         columns,
         format,
+        unqualified: c.unqualified,
     }))
 }
 
@@ -858,7 +1634,8 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                     match f.to_lowercase().as_str() {
                         "csv" => csv = true,
                         "text" => csv = false,
-                        other => return bad(&format!("FORMAT {other}")),
+                        "binary" => return bad("FORMAT BINARY"),
+                        _ => return bad("FORMAT that this reader does not know"),
                     }
                 }
                 "header" => o.header = bool_option(c).unwrap_or(true),
@@ -878,8 +1655,9 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                     bool_option(c);
                 }
                 // They change which fields are NULL per column; not followed here.
-                "force_not_null" | "force_null" | "force_quote" => return bad(&name.to_uppercase()),
-                other => return bad(&other.to_uppercase()),
+                "force_not_null" | "force_null" | "force_quote" | "on_error" | "log_verbosity"
+                | "default" => return bad(&name.to_uppercase()),
+                _ => return bad("that this reader does not know"),
             }
             if c.eat_kind(Kind::Comma) {
                 continue;
@@ -916,7 +1694,7 @@ fn copy_options(c: &mut Cursor) -> Result<CopyFormat, String> {
                     o.escape = Some(one_byte(c.string())?);
                 }
                 "force" => return bad("FORCE NOT NULL / FORCE QUOTE"),
-                other => return bad(&other.to_uppercase()),
+                _ => return bad("that this reader does not know"),
             }
         }
     }
@@ -980,12 +1758,18 @@ fn insert_refusal(text: &[u8], scs: bool) -> String {
 /// `text`, which must end right after `VALUES`. `Ok(None)`: an INSERT, but not of that form.
 pub fn parse_insert_header(text: &[u8], scs: bool) -> Result<Option<InsertHeader>, String> {
     let mut c = Cursor::new(text, scs)?;
+    if c.comments {
+        return Err(
+            "an INSERT with a comment inside it (comments in data statements do not pass)".into(),
+        );
+    }
     if !(c.eat("insert") && c.eat("into")) {
         return Ok(None);
     }
     let table = c
         .qualified()
         .ok_or_else(|| "an INSERT whose table this reader cannot read".to_string())?;
+    let unqualified = c.unqualified;
     if c.eat("as") {
         c.ident();
     }
@@ -1002,7 +1786,11 @@ pub fn parse_insert_header(text: &[u8], scs: bool) -> Result<Option<InsertHeader
         c.eat("value");
     }
     if c.eat("values") && c.i == c.toks.len() {
-        return Ok(Some(InsertHeader { table, columns }));
+        return Ok(Some(InsertHeader {
+            table,
+            columns,
+            unqualified,
+        }));
     }
     Ok(None)
 }
@@ -1013,6 +1801,9 @@ pub fn insert_suffix_ok(text: &[u8], scs: bool) -> bool {
     let Ok(mut c) = Cursor::new(text, scs) else {
         return false;
     };
+    if c.comments {
+        return false;
+    }
     if c.at_end() {
         return true;
     }
@@ -1034,7 +1825,14 @@ mod tests {
     use super::*;
 
     fn class(s: &str) -> Statement {
-        classify(s.as_bytes(), true)
+        classify(s.as_bytes(), &Session::pg_dump())
+    }
+
+    fn foreign_text(s: &str) -> String {
+        match class(s) {
+            Statement::Foreign { text, .. } => String::from_utf8(text).unwrap(),
+            other => panic!("{s}: {other:?}"),
+        }
     }
 
     fn rewritten_text(s: &str) -> (String, Secret) {
@@ -1069,7 +1867,7 @@ mod tests {
         }
         for (s, why) in [
             ("DO $$ BEGIN INSERT INTO t VALUES (1); END $$;", "a DO statement"),
-            ("SELECT * FROM t;", "a SELECT statement (only pg_dump's setval, set_config and large-object calls pass)"),
+            ("SELECT * FROM t;", "a SELECT statement (only pg_dump's own setval, set_config and large-object calls pass, in the forms it writes)"),
             ("UPDATE t SET a = 'x';", "a UPDATE statement"),
             ("CREATE TABLE x AS SELECT * FROM t;", "CREATE TABLE … AS (rows from a query, which no rule sees)"),
             ("COPY t TO stdout;", "COPY … TO (not data for staging)"),
@@ -1127,33 +1925,327 @@ mod tests {
             Statement::Schema(_)
         ));
         assert_eq!(
-            rewritten_text("CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (\n    password 'mappingpw',\n    \"user\" 'u'\n);"),
-            ("CREATE USER MAPPING FOR r1 SERVER s1;".into(), Secret::UserMapping)
+            foreign_text("CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (\n    password 'mappingpw',\n    \"user\" 'u'\n);"),
+            "CREATE USER MAPPING FOR r1 SERVER s1;"
         );
+        // Every user-mapping option goes, whatever the wrapper calls it.
         assert_eq!(
-            rewritten_text(
-                "CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (sslmode 'require', password 'x');"
+            foreign_text(
+                "CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (username 'u', secret 's', api_key 'k');"
             ),
-            (
-                "CREATE USER MAPPING FOR r1 SERVER s1 OPTIONS (sslmode 'require');".into(),
-                Secret::UserMapping
-            )
+            "CREATE USER MAPPING FOR r1 SERVER s1;"
         );
         assert_eq!(
-            rewritten_text("ALTER USER MAPPING FOR r1 SERVER s1 OPTIONS (SET password 'x');"),
-            (
-                "ALTER USER MAPPING FOR r1 SERVER s1;".into(),
-                Secret::UserMapping
-            )
+            foreign_text("ALTER USER MAPPING FOR r1 SERVER s1 OPTIONS (SET password 'x');"),
+            "ALTER USER MAPPING FOR r1 SERVER s1;"
+        );
+        // Server options that may hold a credential go; the others stay.
+        assert_eq!(
+            foreign_text("CREATE SERVER s1 FOREIGN DATA WRAPPER w OPTIONS (host 'h', api_token 't', client_secret 's', sslkey 'k', dbname 'd');"),
+            "CREATE SERVER s1 FOREIGN DATA WRAPPER w OPTIONS (host 'h', dbname 'd');"
+        );
+        // A string continued on the next line is one string: all of it goes.
+        assert_eq!(
+            rewritten_text("ALTER ROLE r1 PASSWORD ''\n'SECRET';"),
+            ("ALTER ROLE r1 ;".into(), Secret::RolePassword)
         );
         assert_eq!(
             rewritten_text("CREATE SUBSCRIPTION s CONNECTION 'host=prod password=pw' PUBLICATION p WITH (connect = false);"),
             ("CREATE SUBSCRIPTION s CONNECTION '' PUBLICATION p WITH (connect = false);".into(), Secret::SubscriptionConnection)
         );
+        assert_eq!(
+            rewritten_text(
+                "CREATE SUBSCRIPTION s CONNECTION 'host=prod '\n'password=pw' PUBLICATION p;"
+            ),
+            (
+                "CREATE SUBSCRIPTION s CONNECTION '' PUBLICATION p;".into(),
+                Secret::SubscriptionConnection
+            )
+        );
+        assert_eq!(
+            foreign_text("CREATE SERVER s1 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'p', host 'prod');"),
+            "CREATE SERVER s1 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'p', host 'prod');"
+        );
+    }
+
+    fn in_session(s: &str, session: &Session) -> Statement {
+        classify(s.as_bytes(), session)
+    }
+
+    fn session_after(s: &str, session: &Session) -> Session {
+        match in_session(s, session) {
+            Statement::Schema(Info::Session(next)) => next,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn session_settings_are_followed() {
+        let start = Session::default();
+        assert_eq!(start.scs, None);
+        assert!(!start.utf8);
+        let s = session_after("SET standard_conforming_strings = off;", &start);
+        assert_eq!(s.scs, Some(false));
+        let s = session_after("SET client_encoding = 'UTF8';", &s);
+        assert!(s.utf8);
+        assert!(session_after("SET \"client_encoding\" TO 'utf-8';", &start).utf8);
+        assert!(session_after("SET NAMES 'UTF8';", &start).utf8);
+        for refused in [
+            "SET NAMES 'SJIS';",
+            "SET \"client_encoding\" = 'BIG5';",
+            "ALTER DATABASE d SET client_encoding TO 'GBK';",
+            "ALTER ROLE r IN DATABASE d SET client_encoding = 'LATIN1';",
+        ] {
+            assert!(
+                matches!(in_session(refused, &start), Statement::Refused(_)),
+                "{refused}"
+            );
+        }
+        // Back to the server's default: not known any more.
+        let on = session_after("SET standard_conforming_strings = on;", &start);
+        for reset in [
+            "RESET standard_conforming_strings;",
+            "RESET ALL;",
+            "SET standard_conforming_strings TO DEFAULT;",
+        ] {
+            assert_eq!(session_after(reset, &on).scs, None, "{reset}");
+        }
+        // Changes that a rollback could undo, or that last for one transaction: refused.
+        let tx = session_after("BEGIN;", &on);
+        assert!(tx.in_transaction);
+        for refused in [
+            "SET standard_conforming_strings = off;",
+            "SET search_path = other;",
+            "RESET ALL;",
+            "SELECT pg_catalog.set_config('search_path', 'other', false);",
+        ] {
+            assert!(
+                matches!(in_session(refused, &tx), Statement::Refused(_)),
+                "{refused}"
+            );
+        }
         assert!(matches!(
-            class("CREATE SERVER s1 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'p', host 'prod');"),
-            Statement::Schema(_)
+            in_session("SET LOCAL standard_conforming_strings = off;", &on),
+            Statement::Refused(_)
         ));
+        assert!(!session_after("COMMIT;", &tx).in_transaction);
+        // search_path.
+        assert_eq!(on.search_path, SearchPath::Unset);
+        let empty = session_after(
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+            &on,
+        );
+        assert_eq!(empty.search_path, SearchPath::Other);
+        assert_eq!(
+            session_after("SET search_path = \"$user\", public;", &on).search_path,
+            SearchPath::Public
+        );
+        assert_eq!(
+            session_after("SET search_path TO secret, public;", &on).search_path,
+            SearchPath::Other
+        );
+        assert_eq!(
+            session_after("RESET search_path;", &empty).search_path,
+            SearchPath::Unset
+        );
+        // Before standard_conforming_strings is known, a backslash in a plain string is refused.
+        assert!(matches!(
+            in_session("COMMENT ON TABLE t IS 'a\\';", &start),
+            Statement::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn pg_dump_selects_pass_only_in_their_exact_form() {
+        for (s, large_object) in [
+            ("SELECT pg_catalog.setval('public.t_id_seq', 2, true);", false),
+            ("SELECT pg_catalog.setval('public.\"T\"', 1, false);", false),
+            ("SELECT pg_catalog.lo_create('16401');", true),
+            ("SELECT pg_catalog.lo_open('16401', 131072);", true),
+            ("SELECT pg_catalog.lowrite(0, '\\x6c6f');", true),
+            ("SELECT pg_catalog.lo_close(0);", true),
+            ("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16401';", true),
+        ] {
+            let c = class(s);
+            assert_eq!(matches!(c, Statement::LargeObject), large_object, "{s}: {c:?}");
+            assert!(!matches!(c, Statement::Refused(_)), "{s}: {c:?}");
+        }
+        for s in [
+            "SELECT pg_catalog.setval('public.t_id_seq', 2, true), 'leak@corp.test';",
+            "SELECT pg_catalog.setval('public.t_id_seq', 2, true) FROM secrets;",
+            "SELECT pg_catalog.setval('leak@corp.test', 2, true);",
+            "SELECT pg_catalog.set_config('search_path', '', false) UNION SELECT email FROM t;",
+            "SELECT pg_catalog.set_config('application_name', 'leak', false);",
+            "SELECT pg_catalog.lowrite(0, 'leak@corp.test');",
+            "SELECT pg_catalog.lo_create('16401'), 'leak';",
+            "SELECT pg_catalog.lo_truncate(0, 1);",
+        ] {
+            assert!(
+                matches!(class(s), Statement::Refused(_)),
+                "{s}: {:?}",
+                class(s)
+            );
+        }
+    }
+
+    #[test]
+    fn meta_commands_pass_only_in_pg_dump_forms() {
+        let connect = |s: &str| match class(s) {
+            Statement::Connect(db) => db,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(connect("\\connect app\n"), "app");
+        assert_eq!(connect("\\connect \"My_DB\"\n"), "My_DB");
+        assert_eq!(
+            connect("\\connect -reuse-previous=on \"dbname='it\\'s'\"\n"),
+            "it's"
+        );
+        for refused in [
+            "\\connect app \\\\ \\! touch /tmp/x\n",
+            "\\connect `id`\n",
+            "\\connect app leak@corp.test\n",
+            "\\connect -reuse-previous=on \"dbname='x' password=secret\"\n",
+            "\\connect \"host=prod dbname=x\"\n",
+            "\\connect :var\n",
+            "\\restrict abc def\n",
+            "\\restrict `id`\n",
+            "\\encoding LATIN1\n",
+            "\\LEAKMEJOHN\n",
+        ] {
+            match class(refused) {
+                Statement::Refused(why) => {
+                    for word in ["LEAKMEJOHN", "leak@", "secret", "prod"] {
+                        assert!(!why.contains(word), "{refused}: {why}");
+                    }
+                }
+                other => panic!("{refused}: {other:?}"),
+            }
+        }
+        assert_eq!(connect_line("app"), "\\connect app\n");
+        assert_eq!(
+            connect_line("it's \"x\""),
+            "\\connect -reuse-previous=on \"dbname='it\\'s \"\"x\"\"'\"\n"
+        );
+        assert_eq!(connect(&connect_line("it's \"x\"")), "it's \"x\"");
+    }
+
+    #[test]
+    fn refusals_name_only_keywords() {
+        for s in [
+            "LEAKMEJOHN SMITH;",
+            "CREATE LEAKME x;",
+            "ALTER LEAKME x;",
+            "COPY t FROM stdin WITH (LEAKME true);",
+            "COPY t FROM stdin WITH (FORMAT leakme);",
+            "COPY t FROM stdin LEAKME;",
+        ] {
+            match class(s) {
+                Statement::Refused(why) => {
+                    assert!(!why.to_lowercase().contains("leakme"), "{s}: {why}")
+                }
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn comments_inside_data_statements_are_refused() {
+        assert!(matches!(
+            class("COPY public.t (a) /* leak@corp.test */ FROM stdin;"),
+            Statement::Refused(_)
+        ));
+        assert!(parse_insert_header(b"INSERT INTO t /* leak */ VALUES", true).is_err());
+        assert!(!insert_suffix_ok(b" -- leak\n;", true));
+    }
+
+    #[test]
+    fn alter_table_forgets_columns_it_changes() {
+        let info = |s: &str| match class(s) {
+            Statement::Schema(i) => i,
+            other => panic!("{s}: {other:?}"),
+        };
+        for s in [
+            "ALTER TABLE public.t ADD COLUMN x text;",
+            "ALTER TABLE public.t ADD x text;",
+            "ALTER TABLE ONLY public.t DROP COLUMN x;",
+            "ALTER TABLE public.t RENAME COLUMN a TO b;",
+            "ALTER TABLE public.t RENAME a TO b;",
+            "ALTER TABLE public.t RENAME TO u;",
+            "ALTER TABLE public.t SET SCHEMA other;",
+            "ALTER TABLE public.t OWNER TO x, ADD COLUMN y int;",
+            "ALTER TABLE public.t ALTER COLUMN g DROP EXPRESSION;",
+            "ALTER TABLE public.t INHERIT public.p;",
+        ] {
+            assert_eq!(
+                info(s),
+                Info::Forget {
+                    table: QualifiedName::new("public", "t"),
+                    unqualified: false
+                },
+                "{s}"
+            );
+        }
+        for s in [
+            "ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+            "ALTER TABLE public.t OWNER TO x;",
+            "ALTER TABLE ONLY public.t ALTER COLUMN id SET DEFAULT nextval('s'::regclass);",
+            "ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;",
+        ] {
+            assert_eq!(info(s), Info::None, "{s}");
+        }
+        assert_eq!(
+            info("DROP TABLE public.a, b;"),
+            Info::Dropped(vec![
+                (QualifiedName::new("public", "a"), false),
+                (QualifiedName::new("public", "b"), true)
+            ])
+        );
+        assert_eq!(info("DROP TYPE public.ty CASCADE;"), Info::ForgetAll);
+    }
+
+    #[test]
+    fn foreign_data_is_told_apart() {
+        for s in [
+            "CREATE SERVER s1 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'prod');",
+            "ALTER SERVER s1 OWNER TO postgres;",
+            "CREATE FOREIGN TABLE public.ft (a int) SERVER s1;",
+            "ALTER FOREIGN TABLE public.ft OWNER TO postgres;",
+            "IMPORT FOREIGN SCHEMA public FROM SERVER s1 INTO staging;",
+            "GRANT USAGE ON FOREIGN SERVER s1 TO bob;",
+            "COMMENT ON FOREIGN TABLE public.ft IS 'x';",
+            "COMMENT ON SERVER s1 IS 'x';",
+        ] {
+            assert!(
+                matches!(class(s), Statement::Foreign { .. }),
+                "{s}: {:?}",
+                class(s)
+            );
+        }
+        match class("CREATE USER MAPPING FOR r SERVER s OPTIONS (password 'x');") {
+            Statement::Foreign { text, .. } => {
+                assert_eq!(text, b"CREATE USER MAPPING FOR r SERVER s;")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            class("CREATE FOREIGN TABLE IF NOT EXISTS s.ft (a int) SERVER x;"),
+            Statement::Foreign {
+                text: b"CREATE FOREIGN TABLE IF NOT EXISTS s.ft (a int) SERVER x;".to_vec(),
+                table: Some(QualifiedName::new("s", "ft"))
+            }
+        );
+        assert_eq!(
+            names_in(b"GRANT SELECT ON TABLE public.ft TO bob;", true),
+            vec![
+                QualifiedName::new("public", "grant"),
+                QualifiedName::new("public", "select"),
+                QualifiedName::new("public", "on"),
+                QualifiedName::new("public", "table"),
+                QualifiedName::new("public", "ft"),
+                QualifiedName::new("public", "to"),
+                QualifiedName::new("public", "bob"),
+            ]
+        );
     }
 
     #[test]
@@ -1199,7 +2291,7 @@ mod tests {
         );
         assert_eq!(
             class("COPY t FROM stdin WITH (FORMAT binary);"),
-            Statement::Refused("the COPY option FORMAT binary".into())
+            Statement::Refused("the COPY option FORMAT BINARY".into())
         );
         assert_eq!(
             class("COPY t FROM stdin WITH (FORMAT csv, FORCE_NOT_NULL (a));"),
@@ -1247,14 +2339,16 @@ mod tests {
             h("INSERT INTO public.t (id, \"E\") OVERRIDING SYSTEM VALUE VALUES").unwrap(),
             Some(InsertHeader {
                 table: QualifiedName::new("public", "t"),
-                columns: Some(vec!["id".into(), "E".into()])
+                columns: Some(vec!["id".into(), "E".into()]),
+                unqualified: false,
             })
         );
         assert_eq!(
             h("insert into Users values").unwrap(),
             Some(InsertHeader {
                 table: QualifiedName::new("public", "users"),
-                columns: None
+                columns: None,
+                unqualified: true,
             })
         );
         assert_eq!(h("INSERT INTO t SELECT").unwrap(), None);
@@ -1284,8 +2378,14 @@ mod tests {
             Statement::Connect("my db".into())
         );
         assert_eq!(
-            class("\\connect \"Odd\"\"Name\"\n"),
-            Statement::Connect("Odd\"Name".into())
+            class("\\connect \"App\"\n"),
+            Statement::Connect("App".into())
         );
+        // Other names come in the connection-string form; in a plain one psql would read them as
+        // a connection string.
+        assert!(matches!(
+            class("\\connect \"Odd\"\"Name\"\n"),
+            Statement::Refused(_)
+        ));
     }
 }
