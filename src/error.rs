@@ -21,8 +21,8 @@ pub enum Error {
     #[error("{}", render(.0))]
     Bind(Vec<Diagnostic>),
     /// A database connection or statement failed before any data moved.
-    #[error("{0}")]
-    Database(String),
+    #[error(transparent)]
+    Database(#[from] crate::db::DbError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -42,6 +42,14 @@ fn render(diags: &[Diagnostic]) -> String {
 }
 
 impl Error {
+    /// The async runtime could not start.
+    pub fn runtime(source: std::io::Error) -> Error {
+        Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Rules(_) | Error::Bind(_) => exit::INVALID,

@@ -4,9 +4,11 @@
 //! validated plan and binds it to the source's tables; `transform` holds the pure runtime
 //! transformers; `copy` is the COPY text codec; `cli` is the thin command-line layer.
 
+pub mod buffers;
 pub mod check;
 pub mod cli;
 pub mod copy;
+pub mod db;
 pub mod dump_run;
 pub mod endpoint;
 pub mod error;

@@ -14,54 +14,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::buffers::BufferPool;
 use crate::copy::CopyFormat;
 use crate::copy::{self, CodecError};
 use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
 use crate::source::dump::{DataFormat, DumpError, DumpPolicy, DumpReader, Event};
 use crate::transform::ValueError;
-
-/// Batch buffers that go round instead of being allocated for every batch: the reader and the
-/// workers take them, the workers and the writer give them back. A fresh buffer of most of a
-/// megabyte costs page faults and the allocator's page set-up every time (3-5% of a dump run in a
-/// profile). Holds at most `keep` buffers of at most `max_capacity` bytes, so memory stays bounded;
-/// the default pool keeps none.
-#[derive(Debug, Default)]
-pub struct BufferPool {
-    free: std::sync::Mutex<Vec<Vec<u8>>>,
-    keep: usize,
-    max_capacity: usize,
-}
-
-impl BufferPool {
-    pub fn new(keep: usize, max_capacity: usize) -> Self {
-        BufferPool {
-            free: std::sync::Mutex::new(Vec::with_capacity(keep)),
-            keep,
-            max_capacity,
-        }
-    }
-
-    /// An empty buffer with room for `capacity` bytes.
-    pub fn take(&self, capacity: usize) -> Vec<u8> {
-        match self.free.lock().ok().and_then(|mut free| free.pop()) {
-            Some(b) if b.capacity() >= capacity => b,
-            // Growing an empty buffer would copy its old bytes: a new one costs less.
-            _ => Vec::with_capacity(capacity),
-        }
-    }
-
-    pub fn give(&self, mut b: Vec<u8>) {
-        if b.capacity() == 0 || b.capacity() > self.max_capacity {
-            return;
-        }
-        b.clear();
-        if let Ok(mut free) = self.free.lock() {
-            if free.len() < self.keep {
-                free.push(b);
-            }
-        }
-    }
-}
 
 /// Tuning of one run.
 #[derive(Debug, Clone)]
@@ -207,7 +165,7 @@ pub enum PipelineError {
     #[error("the dump changed between the first and second read (COPY block {block})")]
     Changed { block: usize },
     #[error(transparent)]
-    Db(#[from] crate::source::postgres::DbError),
+    Db(#[from] crate::db::DbError),
     #[error("interrupted by {}: nothing was kept", crate::interrupt::name(*.0))]
     Interrupted(i32),
     /// Staging lacks tables or columns the run would load (found before anything was written).
@@ -1008,9 +966,9 @@ pub fn batch_channel(options: &Options) -> (BatchSender, Batches) {
 }
 
 fn db_error(context: String, e: &tokio_postgres::Error) -> PipelineError {
-    PipelineError::Db(crate::source::postgres::DbError::Query {
+    PipelineError::Db(crate::db::DbError::Query {
         context,
-        message: crate::source::postgres::describe(e),
+        message: crate::db::describe(e),
     })
 }
 
@@ -1157,28 +1115,6 @@ mod tests {
             &BufferPool::default(),
         )
         .map(|b| String::from_utf8(b).unwrap())
-    }
-
-    #[test]
-    fn the_buffer_pool_reuses_a_bounded_number_of_buffers() {
-        let pool = BufferPool::new(2, 1000);
-        let a = pool.take(100);
-        let ptr = a.as_ptr();
-        pool.give(a);
-        let b = pool.take(50);
-        assert!(b.is_empty() && b.capacity() >= 100);
-        assert_eq!(b.as_ptr(), ptr, "the buffer given back is taken again");
-        // Kept: two at most, and none larger than the cap.
-        pool.give(b);
-        pool.give(vec![1; 10]);
-        pool.give(vec![1; 10]);
-        pool.give(Vec::with_capacity(5000));
-        assert_eq!(pool.free.lock().unwrap().len(), 2);
-        assert!(pool.free.lock().unwrap().iter().all(|b| b.is_empty()));
-        // The default pool keeps nothing.
-        let none = BufferPool::default();
-        none.give(vec![1; 10]);
-        assert!(none.free.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -180,11 +180,11 @@ fn sample_database(
     n: usize,
     filter: &dyn Fn(&SourceTable) -> Option<String>,
 ) -> Result<Sampled, Error> {
-    let db = |e: pg::DbError| Error::Database(e.to_string());
-    let runtime = crate::refresh::runtime(1)?;
+    let db = Error::Database;
+    let runtime = crate::db::runtime(1).map_err(Error::runtime)?;
     runtime.block_on(async {
         use futures_util::StreamExt;
-        let client = pg::connect(source).await.map_err(db)?;
+        let client = crate::db::connect(source).await.map_err(db)?;
         pg::begin_snapshot(&client).await.map_err(db)?;
         let catalog = pg::read_catalog(&client).await.map_err(db)?;
         let tables = catalog.source_tables();
@@ -198,9 +198,9 @@ fn sample_database(
             // A cheap sample: the first rows the server finds, never a full scan.
             let sql = pg::copy_out_sql(&t.name, &t.columns, filter(t).as_deref(), Some(n));
             let err = |e: tokio_postgres::Error| {
-                db(pg::DbError::Query {
+                db(crate::db::DbError::Query {
                     context: format!("sampling {}", t.name),
-                    message: pg::describe(&e),
+                    message: crate::db::describe(&e),
                 })
             };
             let stream = client.copy_out(&sql).await.map_err(err)?;
@@ -220,9 +220,9 @@ fn sample_database(
             )
             .await
             .map_err(|e| {
-                db(pg::DbError::Query {
+                db(crate::db::DbError::Query {
                     context: "reading the source's comments".into(),
-                    message: pg::describe(&e),
+                    message: crate::db::describe(&e),
                 })
             })?
             .iter()

@@ -25,8 +25,8 @@ use crate::sink::dump::DumpSink;
 use crate::sink::postgres::{Staging, StagingError};
 use crate::source::postgres::{self as pg, Catalog};
 
-fn db(e: pg::DbError) -> Error {
-    Error::Database(e.to_string())
+fn db(e: crate::db::DbError) -> Error {
+    Error::Database(e)
 }
 
 /// What a refresh takes besides the plan and the pipeline's options.
@@ -48,21 +48,6 @@ impl Default for RefreshOptions {
             source_connections: 2,
         }
     }
-}
-
-/// The async runtime the database work runs on (the transforms stay on rayon).
-pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
-    let mut builder = if workers > 1 {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    builder.enable_all().build().map_err(|source| Error::Io {
-        context: "starting the async runtime".into(),
-        source,
-    })
 }
 
 /// One table to move: its bound rules, the statement that reads it, and where its batches arrive.
@@ -277,9 +262,9 @@ pub fn check_catalog(
     plan: &Plan,
     c: &ConnInfo,
 ) -> Result<(Vec<rules::SourceTable>, Catalog), Error> {
-    let runtime = runtime(1)?;
+    let runtime = crate::db::runtime(1).map_err(Error::runtime)?;
     runtime.block_on(async {
-        let client = pg::connect(c).await.map_err(db)?;
+        let client = crate::db::connect(c).await.map_err(db)?;
         pg::begin_snapshot(&client).await.map_err(db)?;
         let catalog = pg::read_catalog(&client).await.map_err(db)?;
         check_source(plan, &client, &catalog).await?;
@@ -347,7 +332,7 @@ pub fn run(
     progress: &dyn Progress,
     refresh: &RefreshOptions,
 ) -> Result<Report, Error> {
-    let runtime = runtime(2)?;
+    let runtime = crate::db::runtime(2).map_err(Error::runtime)?;
     runtime.block_on(run_async(plan, options, progress, refresh))
 }
 
@@ -372,13 +357,13 @@ async fn run_async(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let source_info = plan.source.database().expect("a database source");
-    let source = pg::connect(source_info).await.map_err(db)?;
+    let source = crate::db::connect(source_info).await.map_err(db)?;
     let target_client = match &plan.target {
         Endpoint::Database(c) => {
-            let t = pg::connect(c).await.map_err(db)?;
+            let t = crate::db::connect(c).await.map_err(db)?;
             let (a, b) = (
-                pg::identity(&source).await.map_err(db)?,
-                pg::identity(&t).await.map_err(db)?,
+                crate::db::identity(&source).await.map_err(db)?,
+                crate::db::identity(&t).await.map_err(db)?,
             );
             if a == b {
                 return Err(Error::Usage(format!(
@@ -512,7 +497,7 @@ async fn run_opened(
             let mut staging = Staging::begin_on(client, refresh.lock_timeout)
                 .await
                 .map_err(|e| match e {
-                    StagingError::Locked => Error::Database(e.to_string()),
+                    StagingError::Locked => db(crate::db::DbError::Busy(e.to_string())),
                     StagingError::Db(d) => db(d),
                 })?;
             let outcome = mover
@@ -526,7 +511,7 @@ async fn run_opened(
                 Err(e) => {
                     staging.rollback().await;
                     Err(match e {
-                        PipelineError::Db(d @ pg::DbError::LockTimeout { .. }) => {
+                        PipelineError::Db(d @ crate::db::DbError::LockTimeout { .. }) => {
                             let names: Vec<QualifiedName> =
                                 prepared.jobs.iter().map(|j| j.table.name.clone()).collect();
                             PipelineError::Db(staging.lock_failure(d, &names).await)
@@ -688,11 +673,11 @@ impl Mover<'_> {
     ) -> Result<(), PipelineError> {
         if let Some(sql) = schema {
             staging.client().batch_execute(sql).await.map_err(|e| {
-                PipelineError::Db(pg::DbError::Query {
+                PipelineError::Db(crate::db::DbError::Query {
                     context:
                         "creating the schema in staging (--create-schema needs an empty target)"
                             .into(),
-                    message: pg::describe(&e),
+                    message: crate::db::describe(&e),
                 })
             })?;
         }
@@ -781,9 +766,9 @@ impl Mover<'_> {
         let err = |what: &str| {
             let ctx = what.to_string();
             move |e: tokio_postgres::Error| {
-                PipelineError::Db(pg::DbError::Query {
+                PipelineError::Db(crate::db::DbError::Query {
                     context: ctx.clone(),
-                    message: pg::describe(&e),
+                    message: crate::db::describe(&e),
                 })
             }
         };

@@ -1,6 +1,7 @@
 //! Names as PostgreSQL writes them: schema-qualified table names, quoting of identifiers, and
 //! reading them back. Shared by the rules, the sources and the sinks; knows nothing of any of them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A schema-qualified table name. Ordered so plans and reports list tables alphabetically.
@@ -282,4 +283,125 @@ pub fn split_identifiers(s: &str) -> Option<Vec<String>> {
             Some(_) => return None,
         }
     }
+}
+
+/// A table as the source has it: its name, its columns in COPY order, and the partitioned table it
+/// belongs to (a partition without rules of its own takes its parent's). A database source also
+/// knows each column's constraints and type; a dump does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTable {
+    pub name: QualifiedName,
+    pub columns: Vec<String>,
+    pub partition_of: Option<QualifiedName>,
+    pub meta: Option<Vec<ColumnMeta>>,
+    /// Rows expected before copying, for progress: counted in a dump, the catalog's estimate in a
+    /// database (None when it has none).
+    pub rows: Option<u64>,
+    /// The database the table is in, when the source says (a `\connect` in a pg_dumpall file, the
+    /// database of a live source): rules under `[databases.NAME]` apply to it.
+    pub database: Option<String>,
+    /// A foreign table: never read, so its only rule is `skip = true`.
+    pub foreign: bool,
+}
+
+/// What the catalog says about a column, as far as rules care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMeta {
+    pub not_null: bool,
+    /// A single-column UNIQUE constraint or primary key.
+    pub unique: bool,
+    pub kind: TypeKind,
+    /// The n of varchar(n) / char(n).
+    pub max_len: Option<usize>,
+    /// The type as PostgreSQL writes it, for messages.
+    pub type_name: String,
+}
+
+/// Type families, with domains resolved to their base type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeKind {
+    Text,
+    Number,
+    Date,
+    Timestamp,
+    Json,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct SequenceState {
+    pub name: QualifiedName,
+    pub last_value: Option<i64>,
+    pub start_value: i64,
+}
+
+/// A materialized view: staging rebuilds it from the anonymized tables after the load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatView {
+    pub name: QualifiedName,
+    /// `WITH DATA` in the source (an unpopulated one stays unpopulated).
+    pub populated: bool,
+}
+
+/// An order of `names` in which every table comes after the tables it references (`edges` are
+/// (referencing, referenced) indexes into `names`), so rows load with foreign keys in force. A
+/// cycle is broken by taking the first remaining table by name.
+pub fn load_order(names: &[&QualifiedName], edges: &[(usize, usize)]) -> Vec<usize> {
+    let mut deps: BTreeMap<&QualifiedName, (usize, BTreeSet<&QualifiedName>)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, (i, BTreeSet::new())))
+        .collect();
+    for &(from, to) in edges {
+        if names[from] != names[to] {
+            if let Some((_, d)) = deps.get_mut(names[from]) {
+                d.insert(names[to]);
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(deps.len());
+    let mut done: BTreeSet<&QualifiedName> = BTreeSet::new();
+    while order.len() < deps.len() {
+        let ready = deps
+            .iter()
+            .find(|(n, (_, d))| !done.contains(*n) && d.iter().all(|x| done.contains(x)))
+            .or_else(|| deps.iter().find(|(n, _)| !done.contains(*n)));
+        let Some((name, (i, _))) = ready else { break };
+        done.insert(name);
+        order.push(*i);
+    }
+    order
+}
+
+/// Materialized views ordered so that each comes after every materialized view it reads through
+/// any chain of views. `kinds`: name → (is materialized, is populated); `deps`: what each reads.
+pub fn order_matviews(
+    kinds: &BTreeMap<QualifiedName, (bool, bool)>,
+    deps: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>,
+) -> Vec<MatView> {
+    fn visit(
+        n: &QualifiedName,
+        kinds: &BTreeMap<QualifiedName, (bool, bool)>,
+        deps: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>,
+        seen: &mut BTreeSet<QualifiedName>,
+        out: &mut Vec<MatView>,
+    ) {
+        if !seen.insert(n.clone()) {
+            return;
+        }
+        for d in deps.get(n).into_iter().flatten() {
+            visit(d, kinds, deps, seen, out);
+        }
+        if let Some((true, populated)) = kinds.get(n) {
+            out.push(MatView {
+                name: n.clone(),
+                populated: *populated,
+            });
+        }
+    }
+    let (mut seen, mut out) = (BTreeSet::new(), Vec::new());
+    for n in kinds.keys() {
+        visit(n, kinds, deps, &mut seen, &mut out);
+    }
+    out
 }

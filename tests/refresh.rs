@@ -553,7 +553,8 @@ fn parallel_readers_share_one_snapshot() {
 
 #[test]
 fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
-    use anonymize::source::postgres::{begin_snapshot, connect, join_snapshot};
+    use anonymize::db::connect;
+    use anonymize::source::postgres::{begin_snapshot, join_snapshot};
     async fn count(c: &tokio_postgres::Client) -> i64 {
         c.query_one("SELECT count(*) FROM t", &[])
             .await

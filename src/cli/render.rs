@@ -2,10 +2,10 @@
 
 use std::time::SystemTime;
 
+use crate::db::redact;
 use crate::error::Error;
 use crate::pipeline::Report;
 use crate::preview::Preview;
-use crate::source::postgres::redact;
 use crate::transform::dates::civil_from_days;
 
 /// Longest value shown in the table format, in characters.

@@ -8,51 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::build::{ColumnOp, Plan, TablePlan, Uncovered};
 use super::{suggest, Diagnostic, QualifiedName};
+pub use crate::schema::{ColumnMeta, SourceTable, TypeKind};
 use crate::transform::text::{Piece, Template};
 use crate::transform::Transform;
-
-/// A table as the source has it: its name, its columns in COPY order, and the partitioned table it
-/// belongs to (a partition without rules of its own takes its parent's). A database source also
-/// knows each column's constraints and type; a dump does not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceTable {
-    pub name: QualifiedName,
-    pub columns: Vec<String>,
-    pub partition_of: Option<QualifiedName>,
-    pub meta: Option<Vec<ColumnMeta>>,
-    /// Rows expected before copying, for progress: counted in a dump, the catalog's estimate in a
-    /// database (None when it has none).
-    pub rows: Option<u64>,
-    /// The database the table is in, when the source says (a `\connect` in a pg_dumpall file, the
-    /// database of a live source): rules under `[databases.NAME]` apply to it.
-    pub database: Option<String>,
-    /// A foreign table: never read, so its only rule is `skip = true`.
-    pub foreign: bool,
-}
-
-/// What the catalog says about a column, as far as rules care.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnMeta {
-    pub not_null: bool,
-    /// A single-column UNIQUE constraint or primary key.
-    pub unique: bool,
-    pub kind: TypeKind,
-    /// The n of varchar(n) / char(n).
-    pub max_len: Option<usize>,
-    /// The type as PostgreSQL writes it, for messages.
-    pub type_name: String,
-}
-
-/// Type families, with domains resolved to their base type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TypeKind {
-    Text,
-    Number,
-    Date,
-    Timestamp,
-    Json,
-    Other,
-}
 
 /// Whether a rule can work on a column of this type and constraints; the problem if not.
 fn check_fit(op: &ColumnOp, unique: bool, m: &ColumnMeta) -> Option<String> {

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use tokio_postgres::{Client, CopyInSink};
 
-use crate::rules::{quote_ident, QualifiedName};
-use crate::source::postgres::{describe, query_err, DbError, SequenceState};
+use crate::db::{describe, query_err, DbError};
+use crate::schema::SequenceState;
+use crate::schema::{quote_ident, QualifiedName};
 
 /// The advisory lock every refresh takes on the target ("anonymiz" in ASCII).
 pub const LOCK_KEY: i64 = 0x616e_6f6e_796d_697a;
@@ -301,7 +302,7 @@ impl Staging {
             return e;
         };
         let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-        let held = crate::source::postgres::blockers(&self.client, &names, &[]).await;
+        let held = crate::db::blockers(&self.client, &names, &[]).await;
         DbError::LockTimeout {
             context,
             message: format!(
@@ -376,12 +377,8 @@ impl Staging {
         &self,
         unpopulated: &std::collections::BTreeSet<QualifiedName>,
     ) -> Result<usize, DbError> {
-        let rows = self
-            .client
-            .query(crate::source::postgres::MATVIEWS_SQL, &[])
-            .await
-            .map_err(query_err("reading the staging materialized views"))?;
-        let views = crate::source::postgres::matviews_in_order(rows);
+        let views =
+            crate::db::matviews(&self.client, "reading the staging materialized views").await?;
         let mut n = 0;
         for v in &views {
             let sql = if unpopulated.contains(&v.name) {

@@ -14,8 +14,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::copy::CopyFormat;
-use crate::rules::SourceTable;
 use crate::schema::QualifiedName;
+use crate::schema::SourceTable;
 use crate::sql::lexer::{self, Kind};
 use crate::sql::split::{Found, SplitError, Splitter};
 use crate::sql::statement::{self, Info, InsertHeader, Secret, Session, Statement, TableDef};
@@ -220,7 +220,7 @@ pub struct DumpReader<R> {
     keep_going: bool,
     batch_rows: u64,
     batch_bytes: usize,
-    buffers: Arc<crate::pipeline::BufferPool>,
+    buffers: Arc<crate::buffers::BufferPool>,
     keep_rows: bool,
     observe: bool,
 }
@@ -360,7 +360,7 @@ impl<R: Read> DumpReader<R> {
     }
 
     /// Take row batches from `buffers` (the pipeline gives them back once written).
-    pub fn with_buffers(mut self, buffers: Arc<crate::pipeline::BufferPool>) -> Self {
+    pub fn with_buffers(mut self, buffers: Arc<crate::buffers::BufferPool>) -> Self {
         self.buffers = buffers;
         self
     }

@@ -6,326 +6,13 @@
 //! `COPY (SELECT cols FROM t [WHERE ...]) TO STDOUT`, one CopyData message per row. This module knows
 //! nothing of rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::endpoint::ConnInfo;
-use crate::rules::{ColumnMeta, QualifiedName, SourceTable, TypeKind};
-
-/// Why talking to a database failed. Connection strings are redacted; no row value is quoted.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("connecting to {url}: {message}")]
-    Connect { url: String, message: String },
-    #[error("{context}: {message}")]
-    Query { context: String, message: String },
-    /// A lock wait ran out (`lock_timeout`): who held it is added once the transaction is gone.
-    #[error("{context}: {message}")]
-    LockTimeout { context: String, message: String },
-}
-
-pub use crate::endpoint::redact;
-
-/// SQLSTATEs whose message quotes no data (connection, authentication, permissions, locks,
-/// resources, cancellation, integrity violations — whose detail, with the values, is never shown).
-fn message_is_safe(code: &str) -> bool {
-    matches!(&code[..2], "08" | "28" | "53" | "57" | "23")
-        || matches!(
-            code,
-            "42501" | "42703" | "55P03" | "55006" | "40001" | "40P01" | "25006" | "25P02"
-        )
-}
-
-/// SQLSTATEs whose message quotes a name, which a cast of a value (`::regclass`, `::regtype`,
-/// …) can make a value: the message is kept with every quoted part hidden.
-fn quotes_a_name(code: &str) -> bool {
-    matches!(
-        code,
-        "3D000" | "3F000" | "42P01" | "42704" | "42883" | "42P07" | "42710" | "42602" | "2BP01"
-    )
-}
-
-/// What a SQLSTATE means, for the messages built without the server's text.
-fn sqlstate_meaning(code: &str) -> &'static str {
-    match code {
-        "P0001" => "an exception raised by a function or trigger",
-        "P0004" => "an assertion failed in a function",
-        "XX000" => "an internal error of the server",
-        "42804" => "a type mismatch",
-        "42P10" => "an invalid column reference",
-        "21000" => "a subquery returned more than one row",
-        _ => match &code[..2] {
-            "22" => "invalid data for the column type",
-            "2B" => "dependent objects still exist",
-            "38" | "39" => "an error in an external routine",
-            "40" => "a transaction rollback",
-            "42" => "a syntax error or access rule violation",
-            "44" => "a WITH CHECK OPTION violation",
-            "54" => "a program limit exceeded",
-            "55" => "an object not in the state needed",
-            "58" => "a system error on the server",
-            "F0" => "a server configuration file error",
-            "HV" => "a foreign-data wrapper error",
-            "P0" => "an error in a PL/pgSQL function",
-            "XX" => "an internal error of the server",
-            _ => "an error",
-        },
-    }
-}
-
-/// A server message with its double-quoted parts as `"…"`.
-fn hide_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for ch in message.chars() {
-        if ch == '"' {
-            if !inside {
-                out.push_str("\"…");
-            } else {
-                out.push('"');
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(ch);
-        }
-    }
-    out
-}
-
-/// The server's message as it is (passwords hidden), for errors that cannot involve a row: those of
-/// connecting (which name the database and role asked for) and of planning a `where` filter.
-pub fn describe_verbatim(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        // (Those come with a hint of what to do.)
-        Some(db) if !matches!(db.code().code(), "28000" | "53200") => {
-            format!("{} (SQLSTATE {})", redact(db.message()), db.code().code())
-        }
-        _ => describe(e),
-    }
-}
-
-/// A database error described without row values. PostgreSQL's messages for bad data quote the
-/// value, and a raised exception says whatever its function says: the server's text is shown only
-/// for SQLSTATEs known to quote no data; for every other one the message is built from the
-/// SQLSTATE, its meaning and the table, column and constraint names.
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    let Some(db) = e.as_db_error() else {
-        // The driver's own text is only the kind ("error connecting to server"); the cause
-        // (connection refused, timed out, no route) is in its source chain.
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            msg.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        return redact(&msg);
-    };
-    let code = db.code().code();
-    let mut msg = if code == "53200" {
-        // The lock table is full: one transaction locks every table, index and constraint it
-        // touches, and the server's lock table is sized by max_locks_per_transaction.
-        format!(
-            "{} (SQLSTATE {code}); raise max_locks_per_transaction on that server \
-             (a refresh takes all its locks in one transaction)",
-            db.message()
-        )
-    } else if code == "28000" && db.message().contains("no encryption") {
-        format!(
-            "{} (SQLSTATE {code}); the server requires TLS, which this build does not support \
-             yet (see Known limitations in the README)",
-            redact(db.message())
-        )
-    } else if code.len() == 5 && message_is_safe(code) {
-        format!("{} (SQLSTATE {code})", redact(db.message()))
-    } else if code.len() == 5
-        && (quotes_a_name(code) || (code == "42601" && db.message().starts_with("syntax error at")))
-    {
-        format!("{} (SQLSTATE {code})", hide_quoted(&redact(db.message())))
-    } else if code.len() == 5 {
-        format!("{} (SQLSTATE {code})", sqlstate_meaning(code))
-    } else {
-        format!("an error (SQLSTATE {code})")
-    };
-    if let Some(t) = db.table() {
-        msg.push_str(&format!(", table {t}"));
-    }
-    if let Some(c) = db.column() {
-        msg.push_str(&format!(", column {c}"));
-    }
-    if let Some(c) = db.constraint() {
-        msg.push_str(&format!(", constraint {c}"));
-    }
-    if let Some(w) = db.where_() {
-        // "COPY t, line 12, column c: <value>": keep the line and column, never the value.
-        let re = regex::Regex::new(r"COPY [^,]+, line ([0-9]+)(, column [^:]+)?")
-            .expect("valid pattern");
-        if let Some(c) = re.captures(w) {
-            msg.push_str(&format!(
-                ", COPY line {}{}",
-                &c[1],
-                c.get(2).map_or("", |m| m.as_str())
-            ));
-        }
-    }
-    msg
-}
-
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The driver's configuration for a connection string.
-pub fn config(c: &ConnInfo) -> Result<tokio_postgres::Config, String> {
-    use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
-    let mut config = tokio_postgres::Config::new();
-    // Sessions say who they are (in pg_stat_activity, and in the lock messages of other runs).
-    config.application_name("anonymize");
-    let (mut hosts, mut ports) = (Vec::new(), Vec::new());
-    for (k, v) in &c.settings {
-        match k.as_str() {
-            "host" => hosts = v.split(',').map(str::to_string).collect(),
-            "port" => ports = v.split(',').map(str::to_string).collect(),
-            "dbname" => {
-                config.dbname(v);
-            }
-            "user" => {
-                config.user(v);
-            }
-            "options" => {
-                config.options(v);
-            }
-            "application_name" | "fallback_application_name" => {
-                config.application_name(v);
-            }
-            "connect_timeout" => {
-                let secs: u64 = v
-                    .parse()
-                    .map_err(|_| format!("connect_timeout must be a number of seconds, not \"{v}\""))?;
-                config.connect_timeout(std::time::Duration::from_secs(secs));
-            }
-            "keepalives" => {
-                config.keepalives(v != "0");
-            }
-            "keepalives_idle" => {
-                let secs: u64 = v.parse().map_err(|_| "keepalives_idle must be a number of seconds".to_string())?;
-                config.keepalives_idle(std::time::Duration::from_secs(secs));
-            }
-            "sslmode" => match v.as_str() {
-                "disable" => {
-                    config.ssl_mode(SslMode::Disable);
-                }
-                "allow" | "prefer" => {
-                    config.ssl_mode(SslMode::Prefer);
-                }
-                _ => {
-                    return Err(format!(
-                        "sslmode={v}: this build connects without TLS (see Known limitations in the \
-                         README); use a TLS-terminating proxy, or sslmode=disable on a trusted network"
-                    ))
-                }
-            },
-            "target_session_attrs" => match v.as_str() {
-                "any" => {
-                    config.target_session_attrs(TargetSessionAttrs::Any);
-                }
-                "read-write" => {
-                    config.target_session_attrs(TargetSessionAttrs::ReadWrite);
-                }
-                _ => return Err(format!("target_session_attrs={v} is not supported")),
-            },
-            "channel_binding" => {
-                config.channel_binding(match v.as_str() {
-                    "disable" => ChannelBinding::Disable,
-                    "require" => ChannelBinding::Require,
-                    _ => ChannelBinding::Prefer,
-                });
-            }
-            "client_encoding" if v.eq_ignore_ascii_case("utf8") => {}
-            other => return Err(format!("the connection setting {other} is not supported")),
-        }
-    }
-    for (i, h) in hosts.iter().enumerate() {
-        if h.starts_with('/') {
-            config.host_path(h);
-        } else {
-            config.host(h);
-        }
-        let port = ports.get(i).or(ports.first()).filter(|p| !p.is_empty());
-        config.port(match port {
-            Some(p) => p.parse().map_err(|_| format!("an invalid port \"{p}\""))?,
-            None => 5432,
-        });
-    }
-    if hosts.is_empty() {
-        config.host("localhost");
-        config.port(5432);
-    }
-    if let Some(p) = &c.password {
-        config.password(p.expose());
-    }
-    // A nightly job must not hang on an unreachable host: 30 s unless the string says otherwise.
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    Ok(config)
-}
-
-/// Connect; the connection's driver runs on the current tokio runtime.
-pub async fn connect(c: &ConnInfo) -> Result<Client, DbError> {
-    let failed = |message: String| DbError::Connect {
-        url: c.to_string(),
-        message,
-    };
-    let config = config(c).map_err(&failed)?;
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| failed(describe_verbatim(&e)))?;
-    tokio::spawn(async move {
-        // Errors surface on the next query through the client.
-        let _ = connection.await;
-    });
-    log::debug!("connected to {c}");
-    Ok(client)
-}
-
-pub(crate) fn query_err(context: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
-    move |e| {
-        if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
-            return DbError::LockTimeout {
-                context: context.to_string(),
-                message: describe(&e),
-            };
-        }
-        DbError::Query {
-            context: context.to_string(),
-            message: describe(&e),
-        }
-    }
-}
-
-/// What identifies a database: the cluster (system identifier when this role may read it, else the
-/// postmaster's start time and port) and the database name.
-pub async fn identity(client: &Client) -> Result<String, DbError> {
-    let row = client
-        .query_one(
-            "SELECT current_database(), coalesce(inet_server_port(), 0)::text, pg_postmaster_start_time()::text",
-            &[],
-        )
-        .await
-        .map_err(query_err("reading the database identity"))?;
-    let (db, port, started): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-    let sysid = match client
-        .query_one(
-            "SELECT system_identifier::text FROM pg_control_system()",
-            &[],
-        )
-        .await
-    {
-        Ok(r) => r.get::<_, String>(0),
-        Err(_) => format!("started {started} port {port}"),
-    };
-    Ok(format!("{sysid}/{db}"))
-}
+use crate::db::{blockers, connect, describe_verbatim, query_err, DbError};
+use crate::endpoint::{redact, ConnInfo};
+use crate::schema::{ColumnMeta, MatView, QualifiedName, SequenceState, SourceTable, TypeKind};
 
 /// The tables a run would read, as the catalog has them now (outside any snapshot): what the
 /// snapshot's transaction locks first.
@@ -450,45 +137,6 @@ async fn lock_tables(client: &Client, names: &[String]) -> Result<(), tokio_post
     Ok(())
 }
 
-/// Who holds a lock (of `modes`, or any when empty) on these tables: pid, user, application, state
-/// and for how long — never what they run. For a message after a lock wait timed out.
-pub async fn blockers(client: &Client, tables: &[String], modes: &[&str]) -> String {
-    let modes: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
-    let rows = client
-        .query(
-            "SELECT DISTINCT a.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''), \
-                    coalesce(a.state, '?'), \
-                    extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start))::bigint \
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.granted AND l.pid <> pg_backend_pid() \
-               AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest($1::text[]) t) \
-               AND (cardinality($2::text[]) = 0 OR l.mode = ANY ($2::text[])) \
-             ORDER BY 1 LIMIT 5",
-            &[&tables, &modes],
-        )
-        .await;
-    match rows {
-        Ok(rows) if !rows.is_empty() => {
-            let who: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    let app: &str = r.get(2);
-                    format!(
-                        "pid {} (user {}, application {}, {} for {} s)",
-                        r.get::<_, i32>(0),
-                        r.get::<_, &str>(1),
-                        if app.is_empty() { "unnamed" } else { app },
-                        r.get::<_, &str>(3),
-                        r.get::<_, i64>(4)
-                    )
-                })
-                .collect();
-            format!("a lock held by {}", who.join(", "))
-        }
-        _ => "a lock another session held (it has let go since)".into(),
-    }
-}
-
 /// Make the session read-only, open the snapshot every table is read in, and export it so other
 /// reader sessions can join it. Returns the snapshot's id. (Without locks: for reading the catalog
 /// only, as `check` and `scan` do.)
@@ -567,21 +215,6 @@ impl CatalogTable {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct SequenceState {
-    pub name: QualifiedName,
-    pub last_value: Option<i64>,
-    pub start_value: i64,
-}
-
-/// A materialized view: staging rebuilds it from the anonymized tables after the load.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatView {
-    pub name: QualifiedName,
-    /// `WITH DATA` in the source (an unpopulated one stays unpopulated).
-    pub populated: bool,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub tables: Vec<CatalogTable>,
@@ -622,49 +255,32 @@ impl Catalog {
     /// Copied tables in an order where every referenced table comes before the tables referring to
     /// it (cycles are broken by name order), so the result loads with foreign keys in force.
     pub fn load_order(&self) -> Vec<&CatalogTable> {
-        let leaves: BTreeMap<&QualifiedName, &CatalogTable> = self
-            .tables
-            .iter()
-            .filter(|t| !t.partitioned)
-            .map(|t| (&t.name, t))
-            .collect();
+        let leaves: Vec<&CatalogTable> = self.tables.iter().filter(|t| !t.partitioned).collect();
+        let names: Vec<&QualifiedName> = leaves.iter().map(|t| &t.name).collect();
         // A reference to a partitioned table means a reference to each of its leaves.
-        let expand = |name: &QualifiedName| -> Vec<&QualifiedName> {
-            if let Some((leaf, _)) = leaves.get_key_value(name) {
-                vec![*leaf]
-            } else {
-                self.tables
+        let expand = |name: &QualifiedName| -> Vec<usize> {
+            match names.iter().position(|n| *n == name) {
+                Some(i) => vec![i],
+                None => leaves
                     .iter()
-                    .filter(|t| !t.partitioned && t.partition_root.as_ref() == Some(name))
-                    .map(|t| &t.name)
-                    .collect()
+                    .enumerate()
+                    .filter(|(_, t)| t.partition_root.as_ref() == Some(name))
+                    .map(|(i, _)| i)
+                    .collect(),
             }
         };
-        let mut deps: BTreeMap<&QualifiedName, BTreeSet<&QualifiedName>> =
-            leaves.keys().map(|k| (*k, BTreeSet::new())).collect();
+        let mut edges = Vec::new();
         for (from, to) in &self.foreign_keys {
             for f in expand(from) {
                 for t in expand(to) {
-                    if f != t {
-                        deps.entry(f).or_default().insert(t);
-                    }
+                    edges.push((f, t));
                 }
             }
         }
-        let mut order = Vec::with_capacity(leaves.len());
-        let mut done: BTreeSet<&QualifiedName> = BTreeSet::new();
-        while order.len() < leaves.len() {
-            let ready = deps
-                .iter()
-                .find(|(n, d)| !done.contains(*n) && d.iter().all(|x| done.contains(x)))
-                .map(|(n, _)| *n)
-                // A cycle: take the first remaining table by name.
-                .or_else(|| deps.keys().find(|n| !done.contains(*n)).copied())
-                .expect("tables remain");
-            done.insert(ready);
-            order.push(leaves[ready]);
-        }
-        order
+        crate::schema::load_order(&names, &edges)
+            .into_iter()
+            .map(|i| leaves[i])
+            .collect()
     }
 }
 
@@ -715,20 +331,6 @@ ORDER BY n.nspname, c.relname, a.attnum
 
 /// Materialized views, whether they hold rows, and the views and materialized views each one reads
 /// (one row per dependency; none for a view that reads only tables).
-pub const MATVIEWS_SQL: &str = r#"
-SELECT vn.nspname, v.relname, v.relkind::text, v.relispopulated, dn.nspname, dep.relname
-FROM pg_class v
-JOIN pg_namespace vn ON vn.oid = v.relnamespace
-LEFT JOIN pg_rewrite r ON r.ev_class = v.oid
-LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
-LEFT JOIN pg_class dep ON dep.oid = d.refobjid AND dep.relkind IN ('v', 'm')
-LEFT JOIN pg_namespace dn ON dn.oid = dep.relnamespace
-WHERE v.relkind IN ('v', 'm')
-  AND vn.nspname NOT IN ('pg_catalog', 'information_schema') AND vn.nspname NOT LIKE 'pg\_%'
-ORDER BY 1, 2
-"#;
-
 const ROLE_SQL: &str = "SELECT rolsuper, \
      (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) FROM pg_roles WHERE rolname = current_user";
 
@@ -818,12 +420,7 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
         .query_one(ROLE_SQL, &[])
         .await
         .map_err(query_err("reading the source role"))?;
-    let matviews = matviews_in_order(
-        client
-            .query(MATVIEWS_SQL, &[])
-            .await
-            .map_err(query_err("reading the source's materialized views"))?,
-    );
+    let matviews = crate::db::matviews(client, "reading the source's materialized views").await?;
     Ok(Catalog {
         tables,
         matviews,
@@ -833,55 +430,6 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
         unreadable_sequences,
         foreign_keys,
     })
-}
-
-/// Materialized views from the rows of [`MATVIEWS_SQL`], each after the materialized views it
-/// reads, directly or through views.
-pub fn matviews_in_order(rows: Vec<tokio_postgres::Row>) -> Vec<MatView> {
-    let mut kinds: BTreeMap<QualifiedName, (bool, bool)> = BTreeMap::new();
-    let mut deps: BTreeMap<QualifiedName, BTreeSet<QualifiedName>> = BTreeMap::new();
-    for r in rows {
-        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
-        kinds.insert(name.clone(), (r.get::<_, &str>(2) == "m", r.get(3)));
-        let dep = deps.entry(name).or_default();
-        if let (Some(s), Some(n)) = (r.get::<_, Option<&str>>(4), r.get::<_, Option<&str>>(5)) {
-            dep.insert(QualifiedName::new(s, n));
-        }
-    }
-    order_matviews(&kinds, &deps)
-}
-
-/// Materialized views ordered so that each comes after every materialized view it reads through
-/// any chain of views. `kinds`: name → (is materialized, is populated); `deps`: what each reads.
-pub fn order_matviews(
-    kinds: &BTreeMap<QualifiedName, (bool, bool)>,
-    deps: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>,
-) -> Vec<MatView> {
-    fn visit(
-        n: &QualifiedName,
-        kinds: &BTreeMap<QualifiedName, (bool, bool)>,
-        deps: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>,
-        seen: &mut BTreeSet<QualifiedName>,
-        out: &mut Vec<MatView>,
-    ) {
-        if !seen.insert(n.clone()) {
-            return;
-        }
-        for d in deps.get(n).into_iter().flatten() {
-            visit(d, kinds, deps, seen, out);
-        }
-        if let Some((true, populated)) = kinds.get(n) {
-            out.push(MatView {
-                name: n.clone(),
-                populated: *populated,
-            });
-        }
-    }
-    let (mut seen, mut out) = (BTreeSet::new(), Vec::new());
-    for n in kinds.keys() {
-        visit(n, kinds, deps, &mut seen, &mut out);
-    }
-    out
 }
 
 /// The source's schema as SQL, from `pg_dump --schema-only` (owners and grants left out) in the
@@ -1263,7 +811,7 @@ pub fn copy_out_sql(
 ) -> String {
     let cols: Vec<String> = columns
         .iter()
-        .map(|c| crate::rules::quote_ident(c))
+        .map(|c| crate::schema::quote_ident(c))
         .collect();
     let mut select = format!("SELECT {} FROM ONLY {table}", cols.join(", "));
     if let Some(f) = filter {

@@ -1,0 +1,457 @@
+//! Database plumbing shared by the source and the staging sink: connection strings to driver
+//! configurations, connecting, the async runtime, and describing a server's errors without the
+//! values they may quote. Knows nothing of rules, sources or sinks.
+
+use tokio_postgres::{Client, NoTls};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::endpoint::ConnInfo;
+use crate::schema::{MatView, QualifiedName};
+
+/// Why talking to a database failed. Connection strings are redacted; no row value is quoted.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("connecting to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("{context}: {message}")]
+    Query { context: String, message: String },
+    /// A lock wait ran out (`lock_timeout`): who held it is added once the transaction is gone.
+    #[error("{context}: {message}")]
+    LockTimeout { context: String, message: String },
+    /// Another run holds what this one needs (said in full).
+    #[error("{0}")]
+    Busy(String),
+}
+
+pub use crate::endpoint::redact;
+
+/// SQLSTATEs whose message quotes no data (connection, authentication, permissions, locks,
+/// resources, cancellation, integrity violations — whose detail, with the values, is never shown).
+fn message_is_safe(code: &str) -> bool {
+    matches!(&code[..2], "08" | "28" | "53" | "57" | "23")
+        || matches!(
+            code,
+            "42501" | "42703" | "55P03" | "55006" | "40001" | "40P01" | "25006" | "25P02"
+        )
+}
+
+/// SQLSTATEs whose message quotes a name, which a cast of a value (`::regclass`, `::regtype`,
+/// …) can make a value: the message is kept with every quoted part hidden.
+fn quotes_a_name(code: &str) -> bool {
+    matches!(
+        code,
+        "3D000" | "3F000" | "42P01" | "42704" | "42883" | "42P07" | "42710" | "42602" | "2BP01"
+    )
+}
+
+/// What a SQLSTATE means, for the messages built without the server's text.
+fn sqlstate_meaning(code: &str) -> &'static str {
+    match code {
+        "P0001" => "an exception raised by a function or trigger",
+        "P0004" => "an assertion failed in a function",
+        "XX000" => "an internal error of the server",
+        "42804" => "a type mismatch",
+        "42P10" => "an invalid column reference",
+        "21000" => "a subquery returned more than one row",
+        _ => match &code[..2] {
+            "22" => "invalid data for the column type",
+            "2B" => "dependent objects still exist",
+            "38" | "39" => "an error in an external routine",
+            "40" => "a transaction rollback",
+            "42" => "a syntax error or access rule violation",
+            "44" => "a WITH CHECK OPTION violation",
+            "54" => "a program limit exceeded",
+            "55" => "an object not in the state needed",
+            "58" => "a system error on the server",
+            "F0" => "a server configuration file error",
+            "HV" => "a foreign-data wrapper error",
+            "P0" => "an error in a PL/pgSQL function",
+            "XX" => "an internal error of the server",
+            _ => "an error",
+        },
+    }
+}
+
+/// A server message with its double-quoted parts as `"…"`.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for ch in message.chars() {
+        if ch == '"' {
+            if !inside {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The server's message as it is (passwords hidden), for errors that cannot involve a row: those of
+/// connecting (which name the database and role asked for) and of planning a `where` filter.
+pub fn describe_verbatim(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        // (Those come with a hint of what to do.)
+        Some(db) if !matches!(db.code().code(), "28000" | "53200") => {
+            format!("{} (SQLSTATE {})", redact(db.message()), db.code().code())
+        }
+        _ => describe(e),
+    }
+}
+
+/// A database error described without row values. PostgreSQL's messages for bad data quote the
+/// value, and a raised exception says whatever its function says: the server's text is shown only
+/// for SQLSTATEs known to quote no data; for every other one the message is built from the
+/// SQLSTATE, its meaning and the table, column and constraint names.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        // The driver's own text is only the kind ("error connecting to server"); the cause
+        // (connection refused, timed out, no route) is in its source chain.
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            msg.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        return redact(&msg);
+    };
+    let code = db.code().code();
+    let mut msg = if code == "53200" {
+        // The lock table is full: one transaction locks every table, index and constraint it
+        // touches, and the server's lock table is sized by max_locks_per_transaction.
+        format!(
+            "{} (SQLSTATE {code}); raise max_locks_per_transaction on that server \
+             (a refresh takes all its locks in one transaction)",
+            db.message()
+        )
+    } else if code == "28000" && db.message().contains("no encryption") {
+        format!(
+            "{} (SQLSTATE {code}); the server requires TLS, which this build does not support \
+             yet (see Known limitations in the README)",
+            redact(db.message())
+        )
+    } else if code.len() == 5 && message_is_safe(code) {
+        format!("{} (SQLSTATE {code})", redact(db.message()))
+    } else if code.len() == 5
+        && (quotes_a_name(code) || (code == "42601" && db.message().starts_with("syntax error at")))
+    {
+        format!("{} (SQLSTATE {code})", hide_quoted(&redact(db.message())))
+    } else if code.len() == 5 {
+        format!("{} (SQLSTATE {code})", sqlstate_meaning(code))
+    } else {
+        format!("an error (SQLSTATE {code})")
+    };
+    if let Some(t) = db.table() {
+        msg.push_str(&format!(", table {t}"));
+    }
+    if let Some(c) = db.column() {
+        msg.push_str(&format!(", column {c}"));
+    }
+    if let Some(c) = db.constraint() {
+        msg.push_str(&format!(", constraint {c}"));
+    }
+    if let Some(position) = db.where_().and_then(copy_position) {
+        msg.push_str(&position);
+    }
+    msg
+}
+
+/// From a COPY error's context, `COPY t, line 12, column c: <value>`, the line and column only:
+/// `, COPY line 12, column c`. Never the value.
+fn copy_position(context: &str) -> Option<String> {
+    let rest = &context[context.find("COPY ")? + 5..];
+    let (table, rest) = rest.split_once(", line ")?;
+    if table.is_empty() || table.contains(',') {
+        return None;
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let (line, rest) = rest.split_at(digits);
+    let column = rest
+        .strip_prefix(", column ")
+        .map(|c| c.split(':').next().unwrap_or(""))
+        .filter(|c| !c.is_empty())
+        .map(|c| format!(", column {c}"))
+        .unwrap_or_default();
+    Some(format!(", COPY line {line}{column}"))
+}
+
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The driver's configuration for a connection string.
+pub fn config(c: &ConnInfo) -> Result<tokio_postgres::Config, String> {
+    use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+    let mut config = tokio_postgres::Config::new();
+    // Sessions say who they are (in pg_stat_activity, and in the lock messages of other runs).
+    config.application_name("anonymize");
+    let (mut hosts, mut ports) = (Vec::new(), Vec::new());
+    for (k, v) in &c.settings {
+        match k.as_str() {
+            "host" => hosts = v.split(',').map(str::to_string).collect(),
+            "port" => ports = v.split(',').map(str::to_string).collect(),
+            "dbname" => {
+                config.dbname(v);
+            }
+            "user" => {
+                config.user(v);
+            }
+            "options" => {
+                config.options(v);
+            }
+            "application_name" | "fallback_application_name" => {
+                config.application_name(v);
+            }
+            "connect_timeout" => {
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("connect_timeout must be a number of seconds, not \"{v}\""))?;
+                config.connect_timeout(std::time::Duration::from_secs(secs));
+            }
+            "keepalives" => {
+                config.keepalives(v != "0");
+            }
+            "keepalives_idle" => {
+                let secs: u64 = v.parse().map_err(|_| "keepalives_idle must be a number of seconds".to_string())?;
+                config.keepalives_idle(std::time::Duration::from_secs(secs));
+            }
+            "sslmode" => match v.as_str() {
+                "disable" => {
+                    config.ssl_mode(SslMode::Disable);
+                }
+                "allow" | "prefer" => {
+                    config.ssl_mode(SslMode::Prefer);
+                }
+                _ => {
+                    return Err(format!(
+                        "sslmode={v}: this build connects without TLS (see Known limitations in the \
+                         README); use a TLS-terminating proxy, or sslmode=disable on a trusted network"
+                    ))
+                }
+            },
+            "target_session_attrs" => match v.as_str() {
+                "any" => {
+                    config.target_session_attrs(TargetSessionAttrs::Any);
+                }
+                "read-write" => {
+                    config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+                }
+                _ => return Err(format!("target_session_attrs={v} is not supported")),
+            },
+            "channel_binding" => {
+                config.channel_binding(match v.as_str() {
+                    "disable" => ChannelBinding::Disable,
+                    "require" => ChannelBinding::Require,
+                    _ => ChannelBinding::Prefer,
+                });
+            }
+            "client_encoding" if v.eq_ignore_ascii_case("utf8") => {}
+            other => return Err(format!("the connection setting {other} is not supported")),
+        }
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        if h.starts_with('/') {
+            config.host_path(h);
+        } else {
+            config.host(h);
+        }
+        let port = ports.get(i).or(ports.first()).filter(|p| !p.is_empty());
+        config.port(match port {
+            Some(p) => p.parse().map_err(|_| format!("an invalid port \"{p}\""))?,
+            None => 5432,
+        });
+    }
+    if hosts.is_empty() {
+        config.host("localhost");
+        config.port(5432);
+    }
+    if let Some(p) = &c.password {
+        config.password(p.expose());
+    }
+    // A nightly job must not hang on an unreachable host: 30 s unless the string says otherwise.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
+}
+
+/// Connect; the connection's driver runs on the current tokio runtime.
+pub async fn connect(c: &ConnInfo) -> Result<Client, DbError> {
+    let failed = |message: String| DbError::Connect {
+        url: c.to_string(),
+        message,
+    };
+    let config = config(c).map_err(&failed)?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| failed(describe_verbatim(&e)))?;
+    tokio::spawn(async move {
+        // Errors surface on the next query through the client.
+        let _ = connection.await;
+    });
+    log::debug!("connected to {c}");
+    Ok(client)
+}
+
+pub fn query_err(context: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
+    move |e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            return DbError::LockTimeout {
+                context: context.to_string(),
+                message: describe(&e),
+            };
+        }
+        DbError::Query {
+            context: context.to_string(),
+            message: describe(&e),
+        }
+    }
+}
+
+/// What identifies a database: the cluster (system identifier when this role may read it, else the
+/// postmaster's start time and port) and the database name.
+pub async fn identity(client: &Client) -> Result<String, DbError> {
+    let row = client
+        .query_one(
+            "SELECT current_database(), coalesce(inet_server_port(), 0)::text, pg_postmaster_start_time()::text",
+            &[],
+        )
+        .await
+        .map_err(query_err("reading the database identity"))?;
+    let (db, port, started): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let sysid = match client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+    {
+        Ok(r) => r.get::<_, String>(0),
+        Err(_) => format!("started {started} port {port}"),
+    };
+    Ok(format!("{sysid}/{db}"))
+}
+
+/// The async runtime the database work runs on (the transforms stay on rayon).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers > 1 {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build()
+}
+
+/// Who holds a lock (of `modes`, or any when empty) on these tables: pid, user, application, state
+/// and for how long — never what they run. For a message after a lock wait timed out.
+pub async fn blockers(client: &Client, tables: &[String], modes: &[&str]) -> String {
+    let modes: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
+    let rows = client
+        .query(
+            "SELECT DISTINCT a.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''), \
+                    coalesce(a.state, '?'), \
+                    extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start))::bigint \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.granted AND l.pid <> pg_backend_pid() \
+               AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest($1::text[]) t) \
+               AND (cardinality($2::text[]) = 0 OR l.mode = ANY ($2::text[])) \
+             ORDER BY 1 LIMIT 5",
+            &[&tables, &modes],
+        )
+        .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => {
+            let who: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let app: &str = r.get(2);
+                    format!(
+                        "pid {} (user {}, application {}, {} for {} s)",
+                        r.get::<_, i32>(0),
+                        r.get::<_, &str>(1),
+                        if app.is_empty() { "unnamed" } else { app },
+                        r.get::<_, &str>(3),
+                        r.get::<_, i64>(4)
+                    )
+                })
+                .collect();
+            format!("a lock held by {}", who.join(", "))
+        }
+        _ => "a lock another session held (it has let go since)".into(),
+    }
+}
+
+const MATVIEWS_SQL: &str = r#"
+SELECT vn.nspname, v.relname, v.relkind::text, v.relispopulated, dn.nspname, dep.relname
+FROM pg_class v
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+LEFT JOIN pg_rewrite r ON r.ev_class = v.oid
+LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+LEFT JOIN pg_class dep ON dep.oid = d.refobjid AND dep.relkind IN ('v', 'm')
+LEFT JOIN pg_namespace dn ON dn.oid = dep.relnamespace
+WHERE v.relkind IN ('v', 'm')
+  AND vn.nspname NOT IN ('pg_catalog', 'information_schema') AND vn.nspname NOT LIKE 'pg\_%'
+ORDER BY 1, 2
+"#;
+
+/// The materialized views of a database, each after those it reads.
+pub async fn matviews(client: &Client, context: &str) -> Result<Vec<MatView>, DbError> {
+    let rows = client
+        .query(MATVIEWS_SQL, &[])
+        .await
+        .map_err(query_err(context))?;
+    Ok(matviews_in_order(rows))
+}
+
+/// Materialized views from the rows of [`MATVIEWS_SQL`], each after the materialized views it
+/// reads, directly or through views.
+fn matviews_in_order(rows: Vec<tokio_postgres::Row>) -> Vec<MatView> {
+    let mut kinds: BTreeMap<QualifiedName, (bool, bool)> = BTreeMap::new();
+    let mut deps: BTreeMap<QualifiedName, BTreeSet<QualifiedName>> = BTreeMap::new();
+    for r in rows {
+        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        kinds.insert(name.clone(), (r.get::<_, &str>(2) == "m", r.get(3)));
+        let dep = deps.entry(name).or_default();
+        if let (Some(s), Some(n)) = (r.get::<_, Option<&str>>(4), r.get::<_, Option<&str>>(5)) {
+            dep.insert(QualifiedName::new(s, n));
+        }
+    }
+    crate::schema::order_matviews(&kinds, &deps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_positions_keep_line_and_column_never_the_value() {
+        assert_eq!(
+            copy_position("COPY customers, line 12, column email: \"a@b.c\"").as_deref(),
+            Some(", COPY line 12, column email")
+        );
+        assert_eq!(
+            copy_position("COPY t, line 3: \"1\t2\"").as_deref(),
+            Some(", COPY line 3")
+        );
+        assert_eq!(copy_position("SQL statement \"x\""), None);
+        assert_eq!(copy_position("COPY a, b, line 3"), None);
+    }
+
+    #[test]
+    fn quoted_names_are_hidden() {
+        assert_eq!(
+            hide_quoted("schema \"john@x\" does not exist"),
+            "schema \"…\" does not exist"
+        );
+    }
+}
