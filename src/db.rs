@@ -26,25 +26,34 @@ pub enum DbError {
 
 pub use crate::endpoint::redact;
 
-/// SQLSTATEs whose message quotes no data (connection, authentication, permissions, locks,
-/// resources, cancellation, integrity violations — whose detail, with the values, is never shown).
-fn message_is_safe(code: &str) -> bool {
+/// SQLSTATEs whose message is shown (with every double-quoted part hidden, and names added from
+/// the error's own fields): connection, authentication, permissions, locks, resources,
+/// cancellation, serialization, read-only transactions, integrity violations (whose detail, with
+/// the values, is never shown), and messages that quote a name — which a cast of a value
+/// (`::regclass`, `has_column_privilege(…, value, …)`) can make a value, hence the hiding.
+fn message_is_shown(code: &str) -> bool {
     matches!(&code[..2], "08" | "28" | "53" | "57" | "23")
         || matches!(
             code,
-            "42501" | "42703" | "55P03" | "55006" | "40001" | "40P01" | "25006" | "25P02"
+            "55P03"
+                | "55006"
+                | "40001"
+                | "40P01"
+                | "25006"
+                | "25P02"
+                | "3D000"
+                | "3F000"
+                | "42P01"
+                | "42703"
+                | "42704"
+                | "42883"
+                | "42P07"
+                | "42710"
+                | "42602"
+                | "2BP01"
+                | "42501"
         )
 }
-
-/// SQLSTATEs whose message quotes a name, which a cast of a value (`::regclass`, `::regtype`,
-/// …) can make a value: the message is kept with every quoted part hidden.
-fn quotes_a_name(code: &str) -> bool {
-    matches!(
-        code,
-        "3D000" | "3F000" | "42P01" | "42704" | "42883" | "42P07" | "42710" | "42602" | "2BP01"
-    )
-}
-
 /// What a SQLSTATE means, for the messages built without the server's text.
 fn sqlstate_meaning(code: &str) -> &'static str {
     match code {
@@ -73,23 +82,17 @@ fn sqlstate_meaning(code: &str) -> &'static str {
     }
 }
 
-/// A server message with its double-quoted parts as `"…"`.
+/// A server message with everything from its first double quote to its last as `"…"`: a quoted
+/// name is not escaped in messages, so a value with a quote in it could otherwise end the hiding
+/// early.
 fn hide_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for ch in message.chars() {
-        if ch == '"' {
-            if !inside {
-                out.push_str("\"…");
-            } else {
-                out.push('"');
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(ch);
+    match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if first < last => {
+            format!("{}\"…\"{}", &message[..first], &message[last + 1..])
         }
+        (Some(first), _) => format!("{}\"…", &message[..first]),
+        _ => message.to_string(),
     }
-    out
 }
 
 /// The server's message as it is (passwords hidden), for errors that cannot involve a row: those of
@@ -135,10 +138,9 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
              yet (see Known limitations in the README)",
             redact(db.message())
         )
-    } else if code.len() == 5 && message_is_safe(code) {
-        format!("{} (SQLSTATE {code})", redact(db.message()))
     } else if code.len() == 5
-        && (quotes_a_name(code) || (code == "42601" && db.message().starts_with("syntax error at")))
+        && (message_is_shown(code)
+            || (code == "42601" && db.message().starts_with("syntax error at")))
     {
         format!("{} (SQLSTATE {code})", hide_quoted(&redact(db.message())))
     } else if code.len() == 5 {
@@ -413,6 +415,90 @@ pub async fn matviews(client: &Client, context: &str) -> Result<Vec<MatView>, Db
     Ok(matviews_in_order(rows))
 }
 
+/// What the materialized views of a database would do beyond reading its own tables when
+/// refreshed: the volatile functions and operators they call (`dblink`, `lo_import`, a function of
+/// the schema that nobody marked `STABLE`, …) and the foreign tables they read, directly or
+/// through views. The built-ins that only make up a value (`random`, `clock_timestamp`, …) are
+/// left out.
+const MATVIEW_CALLS_SQL: &str = r#"
+WITH RECURSIVE reach(root, rel) AS (
+    SELECT v.oid, v.oid FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+    WHERE v.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_%'
+  UNION
+    SELECT reach.root, c.oid FROM reach
+    JOIN pg_rewrite r ON r.ev_class = reach.rel
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         AND d.refclassid = 'pg_class'::regclass
+    JOIN pg_class c ON c.oid = d.refobjid AND c.oid <> reach.rel AND c.relkind IN ('v', 'f')
+), called(root, fn) AS (
+    SELECT reach.root, d.refobjid FROM reach
+    JOIN pg_rewrite r ON r.ev_class = reach.rel
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         AND d.refclassid = 'pg_proc'::regclass
+  UNION
+    SELECT reach.root, o.oprcode FROM reach
+    JOIN pg_rewrite r ON r.ev_class = reach.rel
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         AND d.refclassid = 'pg_operator'::regclass
+    JOIN pg_operator o ON o.oid = d.refobjid
+)
+SELECT vn.nspname, v.relname, 'function ' || pn.nspname || '.' || p.proname || '()'
+FROM called JOIN pg_proc p ON p.oid = called.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
+JOIN pg_class v ON v.oid = called.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE p.provolatile = 'v'
+  AND NOT (pn.nspname = 'pg_catalog' AND p.proname IN
+      ('random', 'random_normal', 'clock_timestamp', 'timeofday', 'gen_random_uuid'))
+UNION
+SELECT vn.nspname, v.relname, 'foreign table ' || fn.nspname || '.' || f.relname
+FROM reach JOIN pg_class f ON f.oid = reach.rel AND f.relkind = 'f'
+JOIN pg_namespace fn ON fn.oid = f.relnamespace
+JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
+ORDER BY 1, 2, 3
+"#;
+
+/// For each materialized view whose refresh would do more than read this database's tables, what
+/// it calls or reads (see [`MATVIEW_CALLS_SQL`]).
+pub async fn matview_calls(
+    client: &Client,
+    context: &str,
+) -> Result<Vec<(QualifiedName, String)>, DbError> {
+    let rows = client
+        .query(MATVIEW_CALLS_SQL, &[])
+        .await
+        .map_err(query_err(context))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)),
+                r.get::<_, String>(2),
+            )
+        })
+        .collect())
+}
+
+/// Why refreshing these materialized views in staging would run more than a read of staging's
+/// own tables, or `None`.
+pub fn matview_problem(calls: &[(QualifiedName, String)]) -> Option<String> {
+    if calls.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = calls
+        .iter()
+        .take(10)
+        .map(|(v, what)| format!("{v} calls {what}"))
+        .collect();
+    Some(format!(
+        "refreshing materialized views in staging would run more than a read of staging's own \
+         tables ({}{}) — a volatile function may reach another server or write, a foreign table \
+         reads another server: leave them unpopulated with `materialized_views = \"empty\"` under \
+         [policy], or mark a function that only reads STABLE in production",
+        list.join("; "),
+        if calls.len() > 10 { "; …" } else { "" }
+    ))
+}
+
 /// Materialized views from the rows of [`MATVIEWS_SQL`], each after the materialized views it
 /// reads, directly or through views.
 fn matviews_in_order(rows: Vec<tokio_postgres::Row>) -> Vec<MatView> {
@@ -452,6 +538,15 @@ mod tests {
         assert_eq!(
             hide_quoted("schema \"john@x\" does not exist"),
             "schema \"…\" does not exist"
+        );
+        // A quote inside the value does not end the hiding.
+        assert_eq!(
+            hide_quoted("relation \"\"john@x\" does not exist"),
+            "relation \"…\" does not exist"
+        );
+        assert_eq!(
+            hide_quoted("column \"a\" of relation \"b\" does not exist"),
+            "column \"…\" does not exist"
         );
     }
 }

@@ -37,6 +37,7 @@ pub fn dump_policy(plan: &Plan) -> DumpPolicy {
         large_objects: p(plan.policy.large_objects),
         comments: p(plan.policy.comments),
         foreign_servers: p(plan.policy.foreign_servers),
+        empty_matviews: plan.policy.empty_matviews,
     }
 }
 

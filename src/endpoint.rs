@@ -228,9 +228,11 @@ fn percent_decode(s: &str) -> Result<String, String> {
 
 /// `postgres://[user[:password]@][host[:port][,host[:port]…]][/dbname][?key=value&…]`.
 fn parse_url(whole: &str, rest: &str) -> Result<ConnInfo, EndpointError> {
-    let shown = redact(whole);
+    // A string that cannot be read cannot be told apart into its password and the rest: only its
+    // scheme is shown.
+    let scheme = &whole[..whole.len() - rest.len()];
     let invalid = |why: String| EndpointError::Invalid {
-        shown: shown.clone(),
+        shown: format!("{scheme}…"),
         why,
     };
     let (before_query, query) = match rest.split_once('?') {
@@ -278,18 +280,37 @@ fn parse_url(whole: &str, rest: &str) -> Result<ConnInfo, EndpointError> {
         }
         settings.push(("host".into(), hosts.join(",")));
         if ports.iter().any(|p| !p.is_empty()) {
-            if let Some(bad) = ports
+            if ports
                 .iter()
-                .find(|p| !p.is_empty() && p.parse::<u16>().is_err())
+                .any(|p| !p.is_empty() && p.parse::<u16>().is_err())
             {
-                return Err(invalid(format!("an invalid port \"{bad}\"")));
+                return Err(invalid(
+                    "an invalid port (a password with / ? @ or : in it must be percent-encoded)"
+                        .into(),
+                ));
             }
             settings.push(("port".into(), ports.join(",")));
         }
     }
-    if let Some(db) = path.filter(|p| !p.is_empty()) {
-        settings.push(("dbname".into(), percent_decode(db).map_err(&invalid)?));
+    // What is shown: the same URL rebuilt from what was read, the password as ***.
+    let mut shown = scheme.to_string();
+    if let Some(u) = settings.iter().find(|(k, _)| k == "user").map(|(_, v)| v) {
+        shown.push_str(&shown_part(u));
+        if password.is_some() {
+            shown.push_str(":***");
+        }
+        shown.push('@');
+    } else if password.is_some() {
+        shown.push_str(":***@");
     }
+    shown.push_str(&shown_part(hostspec));
+    if let Some(db) = path.filter(|p| !p.is_empty()) {
+        let db = percent_decode(db).map_err(&invalid)?;
+        shown.push('/');
+        shown.push_str(&shown_part(&db));
+        settings.push(("dbname".into(), db));
+    }
+    let mut query_shown = Vec::new();
     for pair in query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -297,21 +318,28 @@ fn parse_url(whole: &str, rest: &str) -> Result<ConnInfo, EndpointError> {
     {
         let (k, v) = pair
             .split_once('=')
-            .ok_or_else(|| invalid(format!("a query parameter without a value: {pair}")))?;
+            .ok_or_else(|| invalid("a query parameter without a value".into()))?;
         let k = percent_decode(k).map_err(&invalid)?;
         let v = percent_decode(v).map_err(&invalid)?;
         if k == "password" {
             password = Some(Password::new(v));
+            query_shown.push("password=***".to_string());
             continue;
         }
         if !KNOWN_KEYS.contains(&k.as_str()) {
-            return Err(EndpointError::Invalid {
-                shown: redact_keys(whole, &["password", &k]),
-                why: format!("an unknown connection parameter \"{k}\""),
-            });
+            return Err(invalid(unknown_key(&k)));
         }
+        query_shown.push(if SECRET_KEYS.contains(&k.as_str()) {
+            format!("{k}=***")
+        } else {
+            format!("{k}={}", shown_part(&v))
+        });
         settings.retain(|(key, _)| *key != k);
         settings.push((k, v));
+    }
+    if !query_shown.is_empty() {
+        shown.push('?');
+        shown.push_str(&query_shown.join("&"));
     }
     Ok(ConnInfo {
         settings,
@@ -320,13 +348,38 @@ fn parse_url(whole: &str, rest: &str) -> Result<ConnInfo, EndpointError> {
     })
 }
 
+/// Settings whose value is a secret: never shown.
+const SECRET_KEYS: &[&str] = &["password", "sslpassword"];
+
+/// An unknown key, named only when it looks like one.
+fn unknown_key(k: &str) -> String {
+    if !k.is_empty() && k.len() <= 40 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        format!("an unknown connection parameter \"{k}\"")
+    } else {
+        "an unknown connection parameter".into()
+    }
+}
+
+/// A part of a connection string for messages: printable, on one line.
+fn shown_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == '%' {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// libpq's `key = value` syntax: values bare or in single quotes with `\\` and `\'` escapes.
 fn parse_key_value(s: &str) -> Result<ConnInfo, EndpointError> {
-    let shown = redact(s);
     let invalid = |why: String| EndpointError::Invalid {
-        shown: shown.clone(),
+        shown: "(a key=value connection string)".into(),
         why,
     };
+    let mut shown_parts = Vec::new();
     let mut settings = Vec::new();
     let mut password = None;
     let mut chars = s.chars().peekable();
@@ -349,9 +402,9 @@ fn parse_key_value(s: &str) -> Result<ConnInfo, EndpointError> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(invalid(format!(
-                "\"{key}\" without a value (write key=value)"
-            )));
+            return Err(invalid(
+                "a setting without a value (write key=value)".into(),
+            ));
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -389,21 +442,35 @@ fn parse_key_value(s: &str) -> Result<ConnInfo, EndpointError> {
         }
         if key == "password" {
             password = Some(Password::new(value));
+            shown_parts.push("password=***".to_string());
             continue;
         }
         if !KNOWN_KEYS.contains(&key.as_str()) {
-            return Err(EndpointError::Invalid {
-                shown: redact_keys(s, &["password", &key]),
-                why: format!("an unknown connection parameter \"{key}\""),
-            });
+            return Err(invalid(unknown_key(&key)));
         }
+        shown_parts.push(if SECRET_KEYS.contains(&key.as_str()) {
+            format!("{key}=***")
+        } else {
+            format!("{key}={}", quote_value(&shown_part(&value)))
+        });
         settings.push((key, value));
     }
     Ok(ConnInfo {
         settings,
         password,
-        shown,
+        shown: shown_parts.join(" "),
     })
+}
+
+/// A source or target as given, for messages and reports: as its endpoint shows it, or as much of it
+/// as an error about it shows.
+pub fn shown(s: &str) -> String {
+    match Endpoint::parse(s) {
+        Ok(e) => e.to_string(),
+        Err(EndpointError::Invalid { shown, .. } | EndpointError::UnknownScheme { shown, .. }) => {
+            shown
+        }
+    }
 }
 
 /// A connection string with any password in it replaced by `***`: the `user:password@` of a URL,
@@ -533,8 +600,28 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "host=db passwrd=***: an unknown connection parameter \"passwrd\""
+            "(a key=value connection string): an unknown connection parameter \"passwrd\""
         );
+        // Whatever cannot be read shows no part that could be its password.
+        for (bad, secret) in [
+            ("postgres://postgres:S3CRET/D@127.0.0.1/db", "S3CRET"),
+            ("postgres://postgres:S3CRET?E@127.0.0.1/db", "S3CRET"),
+            ("postgres://h/db?S3CRET", "S3CRET"),
+            ("host=h password", "password"),
+        ] {
+            let e = Endpoint::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains(secret), "{e}");
+        }
+        // Percent-encoded keys, control characters, sslpassword: never shown.
+        for (s, secret) in [
+            ("postgres://h/db?pass%77ord=S3CRET_A", "S3CRET_A"),
+            ("host=h dbname=d\npassword=S3CRET_B", "S3CRET_B"),
+            ("postgres://h/db?sslpassword=S3CRET_C", "S3CRET_C"),
+        ] {
+            let shown = db(s).to_string();
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!shown.contains('\n'), "{shown}");
+        }
         let e = Endpoint::parse("postgres://app:s3cr3t@db/prod?pasword=x")
             .unwrap_err()
             .to_string();

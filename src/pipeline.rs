@@ -149,6 +149,9 @@ pub enum RowErrorKind {
     Tuple(#[from] crate::sql::literal::TupleError),
     #[error("element {0} of the VALUES tuple is a generated column, which takes DEFAULT only")]
     GeneratedValue(usize),
+    /// A CSV value written with a line of its own that is `\.`: psql would end the block there.
+    #[error("the anonymized CSV record has a line `\\.` inside a quoted field, where psql would end the block")]
+    EndMarkerInField,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +171,9 @@ pub enum PipelineError {
     Db(#[from] crate::db::DbError),
     #[error("interrupted by {}: nothing was kept", crate::interrupt::name(*.0))]
     Interrupted(i32),
+    /// A transform thread panicked (a bug): the run stops as after any error.
+    #[error("transforming {table}: a transform worker panicked (a bug in anonymize; please report it with the rules file, never the data)")]
+    WorkerPanicked { table: QualifiedName },
     /// Staging lacks tables or columns the run would load (found before anything was written).
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     TargetSchema(Vec<crate::rules::Diagnostic>),
@@ -180,7 +186,37 @@ pub struct RunFailure {
     pub report: Report,
 }
 
-type BatchResult = Result<Vec<u8>, Box<RowError>>;
+type BatchResult = Result<Vec<u8>, PipelineError>;
+
+/// A batch's work on a transform thread: a panic becomes [`PipelineError::WorkerPanicked`] naming
+/// the table (the run then fails like any other, with its report and no temporary file), never an
+/// abort of the process.
+fn guarded(
+    table: &QualifiedName,
+    work: impl FnOnce() -> Result<Vec<u8>, Box<RowError>>,
+) -> BatchResult {
+    let work = || {
+        debug_fault(table);
+        work()
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(r) => r.map_err(PipelineError::from),
+        Err(_) => Err(PipelineError::WorkerPanicked {
+            table: table.clone(),
+        }),
+    }
+}
+
+/// Debug builds only (the test suite's): `ANONYMIZE_DEBUG_PANIC_TABLE=name` makes the transform of
+/// that table panic, to test that a panic fails the run cleanly. Release builds have no such hook.
+fn debug_fault(table: &QualifiedName) {
+    #[cfg(debug_assertions)]
+    if std::env::var("ANONYMIZE_DEBUG_PANIC_TABLE").is_ok_and(|t| t == table.name) {
+        panic!("ANONYMIZE_DEBUG_PANIC_TABLE: a transform panicked on purpose");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = table;
+}
 
 /// What the reader hands the writer, in dump order.
 enum Slot {
@@ -322,7 +358,10 @@ fn read<R: Read>(
                             first_line: Some(first_line),
                             first_row,
                         };
-                        let r = process_batch(&tables[block], &format, batch, &buffers);
+                        let table = &tables[block];
+                        let r = guarded(&table.name, || {
+                            process_batch(table, &format, batch, &buffers)
+                        });
                         let _ = done.send(r);
                     });
                     Slot::Rows {
@@ -387,7 +426,7 @@ fn write(
             } => {
                 let bytes = match result.recv() {
                     Ok(Ok(b)) => b,
-                    Ok(Err(e)) => fail!(e.into()),
+                    Ok(Err(e)) => fail!(e),
                     // A worker cannot drop its sender without sending unless it panicked.
                     Err(_) => fail!(werr(std::io::Error::other("a transform worker stopped"))),
                 };
@@ -571,6 +610,7 @@ fn process_records(
             Ok(fields[c].value.clone())
         };
         transform_row(ops, &decode, &mut cells).map_err(|(c, e)| err(i, pos, Some(c), e))?;
+        let record_start = out.len();
         for (c, cell) in cells.iter().enumerate() {
             if c > 0 {
                 out.push(format.delimiter());
@@ -582,10 +622,22 @@ fn process_records(
         }
         // The record's own line end (`\r\n` in a CSV file written on Windows).
         out.extend_from_slice(&record[body.len()..]);
+        if matches!(format, CopyFormat::Csv(_)) && has_end_marker_line(&out[record_start..]) {
+            return Err(err(i, pos, None, RowErrorKind::EndMarkerInField));
+        }
         pos += record.len();
     }
     buffers.give(batch.data);
     Ok(out)
+}
+
+/// Whether a written CSV record has a line that reads `\.` (only a value spanning lines can).
+fn has_end_marker_line(record: &[u8]) -> bool {
+    memchr::memmem::find_iter(record, b"\\.").any(|at| {
+        let starts = at == 0 || record[at - 1] == b'\n';
+        let rest = &record[at + 2..];
+        starts && (rest.is_empty() || rest.starts_with(b"\n") || rest.starts_with(b"\r\n"))
+    })
 }
 
 /// The tuples of an INSERT run: each constant decoded, the row transformed, and written back as a
@@ -1000,7 +1052,9 @@ pub async fn read_table(
         let t = Arc::clone(&table);
         let buffers = Arc::clone(&buffers);
         pool.spawn(move || {
-            let _ = done.send(process_rows(&t, data, None, first_row, &buffers));
+            let _ = done.send(guarded(&t.name, || {
+                process_rows(&t, data, None, first_row, &buffers)
+            }));
         });
         (rows, result)
     };
@@ -1083,6 +1137,17 @@ pub async fn load_table(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn end_marker_lines_are_found_in_written_records() {
+        use super::has_end_marker_line as f;
+        assert!(f(b"1,\"a\n\\.\nb\"\n"));
+        assert!(f(b"1,\"a\r\n\\.\r\nb\"\r\n"));
+        assert!(f(b"1,\"a\n\\."));
+        assert!(!f(b"1,\"\\.\"\n"));
+        assert!(!f(b"1,\"a\n\\.x\"\n"));
+        assert!(!f(b"1,\\.\n"));
+    }
+
     use super::*;
     use crate::rules::{bind, parse, Overrides, SourceTable};
 

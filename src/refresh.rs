@@ -111,7 +111,13 @@ async fn filter_problems(
         if !catalog.tables.iter().any(|c| c.name == t.name) {
             continue;
         }
-        if let Some(why) = pg::filter_problem(client, &t.name, filter)
+        let columns: Vec<String> = catalog
+            .tables
+            .iter()
+            .find(|c| c.name == t.name)
+            .map(|c| c.columns.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        if let Some(why) = pg::filter_problem(client, &t.name, &columns, filter)
             .await
             .map_err(db)?
         {
@@ -148,6 +154,21 @@ fn source_problems(plan: &Plan, catalog: &Catalog) -> Vec<Diagnostic> {
                 hidden.join(", ")
             ),
         });
+    }
+    if !plan.policy.empty_matviews {
+        // Only a view that is refreshed runs what it calls.
+        let calls: Vec<(QualifiedName, String)> = catalog
+            .matview_calls
+            .iter()
+            .filter(|(v, _)| catalog.matviews.iter().any(|m| m.name == *v && m.populated))
+            .cloned()
+            .collect();
+        if let Some(why) = crate::db::matview_problem(&calls) {
+            out.push(Diagnostic {
+                location: None,
+                message: format!("the source: {why}"),
+            });
+        }
     }
     if catalog.large_objects > 0 && plan.policy.large_objects.is_none() {
         out.push(Diagnostic {
@@ -685,6 +706,15 @@ impl Mover<'_> {
         if !problems.is_empty() {
             return Err(PipelineError::TargetSchema(problems));
         }
+        if !self.policy.empty_matviews {
+            // Staging's own definitions are what would run there.
+            if let Some(why) = crate::db::matview_problem(&staging.matview_calls().await?) {
+                return Err(PipelineError::TargetSchema(vec![Diagnostic {
+                    location: None,
+                    message: format!("staging: {why}"),
+                }]));
+            }
+        }
         let names: Vec<QualifiedName> = self
             .prepared
             .jobs
@@ -731,7 +761,7 @@ impl Mover<'_> {
             .phase("refreshing materialized views from the anonymized tables");
         stop_if_asked()?;
         let n = staging
-            .refresh_matviews(&self.unpopulated_matviews())
+            .refresh_matviews(&self.unpopulated_matviews(), self.policy.empty_matviews)
             .await?;
         log::info!("staging: {n} materialized views refreshed");
         // The last moment to stop before COMMIT makes the refresh final.
@@ -898,7 +928,7 @@ impl Mover<'_> {
             .catalog
             .matviews
             .iter()
-            .filter(|m| m.populated)
+            .filter(|m| m.populated && !self.policy.empty_matviews)
         {
             write(
                 &mut sink,

@@ -562,6 +562,7 @@ pub fn run(source: &Endpoint, sample_rows: usize) -> Result<String, Error> {
         large_objects: crate::source::dump::Policy::Keep,
         comments: crate::source::dump::Policy::Keep,
         foreign_servers: crate::source::dump::Policy::Keep,
+        empty_matviews: false,
     };
     let sampled = sample(source, sample_rows, &|_| None, look)?;
     let d = Detectors::new();

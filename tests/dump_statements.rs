@@ -349,6 +349,16 @@ fn reader_attacks_fail_closed() {
         ("a CSV header", "COPY public.audit_log (id, actor_email, action, client_ip, details, at) FROM stdin WITH (FORMAT csv, HEADER true);\nLEAKME20@corp.test,b,c,d,e,f\n1,,login,,,2024-01-01 00:00:00+00\n\\.\n".into(), "", 0, &["LEAKME20"], Some("\"id\",\"actor_email\",\"action\",\"client_ip\",\"details\",\"at\"\n")),
         // The rows of a refused COPY are skipped, never read as statements or quoted.
         ("rows after a refused COPY", "COPY public.audit_log (id) FROM stdin WITH (FORMAT csv, FORCE_NULL (id));\nLEAKMEJOHN SMITH;\nLEAKME21 x\n\\.\n".into(), "", 2, &["LEAKMEJOHN", "LEAKME21"], None),
+        // Text that psql and this reader could split differently.
+        ("a NUL byte", "INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, 'x', 'LEAKME22\0', NULL, NULL, now());\n".into(), "", 2, &["LEAKME22"], None),
+        ("a psql variable in a tuple", "INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, :'LEAKME23', 'x', NULL, NULL, now());\n".into(), "", 2, &["LEAKME23"], None),
+        ("a psql variable in a statement", "SELECT pg_catalog.setval(:LEAKME24, 1, true);\n".into(), "", 2, &["LEAKME24"], None),
+        ("a quoted psql variable as a name", "INSERT INTO :\"LEAKME25\" VALUES (1);\n".into(), "", 2, &["LEAKME25"], None),
+        ("SET after COMMIT AND CHAIN", "BEGIN;\nCOMMIT AND CHAIN;\nSET standard_conforming_strings = off;\nCOMMIT;\n".into(), "", 2, &[], None),
+        ("a `\\.` line inside a quoted CSV field", "COPY public.audit_log (id, actor_email, action, client_ip, details, at) FROM stdin WITH (FORMAT csv);\n1,,\"a\n\\.\nSELECT 'LEAKME26';\n\",,,2024-01-01 00:00:00+00\n\\.\n".into(), "", 2, &["LEAKME26"], None),
+        // Secrets of foreign servers under other names, and ALTERs left with nothing to change.
+        ("a server option named pwd", "CREATE SERVER prod2 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h', pwd 'LEAKME27');\n".into(), "[policy]\nforeign_servers = \"keep\"\n", 0, &["LEAKME27"], Some("CREATE SERVER prod2 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h');")),
+        ("an ALTER USER MAPPING of a password only", "ALTER USER MAPPING FOR app_user SERVER prod OPTIONS (SET password 'LEAKME28');\nSELECT pg_catalog.setval('public.customers_id_seq', 1, true);\n".into(), "[policy]\nforeign_servers = \"keep\"\n", 0, &["LEAKME28", "ALTER USER MAPPING"], Some("SELECT pg_catalog.setval('public.customers_id_seq', 1, true);")),
     ];
     for (what, appended, rules, code, markers, expect) in cases {
         let (got, err, out) = with_appended(&appended, rules);
@@ -376,4 +386,75 @@ fn reader_attacks_fail_closed() {
         "",
     );
     assert!(!err.contains("UPDATE"), "{err}");
+}
+
+/// Whatever the dump does to a table's columns before its data — a CREATE TABLE IF NOT EXISTS that
+/// changes nothing, a DROP and CREATE rolled back, renames through ALTER VIEW or `ALTER TABLE t *`,
+/// a temporary table of the same name — the data statements written name every column, so the
+/// server puts each value in the column whose rule made it. Loaded with psql, no original email
+/// reaches `actor_email`, whose rule fakes it.
+#[test]
+fn column_order_tricks_cannot_move_a_value_into_another_column() {
+    let def = "(id bigint, action text, actor_email text, client_ip inet, details text, at timestamp with time zone)";
+    // The reader is made to believe `action` (kept) is the second column, where the server has
+    // `actor_email`; the value written there is an original email.
+    let insert = "INSERT INTO public.audit_log VALUES (777, 'LEAKORDER@corp.test', 'login', NULL, NULL, '2024-01-01 00:00:00+00');\n";
+    let copy = "COPY public.audit_log FROM stdin;\n778\tLEAKORDER@corp.test\tlogin\t\\N\t\\N\t2024-01-01 00:00:00+00\n\\.\n";
+    let renames = |alter: &str| {
+        format!(
+            "{alter} RENAME COLUMN actor_email TO tmp_x;\n{alter} RENAME COLUMN action TO actor_email;\n{alter} RENAME COLUMN tmp_x TO action;\n"
+        )
+    };
+    let tricks: Vec<(&str, String)> = vec![
+        ("CREATE TABLE IF NOT EXISTS", format!("CREATE TABLE IF NOT EXISTS public.audit_log {def};\n")),
+        ("DROP and CREATE rolled back", format!("BEGIN;\nDROP TABLE public.audit_log;\nCREATE TABLE public.audit_log {def};\nROLLBACK;\n")),
+        ("renames through ALTER VIEW", renames("ALTER VIEW public.audit_log")),
+        ("renames through ALTER TABLE t *", renames("ALTER TABLE public.audit_log *")),
+        ("renames through ALTER MATERIALIZED VIEW", renames("ALTER MATERIALIZED VIEW public.audit_log")),
+        ("a temporary table of the same name", format!("CREATE TEMP TABLE audit_log {def};\n")),
+    ];
+    for (what, trick) in tricks {
+        for data in [insert, copy] {
+            let (code, err, out) = with_appended(&format!("{trick}{data}"), "");
+            assert!(code == 0 || code == 2, "{what}: {code} {err}");
+            assert!(!err.contains("LEAKORDER"), "{what}: {err}");
+            let Some(out) = out else {
+                assert_eq!(code, 2, "{what}");
+                continue;
+            };
+            let db = TestDb::new("order");
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &out).unwrap();
+            // Loaded as a user would, statement by statement: an error stops nothing but that one.
+            let _ = db
+                .client("psql")
+                .args(["-X", "-q", "-d", &db.name, "-f"])
+                .arg(file.path())
+                .output()
+                .unwrap();
+            let leaked = db.query(
+                "SELECT count(*) FROM public.audit_log WHERE actor_email LIKE '%LEAKORDER%'",
+            );
+            assert_eq!(leaked, "0", "{what}: an original email reached actor_email");
+        }
+    }
+}
+
+/// `[policy] materialized_views = "empty"` leaves the dump's REFRESH MATERIALIZED VIEW statements
+/// out; by default they pass.
+#[test]
+fn materialized_views_policy_empty_leaves_refresh_out() {
+    let refresh = "REFRESH MATERIALIZED VIEW public.order_totals;\n";
+    let (code, err, out) = with_appended(refresh, "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.unwrap().contains(refresh));
+    let (code, err, out) = with_appended(refresh, "[policy]\nmaterialized_views = \"empty\"\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.unwrap().contains("REFRESH MATERIALIZED VIEW"));
+    let (code, err, _) = with_appended(refresh, "[policy]\nmaterialized_views = \"emty\"\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("did you mean") || err.contains("empty"),
+        "{err}"
+    );
 }

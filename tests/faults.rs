@@ -243,3 +243,47 @@ fn a_signal_at_any_step_of_a_dump_run_leaves_no_partial_file() {
         }
     }
 }
+
+/// A panic in a transform worker (forced through the debug builds' hook) fails the run like any
+/// error: exit 1, a report that says so, no temporary file and no target file; in a refresh,
+/// staging stays as it was. The panic's own message is never shown.
+#[test]
+fn a_panicking_transform_fails_the_run_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.sql");
+    let report = dir.path().join("report.json");
+    let o = run(anonymize()
+        .env("ANONYMIZE_DEBUG_PANIC_TABLE", "orders")
+        .args(["--rules", "rules/customers.toml", "-q", "--target"])
+        .arg(&target)
+        .arg("--report")
+        .arg(&report));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("transforming public.orders: a transform worker panicked"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("on purpose"),
+        "the panic's message is shown: {err}"
+    );
+    let doc = read_report(&report);
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["exit_code"], 1, "{doc}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "report.json")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    let src = TestDb::demo("panicsrc");
+    let stg = TestDb::demo("panicstg");
+    let before = fingerprint(&stg);
+    let o = run(demo_refresh(&src, &stg).env("ANONYMIZE_DEBUG_PANIC_TABLE", "orders"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("a transform worker panicked"), "{err}");
+    assert_eq!(fingerprint(&stg), before);
+}

@@ -270,6 +270,7 @@ proptest! {
             large_objects: anonymize::source::dump::Policy::Drop,
             comments: anonymize::source::dump::Policy::Drop,
             foreign_servers: anonymize::source::dump::Policy::Drop,
+            empty_matviews: false,
         };
         let refused = pieces.iter().any(|p| p.refused);
         let scanned = match prescan(dump.as_bytes(), policy) {

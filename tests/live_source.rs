@@ -450,6 +450,28 @@ fn where_filters_may_not_call_volatile_functions_whoever_runs_them() {
     assert!(!marker.exists());
     assert_eq!(src.query("SELECT last_value FROM public.probe"), "1");
     assert_eq!(src.query("SELECT is_called FROM public.probe"), "f");
+    // Planning runs stable functions too: a filter may only name the table's columns, constants
+    // and pure built-ins, so nothing can read another table or a privilege by name.
+    let originals = emails(&src, "SELECT email FROM public.customers");
+    for filter in [
+        "table_to_xml('public.customers', true, false, '')::text <> ''",
+        "has_column_privilege('public.customers', 'email', 'SELECT')",
+        "id IN (VALUES (1))",
+        "id IN (SELECT id FROM public.customers TABLESAMPLE SYSTEM (50))",
+        "email = current_setting('application_name')",
+        "email::regclass IS NOT NULL",
+    ] {
+        let rules = with_where(dir.path(), filter);
+        let o = run(anonymize()
+            .arg("check")
+            .arg("--rules")
+            .arg(&rules)
+            .args(["--source", &url(&src)]));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "check, {filter}: {err}");
+        assert!(err.contains("where"), "{filter}: {err}");
+        assert!(!originals.iter().any(|e| err.contains(e.as_str())), "{err}");
+    }
     // A stable function is fine.
     let rules = with_where(dir.path(), "created_at < now()");
     let o = run(anonymize()
@@ -480,8 +502,8 @@ fn server_errors_that_could_quote_a_value_are_described_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
 
-    // A filter that casts a value to a name: the server's message would quote the value.
-    let rules = with_where(dir.path(), "email::regclass IS NOT NULL");
+    // A filter that casts a value to a number: the server's message would quote the value.
+    let rules = with_where(dir.path(), "email::integer IS NOT NULL");
     let o = run(anonymize()
         .arg("--rules")
         .arg(&rules)
@@ -655,6 +677,51 @@ fn connection_strings_never_show_their_password() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown scheme"), "{err}");
     assert!(!err.contains("SCHEME-SECRET"), "{err}");
+    // Passwords written in any of the ways a URL or key=value string allows.
+    for (conn, secret) in [
+        (
+            format!("postgres://postgres:pass%77ordPCT@127.0.0.1:{port}/anon_no_such_db"),
+            "passwordPCT",
+        ),
+        (
+            format!("postgres://postgres:pass%77ordPCT@127.0.0.1:{port}/anon_no_such_db"),
+            "pass%77ordPCT",
+        ),
+        (
+            format!("postgres://postgres:SLASH/SECRET@127.0.0.1:{port}/anon_no_such_db"),
+            "SLASH",
+        ),
+        (
+            format!("postgres://postgres:SLASH/SECRET@127.0.0.1:{port}/anon_no_such_db"),
+            "SECRET",
+        ),
+        (
+            format!(
+                "postgres://postgres@127.0.0.1:{port}/anon_no_such_db?sslpassword=SSLPW-SECRET"
+            ),
+            "SSLPW-SECRET",
+        ),
+        (
+            format!("postgres://postgres@127.0.0.1:{port}/anon_no_such_db?password=Q-SECRET"),
+            "Q-SECRET",
+        ),
+        (
+            format!(
+                "host=127.0.0.1 port={port} dbname=anon_no_such_db password='NL
+SECRET'"
+            ),
+            "SECRET",
+        ),
+        (
+            format!("host=127.0.0.1 port={port} dbname=anon_no_such_db sslpassword=KVSSL-SECRET"),
+            "KVSSL-SECRET",
+        ),
+    ] {
+        let o = refresh(&rules, &conn, "-", &[]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{conn:?}: {err}");
+        assert!(!err.contains(secret), "{secret} in: {err}");
+    }
     // A rules file that fails to load writes its report without the password either.
     let report = dir.path().join("report.json");
     let bad = write_rules(dir.path(), "[tables.x]\nnope = 1\n");
@@ -820,4 +887,137 @@ fn a_second_signal_exits_at_once_and_still_writes_the_report() {
         stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
         before
     );
+}
+
+/// A materialized view whose refresh would run more than a read of the database's own tables —
+/// a volatile function of the schema (which could call dblink and read production from staging),
+/// or a foreign table — is refused (exit 2, naming it) before anything is written, in the source
+/// and in staging, unless `[policy] materialized_views = "empty"` leaves every view unpopulated.
+#[test]
+fn materialized_views_that_call_volatile_functions_need_a_policy() {
+    let reach = "CREATE FUNCTION public.reach() RETURNS SETOF text LANGUAGE sql VOLATILE \
+                   AS $$ SELECT email FROM public.customers $$;\
+                 CREATE VIEW public.reach_view AS SELECT r AS email FROM public.reach() AS r;\
+                 CREATE MATERIALIZED VIEW public.reached AS SELECT email FROM public.reach_view;\
+                 CREATE MATERIALIZED VIEW public.harmless AS SELECT random() AS r, now() AS t;";
+    let src = TestDb::demo("mvvsrc");
+    src.query(reach);
+    let stg = TestDb::demo("mvvstg");
+    let before = stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_with(dir.path(), "");
+    for check in [true, false] {
+        let mut cmd = anonymize();
+        if check {
+            cmd.arg("check");
+        }
+        cmd.arg("--rules")
+            .arg(&rules)
+            .args(["--source", &url(&src)]);
+        if !check {
+            cmd.args(["--target", &url(&stg)]);
+        }
+        let o = run(&mut cmd);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "check {check}: {err}");
+        assert!(
+            err.contains("public.reached calls function public.reach()"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("harmless"),
+            "random() and now() only make up values: {err}"
+        );
+        assert!(err.contains("materialized_views = \"empty\""), "{err}");
+    }
+    assert_eq!(
+        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
+        before
+    );
+    // With the policy: copied, every view left unpopulated, nothing of theirs run in staging.
+    let empty = TestDb::new("mvvnew");
+    let rules = rules_with(dir.path(), "[policy]\nmaterialized_views = \"empty\"\n");
+    let o = refresh(&rules, &url(&src), &url(&empty), &["--create-schema", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        empty.query(
+            "SELECT string_agg(relname || '=' || relispopulated, ',' ORDER BY relname) \
+             FROM pg_class WHERE relkind = 'm'"
+        ),
+        "harmless=false,reached=false"
+    );
+
+    // The same view only in staging (its own definition is what would run there): refused too,
+    // and staging stays as it was.
+    let src = TestDb::demo("mvvsrc2");
+    let stg = TestDb::demo("mvvstg2");
+    stg.query(reach);
+    let rules = rules_with(dir.path(), "");
+    let o = refresh(&rules, &url(&src), &url(&stg), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("staging: refreshing materialized views"),
+        "{err}"
+    );
+    assert_eq!(
+        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
+        before
+    );
+}
+
+/// A refresh that fails after the sequences were set (here at a staging view that divides by
+/// zero) leaves staging's sequences where they were: they are set inside the refresh's
+/// transaction.
+#[test]
+fn a_failed_refresh_leaves_staging_sequences_where_they_were() {
+    let src = TestDb::demo("seqsrc");
+    let stg = TestDb::demo("seqstg");
+    stg.query(
+        "SELECT setval('public.customers_id_seq', 5, true);\
+         CREATE MATERIALIZED VIEW public.boom AS \
+           SELECT 1 / (count(*) - count(*)) AS x FROM public.customers WITH NO DATA;",
+    );
+    let seq = "SELECT last_value || '/' || is_called FROM public.customers_id_seq";
+    let before = stg.query(seq);
+    assert_eq!(before, "5/true");
+    let o = run(&mut demo_refresh(&src, &stg));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refreshing materialized view public.boom"),
+        "{err}"
+    );
+    assert_eq!(stg.query(seq), before);
+}
+
+/// stderr closed early (`2>&1 | head -1`): the run neither panics nor loses its report.
+#[test]
+fn a_closed_stderr_does_not_stop_the_run_or_its_report() {
+    let src = TestDb::demo("errpipesrc");
+    let stg = TestDb::demo("errpipestg");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    // Not quiet: the summary and the source-role warnings go to stderr.
+    let mut child = anonymize()
+        .args([
+            "--rules",
+            "rules/customers.toml",
+            "--source",
+            &url(&src),
+            "--target",
+            &url(&stg),
+        ])
+        .arg("--report")
+        .arg(&report)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Closed before the run writes anything to it.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let doc = read_report(&report);
+    assert_eq!(doc["status"], "success", "{doc}");
 }

@@ -556,7 +556,7 @@ fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
     use anonymize::db::connect;
     use anonymize::source::postgres::{begin_snapshot, join_snapshot};
     async fn count(c: &tokio_postgres::Client) -> i64 {
-        c.query_one("SELECT count(*) FROM t", &[])
+        c.query_one("SELECT count(*) FROM public.t", &[])
             .await
             .unwrap()
             .get(0)
@@ -585,7 +585,7 @@ fn a_joined_reader_sees_the_exported_snapshot_and_cannot_write() {
         );
         assert_eq!(count(&fresh).await, 1);
         let write = joined
-            .batch_execute("INSERT INTO t VALUES (2)")
+            .batch_execute("INSERT INTO public.t VALUES (2)")
             .await
             .unwrap_err();
         assert_eq!(

@@ -193,15 +193,15 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         };
         let plan = rules::load(rules, &overrides, &env)?;
         let s = check::run(&plan)?;
-        eprintln!(
-            "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}",
+        to_stderr(&format!(
+            "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}\n",
             s.tables,
             s.skipped,
             s.columns,
             s.transformed,
             s.columns - s.transformed,
             plan.source
-        );
+        ));
         return Ok(Outcome {
             report: Report::default(),
         });
@@ -224,8 +224,8 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             if let Some(path) = &args.report {
                 // As given on the command line, with any password hidden.
                 let (source, target) = (
-                    args.source.as_deref().map(crate::endpoint::redact),
-                    args.target.as_deref().map(crate::endpoint::redact),
+                    args.source.as_deref().map(crate::endpoint::shown),
+                    args.target.as_deref().map(crate::endpoint::shown),
                 );
                 write_report(
                     path,
@@ -406,7 +406,13 @@ fn summary(args: &Args, plan: &rules::Plan, report: &Report) {
         Endpoint::Stdio => "stdout".to_string(),
         other => other.to_string(),
     };
-    eprint!("{}", render::summary(report, &shown));
+    to_stderr(&render::summary(report, &shown));
+}
+
+/// Write to stderr, ignoring a closed one (`2>&1 | head`): messages are never a reason to fail or
+/// panic, and the report is still written.
+pub fn to_stderr(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Render a failure for stderr: the error, then how far the run got.

@@ -389,8 +389,13 @@ impl log::Log for Logger {
             record.args()
         );
         match &self.multi {
-            Some(m) => m.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            // A closed stderr is not a reason to stop the run (nor to panic).
+            Some(m) => m.suspend(|| {
+                let _ = writeln!(io::stderr().lock(), "{text}");
+            }),
+            None => {
+                let _ = writeln!(io::stderr().lock(), "{text}");
+            }
         }
     }
 

@@ -59,6 +59,8 @@ pub struct ObjectPolicy {
     pub comments: Option<Choice>,
     /// `None` is `Drop`: foreign data is left out unless asked for.
     pub foreign_servers: Option<Choice>,
+    /// Materialized views left unpopulated in staging (`"empty"`) instead of refreshed there.
+    pub empty_matviews: bool,
 }
 
 impl Plan {
@@ -334,6 +336,25 @@ pub(super) fn build(
             .policy
             .as_ref()
             .and_then(|p| choice(&mut b, "foreign_servers", p.foreign_servers.as_ref())),
+        empty_matviews: match file
+            .policy
+            .as_ref()
+            .and_then(|p| p.materialized_views.as_ref())
+        {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "refresh" => false,
+                "empty" => true,
+                other => {
+                    let msg = format!(
+                        "unknown value \"{other}\" for materialized_views{}",
+                        did_you_mean(other, &["refresh", "empty"])
+                    );
+                    b.error(v.span(), msg);
+                    false
+                }
+            },
+        },
     };
     let tables = build_tables(&mut b, &file.tables, env);
     let mut databases = BTreeMap::new();

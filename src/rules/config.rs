@@ -35,6 +35,9 @@ pub struct PolicyRules {
     /// `"drop"` (the default) or `"keep"`: foreign servers, user mappings and foreign tables in a
     /// dump or the schema `--create-schema` copies.
     pub foreign_servers: Option<Spanned<String>>,
+    /// `"refresh"` (the default) or `"empty"`: materialized views rebuilt in staging from the
+    /// anonymized rows, or left unpopulated (no function of theirs runs in staging).
+    pub materialized_views: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

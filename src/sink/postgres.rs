@@ -263,22 +263,46 @@ impl Staging {
     }
 
     /// Give every sequence that staging also has the source's position.
+    /// Set staging's sequences (those it has) to the source's positions, inside the refresh
+    /// transaction: `ALTER SEQUENCE … RESTART` (and `nextval` for a sequence that was called) is
+    /// rolled back with the rest, where `setval` would not be. Two statements whatever the count.
     pub async fn set_sequences(&self, sequences: &[SequenceState]) -> Result<(), DbError> {
         log::info!("staging: setting {} sequences", sequences.len());
-        for s in sequences {
-            let (value, called) = match s.last_value {
-                Some(v) => (v, true),
-                None => (s.start_value, false),
-            };
-            self.client
-                .execute(
-                    "SELECT setval(to_regclass($1), $2, $3) WHERE to_regclass($1) IS NOT NULL",
-                    &[&s.name.to_string(), &value, &called],
-                )
-                .await
-                .map_err(query_err(&format!("setting sequence {}", s.name)))?;
+        let names: Vec<String> = sequences.iter().map(|s| s.name.to_string()).collect();
+        let present: std::collections::BTreeSet<String> = self
+            .client
+            .query(
+                "SELECT n FROM unnest($1::text[]) n WHERE to_regclass(n) IS NOT NULL",
+                &[&names],
+            )
+            .await
+            .map_err(query_err("reading the staging sequences"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut sql = String::new();
+        for (s, name) in sequences.iter().zip(&names) {
+            if !present.contains(name) {
+                continue;
+            }
+            match s.last_value {
+                Some(v) => sql.push_str(&format!(
+                    "ALTER SEQUENCE {name} RESTART WITH {v}; SELECT nextval({});\n",
+                    quote_literal(name)
+                )),
+                None => sql.push_str(&format!(
+                    "ALTER SEQUENCE {name} RESTART WITH {};\n",
+                    s.start_value
+                )),
+            }
         }
-        Ok(())
+        if sql.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(query_err("setting the staging sequences"))
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
@@ -371,17 +395,18 @@ impl Staging {
     }
 
     /// Rebuild staging's materialized views from the data just loaded, each after those it reads:
-    /// `unpopulated` names those that hold no rows in the source (`WITH NO DATA`), which are emptied.
-    /// Returns how many were refreshed.
+    /// `unpopulated` names those that hold no rows in the source (`WITH NO DATA`), which are emptied
+    /// (all of them when `empty`). Returns how many were refreshed.
     pub async fn refresh_matviews(
         &self,
         unpopulated: &std::collections::BTreeSet<QualifiedName>,
+        empty: bool,
     ) -> Result<usize, DbError> {
         let views =
             crate::db::matviews(&self.client, "reading the staging materialized views").await?;
         let mut n = 0;
         for v in &views {
-            let sql = if unpopulated.contains(&v.name) {
+            let sql = if empty || unpopulated.contains(&v.name) {
                 format!("REFRESH MATERIALIZED VIEW {} WITH NO DATA", v.name)
             } else {
                 format!("REFRESH MATERIALIZED VIEW {}", v.name)
@@ -397,6 +422,15 @@ impl Staging {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// What refreshing staging's materialized views would run beyond reading its tables.
+    pub async fn matview_calls(&self) -> Result<Vec<(QualifiedName, String)>, DbError> {
+        crate::db::matview_calls(
+            &self.client,
+            "reading what staging's materialized views call",
+        )
+        .await
     }
 
     /// Start a large object of this number anew (staging's own of that number goes).
@@ -430,5 +464,14 @@ impl Staging {
             .await
             .map_err(query_err(&format!("copying large object {oid}")))?;
         Ok(())
+    }
+}
+
+/// An SQL string constant, read the same whatever standard_conforming_strings is.
+fn quote_literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
     }
 }

@@ -75,6 +75,9 @@ pub struct DumpPolicy {
     /// Foreign servers, user mappings and foreign tables: dropped unless `Keep` (in staging they
     /// would read another server, perhaps production).
     pub foreign_servers: Policy,
+    /// `REFRESH MATERIALIZED VIEW` statements left out: views stay as pg_dump created them, without
+    /// data, and nothing they call runs in staging.
+    pub empty_matviews: bool,
 }
 
 /// How the rows of a data block are written.
@@ -151,6 +154,8 @@ struct InsertRun {
     /// The header as written (`INSERT INTO … VALUES `): a statement that starts with these very
     /// bytes joins the run without being parsed again.
     header: Vec<u8>,
+    /// The header written out instead (see [`canonical_insert`]).
+    canonical: Vec<u8>,
     scs: bool,
     data: Vec<u8>,
     tuples: Vec<(u32, u32)>,
@@ -301,6 +306,80 @@ fn csv_header(columns: &[String], o: &crate::copy::CsvOptions) -> Vec<u8> {
     line.into_bytes()
 }
 
+/// A string literal the server reads the same whatever `standard_conforming_strings` says.
+fn escape_literal(s: &[u8]) -> String {
+    let mut out = String::from("E'");
+    for &b in s {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("''"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// ` (a, b, c)`, or nothing for a table without columns.
+fn column_list(columns: &[String]) -> String {
+    if columns.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = columns
+        .iter()
+        .map(|c| crate::schema::quote_ident(c))
+        .collect();
+    format!(" ({})", names.join(", "))
+}
+
+/// The COPY statement written for a data block: the table qualified and every column named, so
+/// the server puts each value in the column whose rule made it, whatever the dump did to the
+/// table before (a column order this reader did not follow cannot move a value).
+fn canonical_copy(table: &QualifiedName, columns: &[String], format: &CopyFormat) -> Vec<u8> {
+    let mut s = format!("COPY {table}{} FROM stdin", column_list(columns));
+    match format {
+        CopyFormat::Text => {}
+        CopyFormat::TextWith(o) => s.push_str(&format!(
+            " WITH (FORMAT text, DELIMITER {}, NULL {})",
+            escape_literal(&[o.delimiter]),
+            escape_literal(o.null.as_bytes())
+        )),
+        CopyFormat::Csv(o) => {
+            s.push_str(&format!(
+                " WITH (FORMAT csv, DELIMITER {}, NULL {}, QUOTE {}",
+                escape_literal(&[o.delimiter]),
+                escape_literal(o.null.as_bytes()),
+                escape_literal(&[o.quote])
+            ));
+            if let Some(e) = o.escape {
+                s.push_str(&format!(", ESCAPE {}", escape_literal(&[e])));
+            }
+            if o.header {
+                s.push_str(", HEADER");
+            }
+            s.push(')');
+        }
+    }
+    s.push_str(";\n");
+    s.into_bytes()
+}
+
+/// The INSERT header written for a run: the table qualified and every column of the tuples named
+/// (generated ones too, whose elements are `DEFAULT`), for the same reason as [`canonical_copy`].
+fn canonical_insert(h: &InsertHeader, columns: &[String]) -> Vec<u8> {
+    let overriding = h
+        .overriding
+        .map(|o| format!(" OVERRIDING {o} VALUE"))
+        .unwrap_or_default();
+    format!(
+        "INSERT INTO {}{}{overriding} VALUES ",
+        h.table,
+        column_list(columns)
+    )
+    .into_bytes()
+}
+
 fn unqualified_refusal(what: &str) -> String {
     format!(
         "{what} into a table named without its schema while search_path is set to something other \
@@ -420,6 +499,15 @@ impl<R: Read> DumpReader<R> {
         self.buf.truncate(len + n);
         if n == 0 {
             self.eof = true;
+        }
+        if let Some(z) = memchr::memchr(0, &self.buf[len..]) {
+            // No PostgreSQL text holds one; psql and this reader could split the text differently.
+            let line = self.line_at(len + z);
+            return Err(DumpError::Refused(vec![Refusal {
+                line,
+                message: "a NUL byte, which no SQL text or COPY row holds: not allowed to pass"
+                    .into(),
+            }]));
         }
         Ok(n > 0)
     }
@@ -732,6 +820,16 @@ impl<R: Read> DumpReader<R> {
             if !gap.is_empty() {
                 self.pending.push_back(Event::Sql(gap.clone()));
             }
+            let all_columns: Vec<String> = match &key.1.columns {
+                Some(c) => c.clone(),
+                None => self
+                    .columns_of(&key.0, &key.1.table)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c.0)
+                    .collect(),
+            };
+            let canonical = canonical_insert(&key.1, &all_columns);
             let block = self.new_block();
             self.pending.push_back(Event::DataStart {
                 block,
@@ -748,6 +846,7 @@ impl<R: Read> DumpReader<R> {
                 block,
                 key,
                 header: self.buf[content..at].to_vec(),
+                canonical,
                 scs,
                 data: self.take_buffer(),
                 tuples: Vec::new(),
@@ -763,9 +862,13 @@ impl<R: Read> DumpReader<R> {
                 run.data.extend_from_slice(&gap);
             }
         }
+        if self.keep_rows {
+            let run = self.run.as_mut().expect("a run is open");
+            run.data.extend_from_slice(&run.canonical);
+        }
         self.start = content;
         self.insert = Some(InsertStatement {
-            copied: content,
+            copied: at,
             last_end: at,
             tuples_over: false,
             tuple_start: Some(at),
@@ -996,6 +1099,7 @@ impl<R: Read> DumpReader<R> {
             {
                 self.pending.push_back(Event::Note(Note::ForeignDropped));
             }
+            Statement::Schema(Info::Refresh) if self.policy.empty_matviews => {}
             Statement::Schema(info) => {
                 out.extend_from_slice(&text);
                 self.note_info(info);
@@ -1039,7 +1143,7 @@ impl<R: Read> DumpReader<R> {
             },
             Statement::Connect(_) => unreachable!("only meta-commands connect"),
             Statement::Refused(why) => self.refuse(line, format!("{why}: not allowed to pass"))?,
-            Statement::Copy(copy) => return self.copy_start(out, &text, copy, line, end),
+            Statement::Copy(copy) => return self.copy_start(out, copy, line, end),
         }
         if !out.is_empty() {
             self.pending.push_back(Event::Sql(out));
@@ -1126,7 +1230,7 @@ impl<R: Read> DumpReader<R> {
                 self.defs.insert((self.db.clone(), def.name.clone()), def);
             }
             Info::Attach(child, parent) => self.partitions.push((self.db.clone(), child, parent)),
-            Info::None => {}
+            Info::None | Info::Refresh => {}
         }
     }
 
@@ -1134,7 +1238,6 @@ impl<R: Read> DumpReader<R> {
     fn copy_start(
         &mut self,
         mut header: Vec<u8>,
-        text: &[u8],
         copy: statement::CopyStatement,
         line: u64,
         end: usize,
@@ -1179,11 +1282,7 @@ impl<R: Read> DumpReader<R> {
                 }
             },
         };
-        header.extend_from_slice(text);
-        header.extend_from_slice(rest);
-        if nl.is_none() {
-            header.push(b'\n');
-        }
+        header.extend_from_slice(&canonical_copy(&copy.table, &columns, &copy.format));
         self.start = line_end;
         self.split.skip_to(line_end);
         let block = self.new_block();
@@ -1245,7 +1344,19 @@ impl<R: Read> DumpReader<R> {
             for nl in memchr::memchr_iter(b'\n', &self.buf[self.start..]) {
                 let nl = self.start + nl;
                 let line = &self.buf[pos..=nl];
-                if !quoted && is_end_marker(line) {
+                if is_end_marker(line) {
+                    if quoted {
+                        // psql ends the block at this line whatever the quotes say: what
+                        // follows would be read as SQL.
+                        let line = self.line_at(pos);
+                        return Err(DumpError::Refused(vec![Refusal {
+                            line,
+                            message: format!(
+                                "a `\\.` line inside a quoted field of the CSV block of {table}, \
+                                 where psql ends the block: not allowed to pass"
+                            ),
+                        }]));
+                    }
                     marker = Some((pos, nl + 1));
                     break;
                 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
-use crate::db::{blockers, connect, describe_verbatim, query_err, DbError};
+use crate::db::{blockers, connect, query_err, DbError};
 use crate::endpoint::{redact, ConnInfo};
 use crate::schema::{ColumnMeta, MatView, QualifiedName, SequenceState, SourceTable, TypeKind};
 
@@ -42,7 +42,8 @@ pub async fn open_snapshot(
 ) -> Result<Snapshot, DbError> {
     client
         .batch_execute(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
+             SET search_path = pg_catalog, pg_temp",
         )
         .await
         .map_err(query_err("making the source session read-only"))?;
@@ -144,6 +145,7 @@ pub async fn begin_snapshot(client: &Client) -> Result<String, DbError> {
     client
         .batch_execute(
             "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
+             SET search_path = pg_catalog, pg_temp; \
              BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )
         .await
@@ -168,6 +170,7 @@ pub async fn join_snapshot(c: &ConnInfo, snapshot: &str) -> Result<Client, DbErr
     client
         .batch_execute(&format!(
             "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
+             SET search_path = pg_catalog, pg_temp; \
              BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
         ))
         .await
@@ -220,6 +223,9 @@ pub struct Catalog {
     pub tables: Vec<CatalogTable>,
     /// Materialized views in an order where each comes after those it reads.
     pub matviews: Vec<MatView>,
+    /// What refreshing each materialized view would run beyond reading tables (see
+    /// [`crate::db::matview_calls`]).
+    pub matview_calls: Vec<(QualifiedName, String)>,
     /// Large objects in the source.
     pub large_objects: i64,
     /// The source role is a superuser.
@@ -421,9 +427,13 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
         .await
         .map_err(query_err("reading the source role"))?;
     let matviews = crate::db::matviews(client, "reading the source's materialized views").await?;
+    let matview_calls =
+        crate::db::matview_calls(client, "reading what the source's materialized views call")
+            .await?;
     Ok(Catalog {
         tables,
         matviews,
+        matview_calls,
         large_objects: role.get(1),
         superuser: role.get(0),
         sequences,
@@ -547,6 +557,9 @@ pub struct Calls {
     pub casts: BTreeSet<String>,
 }
 
+/// Words that continue a multi-word type name after a cast.
+const TYPE_WORDS: &[&str] = &["varying", "precision", "with", "without", "time", "zone"];
+
 /// What a deparsed expression calls, read with the SQL lexer.
 pub fn calls(expr: &str) -> Calls {
     use crate::sql::lexer::{self, Kind};
@@ -576,8 +589,13 @@ pub fn calls(expr: &str) -> Calls {
                     i += 1;
                     if toks.get(i).map(|t| t.kind) == Some(Kind::Dot) {
                         i += 1;
-                    } else if toks.get(i).map(|t| t.kind) == Some(Kind::Word) {
-                        // `character varying`, `timestamp with time zone`.
+                    } else if toks
+                        .get(i)
+                        .filter(|t| t.kind == Kind::Word)
+                        .and_then(|t| lexer::word(text, t))
+                        .is_some_and(|w| TYPE_WORDS.contains(&w.as_ref()))
+                    {
+                        // `character varying`, `timestamp with time zone`; not `IS NULL`.
                         continue;
                     } else {
                         break;
@@ -641,35 +659,6 @@ impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
     }
 }
 
-/// A filter is one expression inside the parentheses the tool puts around it: no `;`, no `)`
-/// that closes more than it opened, no comment (which could hide the closing parenthesis).
-pub fn filter_shape(filter: &str) -> Option<String> {
-    use crate::sql::lexer::{self, Kind};
-    let toks = match lexer::tokens(filter.as_bytes(), true) {
-        Ok(t) => t,
-        Err(_) => return Some("has an unterminated quote or comment".into()),
-    };
-    let mut depth = 0i32;
-    for t in toks {
-        match t.kind {
-            Kind::Semicolon => return Some("has a `;`: a filter is one expression".into()),
-            Kind::LineComment | Kind::BlockComment => {
-                return Some("has a comment: write the filter without one".into())
-            }
-            Kind::Backslash => return Some("has a backslash outside quotes".into()),
-            Kind::Open => depth += 1,
-            Kind::Close => {
-                depth -= 1;
-                if depth < 0 {
-                    return Some("closes a parenthesis it did not open".into());
-                }
-            }
-            _ => {}
-        }
-    }
-    (depth != 0).then(|| "leaves a parenthesis open".to_string())
-}
-
 /// Whether a table's `where` filter can only read: the server parses and plans it (EXPLAIN, which
 /// runs nothing), and every function, operator and cast in what it planned must be immutable or
 /// stable in the catalog — a volatile one (dblink_exec, lo_export, nextval, pg_sleep, …) could
@@ -677,9 +666,11 @@ pub fn filter_shape(filter: &str) -> Option<String> {
 pub async fn filter_problem(
     client: &Client,
     table: &QualifiedName,
+    columns: &[String],
     filter: &str,
 ) -> Result<Option<String>, DbError> {
-    if let Some(why) = filter_shape(filter) {
+    // Judged on its text first: planning it would already run what it calls.
+    if let Some(why) = super::filter::problem(filter, columns) {
         return Ok(Some(why));
     }
     // The extended protocol: one statement, whatever the filter holds.
@@ -692,10 +683,9 @@ pub async fn filter_problem(
     {
         Ok(row) => row.get::<_, JsonText>(0).0,
         Err(e) if e.as_db_error().is_some() => {
-            // Planning reads no row: the message is about the filter's own text.
             return Ok(Some(format!(
                 "does not run on the source: {}",
-                describe_verbatim(&e)
+                crate::db::describe(&e)
             )));
         }
         Err(e) => return Err(query_err("checking a where filter")(e)),
@@ -764,7 +754,8 @@ pub async fn filter_problem(
     for r in client
         .query(
             "SELECT DISTINCT o.oprname::text, p.proname::text FROM pg_operator o \
-             JOIN pg_proc p ON p.oid = o.oprcode WHERE o.oprname = ANY ($1) AND p.provolatile = 'v'",
+             JOIN pg_proc p ON p.oid = o.oprcode WHERE o.oprname = ANY ($1) \
+               AND o.oprnamespace = 'pg_catalog'::regnamespace AND p.provolatile = 'v'",
             &[&ops],
         )
         .await
@@ -877,6 +868,7 @@ mod tests {
                 (q("b"), q("a")),
             ],
             matviews: Vec::new(),
+            matview_calls: Vec::new(),
             large_objects: 0,
             superuser: false,
         };
@@ -894,5 +886,24 @@ mod tests {
         assert!(pos("customers") < pos("orders"));
         assert!(pos("orders") < pos("payment_p1"));
         assert!(pos("payment_p1") < pos("ledger"));
+    }
+
+    #[test]
+    fn calls_reads_casts_functions_and_operators() {
+        let c = calls(
+            "((deleted_at)::date IS NULL) AND (lower((email)::text) ~~ '%x'::character varying)",
+        );
+        assert!(c.casts.contains("date"), "{c:?}");
+        assert!(c.casts.contains("text"), "{c:?}");
+        assert!(c.casts.contains("character varying"), "{c:?}");
+        assert!(c.functions.contains(&(None, "lower".to_string())), "{c:?}");
+        assert!(c.operators.contains("~~"), "{c:?}");
+        let c = calls("(created_at)::timestamp with time zone > now()");
+        assert!(c.casts.contains("timestamp with time zone"), "{c:?}");
+        let c = calls("public.f(id) > 0");
+        assert!(
+            c.functions.contains(&(Some("public".into()), "f".into())),
+            "{c:?}"
+        );
     }
 }

@@ -327,9 +327,10 @@ fn quoted(
             }
             continue;
         }
-        // A quote: doubled means one quote inside the string.
+        // A quote: doubled means one quote inside the string (not in B'' and X'', which end at
+        // their first quote as the server reads them).
         match buf.get(i + 1) {
-            Some(b'\'') => i += 2,
+            Some(b'\'') if !matches!(kind, Str::Bit | Str::Hex) => i += 2,
             None if !eof => return Err(Stop::Incomplete),
             _ => {
                 return Ok(Some(Token {
@@ -453,6 +454,19 @@ mod tests {
             .filter(significant)
             .map(|t| (t.kind, &text[t.start..t.end]))
             .collect()
+    }
+
+    #[test]
+    fn bit_and_hex_strings_end_at_their_first_quote() {
+        use Kind::*;
+        assert_eq!(
+            kinds("X'ab''cd' B'1'"),
+            vec![
+                (Str(super::Str::Hex), "X'ab'"),
+                (Str(super::Str::Plain), "'cd'"),
+                (Str(super::Str::Bit), "B'1'"),
+            ]
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum Info {
     Dropped(Vec<(QualifiedName, bool)>),
     /// A `DROP … CASCADE` or a schema rename: columns of any table may have changed.
     ForgetAll,
+    /// `REFRESH MATERIALIZED VIEW`: runs what the view calls, in staging.
+    Refresh,
 }
 
 /// What the session a dump is replayed into is known to be set to: the settings that change how
@@ -186,6 +188,8 @@ pub struct CopyStatement {
 pub struct InsertHeader {
     pub table: QualifiedName,
     pub columns: Option<Vec<String>>,
+    /// `OVERRIDING SYSTEM VALUE` or `OVERRIDING USER VALUE`.
+    pub overriding: Option<&'static str>,
     /// The table's name had no schema.
     pub unqualified: bool,
 }
@@ -207,6 +211,16 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn new(text: &'a [u8], scs: bool) -> Result<Self, String> {
         let toks = lexer::tokens(text, scs).map_err(|_| "an unterminated quote".to_string())?;
+        // psql replaces `:name`, `:'name'` and `:"name"` outside quotes with a variable's value,
+        // which this reader cannot know.
+        if toks.iter().any(|t| {
+            t.kind == Kind::Colon
+                && text.get(t.end).is_some_and(|&b| {
+                    b.is_ascii_alphabetic() || matches!(b, b'_' | b'\'' | b'"') || b >= 0x80
+                })
+        }) {
+            return Err("a psql variable (`:name`), whose value this reader cannot know".into());
+        }
         let comments = toks
             .iter()
             .any(|t| matches!(t.kind, Kind::LineComment | Kind::BlockComment));
@@ -449,14 +463,18 @@ fn classify_inner(text: &[u8], session: &Session) -> Result<Statement, String> {
             if matches!(c.word_at(1).as_deref(), Some("prepared")) {
                 return Err("a prepared transaction".into());
             }
+            // `COMMIT AND CHAIN` starts the next transaction at once.
+            let chain = (1..4).any(|k| {
+                c.word_at(k).as_deref() == Some("and")
+                    && c.word_at(k + 1).as_deref() == Some("chain")
+            });
             Ok(Statement::Schema(Info::Session(Session {
-                in_transaction: false,
+                in_transaction: chain,
                 ..session.clone()
             })))
         }
-        "refresh" | "analyze" | "analyse" | "vacuum" | "truncate" | "checkpoint" => {
-            schema(Info::None)
-        }
+        "refresh" => schema(Info::Refresh),
+        "analyze" | "analyse" | "vacuum" | "truncate" | "checkpoint" => schema(Info::None),
         "create" => create(&mut c, text, session),
         "alter" => alter(&mut c, text),
         "drop" => {
@@ -996,9 +1014,17 @@ const CREATE_OTHER_KINDS: &[&str] = &["temp", "temporary", "tablespace", "unlogg
 
 /// A foreign server option that may hold a credential.
 fn server_secret(name: &str) -> bool {
-    ["pass", "secret", "key", "token", "credential", "auth"]
-        .iter()
-        .any(|s| name.contains(s))
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "key",
+        "token",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 /// `client_encoding` set on a database or role (`ALTER DATABASE … SET`, `ALTER ROLE … SET`)
@@ -1366,6 +1392,7 @@ fn strip_options(
         i += 1;
     }
     let close = i;
+    let is_alter = c.word_at(0).as_deref() == Some("alter");
     let name_of = |(s, e): (usize, usize)| -> Option<String> {
         let mut j = s;
         if matches!(c.word_at(j).as_deref(), Some("add" | "set" | "drop")) && e - s > 1 {
@@ -1385,6 +1412,13 @@ fn strip_options(
         .collect();
     if keep.len() == entries.len() {
         return Ok(Statement::Schema(Info::None));
+    }
+    if keep.is_empty() && is_alter {
+        // An ALTER that only changed secrets changes nothing (and without OPTIONS it is not SQL).
+        return Ok(Statement::Rewritten {
+            text: Vec::new(),
+            removed: kind,
+        });
     }
     let mut out = Vec::with_capacity(text.len());
     out.extend_from_slice(&text[..toks[opt].start]);
@@ -1781,14 +1815,24 @@ pub fn parse_insert_header(text: &[u8], scs: bool) -> Result<Option<InsertHeader
     } else {
         None
     };
+    let mut overriding = None;
     if c.eat("overriding") {
-        let _ = c.eat("system") || c.eat("user");
-        c.eat("value");
+        overriding = if c.eat("system") {
+            Some("SYSTEM")
+        } else if c.eat("user") {
+            Some("USER")
+        } else {
+            return Ok(None);
+        };
+        if !c.eat("value") {
+            return Ok(None);
+        }
     }
     if c.eat("values") && c.i == c.toks.len() {
         return Ok(Some(InsertHeader {
             table,
             columns,
+            overriding,
             unqualified,
         }));
     }
@@ -1937,7 +1981,12 @@ mod tests {
         );
         assert_eq!(
             foreign_text("ALTER USER MAPPING FOR r1 SERVER s1 OPTIONS (SET password 'x');"),
-            "ALTER USER MAPPING FOR r1 SERVER s1;"
+            "",
+            "an ALTER left without options is no statement: it goes"
+        );
+        assert_eq!(
+            foreign_text("ALTER SERVER s1 OPTIONS (SET pwd 'x', host 'h');"),
+            "ALTER SERVER s1 OPTIONS (host 'h');"
         );
         // Server options that may hold a credential go; the others stay.
         assert_eq!(
@@ -2340,6 +2389,7 @@ mod tests {
             Some(InsertHeader {
                 table: QualifiedName::new("public", "t"),
                 columns: Some(vec!["id".into(), "E".into()]),
+                overriding: Some("SYSTEM"),
                 unqualified: false,
             })
         );
@@ -2348,10 +2398,16 @@ mod tests {
             Some(InsertHeader {
                 table: QualifiedName::new("public", "users"),
                 columns: None,
+                overriding: None,
                 unqualified: true,
             })
         );
         assert_eq!(h("INSERT INTO t SELECT").unwrap(), None);
+        assert_eq!(h("INSERT INTO t OVERRIDING VALUES").unwrap(), None);
+        assert!(
+            h("INSERT INTO t (a) VALUES (:v)").is_err() || h("INSERT INTO t VALUES :'v'").is_err()
+        );
+        assert!(h("INSERT INTO :\"t\" VALUES").is_err());
         for ok in [
             "",
             ";",
