@@ -5,19 +5,15 @@
 //! transformers; `copy` is the COPY text codec; `cli` is the thin command-line layer.
 
 pub mod buffers;
-pub mod check;
 pub mod cli;
+pub mod command;
 pub mod copy;
 pub mod db;
-pub mod dump_run;
 pub mod endpoint;
 pub mod error;
 pub mod interrupt;
 pub mod pipeline;
-pub mod preview;
-pub mod refresh;
 pub mod rules;
-pub mod scan;
 pub mod schema;
 pub mod sink;
 pub mod source;

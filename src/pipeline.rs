@@ -991,8 +991,12 @@ fn lines(data: &str) -> impl Iterator<Item = &str> {
 
 /// Where one table's anonymized rows go in a database refresh.
 pub enum TableOut<'a> {
-    /// COPY FROM STDIN into staging.
-    Copy(std::pin::Pin<&'a mut tokio_postgres::CopyInSink<bytes::Bytes>>),
+    /// COPY FROM STDIN into staging: closing the sink ends the COPY.
+    Copy(
+        std::pin::Pin<
+            &'a mut (dyn futures_util::Sink<bytes::Bytes, Error = crate::db::DbError> + Send),
+        >,
+    ),
     /// A dump file, or stdout when the flag is set.
     Write(&'a mut (dyn Write + Send), bool),
 }
@@ -1002,33 +1006,16 @@ pub type Batches = tokio::sync::mpsc::Receiver<(u64, tokio::sync::oneshot::Recei
 pub type BatchSender =
     tokio::sync::mpsc::Sender<(u64, tokio::sync::oneshot::Receiver<BatchResult>)>;
 
-/// The COPY header of a table in a dump: `\nCOPY schema.table (a, "B") FROM stdin;\n`.
-pub fn copy_header(table: &QualifiedName, columns: &[String]) -> String {
-    let cols: Vec<String> = columns
-        .iter()
-        .map(|c| crate::rules::quote_ident(c))
-        .collect();
-    format!("\nCOPY {table} ({}) FROM stdin;\n", cols.join(", "))
-}
-
 /// A bounded channel for one table's batches: it holds `4 × jobs` batches at most, so a reader ahead
 /// of the loader waits instead of filling memory.
 pub fn batch_channel(options: &Options) -> (BatchSender, Batches) {
     tokio::sync::mpsc::channel(options.jobs.max(1) * 4)
 }
 
-fn db_error(context: String, e: &tokio_postgres::Error) -> PipelineError {
-    PipelineError::Db(crate::db::DbError::Query {
-        context,
-        message: crate::db::describe(e),
-    })
-}
-
 /// Stream one table out of a database source and hand its rows to the rayon pool in batches, in
 /// order, through `tx`. Returns (rows, bytes read).
 pub async fn read_table(
-    source: &tokio_postgres::Client,
-    copy_sql: &str,
+    stream: impl futures_util::Stream<Item = Result<bytes::Bytes, crate::db::DbError>>,
     table: Arc<BoundTable>,
     pool: Arc<rayon::ThreadPool>,
     options: &Options,
@@ -1037,9 +1024,6 @@ pub async fn read_table(
 ) -> Result<u64, PipelineError> {
     use futures_util::StreamExt;
 
-    let read_err =
-        |e: tokio_postgres::Error| db_error(format!("reading {} from the source", table.name), &e);
-    let stream = source.copy_out(copy_sql).await.map_err(read_err)?;
     let mut stream = std::pin::pin!(stream);
     // Input batches go round; the output goes to the staging connection as it is.
     let slots = options.jobs.max(1) * 4;
@@ -1062,7 +1046,7 @@ pub async fn read_table(
     let mut batch: Vec<u8> = buffers.take(capacity);
     let (mut rows, mut total) = (0u64, 0u64);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(read_err)?;
+        let chunk = chunk?;
         bytes_read_total.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
         batch.extend_from_slice(&chunk);
@@ -1113,10 +1097,7 @@ pub async fn load_table(
         };
         bytes_written += bytes.len() as u64;
         match &mut out {
-            TableOut::Copy(sink) => sink
-                .send(bytes::Bytes::from(bytes))
-                .await
-                .map_err(|e| db_error(format!("loading {table} into staging"), &e))?,
+            TableOut::Copy(sink) => sink.send(bytes::Bytes::from(bytes)).await?,
             TableOut::Write(w, stdout) => {
                 w.write_all(&bytes).map_err(|source| PipelineError::Write {
                     stdout: *stdout,
@@ -1127,10 +1108,8 @@ pub async fn load_table(
         written += rows;
         progress.rows_written(table, written);
     }
-    if let TableOut::Copy(sink) = out {
-        sink.finish()
-            .await
-            .map_err(|e| db_error(format!("loading {table} into staging"), &e))?;
+    if let TableOut::Copy(mut sink) = out {
+        sink.close().await?;
     }
     Ok((written, bytes_written))
 }

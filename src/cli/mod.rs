@@ -15,13 +15,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::check;
-use crate::dump_run;
+use crate::command::refresh::RefreshOptions;
+use crate::command::{check, dump, preview, refresh, scan};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{Options, Progress, Report};
-use crate::preview;
-use crate::refresh::{self, RefreshOptions};
 use crate::rules::{self, Overrides};
 
 const AFTER_HELP: &str = "\
@@ -156,55 +154,14 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
         _ => log::LevelFilter::Trace,
     };
     reporter.logger(level).install();
-    if let Some(Command::Scan {
-        source,
-        sample,
-        output,
-    }) = &args.command
-    {
-        let source = Endpoint::parse(source).map_err(|e| Error::Usage(format!("--source: {e}")))?;
-        let draft = crate::scan::run(&source, *sample)?;
-        match output {
-            Some(path) => std::fs::write(path, draft).map_err(|e| Error::Io {
-                context: format!("writing {}", path.display()),
-                source: e,
-            })?,
-            None => {
-                let mut stdout = io::stdout().lock();
-                if let Err(e) = stdout.write_all(draft.as_bytes()) {
-                    if e.kind() != io::ErrorKind::BrokenPipe {
-                        return Err(Error::Io {
-                            context: "writing the draft".into(),
-                            source: e,
-                        });
-                    }
-                }
-            }
-        }
-        return Ok(Outcome {
-            report: Report::default(),
-        });
-    }
-    if let Some(Command::Check { rules, source }) = &args.command {
-        let overrides = Overrides {
-            source: source.clone(),
-            target: None,
-            key_optional: true,
-        };
-        let plan = rules::load(rules, &overrides, &env)?;
-        let s = check::run(&plan)?;
-        to_stderr(&format!(
-            "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}\n",
-            s.tables,
-            s.skipped,
-            s.columns,
-            s.transformed,
-            s.columns - s.transformed,
-            plan.source
-        ));
-        return Ok(Outcome {
-            report: Report::default(),
-        });
+    match &args.command {
+        Some(Command::Scan {
+            source,
+            sample,
+            output,
+        }) => return run_scan(source, *sample, output.as_deref()),
+        Some(Command::Check { rules, source }) => return run_check(rules, source.clone(), &env),
+        None => {}
     }
     let overrides = Overrides {
         source: args.source.clone(),
@@ -273,7 +230,12 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
                     error: crate::pipeline::PipelineError::Interrupted(signal),
                     report: Report::default(),
                 })));
-            let _ = write_report(&path, Some(&source), Some(&target), started, &failed, &[]);
+            // The process ends right after: the report stays locked, so the run's own report
+            // (which may be being written now) cannot truncate this one on the way out.
+            let guard = REPORT.lock().unwrap_or_else(|e| e.into_inner());
+            let text = render::report(Some(&source), Some(&target), started, &failed, &[]);
+            let _ = std::fs::write(&path, text);
+            std::mem::forget(guard);
         });
     }
     let options = Options {
@@ -306,6 +268,66 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     Ok(Outcome { report })
 }
 
+/// `anonymize scan`: a draft rules file on stdout or in a file.
+fn run_scan(
+    source: &str,
+    sample: usize,
+    output: Option<&std::path::Path>,
+) -> Result<Outcome, Error> {
+    let source = Endpoint::parse(source).map_err(|e| Error::Usage(format!("--source: {e}")))?;
+    let draft = scan::run(&source, sample)?;
+    match output {
+        Some(path) => std::fs::write(path, draft).map_err(|e| Error::Io {
+            context: format!("writing {}", path.display()),
+            source: e,
+        })?,
+        None => {
+            let mut stdout = io::stdout().lock();
+            if let Err(e) = stdout.write_all(draft.as_bytes()) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    return Err(Error::Io {
+                        context: "writing the draft".into(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+    Ok(Outcome {
+        report: Report::default(),
+    })
+}
+
+/// `anonymize check`: the rules against the source's schema, no row read, no key needed.
+fn run_check(
+    rules: &std::path::Path,
+    source: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Outcome, Error> {
+    let overrides = Overrides {
+        source,
+        target: None,
+        key_optional: true,
+    };
+    let plan = rules::load(rules, &overrides, env)?;
+    let s = check::run(&plan)?;
+    to_stderr(&format!(
+        "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}\n",
+        s.tables,
+        s.skipped,
+        s.columns,
+        s.transformed,
+        s.columns - s.transformed,
+        plan.source
+    ));
+    Ok(Outcome {
+        report: Report::default(),
+    })
+}
+
+/// Held while a report is written: a second signal's report and the run's own never interleave.
+static REPORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn write_report(
     path: &std::path::Path,
     source: Option<&str>,
@@ -315,6 +337,7 @@ fn write_report(
     warnings: &[String],
 ) -> Result<(), Error> {
     let text = render::report(source, target, started, result, warnings);
+    let _guard = REPORT.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::write(path, text).map_err(|source| Error::Io {
         context: format!("writing the report {}", path.display()),
         source,
@@ -346,7 +369,7 @@ fn run_plan(
             "a database target needs a database source; to load a dump, pipe it to psql".into(),
         ));
     }
-    dump_run::run(plan, options, progress)
+    dump::run(plan, options, progress)
 }
 
 fn dry_run(args: &Args, plan: &rules::Plan) -> Result<Outcome, Error> {

@@ -2,10 +2,10 @@
 
 use std::time::SystemTime;
 
+use crate::command::preview::Preview;
 use crate::db::redact;
 use crate::error::Error;
 use crate::pipeline::Report;
-use crate::preview::Preview;
 use crate::transform::dates::civil_from_days;
 
 /// Longest value shown in the table format, in characters.
@@ -152,6 +152,38 @@ fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// The JSON report of a run (`--report FILE`): its schema is these two types. Passwords are
+/// redacted; no cell value is ever in it.
+#[derive(serde::Serialize)]
+struct ReportDoc<'a> {
+    /// `success` or `failed`.
+    status: &'static str,
+    error: Option<String>,
+    exit_code: i32,
+    started_at: String,
+    finished_at: String,
+    seconds: f64,
+    source: Option<String>,
+    target: Option<String>,
+    rows_written: u64,
+    tables: Vec<TableDoc<'a>>,
+    warnings: &'a [String],
+}
+
+/// One table of the report.
+#[derive(serde::Serialize)]
+struct TableDoc<'a> {
+    name: String,
+    rows_read: u64,
+    rows_written: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+    seconds: f64,
+    skipped: bool,
+    /// Column → the rule applied to it.
+    rules: std::collections::BTreeMap<&'a str, &'a str>,
+}
+
 /// The JSON report of a run, successful or not: what was done, with passwords redacted and no
 /// cell value. `source` and `target` are None when the rules never loaded and no flag named them.
 pub fn report(
@@ -173,44 +205,41 @@ pub fn report(
             },
         ),
     };
-    let tables: Vec<serde_json::Value> = report
+    let tables = report
         .map(|r| r.tables.as_slice())
         .unwrap_or_default()
         .iter()
-        .map(|t| {
-            let rules: serde_json::Map<String, serde_json::Value> = t
+        .map(|t| TableDoc {
+            name: t.name.to_string(),
+            rows_read: t.rows_read,
+            rows_written: t.rows_written,
+            bytes_read: t.bytes_read,
+            bytes_written: t.bytes_written,
+            seconds: t.seconds,
+            skipped: t.skipped,
+            rules: t
                 .rules
                 .iter()
-                .map(|(c, r)| (c.clone(), serde_json::Value::String(r.clone())))
-                .collect();
-            serde_json::json!({
-                "name": t.name.to_string(),
-                "rows_read": t.rows_read,
-                "rows_written": t.rows_written,
-                "bytes_read": t.bytes_read,
-                "bytes_written": t.bytes_written,
-                "seconds": t.seconds,
-                "skipped": t.skipped,
-                "rules": rules,
-            })
+                .map(|(c, r)| (c.as_str(), r.as_str()))
+                .collect(),
         })
         .collect();
-    let doc = serde_json::json!({
-        "status": status,
-        "error": error,
-        "exit_code": exit_code,
-        "started_at": rfc3339(started),
-        "finished_at": rfc3339(SystemTime::now()),
-        "seconds": report.map_or(0.0, |r| r.seconds),
-        "source": source.map(redact),
-        "target": target.map(redact),
-        "rows_written": report.map_or(0, |r| r.rows_written()),
-        "tables": tables,
-        "warnings": warnings,
-    });
+    let doc = ReportDoc {
+        status,
+        error,
+        exit_code,
+        started_at: rfc3339(started),
+        finished_at: rfc3339(SystemTime::now()),
+        seconds: report.map_or(0.0, |r| r.seconds),
+        source: source.map(redact),
+        target: target.map(redact),
+        rows_written: report.map_or(0, |r| r.rows_written()),
+        tables,
+        warnings,
+    };
     format!(
         "{}\n",
-        serde_json::to_string_pretty(&doc).expect("JSON values serialize")
+        serde_json::to_string_pretty(&doc).expect("the report's types serialize")
     )
 }
 

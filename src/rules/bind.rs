@@ -219,37 +219,16 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                     ops.push(match &cp.op {
                         ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
                         ColumnOp::Transform(t) => CellOp::Apply(t.clone()),
-                        ColumnOp::Template(pieces) => {
-                            let mut bound_pieces = Vec::with_capacity(pieces.len());
-                            for p in pieces {
-                                bound_pieces.push(match p {
-                                    Piece::Literal(s) => Piece::Literal(s.clone()),
-                                    Piece::Column(name) => {
-                                        let referenced = rules.columns.get(name).map(|c| &c.op);
-                                        if matches!(referenced, Some(ColumnOp::Template(_))) {
-                                            diags.push(Diagnostic {
-                                                location: Some(cp.location.clone()),
-                                                message: format!("template of {}.{col} uses {name}, which is itself a template; templates read plain columns", table.name),
-                                            });
-                                        }
-                                        match position.get(name.as_str()) {
-                                            Some(&i) => Piece::Column(i),
-                                            None => {
-                                                let hint = suggest(name, &candidates)
-                                                    .map(|s| format!(" (did you mean {s}?)"))
-                                                    .unwrap_or_default();
-                                                diags.push(Diagnostic {
-                                                    location: Some(cp.location.clone()),
-                                                    message: format!("template of {}.{col} uses column {name}, which is not in the source{hint}", table.name),
-                                                });
-                                                Piece::Column(0)
-                                            }
-                                        }
-                                    }
-                                });
-                            }
-                            CellOp::Template(Template::new(bound_pieces))
-                        }
+                        ColumnOp::Template(pieces) => CellOp::Template(bind_template(
+                            pieces,
+                            rules,
+                            table,
+                            col,
+                            &position,
+                            &candidates,
+                            &cp.location,
+                            &mut diags,
+                        )),
                     });
                 }
             }
@@ -262,6 +241,67 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
         });
     }
 
+    unused_rules(plan, source, &used_rules, &mut diags);
+    if !uncovered.is_empty() {
+        diags.push(uncovered_diagnostic(plan, &uncovered));
+    }
+    if diags.is_empty() {
+        Ok(bound)
+    } else {
+        Err(diags)
+    }
+}
+
+/// A template's pieces with column names resolved to positions in the table's COPY row.
+#[allow(clippy::too_many_arguments)] // (the pieces of one column's binding, all borrowed)
+fn bind_template(
+    pieces: &[Piece<String>],
+    rules: &TablePlan,
+    table: &SourceTable,
+    col: &str,
+    position: &BTreeMap<&str, usize>,
+    candidates: &[&str],
+    location: &super::Location,
+    diags: &mut Vec<Diagnostic>,
+) -> Template {
+    let mut bound = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        bound.push(match p {
+            Piece::Literal(s) => Piece::Literal(s.clone()),
+            Piece::Column(name) => {
+                let referenced = rules.columns.get(name).map(|c| &c.op);
+                if matches!(referenced, Some(ColumnOp::Template(_))) {
+                    diags.push(Diagnostic {
+                        location: Some(location.clone()),
+                        message: format!("template of {}.{col} uses {name}, which is itself a template; templates read plain columns", table.name),
+                    });
+                }
+                match position.get(name.as_str()) {
+                    Some(&i) => Piece::Column(i),
+                    None => {
+                        let hint = suggest(name, candidates)
+                            .map(|s| format!(" (did you mean {s}?)"))
+                            .unwrap_or_default();
+                        diags.push(Diagnostic {
+                            location: Some(location.clone()),
+                            message: format!("template of {}.{col} uses column {name}, which is not in the source{hint}", table.name),
+                        });
+                        Piece::Column(0)
+                    }
+                }
+            }
+        });
+    }
+    Template::new(bound)
+}
+
+/// Rules naming tables (or databases) the source does not have.
+fn unused_rules(
+    plan: &Plan,
+    source: &[SourceTable],
+    used_rules: &BTreeSet<(Option<&str>, &QualifiedName)>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let parents: BTreeSet<&QualifiedName> = source
         .iter()
         .filter_map(|t| t.partition_of.as_ref())
@@ -302,14 +342,6 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                 });
             }
         }
-    }
-    if !uncovered.is_empty() {
-        diags.push(uncovered_diagnostic(plan, &uncovered));
-    }
-    if diags.is_empty() {
-        Ok(bound)
-    } else {
-        Err(diags)
     }
 }
 

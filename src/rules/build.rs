@@ -7,7 +7,7 @@ use std::ops::Range;
 use regex::Regex;
 use toml::Spanned;
 
-use super::config::{self, ColumnRule, RuleTable, TRANSFORM_KEYS};
+use super::config::{self, ColumnRule, RuleTable};
 use super::interp::interpolate;
 use super::{suggest, Diagnostic, Location, Overrides, QualifiedName, SourceText};
 use crate::endpoint::Endpoint;
@@ -407,11 +407,12 @@ fn build_tables(
             b.error(span, format!("invalid table name \"{key}\": write table, schema.table, or quote parts as \"\\\"My Table\\\"\""));
             continue;
         };
-        let skip = t.skip.as_ref().is_some_and(|s| *s.get_ref());
-        if skip {
+        let skip_set = t.skip.as_ref().filter(|s| *s.get_ref());
+        let skip = skip_set.is_some();
+        if let Some(skip_set) = skip_set {
             if let Some(cols) = &t.columns {
                 if !cols.is_empty() {
-                    let span = t.skip.as_ref().expect("skip set").span();
+                    let span = skip_set.span();
                     b.error(span, format!("conflicting options for table {name}: skip = true copies no rows, so it takes no columns"));
                 }
             }
@@ -487,7 +488,7 @@ fn build_rule(
         }
         ColumnRule::Rule(t) => t,
     };
-    let present = present_keys(t);
+    let present = present_kinds(t);
     let kind = match present.as_slice() {
         [one] => *one,
         [] => {
@@ -495,7 +496,7 @@ fn build_rule(
                 span,
                 format!(
                     "rule for {table}.{column} has no transform; give exactly one of {}",
-                    TRANSFORM_KEYS.join(", ")
+                    RuleKind::ALL.map(RuleKind::key).join(", ")
                 ),
             );
             return None;
@@ -506,7 +507,7 @@ fn build_rule(
                 format!(
                     "rule for {table}.{column} has {} transforms ({}); give exactly one",
                     many.len(),
-                    many.join(", ")
+                    many.iter().map(|k| k.key()).collect::<Vec<_>>().join(", ")
                 ),
             );
             return None;
@@ -514,340 +515,424 @@ fn build_rule(
     };
     let unique = t.unique.as_ref().is_some_and(|u| *u.get_ref());
     if let Some(l) = &t.locale {
-        if kind != "fake" {
+        if kind != RuleKind::Fake {
             b.error(
                 l.span(),
-                format!("locale applies to fake only, not to {kind}"),
+                format!("locale applies to fake only, not to {}", kind.key()),
             );
         }
     }
-    if nested && matches!(kind, "json" | "template") {
-        b.error(span, format!("{kind} cannot be used inside a json rule"));
+    if nested && matches!(kind, RuleKind::Json | RuleKind::Template) {
+        b.error(
+            span,
+            format!("{} cannot be used inside a json rule", kind.key()),
+        );
         return None;
     }
     let domain = t.domain.as_ref();
-    let desc;
-    let op = match kind {
-        "set" => {
-            let v = t.set.as_ref().expect("present");
-            let text = match v.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(x) => {
-                    if *x {
-                        "t".into()
-                    } else {
-                        "f".into()
-                    }
-                }
-                toml::Value::Datetime(d) => d.to_string(),
-                _ => {
-                    b.error(
-                        v.span(),
-                        "set takes a string, number, boolean or date; use \"null\" for NULL",
-                    );
-                    return None;
-                }
-            };
-            desc = format!("set = {text:?}");
-            Transform::Set(text)
-        }
-        "mask" => {
-            let m = t.mask.as_ref().expect("present").get_ref();
-            let ch = match &m.char {
-                None => '*',
-                Some(c) => {
-                    let mut it = c.get_ref().chars();
-                    match (it.next(), it.next()) {
-                        (Some(ch), None) => ch,
-                        _ => {
-                            b.error(c.span(), "mask char must be exactly one character");
-                            return None;
-                        }
-                    }
-                }
-            };
-            let (first, last) = (m.keep_first.unwrap_or(0), m.keep_last.unwrap_or(0));
-            desc = format!("mask (keep_first {first}, keep_last {last})");
-            Transform::Mask(Mask::new(first as usize, last as usize, ch))
-        }
-        "hash" => {
-            let h = t.hash.as_ref().expect("present").get_ref();
-            let format = match &h.format {
-                None => HashFormat::Hex,
-                Some(f) => match HashFormat::parse(f.get_ref()) {
-                    Some(x) => x,
-                    None => {
-                        let msg = format!(
-                            "unknown hash format \"{}\"{}",
-                            f.get_ref(),
-                            did_you_mean(f.get_ref(), HashFormat::NAMES)
-                        );
-                        b.error(f.span(), msg);
-                        return None;
-                    }
-                },
-            };
-            let length = match (&h.length, format) {
-                (Some(l), HashFormat::Preserve) => {
-                    b.error(l.span(), "conflicting options: format = \"preserve\" keeps the input's length; remove length");
-                    return None;
-                }
-                (Some(l), _) if *l.get_ref() == 0 || *l.get_ref() as usize > MAX_LENGTH => {
-                    b.error(
-                        l.span(),
-                        format!("hash length must be between 1 and {MAX_LENGTH}"),
-                    );
-                    return None;
-                }
-                (Some(l), _) => *l.get_ref() as usize,
-                (None, f) => f.default_length(),
-            };
-            if unique && format != HashFormat::Preserve {
-                let bits = format.bits_per_char() * length as f64;
-                if bits < UNIQUE_MIN_BITS {
-                    let need = (UNIQUE_MIN_BITS / format.bits_per_char()).ceil();
-                    let u = t.unique.as_ref().expect("unique set");
-                    b.error(u.span(), format!(
-                        "unique = true needs at least {UNIQUE_MIN_BITS} bits of hash: length = {need} or more for this format, or format = \"preserve\" (a keyed permutation, unique by construction)"
-                    ));
-                    return None;
-                }
-            }
-            let fmt_name = HashFormat::NAMES[format as usize];
-            let default_domain = if format == HashFormat::Preserve {
-                "hash:preserve".to_string()
-            } else {
-                format!("hash:{fmt_name}:{length}")
-            };
-            desc = if format == HashFormat::Preserve {
-                "hash (preserve)".into()
-            } else {
-                format!("hash ({fmt_name}, {length})")
-            };
-            Transform::Hash(Hash::new(b.prf(&default_domain, domain), format, length))
-        }
-        "fake" => {
-            let f = t.fake.as_ref().expect("present");
-            let Some(kind) = FakeKind::parse(f.get_ref()) else {
-                let msg = format!(
-                    "unknown fake kind \"{}\"{}",
-                    f.get_ref(),
-                    did_you_mean(f.get_ref(), FakeKind::NAMES)
-                );
-                b.error(f.span(), msg);
-                return None;
-            };
-            let locale = match &t.locale {
-                None => Locale::En,
-                Some(l) => match Locale::parse(l.get_ref()) {
-                    Some(x) => x,
-                    None => {
-                        let msg = format!(
-                            "unknown locale \"{}\"{}",
-                            l.get_ref(),
-                            did_you_mean(l.get_ref(), Locale::NAMES)
-                        );
-                        b.error(l.span(), msg);
-                        return None;
-                    }
-                },
-            };
-            if unique && !kind.supports_unique() {
-                let u = t.unique.as_ref().expect("unique set");
-                b.error(u.span(), format!(
-                    "fake = \"{}\" cannot promise unique values; use hash = {{ format = \"preserve\" }}, or one of the fake kinds email, username, url, uuid, ipv6",
-                    kind.name()
-                ));
-                return None;
-            }
-            desc = format!(
-                "fake = \"{}\"{}",
-                kind.name(),
-                if unique { ", unique" } else { "" }
-            );
-            Transform::Fake(fake_transform(b, kind, locale, unique, domain))
-        }
-        "shift" => {
-            let s = t.shift.as_ref().expect("present").get_ref();
-            let days = *s.days.get_ref();
-            if days == 0 {
-                b.error(s.days.span(), "shift days must be at least 1");
-                return None;
-            }
-            desc = format!("shift (±{days} days)");
-            Transform::Shift(Shift::new(b.prf(&format!("shift:{days}"), domain), days))
-        }
-        "truncate" => {
-            let s = t.truncate.as_ref().expect("present");
-            let Some(tr) = Truncate::parse(s.get_ref()) else {
-                let msg = format!(
-                    "unknown truncate unit \"{}\"{}",
-                    s.get_ref(),
-                    did_you_mean(s.get_ref(), Truncate::NAMES)
-                );
-                b.error(s.span(), msg);
-                return None;
-            };
-            desc = format!("truncate = \"{}\"", s.get_ref());
-            Transform::Truncate(tr)
-        }
-        "noise" => {
-            let nspan = t.noise.as_ref().expect("present").span();
-            let n = t.noise.as_ref().expect("present").get_ref();
-            let amount = match (&n.percent, &n.absolute) {
-                (Some(p), None) => {
-                    let v = *p.get_ref();
-                    if !(v > 0.0 && v <= 100.0) {
-                        b.error(p.span(), "noise percent must be above 0 and at most 100");
-                        return None;
-                    }
-                    NoiseAmount::Percent(v)
-                }
-                (None, Some(a)) => {
-                    let v = *a.get_ref();
-                    if !(v > 0.0 && v.is_finite()) {
-                        b.error(a.span(), "noise absolute must be above 0");
-                        return None;
-                    }
-                    NoiseAmount::Absolute(v)
-                }
-                (Some(_), Some(_)) => {
-                    b.error(
-                        nspan,
-                        "conflicting options: noise takes percent or absolute, not both",
-                    );
-                    return None;
-                }
-                (None, None) => {
-                    b.error(nspan, "noise needs percent = N or absolute = N");
-                    return None;
-                }
-            };
-            let d = match amount {
-                NoiseAmount::Percent(p) => format!("noise:percent={p}"),
-                NoiseAmount::Absolute(a) => format!("noise:absolute={a}"),
-            };
-            desc = match amount {
-                NoiseAmount::Percent(p) => format!("noise (±{p}%)"),
-                NoiseAmount::Absolute(a) => format!("noise (±{a})"),
-            };
-            Transform::Noise(Noise::new(b.prf(&d, domain), amount))
-        }
-        "scrub" => {
-            let list = t.scrub.as_ref().expect("present");
-            if list.get_ref().is_empty() {
-                b.error(
-                    list.span(),
-                    format!(
-                        "scrub needs at least one detector: {}",
-                        Detector::NAMES.join(", ")
-                    ),
-                );
-                return None;
-            }
-            let mut detectors = BTreeSet::new();
-            for d in list.get_ref() {
-                match Detector::parse(d.get_ref()) {
-                    Some(x) => {
-                        if !detectors.insert(x) {
-                            b.error(
-                                d.span(),
-                                format!("detector \"{}\" is listed twice", d.get_ref()),
-                            );
-                        }
-                    }
-                    None => {
-                        let msg = format!(
-                            "unknown detector \"{}\"{}",
-                            d.get_ref(),
-                            did_you_mean(d.get_ref(), Detector::NAMES)
-                        );
-                        b.error(d.span(), msg);
-                    }
-                }
-            }
-            let names: Vec<&str> = list
-                .get_ref()
-                .iter()
-                .map(|d| d.get_ref().as_str())
-                .collect();
-            desc = format!("scrub [{}]", names.join(", "));
-            Transform::Scrub(Scrub::new(
-                detectors
-                    .into_iter()
-                    .map(|d| (d, scrub_replacement(b, d)))
-                    .collect(),
-            ))
-        }
-        "regex" => {
-            let r = t.regex.as_ref().expect("present").get_ref();
-            let re = match Regex::new(r.pattern.get_ref()) {
-                Ok(re) => re,
-                Err(e) => {
-                    let first = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string();
-                    b.error(r.pattern.span(), format!("invalid regex pattern: {first}"));
-                    return None;
-                }
-            };
-            desc = "regex".into();
-            Transform::Regex(RegexReplace::new(re, r.replace.clone()))
-        }
-        "template" => {
-            let s = t.template.as_ref().expect("present");
-            if unique {
-                b.error(s.span(), "a template cannot promise unique values");
-                return None;
-            }
-            return match parse_template(s.get_ref()) {
-                Ok(pieces) => Some((
-                    ColumnOp::Template(pieces),
-                    format!("template = {:?}", s.get_ref()),
-                    false,
-                )),
-                Err(e) => {
-                    b.error(s.span(), e.to_string());
-                    None
-                }
-            };
-        }
-        "json" => {
-            let map = t.json.as_ref().expect("present");
-            let mut rules = Vec::new();
-            for (path, sub) in map.get_ref() {
-                let steps = match parse_path(path) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        b.error(sub.span(), format!("{e} in \"{path}\""));
-                        continue;
-                    }
-                };
-                if let Some((ColumnOp::Transform(tr), _, _)) =
-                    build_rule(b, table, column, sub, true)
-                {
-                    rules.push((path.clone(), steps, tr));
-                }
-            }
-            desc = format!("json ({} paths)", map.get_ref().len());
-            Transform::Json(JsonRule::new(rules))
-        }
-        other => unreachable!("present_keys returns only transform keys, got {other}"),
+    let cx = RuleContext {
+        unique,
+        domain,
+        table,
+        column,
     };
-    if unique && !matches!(kind, "hash" | "fake") {
-        let u = t.unique.as_ref().expect("unique set");
+    let (op, desc) = match kind {
+        RuleKind::Set => build_set(b, t, &cx)?,
+        RuleKind::Mask => build_mask(b, t, &cx)?,
+        RuleKind::Hash => build_hash(b, t, &cx)?,
+        RuleKind::Fake => build_fake(b, t, &cx)?,
+        RuleKind::Shift => build_shift(b, t, &cx)?,
+        RuleKind::Truncate => build_truncate(b, t, &cx)?,
+        RuleKind::Noise => build_noise(b, t, &cx)?,
+        RuleKind::Scrub => build_scrub(b, t, &cx)?,
+        RuleKind::Regex => build_regex(b, t, &cx)?,
+        RuleKind::Template => build_template(b, t, &cx)?,
+        RuleKind::Json => build_json(b, t, &cx)?,
+    };
+    if let Some(u) = t
+        .unique
+        .as_ref()
+        .filter(|_| unique && !matches!(kind, RuleKind::Hash | RuleKind::Fake))
+    {
         b.error(u.span(), format!(
-            "{kind} cannot promise unique values; use hash = {{ format = \"preserve\" }} or a unique fake kind (email, username, url, uuid, ipv6)"
+            "{} cannot promise unique values; use hash = {{ format = \"preserve\" }} or a unique fake kind (email, username, url, uuid, ipv6)",
+            kind.key()
         ));
         return None;
     }
-    Some((ColumnOp::Transform(op), desc, unique))
+    Some((op, desc, unique))
+}
+
+/// `set = …`
+fn build_set(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let v = t.set.as_ref()?;
+    let text = match v.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(x) => {
+            if *x {
+                "t".into()
+            } else {
+                "f".into()
+            }
+        }
+        toml::Value::Datetime(d) => d.to_string(),
+        _ => {
+            b.error(
+                v.span(),
+                "set takes a string, number, boolean or date; use \"null\" for NULL",
+            );
+            return None;
+        }
+    };
+    let desc = format!("set = {text:?}");
+    Some((ColumnOp::Transform(Transform::Set(text)), desc))
+}
+
+/// `mask = …`
+fn build_mask(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let m = t.mask.as_ref()?.get_ref();
+    let ch = match &m.char {
+        None => '*',
+        Some(c) => {
+            let mut it = c.get_ref().chars();
+            match (it.next(), it.next()) {
+                (Some(ch), None) => ch,
+                _ => {
+                    b.error(c.span(), "mask char must be exactly one character");
+                    return None;
+                }
+            }
+        }
+    };
+    let (first, last) = (m.keep_first.unwrap_or(0), m.keep_last.unwrap_or(0));
+    let desc = format!("mask (keep_first {first}, keep_last {last})");
+    Some((
+        ColumnOp::Transform(Transform::Mask(Mask::new(
+            first as usize,
+            last as usize,
+            ch,
+        ))),
+        desc,
+    ))
+}
+
+/// `hash = …`
+fn build_hash(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let RuleContext { unique, domain, .. } = *cx;
+    let h = t.hash.as_ref()?.get_ref();
+    let format = match &h.format {
+        None => HashFormat::Hex,
+        Some(f) => match HashFormat::parse(f.get_ref()) {
+            Some(x) => x,
+            None => {
+                let msg = format!(
+                    "unknown hash format \"{}\"{}",
+                    f.get_ref(),
+                    did_you_mean(f.get_ref(), HashFormat::NAMES)
+                );
+                b.error(f.span(), msg);
+                return None;
+            }
+        },
+    };
+    let length = match (&h.length, format) {
+        (Some(l), HashFormat::Preserve) => {
+            b.error(l.span(), "conflicting options: format = \"preserve\" keeps the input's length; remove length");
+            return None;
+        }
+        (Some(l), _) if *l.get_ref() == 0 || *l.get_ref() as usize > MAX_LENGTH => {
+            b.error(
+                l.span(),
+                format!("hash length must be between 1 and {MAX_LENGTH}"),
+            );
+            return None;
+        }
+        (Some(l), _) => *l.get_ref() as usize,
+        (None, f) => f.default_length(),
+    };
+    if unique && format != HashFormat::Preserve {
+        let bits = format.bits_per_char() * length as f64;
+        if bits < UNIQUE_MIN_BITS {
+            let need = (UNIQUE_MIN_BITS / format.bits_per_char()).ceil();
+            let u = t.unique.as_ref()?;
+            b.error(u.span(), format!(
+                "unique = true needs at least {UNIQUE_MIN_BITS} bits of hash: length = {need} or more for this format, or format = \"preserve\" (a keyed permutation, unique by construction)"
+            ));
+            return None;
+        }
+    }
+    let fmt_name = HashFormat::NAMES[format as usize];
+    let default_domain = if format == HashFormat::Preserve {
+        "hash:preserve".to_string()
+    } else {
+        format!("hash:{fmt_name}:{length}")
+    };
+    let desc = if format == HashFormat::Preserve {
+        "hash (preserve)".into()
+    } else {
+        format!("hash ({fmt_name}, {length})")
+    };
+    Some((
+        ColumnOp::Transform(Transform::Hash(Hash::new(
+            b.prf(&default_domain, domain),
+            format,
+            length,
+        ))),
+        desc,
+    ))
+}
+
+/// `fake = …`
+fn build_fake(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let RuleContext { unique, domain, .. } = *cx;
+    let f = t.fake.as_ref()?;
+    let Some(kind) = FakeKind::parse(f.get_ref()) else {
+        let msg = format!(
+            "unknown fake kind \"{}\"{}",
+            f.get_ref(),
+            did_you_mean(f.get_ref(), FakeKind::NAMES)
+        );
+        b.error(f.span(), msg);
+        return None;
+    };
+    let locale = match &t.locale {
+        None => Locale::En,
+        Some(l) => match Locale::parse(l.get_ref()) {
+            Some(x) => x,
+            None => {
+                let msg = format!(
+                    "unknown locale \"{}\"{}",
+                    l.get_ref(),
+                    did_you_mean(l.get_ref(), Locale::NAMES)
+                );
+                b.error(l.span(), msg);
+                return None;
+            }
+        },
+    };
+    if unique && !kind.supports_unique() {
+        let u = t.unique.as_ref()?;
+        b.error(u.span(), format!(
+            "fake = \"{}\" cannot promise unique values; use hash = {{ format = \"preserve\" }}, or one of the fake kinds email, username, url, uuid, ipv6",
+            kind.name()
+        ));
+        return None;
+    }
+    let desc = format!(
+        "fake = \"{}\"{}",
+        kind.name(),
+        if unique { ", unique" } else { "" }
+    );
+    Some((
+        ColumnOp::Transform(Transform::Fake(fake_transform(
+            b, kind, locale, unique, domain,
+        ))),
+        desc,
+    ))
+}
+
+/// `shift = …`
+fn build_shift(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let RuleContext { domain, .. } = *cx;
+    let s = t.shift.as_ref()?.get_ref();
+    let days = *s.days.get_ref();
+    if days == 0 {
+        b.error(s.days.span(), "shift days must be at least 1");
+        return None;
+    }
+    let desc = format!("shift (±{days} days)");
+    Some((
+        ColumnOp::Transform(Transform::Shift(Shift::new(
+            b.prf(&format!("shift:{days}"), domain),
+            days,
+        ))),
+        desc,
+    ))
+}
+
+/// `truncate = …`
+fn build_truncate(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let s = t.truncate.as_ref()?;
+    let Some(tr) = Truncate::parse(s.get_ref()) else {
+        let msg = format!(
+            "unknown truncate unit \"{}\"{}",
+            s.get_ref(),
+            did_you_mean(s.get_ref(), Truncate::NAMES)
+        );
+        b.error(s.span(), msg);
+        return None;
+    };
+    let desc = format!("truncate = \"{}\"", s.get_ref());
+    Some((ColumnOp::Transform(Transform::Truncate(tr)), desc))
+}
+
+/// `noise = …`
+fn build_noise(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let RuleContext { domain, .. } = *cx;
+    let nspan = t.noise.as_ref()?.span();
+    let n = t.noise.as_ref()?.get_ref();
+    let amount = match (&n.percent, &n.absolute) {
+        (Some(p), None) => {
+            let v = *p.get_ref();
+            if !(v > 0.0 && v <= 100.0) {
+                b.error(p.span(), "noise percent must be above 0 and at most 100");
+                return None;
+            }
+            NoiseAmount::Percent(v)
+        }
+        (None, Some(a)) => {
+            let v = *a.get_ref();
+            if !(v > 0.0 && v.is_finite()) {
+                b.error(a.span(), "noise absolute must be above 0");
+                return None;
+            }
+            NoiseAmount::Absolute(v)
+        }
+        (Some(_), Some(_)) => {
+            b.error(
+                nspan,
+                "conflicting options: noise takes percent or absolute, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            b.error(nspan, "noise needs percent = N or absolute = N");
+            return None;
+        }
+    };
+    let d = match amount {
+        NoiseAmount::Percent(p) => format!("noise:percent={p}"),
+        NoiseAmount::Absolute(a) => format!("noise:absolute={a}"),
+    };
+    let desc = match amount {
+        NoiseAmount::Percent(p) => format!("noise (±{p}%)"),
+        NoiseAmount::Absolute(a) => format!("noise (±{a})"),
+    };
+    Some((
+        ColumnOp::Transform(Transform::Noise(Noise::new(b.prf(&d, domain), amount))),
+        desc,
+    ))
+}
+
+/// `scrub = …`
+fn build_scrub(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let list = t.scrub.as_ref()?;
+    if list.get_ref().is_empty() {
+        b.error(
+            list.span(),
+            format!(
+                "scrub needs at least one detector: {}",
+                Detector::NAMES.join(", ")
+            ),
+        );
+        return None;
+    }
+    let mut detectors = BTreeSet::new();
+    for d in list.get_ref() {
+        match Detector::parse(d.get_ref()) {
+            Some(x) => {
+                if !detectors.insert(x) {
+                    b.error(
+                        d.span(),
+                        format!("detector \"{}\" is listed twice", d.get_ref()),
+                    );
+                }
+            }
+            None => {
+                let msg = format!(
+                    "unknown detector \"{}\"{}",
+                    d.get_ref(),
+                    did_you_mean(d.get_ref(), Detector::NAMES)
+                );
+                b.error(d.span(), msg);
+            }
+        }
+    }
+    let names: Vec<&str> = list
+        .get_ref()
+        .iter()
+        .map(|d| d.get_ref().as_str())
+        .collect();
+    let desc = format!("scrub [{}]", names.join(", "));
+    Some((
+        ColumnOp::Transform(Transform::Scrub(Scrub::new(
+            detectors
+                .into_iter()
+                .map(|d| (d, scrub_replacement(b, d)))
+                .collect(),
+        ))),
+        desc,
+    ))
+}
+
+/// `regex = …`
+fn build_regex(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let r = t.regex.as_ref()?.get_ref();
+    let re = match Regex::new(r.pattern.get_ref()) {
+        Ok(re) => re,
+        Err(e) => {
+            let first = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            b.error(r.pattern.span(), format!("invalid regex pattern: {first}"));
+            return None;
+        }
+    };
+    let desc = "regex".into();
+    Some((
+        ColumnOp::Transform(Transform::Regex(RegexReplace::new(re, r.replace.clone()))),
+        desc,
+    ))
+}
+
+/// `template = …`
+fn build_template(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let RuleContext { unique, .. } = *cx;
+    let s = t.template.as_ref()?;
+    if unique {
+        b.error(s.span(), "a template cannot promise unique values");
+        return None;
+    }
+    match parse_template(s.get_ref()) {
+        Ok(pieces) => Some((
+            ColumnOp::Template(pieces),
+            format!("template = {:?}", s.get_ref()),
+        )),
+        Err(e) => {
+            b.error(s.span(), e.to_string());
+            None
+        }
+    }
+}
+
+/// `json = …`
+fn build_json(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let RuleContext { table, column, .. } = *cx;
+    let map = t.json.as_ref()?;
+    let mut rules = Vec::new();
+    for (path, sub) in map.get_ref() {
+        let steps = match parse_path(path) {
+            Ok(s) => s,
+            Err(e) => {
+                b.error(sub.span(), format!("{e} in \"{path}\""));
+                continue;
+            }
+        };
+        if let Some((ColumnOp::Transform(tr), _, _)) = build_rule(b, table, column, sub, true) {
+            rules.push((path.clone(), steps, tr));
+        }
+    }
+    let desc = format!("json ({} paths)", map.get_ref().len());
+    Some((
+        ColumnOp::Transform(Transform::Json(JsonRule::new(rules))),
+        desc,
+    ))
 }
 
 fn fake_transform(
@@ -857,10 +942,12 @@ fn fake_transform(
     unique: bool,
     domain: Option<&Spanned<String>>,
 ) -> Faker {
+    // Every part is an explicit string (never a `Debug` rendering): the domain seeds every
+    // pseudonym, so it must not change with a rename.
     let default_domain = format!(
-        "fake:{}:{:?}{}",
+        "fake:{}:{}{}",
         kind.name(),
-        locale,
+        locale.domain_name(),
         if unique { ":unique" } else { "" }
     );
     Faker::new(b.prf(&default_domain, domain), kind, locale, unique)
@@ -885,24 +972,86 @@ fn scrub_replacement(b: &Builder, d: Detector) -> Transform {
     }
 }
 
-fn present_keys(t: &RuleTable) -> Vec<&'static str> {
-    let flags = [
-        t.set.is_some(),
-        t.mask.is_some(),
-        t.hash.is_some(),
-        t.fake.is_some(),
-        t.shift.is_some(),
-        t.truncate.is_some(),
-        t.noise.is_some(),
-        t.scrub.is_some(),
-        t.regex.is_some(),
-        t.template.is_some(),
-        t.json.is_some(),
-    ];
-    TRANSFORM_KEYS
+/// The kinds of transform a column's rule table names (exactly one is valid).
+fn present_kinds(t: &RuleTable) -> Vec<RuleKind> {
+    RuleKind::ALL
         .iter()
-        .zip(flags)
-        .filter(|(_, on)| *on)
-        .map(|(k, _)| *k)
+        .copied()
+        .filter(|k| k.present_in(t))
         .collect()
+}
+
+/// The transforms a column rule can name: one builder each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuleKind {
+    Set,
+    Mask,
+    Hash,
+    Fake,
+    Shift,
+    Truncate,
+    Noise,
+    Scrub,
+    Regex,
+    Template,
+    Json,
+}
+
+impl RuleKind {
+    const ALL: [RuleKind; 11] = [
+        RuleKind::Set,
+        RuleKind::Mask,
+        RuleKind::Hash,
+        RuleKind::Fake,
+        RuleKind::Shift,
+        RuleKind::Truncate,
+        RuleKind::Noise,
+        RuleKind::Scrub,
+        RuleKind::Regex,
+        RuleKind::Template,
+        RuleKind::Json,
+    ];
+
+    /// The key that names it in the rules file.
+    fn key(self) -> &'static str {
+        match self {
+            RuleKind::Set => "set",
+            RuleKind::Mask => "mask",
+            RuleKind::Hash => "hash",
+            RuleKind::Fake => "fake",
+            RuleKind::Shift => "shift",
+            RuleKind::Truncate => "truncate",
+            RuleKind::Noise => "noise",
+            RuleKind::Scrub => "scrub",
+            RuleKind::Regex => "regex",
+            RuleKind::Template => "template",
+            RuleKind::Json => "json",
+        }
+    }
+
+    /// Whether the rule table sets this kind's key.
+    fn present_in(self, t: &RuleTable) -> bool {
+        match self {
+            RuleKind::Set => t.set.is_some(),
+            RuleKind::Mask => t.mask.is_some(),
+            RuleKind::Hash => t.hash.is_some(),
+            RuleKind::Fake => t.fake.is_some(),
+            RuleKind::Shift => t.shift.is_some(),
+            RuleKind::Truncate => t.truncate.is_some(),
+            RuleKind::Noise => t.noise.is_some(),
+            RuleKind::Scrub => t.scrub.is_some(),
+            RuleKind::Regex => t.regex.is_some(),
+            RuleKind::Template => t.template.is_some(),
+            RuleKind::Json => t.json.is_some(),
+        }
+    }
+}
+
+/// What every builder may need besides the rule's own table.
+#[derive(Clone, Copy)]
+struct RuleContext<'a> {
+    unique: bool,
+    domain: Option<&'a Spanned<String>>,
+    table: &'a QualifiedName,
+    column: &'a str,
 }

@@ -106,12 +106,6 @@ pub struct RuleTable {
     pub domain: Option<Spanned<String>>,
 }
 
-/// The transform keys of [`RuleTable`], in the order messages list them.
-pub const TRANSFORM_KEYS: &[&str] = &[
-    "set", "mask", "hash", "fake", "shift", "truncate", "noise", "scrub", "regex", "template",
-    "json",
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskSpec {

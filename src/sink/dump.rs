@@ -12,6 +12,62 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+/// The statements of a dump this tool writes itself (from a database source): the one place its
+/// format is spelled out.
+pub mod text {
+    use crate::schema::{quote_ident, QualifiedName, SequenceState};
+
+    /// The first lines of a dump.
+    pub const PREAMBLE: &[u8] = b"-- Anonymized data written by anonymize\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n";
+
+    /// The line that ends a COPY block.
+    pub const COPY_END: &[u8] = b"\\.\n";
+
+    /// The COPY header of a table: `\nCOPY schema.table (a, "B") FROM stdin;\n`.
+    pub fn copy_header(table: &QualifiedName, columns: &[String]) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        format!("\nCOPY {table} ({}) FROM stdin;\n", cols.join(", "))
+    }
+
+    /// A sequence's position, as pg_dump writes it.
+    pub fn setval(s: &SequenceState) -> String {
+        let name = s.name.to_string().replace('\'', "''");
+        match s.last_value {
+            Some(v) => format!("SELECT pg_catalog.setval('{name}', {v}, true);\n"),
+            None => format!(
+                "SELECT pg_catalog.setval('{name}', {}, false);\n",
+                s.start_value
+            ),
+        }
+    }
+
+    /// A large object's start, as pg_dump writes it (its data follows with [`lo_write`]).
+    pub fn lo_start(oid: u32) -> String {
+        format!(
+            "SELECT pg_catalog.lo_create('{oid}');\nBEGIN;\nSELECT pg_catalog.lo_open('{oid}', 131072);\n"
+        )
+    }
+
+    /// A chunk of a large object's data.
+    pub fn lo_write(chunk: &[u8]) -> String {
+        let mut out = String::with_capacity(40 + 2 * chunk.len());
+        out.push_str("SELECT pg_catalog.lowrite(0, '\\x");
+        for b in chunk {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out.push_str("');\n");
+        out
+    }
+
+    /// The end of a large object.
+    pub const LO_CLOSE: &str = "SELECT pg_catalog.lo_close(0);\nCOMMIT;\n";
+
+    /// A materialized view rebuilt from the rows loaded before it.
+    pub fn refresh_matview(name: &QualifiedName) -> String {
+        format!("REFRESH MATERIALIZED VIEW {name};\n")
+    }
+}
+
 /// Smaller than a batch of rows, so whole batches go straight to the file without a copy.
 const BUFFER: usize = 64 * 1024;
 

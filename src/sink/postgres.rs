@@ -229,20 +229,25 @@ impl Staging {
             .map_err(query_err("emptying the staging tables"))
     }
 
-    /// Start loading one table.
+    /// Start loading one table: a sink of COPY text; closing it ends the COPY.
     pub async fn copy_in(
         &self,
         table: &QualifiedName,
         columns: &[String],
-    ) -> Result<CopyInSink<Bytes>, DbError> {
+    ) -> Result<impl futures_util::Sink<Bytes, Error = DbError> + Send, DbError> {
+        use futures_util::SinkExt;
         let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        self.client
+        let err = |table: &QualifiedName, e: &tokio_postgres::Error| DbError::Query {
+            context: format!("loading {table} into staging"),
+            message: describe(e),
+        };
+        let sink: CopyInSink<Bytes> = self
+            .client
             .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
             .await
-            .map_err(|e| DbError::Query {
-                context: format!("loading {table} into staging"),
-                message: describe(&e),
-            })
+            .map_err(|e| err(table, &e))?;
+        let table = table.clone();
+        Ok(sink.sink_map_err(move |e| err(&table, &e)))
     }
 
     /// Add back the foreign keys dropped for the load; this checks every row against them.

@@ -643,6 +643,22 @@ pub fn calls(expr: &str) -> Calls {
     out
 }
 
+/// Stream the rows of `sql` (a `COPY … TO STDOUT`) as COPY text chunks.
+pub async fn copy_out(
+    client: &Client,
+    sql: &str,
+    table: &QualifiedName,
+) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, DbError>>, DbError> {
+    use futures_util::StreamExt;
+    let err = |table: &QualifiedName, e: &tokio_postgres::Error| DbError::Query {
+        context: format!("reading {table} from the source"),
+        message: crate::db::describe(e),
+    };
+    let stream = client.copy_out(sql).await.map_err(|e| err(table, &e))?;
+    let table = table.clone();
+    Ok(stream.map(move |r| r.map_err(|e| err(&table, &e))))
+}
+
 /// A `json` value as text.
 struct JsonText(String);
 

@@ -108,6 +108,22 @@ impl Locale {
             _ => return None,
         })
     }
+
+    /// The locale's part of a fake rule's default domain, written out so that renaming a variant
+    /// cannot change a pseudonym (these are the names the first releases derived from `Debug`;
+    /// `tests/golden.rs` pins the outputs).
+    pub fn domain_name(self) -> &'static str {
+        match self {
+            Locale::En => "En",
+            Locale::FrFr => "FrFr",
+            Locale::DeDe => "DeDe",
+            Locale::ItIt => "ItIt",
+            Locale::PtBr => "PtBr",
+            Locale::NlNl => "NlNl",
+            Locale::JaJp => "JaJp",
+            Locale::ZhCn => "ZhCn",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -14,14 +14,15 @@ use std::time::Instant;
 
 use futures_util::future::{try_join, try_join_all};
 
+use super::live::check_source;
 use crate::endpoint::{ConnInfo, Endpoint};
 use crate::error::Error;
 use crate::pipeline::{
     batch_channel, load_table, read_table, Batches, Options, PipelineError, PlannedTable, Progress,
     Report, RunFailure, TableOut, TableStats,
 };
-use crate::rules::{self, BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
-use crate::sink::dump::DumpSink;
+use crate::rules::{BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
+use crate::sink::dump::{text, DumpSink};
 use crate::sink::postgres::{Staging, StagingError};
 use crate::source::postgres::{self as pg, Catalog};
 
@@ -68,119 +69,6 @@ struct Prepared {
     snapshot: String,
     /// Tables in foreign-key load order (foreign tables, never read, are not among them).
     jobs: Vec<Job>,
-}
-
-/// Everything about the source that stops a run before anything is written, every problem at
-/// once: the rules bound to the catalog, filters that could write, rows that row-level security
-/// would hide, large objects without a policy.
-async fn check_source(
-    plan: &Plan,
-    client: &tokio_postgres::Client,
-    catalog: &Catalog,
-) -> Result<Vec<BoundTable>, Error> {
-    let mut problems = match rules::bind(plan, &catalog.source_tables()) {
-        Ok(bound) => {
-            let mut problems = Vec::new();
-            problems.extend(filter_problems(plan, client, catalog).await?);
-            problems.extend(source_problems(plan, catalog));
-            if problems.is_empty() {
-                return Ok(bound);
-            }
-            problems
-        }
-        Err(mut problems) => {
-            problems.extend(filter_problems(plan, client, catalog).await?);
-            problems.extend(source_problems(plan, catalog));
-            problems
-        }
-    };
-    problems.dedup();
-    Err(Error::Bind(problems))
-}
-
-/// The `where` filters of the tables the source has, each checked against the server's parse.
-async fn filter_problems(
-    plan: &Plan,
-    client: &tokio_postgres::Client,
-    catalog: &Catalog,
-) -> Result<Vec<Diagnostic>, Error> {
-    let mut out = Vec::new();
-    for t in plan.tables.values() {
-        let Some(filter) = &t.filter else { continue };
-        // A partitioned table's filter is checked on it (its partitions use the same one).
-        if !catalog.tables.iter().any(|c| c.name == t.name) {
-            continue;
-        }
-        let columns: Vec<String> = catalog
-            .tables
-            .iter()
-            .find(|c| c.name == t.name)
-            .map(|c| c.columns.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default();
-        if let Some(why) = pg::filter_problem(client, &t.name, &columns, filter)
-            .await
-            .map_err(db)?
-        {
-            out.push(Diagnostic {
-                location: Some(t.location.clone()),
-                message: format!("where of {}: {why}", t.name),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Tables whose rows row-level security would hide, and large objects without a policy.
-fn source_problems(plan: &Plan, catalog: &Catalog) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let hidden: Vec<String> = catalog
-        .tables
-        .iter()
-        .filter(|t| t.rls_hides && !t.foreign)
-        .filter(|t| {
-            !plan
-                .table_rules(None, &t.name, t.partition_root.as_ref())
-                .is_some_and(|r| r.skip)
-        })
-        .map(|t| t.name.to_string())
-        .collect();
-    if !hidden.is_empty() {
-        out.push(Diagnostic {
-            location: None,
-            message: format!(
-                "row-level security would hide rows of {} from the source role, so part of each \
-                 table would be copied: read as a role with BYPASSRLS (or the tables' owner), or \
-                 skip these tables (pg_dump refuses them the same way)",
-                hidden.join(", ")
-            ),
-        });
-    }
-    if !plan.policy.empty_matviews {
-        // Only a view that is refreshed runs what it calls.
-        let calls: Vec<(QualifiedName, String)> = catalog
-            .matview_calls
-            .iter()
-            .filter(|(v, _)| catalog.matviews.iter().any(|m| m.name == *v && m.populated))
-            .cloned()
-            .collect();
-        if let Some(why) = crate::db::matview_problem(&calls) {
-            out.push(Diagnostic {
-                location: None,
-                message: format!("the source: {why}"),
-            });
-        }
-    }
-    if catalog.large_objects > 0 && plan.policy.large_objects.is_none() {
-        out.push(Diagnostic {
-            location: None,
-            message: format!(
-                "the source has {} large object(s), which no rule reads: choose with \
-                 `large_objects = \"drop\"` or `\"keep\"` under [policy] in the rules file",
-                catalog.large_objects
-            ),
-        });
-    }
-    out
 }
 
 /// The jobs of the bound tables, in the catalog's load order.
@@ -277,28 +165,12 @@ fn compare_target(
     problems
 }
 
-/// `anonymize check` on a database: the catalog in a read-only snapshot (no row is read), the rules
-/// bound to it, the filters and the source's own problems. Returns the source's tables and catalog.
-pub fn check_catalog(
-    plan: &Plan,
-    c: &ConnInfo,
-) -> Result<(Vec<rules::SourceTable>, Catalog), Error> {
-    let runtime = crate::db::runtime(1).map_err(Error::runtime)?;
-    runtime.block_on(async {
-        let client = crate::db::connect(c).await.map_err(db)?;
-        pg::begin_snapshot(&client).await.map_err(db)?;
-        let catalog = pg::read_catalog(&client).await.map_err(db)?;
-        check_source(plan, &client, &catalog).await?;
-        Ok((catalog.source_tables(), catalog))
-    })
-}
-
 /// The schema `--create-schema` creates: pg_dump's, in the run's snapshot, through the same judgement
 /// as a dump's statements — production's secrets cut out, foreign servers, user mappings and foreign
 /// tables left out unless the policy keeps them, comments as the policy says, psql-only lines gone.
 fn staging_schema(plan: &Plan, c: &ConnInfo, snapshot: &str) -> Result<String, Error> {
     let text = pg::schema_sql(c, Some(snapshot)).map_err(db)?;
-    let mut policy = crate::dump_run::dump_policy(plan);
+    let mut policy = crate::command::open::dump_policy(plan);
     // A schema holds no large objects' data; their metadata, if any, follows the policy.
     if policy.large_objects == crate::source::dump::Policy::Undecided {
         policy.large_objects = crate::source::dump::Policy::Drop;
@@ -306,7 +178,7 @@ fn staging_schema(plan: &Plan, c: &ConnInfo, snapshot: &str) -> Result<String, E
     let mut reader =
         crate::source::dump::DumpReader::new(text.as_bytes(), 4096, 1 << 20).with_policy(policy);
     let mut out = Vec::with_capacity(text.len());
-    let refused = |e: crate::source::dump::DumpError| match crate::dump_run::scan_error(e) {
+    let refused = |e: crate::source::dump::DumpError| match crate::command::open::scan_error(e) {
         Error::Bind(problems) => Error::Bind(
             problems
                 .into_iter()
@@ -599,9 +471,11 @@ impl Mover<'_> {
                     for (i, tx) in tables {
                         let job = &self.prepared.jobs[i];
                         let _ = job.read_from.set(Instant::now());
+                        let rows =
+                            pg::copy_out(&self.readers[reader], &job.copy_sql, &job.table.name)
+                                .await?;
                         read_table(
-                            &self.readers[reader],
-                            &job.copy_sql,
+                            rows,
                             Arc::clone(&job.table),
                             Arc::clone(&self.pool),
                             self.options,
@@ -640,7 +514,7 @@ impl Mover<'_> {
                 let table = &job.table;
                 self.progress.table_started(&table.name);
                 let mut stats = TableStats::start(table);
-                let header = crate::pipeline::copy_header(&table.name, &table.columns);
+                let header = text::copy_header(&table.name, &table.columns);
                 if let Out::Dump(sink) = &mut out {
                     write(sink, header.as_bytes())?;
                 }
@@ -674,7 +548,7 @@ impl Mover<'_> {
                     stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
                 }
                 if let Out::Dump(sink) = &mut out {
-                    write(sink, b"\\.\n")?;
+                    write(sink, text::COPY_END)?;
                 }
                 let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
                 stats.seconds = from.elapsed().as_secs_f64();
@@ -868,57 +742,35 @@ impl Mover<'_> {
             stdout: false,
             source,
         })?;
-        write(
-            &mut sink,
-            b"-- Anonymized data written by anonymize\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n",
-        )?;
+        write(&mut sink, text::PREAMBLE)?;
         if let Some(sql) = schema {
             write(&mut sink, sql.as_bytes())?;
         }
         self.move_all(Out::Dump(&mut sink), report).await?;
         write(&mut sink, b"\n")?;
         for s in &self.prepared.catalog.sequences {
-            let name = s.name.to_string().replace('\'', "''");
-            let line = match s.last_value {
-                Some(v) => format!("SELECT pg_catalog.setval('{name}', {v}, true);\n"),
-                None => format!(
-                    "SELECT pg_catalog.setval('{name}', {}, false);\n",
-                    s.start_value
-                ),
-            };
-            write(&mut sink, line.as_bytes())?;
+            write(&mut sink, text::setval(s).as_bytes())?;
         }
         // Large objects the policy keeps, as pg_dump writes them.
         let sink = std::cell::RefCell::new(sink);
         let open = std::cell::Cell::new(false);
         self.read_large_objects(|oid, chunk| {
-            let mut text = String::new();
+            let mut out = String::new();
             match chunk {
                 None => {
                     if open.replace(true) {
-                        text.push_str("SELECT pg_catalog.lo_close(0);\nCOMMIT;\n");
+                        out.push_str(text::LO_CLOSE);
                     }
-                    text.push_str(&format!(
-                        "SELECT pg_catalog.lo_create('{oid}');\nBEGIN;\nSELECT pg_catalog.lo_open('{oid}', 131072);\n"
-                    ));
+                    out.push_str(&text::lo_start(oid));
                 }
-                Some(c) => {
-                    text.push_str("SELECT pg_catalog.lowrite(0, '\\x");
-                    for b in &c {
-                        text.push_str(&format!("{b:02x}"));
-                    }
-                    text.push_str("');\n");
-                }
+                Some(c) => out.push_str(&text::lo_write(&c)),
             }
-            let r = write(&mut sink.borrow_mut(), text.as_bytes());
+            let r = write(&mut sink.borrow_mut(), out.as_bytes());
             async move { r }
         })
         .await?;
         if open.get() {
-            write(
-                &mut sink.borrow_mut(),
-                b"SELECT pg_catalog.lo_close(0);\nCOMMIT;\n",
-            )?;
+            write(&mut sink.borrow_mut(), text::LO_CLOSE.as_bytes())?;
         }
         let mut sink = sink.into_inner();
         // Materialized views rebuilt from the anonymized rows once they are loaded, as pg_dump's
@@ -930,10 +782,7 @@ impl Mover<'_> {
             .iter()
             .filter(|m| m.populated && !self.policy.empty_matviews)
         {
-            write(
-                &mut sink,
-                format!("REFRESH MATERIALIZED VIEW {};\n", m.name).as_bytes(),
-            )?;
+            write(&mut sink, text::refresh_matview(&m.name).as_bytes())?;
         }
         let stdout = sink.is_stdout();
         sink.commit()

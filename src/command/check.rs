@@ -20,9 +20,9 @@ pub struct Summary {
 
 pub fn run(plan: &Plan) -> Result<Summary, Error> {
     let tables = match &plan.source {
-        Endpoint::Database(c) => crate::refresh::check_catalog(plan, c)?.0,
+        Endpoint::Database(c) => crate::command::live::check_catalog(plan, c)?.0,
         other => {
-            crate::dump_run::open_and_scan(other, crate::dump_run::dump_policy(plan))?
+            crate::command::open::open_and_scan(other, crate::command::open::dump_policy(plan))?
                 .1
                 .tables
         }

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use regex::Regex;
 
+use super::sample::{decode_row, sample};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::preview::{decode_row, sample};
 use crate::rules::{ColumnMeta, QualifiedName, SourceTable, TypeKind};
 use crate::transform::fake::iban_mod97;
 use crate::transform::scrub::{classify_number, Detector};
@@ -647,7 +647,7 @@ pub fn run(source: &Endpoint, sample_rows: usize) -> Result<String, Error> {
 
 /// The `[policy]` section: large objects dropped (their content is not read by any rule), comments
 /// kept or dropped by what the detectors find in them.
-fn write_policy(out: &mut String, sampled: &crate::preview::Sampled, d: &Detectors) {
+fn write_policy(out: &mut String, sampled: &crate::command::sample::Sampled, d: &Detectors) {
     let _ = writeln!(out, "\n[policy]");
     let lo_note = if sampled.large_objects {
         "the source has large objects; no rule reads their content"

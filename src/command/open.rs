@@ -1,30 +1,16 @@
-//! A dump source: a pg_dump file (plain SQL, or a custom, directory or tar archive read through
-//! `pg_restore`) or stdin, to a dump file or stdout.
-//!
-//! The input is read twice: a first pass judges every statement and finds the data blocks, so the
-//! rules are bound (and every problem reported) before anything is written; stdin and archives are
-//! spooled to an unnamed temporary file for that. The second pass streams through the pipeline into
-//! the target, which a regular file only becomes when the whole run succeeded.
+//! One way to open a dump source for every mode: a pg_dump file (plain SQL, or a custom, directory
+//! or tar archive read through `pg_restore`) or stdin, made into a plain-SQL file that can be read
+//! twice, and read once by the first pass that judges every statement.
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::pipeline::{self, Options, PipelineError, PlannedTable, Progress, Report, RunFailure};
-use crate::rules::{self, Choice, Diagnostic, Plan};
-use crate::sink::dump::DumpSink;
+use crate::pipeline::{Report, RunFailure};
+use crate::rules::{Choice, Diagnostic, Plan};
 use crate::source::dump::{prescan, DumpError, DumpPolicy, Policy, Prescan};
-
-/// Whether two paths name the same file (the target may not exist yet).
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
 
 /// The rules file's `[policy]` for a dump reader.
 pub fn dump_policy(plan: &Plan) -> DumpPolicy {
@@ -39,79 +25,6 @@ pub fn dump_policy(plan: &Plan) -> DumpPolicy {
         foreign_servers: p(plan.policy.foreign_servers),
         empty_matviews: plan.policy.empty_matviews,
     }
-}
-
-pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Report, Error> {
-    if let (Endpoint::File(a), Endpoint::File(b)) = (&plan.source, &plan.target) {
-        if same_file(a, b) {
-            return Err(Error::Usage(format!(
-                "source and target are the same file ({}); refusing to overwrite the input",
-                plan.source
-            )));
-        }
-    }
-
-    let t0 = std::time::Instant::now();
-    progress.phase("first pass over the dump (its tables and row counts)");
-    let policy = dump_policy(plan);
-    let (mut input, scanned) = open_and_scan(&plan.source, policy)?;
-    log::info!(
-        "first pass over {}: {} data blocks, {} rows, in {:.0} ms",
-        plan.source,
-        scanned.tables.len(),
-        scanned.tables.iter().filter_map(|t| t.rows).sum::<u64>(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    let bound = rules::bind(plan, &scanned.tables).map_err(Error::Bind)?;
-    let filtered = plan
-        .tables
-        .values()
-        .chain(plan.databases.values().flat_map(|d| d.values()));
-    for t in filtered.filter(|t| t.filter.is_some()) {
-        progress.warning(&format!(
-            "{}: `where` filters apply to database sources only; a dump is copied whole",
-            t.name
-        ));
-    }
-    // The tables without rows in the dump were bound (their rules checked) but are not copied.
-    let mut bound = bound;
-    bound.truncate(scanned.blocks);
-    progress.run_started(
-        &bound
-            .iter()
-            .zip(&scanned.tables)
-            .map(|(b, s)| PlannedTable::new(b, s.rows))
-            .collect::<Vec<_>>(),
-    );
-    rewind(&mut input)?;
-
-    let mut sink = DumpSink::open(&plan.target).map_err(|source| Error::Io {
-        context: format!("creating the target {}", plan.target),
-        source,
-    })?;
-    let stdout = sink.is_stdout();
-    let report = pipeline::run_dump(
-        input,
-        Arc::new(bound),
-        sink.writer(),
-        stdout,
-        options,
-        policy,
-        progress,
-    )
-    .map_err(Error::Pipeline)?;
-    // The last moment to stop before the output takes the target's name.
-    if let Some(signal) = crate::interrupt::requested() {
-        return Err(Error::Pipeline(Box::new(RunFailure {
-            error: PipelineError::Interrupted(signal),
-            report,
-        })));
-    }
-    sink.commit().map_err(|source| Error::Io {
-        context: format!("finishing the target {}", plan.target),
-        source,
-    })?;
-    Ok(report)
 }
 
 /// A first pass's failure as the run reports it: statements and policies the dump needs are
@@ -286,7 +199,7 @@ fn restore(path: &str, dir: Option<&Path>, file: File, out: &mut File) -> Result
     Ok(())
 }
 
-fn rewind(f: &mut File) -> Result<(), Error> {
+pub fn rewind(f: &mut File) -> Result<(), Error> {
     f.rewind().map_err(|source| Error::Io {
         context: "rewinding the source".into(),
         source,
