@@ -457,8 +457,51 @@ JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relname
 ORDER BY 1, 2, 3
 "#;
 
+/// The definitions a materialized view's refresh runs: its own and those of the views it reads,
+/// directly or through other views.
+const MATVIEW_DEFS_SQL: &str = r#"
+WITH RECURSIVE reach(root, rel) AS (
+    SELECT v.oid, v.oid FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+    WHERE v.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_%'
+  UNION
+    SELECT reach.root, c.oid FROM reach
+    JOIN pg_rewrite r ON r.ev_class = reach.rel
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         AND d.refclassid = 'pg_class'::regclass
+    JOIN pg_class c ON c.oid = d.refobjid AND c.oid <> reach.rel AND c.relkind = 'v'
+)
+SELECT vn.nspname, v.relname, pg_catalog.pg_get_viewdef(reach.rel)
+FROM reach JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
+"#;
+
+/// Of these function names, those that may change something or reach outside the database when
+/// called: a volatile function by that name in any schema (any overload: the text does not say
+/// which one is meant), or an aggregate whose state or final function is volatile (the catalog
+/// calls every aggregate immutable). Built-ins PostgreSQL records no dependency on are found this
+/// way; the harmless value makers (`random()`, `clock_timestamp()`, …) are left out.
+const VOLATILE_BY_NAME_SQL: &str = r#"
+SELECT DISTINCT p.proname::text FROM pg_proc p
+WHERE p.proname = ANY ($1)
+  AND p.proname NOT IN ('random', 'random_normal', 'clock_timestamp', 'timeofday', 'gen_random_uuid')
+  AND (p.provolatile = 'v'
+       OR EXISTS (SELECT 1 FROM pg_aggregate a JOIN pg_proc f
+                  ON f.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+                               a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
+                  WHERE a.aggfnoid = p.oid AND f.provolatile = 'v'))
+"#;
+
+/// Of these type names, the domains whose CHECK constraints (as text) a cast to them runs.
+const DOMAIN_CHECKS_SQL: &str = r#"
+SELECT t.typname::text, pg_catalog.pg_get_constraintdef(c.oid)
+FROM pg_type t JOIN pg_constraint c ON c.contypid = t.oid
+WHERE t.typtype = 'd' AND t.typname = ANY ($1)
+"#;
+
 /// For each materialized view whose refresh would do more than read this database's tables, what
-/// it calls or reads (see [`MATVIEW_CALLS_SQL`]).
+/// it calls or reads: what the catalog records a dependency on (see [`MATVIEW_CALLS_SQL`]), and
+/// the functions its definitions (and those of the views it reads, and the CHECKs of the domains
+/// they cast to) name, by name.
 pub async fn matview_calls(
     client: &Client,
     context: &str,
@@ -467,7 +510,7 @@ pub async fn matview_calls(
         .query(MATVIEW_CALLS_SQL, &[])
         .await
         .map_err(query_err(context))?;
-    Ok(rows
+    let mut out: BTreeSet<(QualifiedName, String)> = rows
         .iter()
         .map(|r| {
             (
@@ -475,7 +518,76 @@ pub async fn matview_calls(
                 r.get::<_, String>(2),
             )
         })
-        .collect())
+        .collect();
+    // What each view's text names.
+    let defs = client
+        .query(MATVIEW_DEFS_SQL, &[])
+        .await
+        .map_err(query_err(context))?;
+    let mut named: BTreeMap<QualifiedName, BTreeSet<String>> = BTreeMap::new();
+    let mut casts: BTreeMap<QualifiedName, BTreeSet<String>> = BTreeMap::new();
+    for r in &defs {
+        let view = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        let Some(def) = r.get::<_, Option<&str>>(2) else {
+            continue;
+        };
+        let c = crate::sql::expr::calls(def);
+        let entry = named.entry(view.clone()).or_default();
+        entry.extend(c.functions.into_iter().map(|(_, f)| f));
+        casts.entry(view).or_default().extend(
+            c.casts
+                .iter()
+                .map(|t| t.rsplit(' ').next().unwrap_or(t).to_string()),
+        );
+    }
+    // The CHECKs of domains cast to (and of domains those name, a few levels down).
+    for (view, types) in &casts {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut next: Vec<String> = types.iter().cloned().collect();
+        for _ in 0..4 {
+            next.retain(|t| seen.insert(t.clone()));
+            if next.is_empty() {
+                break;
+            }
+            let checks = client
+                .query(DOMAIN_CHECKS_SQL, &[&next])
+                .await
+                .map_err(query_err(context))?;
+            next = Vec::new();
+            for r in &checks {
+                let c = crate::sql::expr::calls(r.get::<_, &str>(1));
+                named
+                    .entry(view.clone())
+                    .or_default()
+                    .extend(c.functions.into_iter().map(|(_, f)| f));
+                next.extend(
+                    c.casts
+                        .iter()
+                        .map(|t| t.rsplit(' ').next().unwrap_or(t).to_string()),
+                );
+            }
+        }
+    }
+    let all: Vec<String> = named.values().flatten().cloned().collect();
+    let volatile: BTreeSet<String> = client
+        .query(VOLATILE_BY_NAME_SQL, &[&all])
+        .await
+        .map_err(query_err(context))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (view, names) in named {
+        for f in names.intersection(&volatile) {
+            let qualified = format!(".{f}()");
+            if !out
+                .iter()
+                .any(|(v, s)| *v == view && s.ends_with(&qualified))
+            {
+                out.insert((view.clone(), format!("function {f}()")));
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// Why refreshing these materialized views in staging would run more than a read of staging's

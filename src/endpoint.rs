@@ -155,20 +155,32 @@ impl Endpoint {
         if s == "-" {
             return Ok(Endpoint::Stdio);
         }
-        if let Some(rest) = s
+        // Space around a connection string (a pasted value) does not make it a file name.
+        let t = s.trim();
+        if let Some(rest) = t
             .strip_prefix("postgres://")
-            .or_else(|| s.strip_prefix("postgresql://"))
+            .or_else(|| t.strip_prefix("postgresql://"))
         {
-            return parse_url(s, rest).map(Endpoint::Database);
+            return parse_url(t, rest).map(Endpoint::Database);
         }
-        if let Some(scheme) = url_scheme(s) {
+        if let Some(scheme) = url_scheme(t) {
             return Err(EndpointError::UnknownScheme {
-                shown: redact(s),
+                shown: redact(t),
                 scheme: scheme.to_string(),
             });
         }
-        if looks_like_key_value(s) {
-            return parse_key_value(s).map(Endpoint::Database);
+        if looks_like_key_value(t) {
+            return parse_key_value(t).map(Endpoint::Database);
+        }
+        if mistyped_url(t) {
+            // Shown as nothing of what was written: it may hold a password.
+            return Err(EndpointError::Invalid {
+                shown: "a connection string".into(),
+                why:
+                    "neither a postgres:// URL nor a file name (a `scheme:` with `@` after it, or \
+                      postgres: without //): write postgres://user@host/db"
+                        .into(),
+            });
         }
         Ok(Endpoint::File(PathBuf::from(s)))
     }
@@ -183,6 +195,20 @@ impl Endpoint {
             _ => None,
         }
     }
+}
+
+/// `postgres:…` or `postgresql:…` without `//`, or any `scheme:…@…`: a URL typed wrong, not a path.
+fn mistyped_url(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    let scheme_like = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_like
+        && (scheme.eq_ignore_ascii_case("postgres")
+            || scheme.eq_ignore_ascii_case("postgresql")
+            || rest.contains('@'))
 }
 
 /// `scheme://…` → the scheme, when it looks like one.
@@ -552,6 +578,32 @@ mod tests {
         match Endpoint::parse(s).unwrap() {
             Endpoint::Database(c) => c,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mistyped_connection_strings_are_not_files_and_never_shown() {
+        // Space around a URL: still a URL.
+        assert_eq!(
+            db("  postgres://app:pw@db/prod\t").get("dbname"),
+            Some("prod")
+        );
+        assert_eq!(
+            db(" host=db password=pw dbname=prod").get("dbname"),
+            Some("prod")
+        );
+        for s in [
+            "postgres:/app:SECRET1@db/prod",
+            "postgresql:app:SECRET1@db/prod",
+            "pg:app:SECRET1@db/prod",
+            "POSTGRES:SECRET1",
+        ] {
+            let e = Endpoint::parse(s).unwrap_err().to_string();
+            assert!(!e.contains("SECRET1"), "{s}: {e}");
+        }
+        // Paths stay paths.
+        for s in ["dump.sql", "./a:b.sql", "/tmp/x@y.sql", "C.sql"] {
+            assert!(matches!(Endpoint::parse(s), Ok(Endpoint::File(_))), "{s}");
         }
     }
 

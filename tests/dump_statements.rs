@@ -458,3 +458,77 @@ fn materialized_views_policy_empty_leaves_refresh_out() {
         "{err}"
     );
 }
+
+/// Text that psql hands the server in one piece and the server splits into several statements
+/// (a function named `begin` holding psql's `;`), a string continued on the next line (read with
+/// its first piece's escapes), a comment ended by a bare carriage return: each could carry a
+/// whole INSERT past the reader as schema text. Each is refused, or its output, loaded with psql,
+/// holds no original value.
+#[test]
+fn text_the_server_reads_otherwise_than_psql_splits_it_cannot_carry_rows() {
+    let insert = "INSERT INTO public.customers (id, email, first_name, last_name, phone, ssn, birth_date, salary, created_at) \
+                  VALUES (5002, 'galeth.quilworth2@postal.invalid', 'Galeth', 'Quilworth', '+1 463-738-5992', '236-27-4464', '1983-08-20', 144738.67, '2024-07-03 13:45:33+00');";
+    let attacks = [
+        (
+            "a function named begin",
+            format!("CREATE FUNCTION public.begin() RETURNS int LANGUAGE sql AS $$SELECT 1$$; {insert} CREATE FUNCTION public.end() RETURNS int LANGUAGE sql AS $$SELECT 1$$;\n"),
+        ),
+        (
+            "an E'' string continued on the next line",
+            format!("CREATE VIEW public.zz AS SELECT E'x'\n'\\' AS a, ' AS b; {insert} --' AS c\n;\n"),
+        ),
+        (
+            "a comment ended by a carriage return",
+            format!("CREATE VIEW public.vv AS SELECT 1 AS a -- c\r; {insert} SELECT 1\n;\n"),
+        ),
+        (
+            "an INSERT tuple with a continued string",
+            "INSERT INTO public.audit_log (id, actor_email, action, client_ip, details, at) VALUES (1, E'x'\n'\\', ''galeth.quilworth2@postal.invalid'', ''y'', NULL, NULL, now()) --', 'a', NULL, NULL, now());\n".to_string(),
+        ),
+    ];
+    for (what, attack) in attacks {
+        let (code, err, out) = with_appended(&attack, "");
+        assert!(!err.contains("galeth"), "{what}: {err}");
+        let Some(out) = out else {
+            assert_eq!(code, 2, "{what}: {err}");
+            assert!(err.contains("dump line "), "{what}: {err}");
+            continue;
+        };
+        assert_eq!(code, 0, "{what}: {err}");
+        let db = TestDb::new("split");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &out).unwrap();
+        let _ = db
+            .client("psql")
+            .args(["-X", "-q", "-d", &db.name, "-f"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let dump = db.query("SELECT count(*) FROM public.customers WHERE email LIKE 'galeth%' OR ssn = '236-27-4464'");
+        assert_eq!(dump, "0", "{what}: the original row was loaded");
+    }
+}
+
+/// Rows for a name the dump made a view (or gave an INSERT rule) would land in another table,
+/// under its name but not its rules: refused.
+#[test]
+fn data_for_a_view_is_refused() {
+    for setup in [
+        "CREATE TABLE public.people (id int, email text);\nCREATE VIEW public.t AS SELECT id, email AS note FROM public.people;\n",
+        "CREATE TABLE public.people (id int, email text);\nCREATE TABLE public.t (id int, note text);\nCREATE RULE r AS ON INSERT TO public.t DO INSTEAD INSERT INTO public.people VALUES (NEW.id, NEW.note);\n",
+    ] {
+        for data in [
+            "INSERT INTO public.t (id, note) VALUES (2, 'alice@real.example');\n",
+            "COPY public.t (id, note) FROM stdin;\n2\talice@real.example\n\\.\n",
+        ] {
+            let (code, err, out) = with_appended(
+                &format!("{setup}{data}"),
+                "[tables.people.columns]\nid = \"keep\"\nemail = { fake = \"email\" }\n[tables.t.columns]\nid = \"keep\"\nnote = \"keep\"\n",
+            );
+            assert_eq!(code, 2, "{setup}{data}: {err}");
+            assert!(err.contains("view or gave an INSERT rule"), "{err}");
+            assert!(out.is_none());
+            assert!(!err.contains("alice"), "{err}");
+        }
+    }
+}

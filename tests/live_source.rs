@@ -1021,3 +1021,78 @@ fn a_closed_stderr_does_not_stop_the_run_or_its_report() {
     let doc = read_report(&report);
     assert_eq!(doc["status"], "success", "{doc}");
 }
+
+/// Built-in volatile functions (PostgreSQL records no dependency on them), a domain whose CHECK
+/// calls a volatile function, and an aggregate with a volatile state function: each found in a
+/// materialized view's definition, refused by `check` and the run.
+#[test]
+fn materialized_views_calling_built_in_or_hidden_volatile_functions_are_refused() {
+    let src = TestDb::demo("mvbsrc");
+    src.query(
+        "CREATE TABLE public.spy_log (v text);\
+         CREATE FUNCTION public.spy(v text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS \
+           $$ BEGIN INSERT INTO public.spy_log VALUES (v); RETURN true; END $$;\
+         CREATE DOMAIN public.spydom AS text CHECK (public.spy(VALUE));\
+         CREATE FUNCTION public.spy_acc(s text, v text) RETURNS text LANGUAGE plpgsql VOLATILE AS \
+           $$ BEGIN INSERT INTO public.spy_log VALUES (v); RETURN v; END $$;\
+         CREATE AGGREGATE public.spy_agg(text) (SFUNC = public.spy_acc, STYPE = text);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_with(dir.path(), "");
+    for (view, function) in [
+        (
+            "CREATE MATERIALIZED VIEW public.mv_xml AS SELECT query_to_xml('SELECT 1', true, false, '') AS x",
+            "query_to_xml",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW public.mv_seq AS SELECT nextval('public.customers_id_seq') AS n",
+            "nextval",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW public.mv_dom AS SELECT country::public.spydom AS c FROM public.customers",
+            "spy",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW public.mv_agg AS SELECT public.spy_agg(email) AS a FROM public.customers",
+            "spy_agg",
+        ),
+    ] {
+        src.query(view);
+        let o = run(anonymize()
+            .arg("check")
+            .arg("--rules")
+            .arg(&rules)
+            .args(["--source", &url(&src)]));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{view}: {err}");
+        assert!(err.contains(&format!("{function}()")), "{view}: {err}");
+        src.query(&format!(
+            "DROP MATERIALIZED VIEW {}",
+            view.split_whitespace().nth(3).unwrap()
+        ));
+    }
+}
+
+/// A source database whose `standard_conforming_strings` is off cannot make a filter's quotes end
+/// elsewhere than the allow-list read them: the source sessions set it on.
+#[test]
+fn a_filter_is_read_with_standard_strings_whatever_the_source_database_says() {
+    let src = TestDb::demo("scssrc");
+    src.query(&format!(
+        "ALTER DATABASE {} SET standard_conforming_strings = off",
+        src.name
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    // Read with standard strings (as the allow-list does), the subquery is inside a string and the
+    // filter is not valid SQL; read with backslash escapes, it would read the orders table.
+    let filter = "id < 0 AND email <> 'a\\' OR ' OR id IN (SELECT o.customer_id FROM public.orders o WHERE o.total > 400) --'";
+    let rules = with_where(dir.path(), filter);
+    let o = run(anonymize()
+        .arg("check")
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--source", &url(&src)]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not run on the source"), "{err}");
+}

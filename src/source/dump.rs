@@ -213,6 +213,8 @@ pub struct DumpReader<R> {
     partitions: Vec<(Option<String>, QualifiedName, QualifiedName)>,
     /// Foreign tables left out: statements about them go too.
     dropped_foreign: std::collections::HashSet<QualifiedName>,
+    /// Names the dump made views, or gave an INSERT rule: no data may go to them.
+    not_tables: std::collections::HashSet<(Option<String>, QualifiedName)>,
     blocks: usize,
     run: Option<InsertRun>,
     insert: Option<InsertStatement>,
@@ -380,6 +382,13 @@ fn canonical_insert(h: &InsertHeader, columns: &[String]) -> Vec<u8> {
     .into_bytes()
 }
 
+fn not_a_table_refusal(what: &str, table: &QualifiedName) -> String {
+    format!(
+        "{what} into {table}, which the dump made a view or gave an INSERT rule (its rows would \
+         land in another table, under that table's name but not its rules): not allowed to pass"
+    )
+}
+
 fn unqualified_refusal(what: &str) -> String {
     format!(
         "{what} into a table named without its schema while search_path is set to something other \
@@ -410,6 +419,7 @@ impl<R: Read> DumpReader<R> {
             defs: HashMap::new(),
             partitions: Vec::new(),
             dropped_foreign: Default::default(),
+            not_tables: Default::default(),
             blocks: 0,
             run: None,
             insert: None,
@@ -551,12 +561,21 @@ impl<R: Read> DumpReader<R> {
                     Ok(None) => {
                         self.fill()?;
                     }
-                    Err(crate::sql::literal::Unterminated) => {
+                    Err(Ok(crate::sql::literal::Unterminated)) => {
                         let line = self.line_at(start);
                         return Err(DumpError::Syntax {
                             line,
                             what: "the dump ends inside the VALUES tuple of an INSERT".into(),
                         });
+                    }
+                    Err(Err(crate::sql::literal::Continued)) => {
+                        let line = self.line_at(start);
+                        return Err(DumpError::Refused(vec![Refusal {
+                            line,
+                            message: "an INSERT whose VALUES tuple has a string continued on \
+                                      another line: not allowed to pass"
+                                .into(),
+                        }]));
                     }
                 }
                 continue;
@@ -805,6 +824,11 @@ impl<R: Read> DumpReader<R> {
             self.close_run();
             let layout = if key.1.unqualified && !self.session.search_path.resolves_public() {
                 Err(unqualified_refusal("an INSERT"))
+            } else if self
+                .not_tables
+                .contains(&(key.0.clone(), key.1.table.clone()))
+            {
+                Err(not_a_table_refusal("an INSERT", &key.1.table))
             } else {
                 self.insert_layout(&key)
             };
@@ -1221,6 +1245,7 @@ impl<R: Read> DumpReader<R> {
                 self.forget(&def.name, true);
             }
             Info::CreateTable(def) => {
+                self.not_tables.remove(&(self.db.clone(), def.name.clone()));
                 if def.partition {
                     if let Some(p) = def.parents.first() {
                         self.partitions
@@ -1230,6 +1255,11 @@ impl<R: Read> DumpReader<R> {
                 self.defs.insert((self.db.clone(), def.name.clone()), def);
             }
             Info::Attach(child, parent) => self.partitions.push((self.db.clone(), child, parent)),
+            Info::NotATable(name) => {
+                let db = self.db.clone();
+                self.forget(&name, false);
+                self.not_tables.insert((db, name));
+            }
             Info::None | Info::Refresh => {}
         }
     }
@@ -1263,6 +1293,13 @@ impl<R: Read> DumpReader<R> {
         if copy.unqualified && !self.session.search_path.resolves_public() {
             self.skip_copy_data(end);
             return self.refuse(line, unqualified_refusal("a COPY"));
+        }
+        if self
+            .not_tables
+            .contains(&(self.db.clone(), copy.table.clone()))
+        {
+            self.skip_copy_data(end);
+            return self.refuse(line, not_a_table_refusal("a COPY", &copy.table));
         }
         let columns = match copy.columns {
             Some(c) => c,

@@ -139,7 +139,8 @@ pub fn next(buf: &[u8], pos: usize, scs: bool, eof: bool) -> Result<Option<Token
             }
             tok(Kind::Space, end)
         }
-        b'-' if peek(pos + 1)? == Some(b'-') => match memchr::memchr(b'\n', &buf[pos..]) {
+        // A line comment ends at `\n` or `\r`, as the server and psql read it.
+        b'-' if peek(pos + 1)? == Some(b'-') => match memchr::memchr2(b'\n', b'\r', &buf[pos..]) {
             Some(n) => tok(Kind::LineComment, pos + n + 1),
             None if eof => tok(Kind::LineComment, buf.len()),
             None => Err(Stop::Incomplete),
@@ -290,6 +291,36 @@ fn block_comment(buf: &[u8], pos: usize, eof: bool) -> Result<Option<Token>, Sto
     }
 }
 
+/// After a string's closing quote (at `after`): the position of the quote that continues it, when
+/// whitespace holding a newline (and perhaps `--` comments) and then a quote follow — the server
+/// and psql read `'a'` NEWLINE `'b'` as one string `ab`. `None` when the string ends here.
+pub fn continuation(buf: &[u8], after: usize, eof: bool) -> Result<Option<usize>, Stop> {
+    let mut j = after;
+    let mut newline = false;
+    loop {
+        match buf.get(j) {
+            Some(b' ' | b'\t' | 0x0c) => j += 1,
+            Some(b'\n' | b'\r') => {
+                newline = true;
+                j += 1;
+            }
+            Some(b'-') => match buf.get(j + 1) {
+                Some(b'-') => match memchr::memchr2(b'\n', b'\r', &buf[j..]) {
+                    Some(n) => j += n,
+                    None if eof => return Ok(None),
+                    None => return Err(Stop::Incomplete),
+                },
+                None if !eof => return Err(Stop::Incomplete),
+                _ => return Ok(None),
+            },
+            Some(b'\'') => return Ok(newline.then_some(j)),
+            Some(_) => return Ok(None),
+            None if eof => return Ok(None),
+            None => return Err(Stop::Incomplete),
+        }
+    }
+}
+
 /// A single-quoted string whose quote is at `quote`; `backslash` says whether `\` escapes.
 /// Adjacent quoted strings separated by whitespace with a newline are one constant in SQL; each is
 /// a token here (the statement keeps its text as written).
@@ -332,13 +363,18 @@ fn quoted(
         match buf.get(i + 1) {
             Some(b'\'') if !matches!(kind, Str::Bit | Str::Hex) => i += 2,
             None if !eof => return Err(Stop::Incomplete),
-            _ => {
-                return Ok(Some(Token {
-                    kind: Kind::Str(kind),
-                    start: pos,
-                    end: i + 1,
-                }))
-            }
+            _ => match continuation(buf, i + 1, eof)? {
+                // `'a'` + whitespace with a newline + `'b'` is one string, read all along the
+                // way its first piece is (an `E'…'` piece's continuation has escapes too).
+                Some(q) => i = q + 1,
+                None => {
+                    return Ok(Some(Token {
+                        kind: Kind::Str(kind),
+                        start: pos,
+                        end: i + 1,
+                    }))
+                }
+            },
         }
     }
 }
@@ -454,6 +490,27 @@ mod tests {
             .filter(significant)
             .map(|t| (t.kind, &text[t.start..t.end]))
             .collect()
+    }
+
+    #[test]
+    fn strings_continue_across_a_newline_and_comments_end_at_cr() {
+        use Kind::*;
+        // The continuation is read as its first piece is: `\'` escapes a quote in an E'' string.
+        assert_eq!(
+            kinds("E'x'\n'\\' AS b, ' c"),
+            vec![(Str(super::Str::Escape), "E'x'\n'\\' AS b, '"), (Word, "c")]
+        );
+        assert_eq!(
+            kinds("'a' -- note\n  'b' x"),
+            vec![(Str(super::Str::Plain), "'a' -- note\n  'b'"), (Word, "x")]
+        );
+        // Without a newline between, two strings (a syntax error for the server).
+        assert_eq!(kinds("'a' 'b'").len(), 2);
+        // A bare carriage return ends a line comment.
+        assert_eq!(
+            kinds("SELECT -- c\rFROM"),
+            vec![(Word, "SELECT"), (Word, "FROM")]
+        );
     }
 
     #[test]

@@ -200,6 +200,10 @@ fn each_element(tuple: &[u8], scs: bool, mut f: impl FnMut(Element)) -> Result<(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unterminated;
 
+/// A string continued on another line inside a tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continued;
+
 /// Where the tuple that opens at `buf[start]` (a `(`) closes: the position after its `)`.
 /// `Ok(None)`: the bytes end first (and `eof` is not set). Quotes, quoted names, dollar quotes,
 /// comments and nested parentheses are stepped over without reading them token by token.
@@ -208,10 +212,10 @@ pub fn tuple_end(
     start: usize,
     scs: bool,
     eof: bool,
-) -> Result<Option<usize>, Unterminated> {
+) -> Result<Option<usize>, Result<Unterminated, Continued>> {
     let mut i = start;
     let mut depth = 0usize;
-    let incomplete = |eof: bool| if eof { Err(Unterminated) } else { Ok(None) };
+    let incomplete = |eof: bool| if eof { Err(Ok(Unterminated)) } else { Ok(None) };
     while i < buf.len() {
         match buf[i] {
             b'(' => {
@@ -234,6 +238,14 @@ pub fn tuple_end(
                     Some(e) => i = e,
                     None => return incomplete(eof),
                 }
+                // A string continued on the next line reads its continuation the way its first
+                // piece is read: refused in a tuple (the server could end it elsewhere).
+                match lexer::continuation(buf, i, eof) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return Err(Err(Continued)),
+                    Err(lexer::Stop::Incomplete) => return Ok(None),
+                    Err(_) => return Err(Ok(Unterminated)),
+                }
             }
             b'"' => {
                 let mut j = i + 1;
@@ -248,7 +260,8 @@ pub fn tuple_end(
                     }
                 }
             }
-            b'-' if buf.get(i + 1) == Some(&b'-') => match memchr::memchr(b'\n', &buf[i..]) {
+            b'-' if buf.get(i + 1) == Some(&b'-') => match memchr::memchr2(b'\n', b'\r', &buf[i..])
+            {
                 Some(n) => i += n + 1,
                 None => return incomplete(eof),
             },
@@ -256,7 +269,7 @@ pub fn tuple_end(
                 Ok(Some(t)) => i = t.end,
                 Ok(None) => return incomplete(eof),
                 Err(lexer::Stop::Incomplete) => return Ok(None),
-                Err(_) => return Err(Unterminated),
+                Err(_) => return Err(Ok(Unterminated)),
             },
             _ => {
                 // Nothing special until the next byte that could be.

@@ -2,6 +2,7 @@
 //! each statement (what may pass, what is data, what carries a secret). Pure text processing: no
 //! database, no rules.
 
+pub mod expr;
 pub mod lexer;
 pub mod literal;
 pub mod split;

@@ -59,6 +59,9 @@ pub enum Info {
     ForgetAll,
     /// `REFRESH MATERIALIZED VIEW`: runs what the view calls, in staging.
     Refresh,
+    /// A view of this name, or a rule that turns an INSERT into it into something else: data for
+    /// it would land elsewhere.
+    NotATable(QualifiedName),
 }
 
 /// What the session a dump is replayed into is known to be set to: the settings that change how
@@ -146,6 +149,8 @@ pub enum Secret {
     UserMapping,
     ServerOption,
     SubscriptionConnection,
+    /// `ALTER DATABASE/ROLE … SET app.jwt_secret = …`: a setting named like a secret.
+    Setting,
 }
 
 impl Secret {
@@ -155,6 +160,7 @@ impl Secret {
             Secret::UserMapping => "user-mapping user or password",
             Secret::ServerOption => "foreign-server password option",
             Secret::SubscriptionConnection => "subscription connection string",
+            Secret::Setting => "database or role setting named like a secret",
         }
     }
 }
@@ -360,6 +366,51 @@ pub fn classify(text: &[u8], session: &Session) -> Statement {
     }
 }
 
+/// Whether the server would run more than one statement from this text: a `;` before its last
+/// token. psql sends text up to a `;` outside parentheses, but in a CREATE FUNCTION or PROCEDURE it
+/// holds every `;` between any BEGIN and its END — a function named `begin` is enough — and the
+/// server then splits the text itself. The one form that is truly one statement: a `BEGIN ATOMIC`
+/// body, which ends at the first `END` that starts a statement of the body.
+fn holds_more_statements(c: &Cursor) -> bool {
+    let toks = &c.toks;
+    let last = toks.len().saturating_sub(1);
+    // (A `;` inside parentheses — the actions of a CREATE RULE — is part of one statement; in any
+    // other statement the server's parser refuses it, and the whole text with it.)
+    let mut depth = 0i32;
+    let mut inner: Vec<usize> = Vec::new();
+    for (i, t) in toks.iter().enumerate().take(last) {
+        match t.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth -= 1,
+            Kind::Semicolon if depth == 0 => inner.push(i),
+            _ => {}
+        }
+    }
+    let Some(&first_semicolon) = inner.first() else {
+        return false;
+    };
+    let word = |i: usize| c.word_at(i);
+    // `BEGIN ATOMIC` before every inner `;`.
+    let Some(atomic) = (0..first_semicolon)
+        .find(|&i| word(i).as_deref() == Some("begin") && word(i + 1).as_deref() == Some("atomic"))
+    else {
+        return true;
+    };
+    // The body's END: the first `end` right after ATOMIC or after a `;` of the body.
+    let mut at = atomic + 2;
+    loop {
+        if word(at).as_deref() == Some("end") {
+            break;
+        }
+        match inner.iter().find(|&&s| s >= at) {
+            Some(&s) => at = s + 1,
+            None => return true,
+        }
+    }
+    // Nothing may follow the body's END but the statement's own `;`.
+    !(at + 1 == toks.len() || (at + 2 == toks.len() && toks[at + 1].kind == Kind::Semicolon))
+}
+
 /// SQL commands by their first word: a refused statement is named by it only when it is one of
 /// these (a word that is not could be a data row read as SQL).
 const COMMANDS: &[&str] = &[
@@ -434,6 +485,13 @@ fn classify_inner(text: &[u8], session: &Session) -> Result<Statement, String> {
     let mut c = Cursor::new(text, session.lexing_scs())?;
     if c.toks.iter().any(|t| t.kind == Kind::Backslash) {
         return Err("a statement with a psql meta-command inside it".into());
+    }
+    if holds_more_statements(&c) {
+        return Err(
+            "a statement that psql sends with others in one piece (a `;` inside it that the \
+             server would end a statement at)"
+                .into(),
+        );
     }
     if session.scs.is_none() && c.backslash_string {
         return Err("a quoted string with a backslash before the dump sets \
@@ -974,6 +1032,9 @@ fn create(c: &mut Cursor, text: &[u8], session: &Session) -> Result<Statement, S
         c.next();
     }
     let kind = c.peek_word().unwrap_or_default();
+    if let Some(s) = secret_setting(c, &kind)? {
+        return Ok(s);
+    }
     if !CREATE_KINDS.contains(&kind.as_str()) {
         return Err(format!(
             "CREATE {}",
@@ -1005,6 +1066,34 @@ fn create(c: &mut Cursor, text: &[u8], session: &Session) -> Result<Statement, S
         }
         "subscription" => subscription_connection(c, text),
         "database" => database_settings(c, session),
+        "view" => {
+            c.eat("view");
+            let _ = c.eat("if") && c.eat("not") && c.eat("exists");
+            Ok(Statement::Schema(match c.qualified() {
+                Some(name) => Info::NotATable(name),
+                None => Info::None,
+            }))
+        }
+        "rule" => {
+            // `CREATE RULE r AS ON INSERT TO t DO …`: an INSERT into t does something else.
+            let on_insert = (c.i..c.toks.len()).find(|&i| {
+                c.word_at(i).as_deref() == Some("on")
+                    && c.word_at(i + 1).as_deref() == Some("insert")
+                    && c.word_at(i + 2).as_deref() == Some("to")
+            });
+            Ok(Statement::Schema(match on_insert {
+                Some(i) => {
+                    c.i = i + 3;
+                    match c.qualified() {
+                        Some(name) => Info::NotATable(name),
+                        None => {
+                            return Err("a CREATE RULE ON INSERT this reader cannot read".into())
+                        }
+                    }
+                }
+                None => Info::None,
+            }))
+        }
         _ => Ok(Statement::Schema(Info::None)),
     }
 }
@@ -1012,19 +1101,77 @@ fn create(c: &mut Cursor, text: &[u8], session: &Session) -> Result<Statement, S
 /// Kinds of object a dump does not create, named when refused.
 const CREATE_OTHER_KINDS: &[&str] = &["temp", "temporary", "tablespace", "unlogged"];
 
+/// A `SET name = value` (or `TO`) in an ALTER DATABASE/ROLE, or a function's `SET` clause, whose
+/// name says it holds a secret (`app.jwt_secret`, `app.api_key`): production's own secret. The
+/// ALTER goes whole; any other statement with one is refused.
+fn secret_setting(c: &Cursor, kind: &str) -> Result<Option<Statement>, String> {
+    if !matches!(
+        kind,
+        "database" | "role" | "user" | "group" | "function" | "procedure" | "routine"
+    ) {
+        return Ok(None);
+    }
+    // Outside parentheses, and before a routine's body (whose UPDATE … SET is no setting).
+    let mut depth = 0i32;
+    let mut named_like_secret = false;
+    for i in c.i..c.toks.len() {
+        match c.toks[i].kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth -= 1,
+            Kind::Word if depth == 0 => match c.word_at(i).as_deref() {
+                Some("as" | "begin" | "return") => break,
+                Some("set") => {
+                    named_like_secret |= setting_name(c, i + 1).is_some_and(|n| server_secret(&n))
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if !named_like_secret {
+        return Ok(None);
+    }
+    if matches!(kind, "database" | "role" | "user" | "group") {
+        return Ok(Some(Statement::Rewritten {
+            text: Vec::new(),
+            removed: Secret::Setting,
+        }));
+    }
+    Err(
+        "a SET of a setting named like a secret (pass, key, token, secret, …) in a function or \
+         other object"
+            .into(),
+    )
+}
+
+/// The (lower-case) name of a setting from token `i`: words and quoted names joined by dots.
+fn setting_name(c: &Cursor, mut i: usize) -> Option<String> {
+    let mut name = String::new();
+    loop {
+        let t = c.toks.get(i)?;
+        match t.kind {
+            Kind::Word => name.push_str(&lexer::word(c.text, t)?),
+            // A name in U&"…" or with escapes this reader does not decode counts as a secret.
+            Kind::QuotedIdent => match unquote_ident(&c.text[t.start..t.end]) {
+                Some(n) => name.push_str(&n.to_lowercase()),
+                None => return Some("secret".into()),
+            },
+            _ => return None,
+        }
+        if c.toks.get(i + 1).map(|t| t.kind) == Some(Kind::Dot) {
+            name.push('.');
+            i += 2;
+        } else {
+            return Some(name);
+        }
+    }
+}
+
 /// A foreign server option that may hold a credential.
 fn server_secret(name: &str) -> bool {
-    [
-        "pass",
-        "pwd",
-        "secret",
-        "key",
-        "token",
-        "credential",
-        "auth",
-    ]
-    .iter()
-    .any(|s| name.contains(s))
+    ["pass", "pw", "secret", "key", "token", "credential", "auth"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 /// `client_encoding` set on a database or role (`ALTER DATABASE … SET`, `ALTER ROLE … SET`)
@@ -1065,6 +1212,9 @@ fn foreign(s: Statement, text: &[u8], table: Option<QualifiedName>) -> Result<St
 fn alter(c: &mut Cursor, text: &[u8]) -> Result<Statement, String> {
     c.eat("alter");
     let kind = c.peek_word().unwrap_or_default();
+    if let Some(s) = secret_setting(c, &kind)? {
+        return Ok(s);
+    }
     match kind.as_str() {
         "system" => Err("ALTER SYSTEM".into()),
         "large" => Ok(Statement::LargeObject),
@@ -1408,7 +1558,8 @@ fn strip_options(
     let keep: Vec<(usize, usize)> = entries
         .iter()
         .copied()
-        .filter(|e| e.0 < e.1 && !name_of(*e).is_some_and(|n| secret(&n.to_lowercase())))
+        // A name this reader cannot decode (`U&"…"`) counts as a secret.
+        .filter(|e| e.0 < e.1 && !name_of(*e).is_none_or(|n| secret(&n.to_lowercase())))
         .collect();
     if keep.len() == entries.len() {
         return Ok(Statement::Schema(Info::None));
@@ -1870,6 +2021,75 @@ mod tests {
 
     fn class(s: &str) -> Statement {
         classify(s.as_bytes(), &Session::pg_dump())
+    }
+
+    #[test]
+    fn settings_named_like_secrets_are_cut_out_or_refused() {
+        for s in [
+            "ALTER DATABASE shop SET \"app.jwt_secret\" TO 'SECRET_jwt';",
+            "ALTER ROLE app IN DATABASE shop SET app.api_key = 'k';",
+            "ALTER ROLE app SET app.token TO 'k';",
+        ] {
+            match class(s) {
+                Statement::Rewritten { text, removed } => {
+                    assert!(text.is_empty(), "{s}");
+                    assert_eq!(removed, Secret::Setting);
+                }
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            class(
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET app.token = 'x' AS $$SELECT 1$$;"
+            ),
+            Statement::Refused(_)
+        ));
+        for s in [
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE t SET token = 1; END;",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = public AS $$SELECT 1$$;",
+            "ALTER DATABASE shop SET search_path TO public;",
+        ] {
+            assert!(matches!(class(s), Statement::Schema(_)), "{s}: {:?}", class(s));
+        }
+        // Server options named pw, or in a form this reader does not decode, go too.
+        assert_eq!(
+            foreign_text("CREATE SERVER s FOREIGN DATA WRAPPER w OPTIONS (pw 'a', U&\"p\\0061ss\" 'b', host 'h');"),
+            "CREATE SERVER s FOREIGN DATA WRAPPER w OPTIONS (host 'h');"
+        );
+    }
+
+    #[test]
+    fn views_and_insert_rules_are_not_tables() {
+        assert!(matches!(
+            class("CREATE OR REPLACE VIEW public.t AS SELECT 1 AS id;"),
+            Statement::Schema(Info::NotATable(_))
+        ));
+        assert!(matches!(
+            class("CREATE RULE r AS ON INSERT TO public.t DO INSTEAD INSERT INTO public.u VALUES (NEW.id);"),
+            Statement::Schema(Info::NotATable(_))
+        ));
+        assert!(matches!(
+            class("CREATE RULE \"_RETURN\" AS ON SELECT TO public.v DO INSTEAD SELECT 1;"),
+            Statement::Schema(Info::None)
+        ));
+    }
+
+    #[test]
+    fn text_the_server_would_split_into_more_statements_is_refused() {
+        for s in [
+            "CREATE FUNCTION public.begin() RETURNS int LANGUAGE sql AS $$SELECT 1$$; INSERT INTO public.t VALUES (1); CREATE FUNCTION public.end() RETURNS int LANGUAGE sql AS $$SELECT 1$$;",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS begin; END; INSERT INTO public.t VALUES (1); END;",
+            "CREATE VIEW v AS SELECT 1; INSERT INTO public.t VALUES (1);",
+        ] {
+            assert!(matches!(class(s), Statement::Refused(_)), "{s}");
+        }
+        for s in [
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 2 END; END;",
+            "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC END;",
+            "CREATE RULE r AS ON INSERT TO public.t DO ALSO (INSERT INTO public.u VALUES (1); INSERT INTO public.u VALUES (2););",
+        ] {
+            assert!(matches!(class(s), Statement::Schema(_)), "{s}: {:?}", class(s));
+        }
     }
 
     fn foreign_text(s: &str) -> String {
