@@ -458,7 +458,8 @@ ORDER BY 1, 2, 3
 "#;
 
 /// The definitions a materialized view's refresh runs: its own and those of the views it reads,
-/// directly or through other views.
+/// directly or through other views, and the row-level security policies of the tables they read
+/// (a policy's expression runs for a role that does not bypass it).
 const MATVIEW_DEFS_SQL: &str = r#"
 WITH RECURSIVE reach(root, rel) AS (
     SELECT v.oid, v.oid FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
@@ -473,6 +474,17 @@ WITH RECURSIVE reach(root, rel) AS (
 )
 SELECT vn.nspname, v.relname, pg_catalog.pg_get_viewdef(reach.rel)
 FROM reach JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
+UNION ALL
+SELECT vn.nspname, v.relname,
+       coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+       coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '')
+FROM reach
+JOIN pg_rewrite r ON r.ev_class = reach.rel
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p') AND t.relrowsecurity
+JOIN pg_policy p ON p.polrelid = t.oid
+JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
 "#;
 
 /// Of these function names, those that may change something or reach outside the database when

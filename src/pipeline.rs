@@ -427,8 +427,11 @@ fn write(
                 let bytes = match result.recv() {
                     Ok(Ok(b)) => b,
                     Ok(Err(e)) => fail!(e),
-                    // A worker cannot drop its sender without sending unless it panicked.
-                    Err(_) => fail!(werr(std::io::Error::other("a transform worker stopped"))),
+                    // A worker always sends (a panic is caught and sent as an error); a lost
+                    // sender is a worker gone all the same.
+                    Err(_) => fail!(PipelineError::WorkerPanicked {
+                        table: tables[block].name.clone()
+                    }),
                 };
                 if let Err(e) = out.write_all(&bytes) {
                     fail!(werr(e))
@@ -1089,9 +1092,8 @@ pub async fn load_table(
         let bytes = match result.await {
             Ok(r) => r?,
             Err(_) => {
-                return Err(PipelineError::Write {
-                    stdout: false,
-                    source: std::io::Error::other("a transform worker stopped"),
+                return Err(PipelineError::WorkerPanicked {
+                    table: table.clone(),
                 })
             }
         };

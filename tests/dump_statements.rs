@@ -358,6 +358,9 @@ fn reader_attacks_fail_closed() {
         ("a `\\.` line inside a quoted CSV field", "COPY public.audit_log (id, actor_email, action, client_ip, details, at) FROM stdin WITH (FORMAT csv);\n1,,\"a\n\\.\nSELECT 'LEAKME26';\n\",,,2024-01-01 00:00:00+00\n\\.\n".into(), "", 2, &["LEAKME26"], None),
         // Secrets of foreign servers under other names, and ALTERs left with nothing to change.
         ("a server option named pwd", "CREATE SERVER prod2 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h', pwd 'LEAKME27');\n".into(), "[policy]\nforeign_servers = \"keep\"\n", 0, &["LEAKME27"], Some("CREATE SERVER prod2 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h');")),
+        ("a SET of standard_conforming_strings with more on its line", "SET standard_conforming_strings = off; CREATE VIEW public.v AS SELECT 'x\\';\nCOPY public.audit_log (id) FROM stdin;\n1\n\\.\n-- ';\n".into(), "", 2, &[], None),
+        ("a number with trailing junk before a quote", "CREATE VIEW public.v AS SELECT 1E'\\';\n-- ';\n".into(), "", 2, &[], None),
+        ("a SET of a setting named like a secret", "SET app.jwt_secret = 'LEAKME29';\nSELECT pg_catalog.setval('public.customers_id_seq', 1, true);\n".into(), "", 0, &["LEAKME29"], Some("SELECT pg_catalog.setval('public.customers_id_seq', 1, true);")),
         ("an ALTER USER MAPPING of a password only", "ALTER USER MAPPING FOR app_user SERVER prod OPTIONS (SET password 'LEAKME28');\nSELECT pg_catalog.setval('public.customers_id_seq', 1, true);\n".into(), "[policy]\nforeign_servers = \"keep\"\n", 0, &["LEAKME28", "ALTER USER MAPPING"], Some("SELECT pg_catalog.setval('public.customers_id_seq', 1, true);")),
     ];
     for (what, appended, rules, code, markers, expect) in cases {

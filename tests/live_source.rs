@@ -1096,3 +1096,32 @@ fn a_filter_is_read_with_standard_strings_whatever_the_source_database_says() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("does not run on the source"), "{err}");
 }
+
+/// A row-level security policy on a table a materialized view reads runs its expression during
+/// the refresh (for an owner that does not bypass it): a volatile function there is refused too.
+#[test]
+fn materialized_views_over_tables_whose_policies_call_volatile_functions_are_refused() {
+    let src = TestDb::demo("mvrlssrc");
+    src.query(
+        "CREATE TABLE public.marker_log (at timestamptz);\
+         CREATE FUNCTION public.side() RETURNS boolean LANGUAGE plpgsql VOLATILE AS \
+           $$ BEGIN INSERT INTO public.marker_log VALUES (now()); RETURN true; END $$;\
+         CREATE TABLE public.t2 (id int PRIMARY KEY);\
+         ALTER TABLE public.t2 ENABLE ROW LEVEL SECURITY;\
+         CREATE POLICY p ON public.t2 USING (public.side());\
+         CREATE MATERIALIZED VIEW public.mv AS SELECT id FROM public.t2;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_with(
+        dir.path(),
+        "[tables.marker_log]\nskip = true\n[tables.t2.columns]\nid = \"keep\"\n",
+    );
+    let o = run(anonymize()
+        .arg("check")
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--source", &url(&src)]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("public.mv calls function side()"), "{err}");
+}

@@ -136,11 +136,15 @@ fn compare(
         process_rows(table, sample.clone(), None, 1, &Default::default())
             .map_err(|e| failed(e.into()))?
     };
-    let text_in = String::from_utf8(sample).map_err(|_| {
-        failed(PipelineError::Write {
-            stdout: false,
-            source: std::io::Error::other("sample is not UTF-8"),
-        })
+    let text_in = String::from_utf8(sample).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        failed(PipelineError::Row(Box::new(crate::pipeline::RowError {
+            table: table.name.clone(),
+            row: 1 + memchr::memchr_iter(b'\n', valid).count() as u64,
+            line: None,
+            column: None,
+            kind: crate::pipeline::RowErrorKind::InvalidUtf8,
+        })))
     })?;
     let text_out = String::from_utf8(output).expect("transforms write UTF-8");
     let rows_in: Vec<Vec<Option<String>>> =

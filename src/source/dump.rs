@@ -1094,6 +1094,18 @@ impl<R: Read> DumpReader<R> {
             );
         }
         let class = statement::classify(&text, &self.session);
+        if let Statement::Schema(Info::Session(s)) = &class {
+            // psql reads a whole line with the standard_conforming_strings it had when the line
+            // began: a change takes effect on the next line only.
+            if s.scs != self.session.scs && !self.rest_of_line_blank()? {
+                return self.refuse(
+                    line,
+                    "a SET of standard_conforming_strings with more text after it on its line \
+                     (psql reads that text with the old setting): not allowed to pass"
+                        .into(),
+                );
+            }
+        }
         if matches!(class, Statement::Refused(_))
             && statement::is_copy_from_stdin(&text, self.split.scs)
         {
@@ -1262,6 +1274,27 @@ impl<R: Read> DumpReader<R> {
             }
             Info::None | Info::Refresh => {}
         }
+    }
+
+    /// Whether only spaces (or a line comment) follow the statement just read (which ends at
+    /// `self.start`; reading more may move it) up to the end of its line.
+    fn rest_of_line_blank(&mut self) -> Result<bool, DumpError> {
+        let nl = loop {
+            let end = self.start;
+            if let Some(n) = memchr::memchr(b'\n', &self.buf[end..]) {
+                break end + n;
+            }
+            if !self.fill()? {
+                break self.buf.len();
+            }
+        };
+        let rest = &self.buf[self.start..nl];
+        let blank = rest.iter().all(|b| b.is_ascii_whitespace())
+            || lexer::tokens(rest, true).is_ok_and(|toks| {
+                toks.iter()
+                    .all(|t| matches!(t.kind, Kind::Space | Kind::LineComment))
+            });
+        Ok(blank)
     }
 
     /// A COPY … FROM stdin statement: its rows start on the next line.

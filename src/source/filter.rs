@@ -251,6 +251,9 @@ pub fn problem(filter: &str, columns: &[String]) -> Option<String> {
                     return Some("closes a parenthesis it did not open".into());
                 }
             }
+            Kind::Number if lexer::junk(&text[t.start..t.end]) => {
+                return Some("has a number with letters right after it".into())
+            }
             Kind::Space | Kind::Str(_) | Kind::Number | Kind::Comma => {}
             Kind::Op => {
                 let op = String::from_utf8_lossy(&text[t.start..t.end]);

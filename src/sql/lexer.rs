@@ -150,9 +150,13 @@ pub fn next(buf: &[u8], pos: usize, scs: bool, eof: bool) -> Result<Option<Token
         b'"' => double_quoted(buf, pos, eof),
         b'$' => match peek(pos + 1)? {
             Some(c) if c.is_ascii_digit() => {
-                let end = digits_end(buf, pos + 1);
+                let mut end = digits_end(buf, pos + 1);
                 if end == buf.len() && !eof {
                     return Err(Stop::Incomplete);
+                }
+                // Trailing junk (`$1e`), as psql reads it.
+                if buf.get(end).is_some_and(|&b| is_ident_start(b)) {
+                    end += 1;
                 }
                 tok(Kind::Param, end)
             }
@@ -240,6 +244,7 @@ fn number(buf: &[u8], pos: usize, eof: bool) -> Result<Option<Token>, Stop> {
     if buf.get(end) == Some(&b'.') && buf.get(end + 1) != Some(&b'.') {
         end = digits_end(buf, end + 1);
     }
+    let mut complete = true;
     if matches!(buf.get(end), Some(b'e' | b'E')) {
         let mut e = end + 1;
         if matches!(buf.get(e), Some(b'+' | b'-')) {
@@ -249,10 +254,19 @@ fn number(buf: &[u8], pos: usize, eof: bool) -> Result<Option<Token>, Stop> {
             end = digits_end(buf, e);
         } else if e >= buf.len() && !eof {
             return Err(Stop::Incomplete);
+        } else {
+            // `1e`, `1e+`: one token for psql (PostgreSQL 15's "realfail"), so what follows —
+            // a quote — starts a plain string, not an `E'…'` one.
+            end = e;
+            complete = false;
         }
     }
     if end >= buf.len() && !eof {
         return Err(Stop::Incomplete);
+    }
+    // Trailing junk (`1x`, `0x'…'`): one more character in the token, as psql reads it.
+    if complete && buf.get(end).is_some_and(|&b| is_ident_start(b)) {
+        end += 1;
     }
     Ok(Some(Token {
         kind: Kind::Number,
@@ -289,6 +303,14 @@ fn block_comment(buf: &[u8], pos: usize, eof: bool) -> Result<Option<Token>, Sto
     } else {
         Err(Stop::Incomplete)
     }
+}
+
+/// Whether a number or parameter token has trailing junk (`1x`, `1e`, `$1e`): not valid SQL, and
+/// read differently by psql versions (before 15, `1e'…'` is `1` and an `E'…'` string).
+pub fn junk(token: &[u8]) -> bool {
+    token
+        .last()
+        .is_some_and(|&b| !b.is_ascii_digit() && b != b'.')
 }
 
 /// After a string's closing quote (at `after`): the position of the quote that continues it, when
@@ -511,6 +533,27 @@ mod tests {
             kinds("SELECT -- c\rFROM"),
             vec![(Word, "SELECT"), (Word, "FROM")]
         );
+    }
+
+    #[test]
+    fn numbers_take_their_trailing_junk_as_psql_15_does() {
+        use Kind::*;
+        assert_eq!(
+            kinds("1e'\\' 1.5e+ 2x $1e'a' 1e5 1. .5"),
+            vec![
+                (Number, "1e"),
+                (Str(super::Str::Plain), "'\\'"),
+                (Number, "1.5e+"),
+                (Number, "2x"),
+                (Param, "$1e"),
+                (Str(super::Str::Plain), "'a'"),
+                (Number, "1e5"),
+                (Number, "1."),
+                (Number, ".5"),
+            ]
+        );
+        assert!(junk(b"1e") && junk(b"2x") && junk(b"$1e") && junk(b"1e+"));
+        assert!(!junk(b"1e5") && !junk(b"1.") && !junk(b"$1"));
     }
 
     #[test]

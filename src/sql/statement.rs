@@ -220,6 +220,15 @@ impl<'a> Cursor<'a> {
         // psql replaces `:name`, `:'name'` and `:"name"` outside quotes with a variable's value,
         // which this reader cannot know.
         if toks.iter().any(|t| {
+            matches!(t.kind, Kind::Number | Kind::Param) && lexer::junk(&text[t.start..t.end])
+        }) {
+            return Err(
+                "a number with letters right after it (trailing junk), which psql versions read \
+                 differently"
+                    .into(),
+            );
+        }
+        if toks.iter().any(|t| {
             t.kind == Kind::Colon
                 && text.get(t.end).is_some_and(|&b| {
                     b.is_ascii_alphabetic() || matches!(b, b'_' | b'\'' | b'"') || b >= 0x80
@@ -390,10 +399,38 @@ fn holds_more_statements(c: &Cursor) -> bool {
         return false;
     };
     let word = |i: usize| c.word_at(i);
-    // `BEGIN ATOMIC` before every inner `;`.
-    let Some(atomic) = (0..first_semicolon)
-        .find(|&i| word(i).as_deref() == Some("begin") && word(i + 1).as_deref() == Some("atomic"))
-    else {
+    // A CREATE [OR REPLACE] FUNCTION or PROCEDURE, with `BEGIN ATOMIC` outside parentheses before
+    // every inner `;`.
+    let routine = word(0).as_deref() == Some("create")
+        && match word(1).as_deref() {
+            Some("function" | "procedure") => true,
+            Some("or") => {
+                word(2).as_deref() == Some("replace")
+                    && matches!(word(3).as_deref(), Some("function" | "procedure"))
+            }
+            _ => false,
+        };
+    if !routine {
+        return true;
+    }
+    let mut depth = 0i32;
+    let mut atomic = None;
+    for (i, t) in toks.iter().enumerate().take(first_semicolon) {
+        match t.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth -= 1,
+            Kind::Word
+                if depth == 0
+                    && word(i).as_deref() == Some("begin")
+                    && word(i + 1).as_deref() == Some("atomic") =>
+            {
+                atomic = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(atomic) = atomic else {
         return true;
     };
     // The body's END: the first `end` right after ATOMIC or after a `;` of the body.
@@ -873,6 +910,13 @@ fn set_statement(c: &mut Cursor, session: &Session) -> Result<Statement, String>
     let local = c.eat("local");
     if !local {
         c.eat("session");
+    }
+    if setting_name(c, c.i).is_some_and(|n| server_secret(&n)) {
+        // `SET app.jwt_secret = …`: production's secret, in the session only, but in the output.
+        return Ok(Statement::Rewritten {
+            text: Vec::new(),
+            removed: Secret::Setting,
+        });
     }
     let name = match c.peek_kind() {
         Some(Kind::Word | Kind::QuotedIdent) => c.ident(),
@@ -2045,6 +2089,15 @@ mod tests {
             Statement::Refused(_)
         ));
         for s in [
+            "SET app.jwt_secret = 'PRODSECRET1';",
+            "SET SESSION app.token TO 'x';",
+        ] {
+            assert!(
+                matches!(class(s), Statement::Rewritten { ref text, removed: Secret::Setting } if text.is_empty()),
+                "{s}"
+            );
+        }
+        for s in [
             "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE t SET token = 1; END;",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = public AS $$SELECT 1$$;",
             "ALTER DATABASE shop SET search_path TO public;",
@@ -2077,6 +2130,12 @@ mod tests {
     #[test]
     fn text_the_server_would_split_into_more_statements_is_refused() {
         for s in [
+            "CREATE FUNCTION public.begin(begin atomic.x) RETURNS integer LANGUAGE sql AS $$SELECT 1$$; INSERT INTO public.t VALUES (1); END;",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql 1begin atomic; INSERT INTO public.t VALUES (1); END;",
+            "CREATE VIEW v AS SELECT 1E'\\';",
+            "CREATE VIEW v AS SELECT $1e'x';",
+            "CREATE VIEW v AS SELECT .5e'x';",
+            "CREATE VIEW v AS SELECT 0x'a';",
             "CREATE FUNCTION public.begin() RETURNS int LANGUAGE sql AS $$SELECT 1$$; INSERT INTO public.t VALUES (1); CREATE FUNCTION public.end() RETURNS int LANGUAGE sql AS $$SELECT 1$$;",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS begin; END; INSERT INTO public.t VALUES (1); END;",
             "CREATE VIEW v AS SELECT 1; INSERT INTO public.t VALUES (1);",
