@@ -124,7 +124,18 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         return redact(&msg);
     };
     let code = db.code().code();
-    let mut msg = if code == "53200" {
+    // Raised by a function (a staging CHECK, trigger or domain calling PL/pgSQL or SQL): it chooses
+    // its SQLSTATE, message and even the table, column and constraint it names, so none of them is
+    // shown — only the SQLSTATE's meaning and where the COPY was.
+    let from_function = db
+        .where_()
+        .is_some_and(|w| w.contains("function ") || w.contains(" at RAISE"));
+    let mut msg = if from_function {
+        format!(
+            "{} (SQLSTATE {code}), raised inside a function",
+            sqlstate_meaning(code)
+        )
+    } else if code == "53200" {
         // The lock table is full: one transaction locks every table, index and constraint it
         // touches, and the server's lock table is sized by max_locks_per_transaction.
         format!(
@@ -148,14 +159,16 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     } else {
         format!("an error (SQLSTATE {code})")
     };
-    if let Some(t) = db.table() {
-        msg.push_str(&format!(", table {t}"));
-    }
-    if let Some(c) = db.column() {
-        msg.push_str(&format!(", column {c}"));
-    }
-    if let Some(c) = db.constraint() {
-        msg.push_str(&format!(", constraint {c}"));
+    if !from_function {
+        if let Some(t) = db.table() {
+            msg.push_str(&format!(", table {t}"));
+        }
+        if let Some(c) = db.column() {
+            msg.push_str(&format!(", column {c}"));
+        }
+        if let Some(c) = db.constraint() {
+            msg.push_str(&format!(", constraint {c}"));
+        }
     }
     if let Some(position) = db.where_().and_then(copy_position) {
         msg.push_str(&position);

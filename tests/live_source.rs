@@ -1125,3 +1125,30 @@ fn materialized_views_over_tables_whose_policies_call_volatile_functions_are_ref
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("public.mv calls function side()"), "{err}");
 }
+
+/// A staging function chooses its SQLSTATE: raised with one whose server messages are shown
+/// (42501 here), its text — holding the row's values — is still not shown.
+#[test]
+fn an_error_a_function_raises_is_never_quoted_whatever_its_sqlstate() {
+    let src = TestDb::demo("fnerrsrc");
+    let stg = TestDb::demo("fnerrstg");
+    stg.query(
+        "CREATE FUNCTION public.chk(v text, e text) RETURNS boolean LANGUAGE plpgsql AS $$ \
+         BEGIN IF v IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '42501', \
+         MESSAGE = 'permission denied for value ' || v || ' / ' || e, TABLE = e; END IF; \
+         RETURN true; END $$;\
+         ALTER TABLE public.customers ADD CONSTRAINT c_chk CHECK (public.chk(country, email)) NOT VALID;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let o = run(demo_refresh(&src, &stg).arg("--report").arg(&report));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("SQLSTATE 42501"), "{err}");
+    assert!(err.contains("raised inside a function"), "{err}");
+    let doc = read_report(&report);
+    for text in [err.as_str(), doc["error"].as_str().unwrap()] {
+        assert!(!text.contains('@'), "{text}");
+        assert!(!text.contains("permission denied for value"), "{text}");
+    }
+}

@@ -92,6 +92,7 @@ impl JsonRule {
             doc: text,
             s: text.as_bytes(),
             pos: 0,
+            shape: None,
         };
         let mut out = String::with_capacity(text.len() + 16);
         let all: RuleSet = (0..self.rules.len()).collect();
@@ -101,6 +102,9 @@ impl JsonRule {
         sc.copy_ws(&mut out);
         if sc.pos != sc.s.len() {
             return Err(Fail::Syntax(sc.pos).at(text));
+        }
+        if let Some(path) = sc.shape {
+            return Err(ValueError::JsonShape(path));
         }
         Ok(out)
     }
@@ -138,6 +142,21 @@ impl JsonRule {
                     return sc.copy_value(out);
                 }
                 let object = sc.peek() == Some(b'{');
+                // Below the top level, where the path already matched, a step of the other kind
+                // (a key on an array, an index on an object) means the document's shape changed
+                // and would let the value it meant pass as it is: the run stops instead. (A top
+                // level of the other kind is another kind of document, copied as before.)
+                if let Some(&r) = continuing.iter().filter(|_| depth > 0).find(|&&r| {
+                    matches!(
+                        (&self.rules[r].1[depth], object),
+                        (Step::Key(_), false) | (Step::Index(_), true)
+                    )
+                }) {
+                    if sc.shape.is_none() {
+                        sc.shape = Some(self.rules[r].0.clone());
+                    }
+                    return sc.copy_value(out);
+                }
                 let close = if object { b'}' } else { b']' };
                 sc.pos += 1;
                 out.push(if object { '{' } else { '[' });
@@ -319,6 +338,9 @@ struct Scanner<'a> {
     doc: &'a str,
     s: &'a [u8],
     pos: usize,
+    /// The first path that met a container of the other kind (reported once the whole document
+    /// is known to be valid JSON).
+    shape: Option<String>,
 }
 
 impl<'a> Scanner<'a> {
@@ -645,6 +667,23 @@ mod tests {
         assert_eq!(
             rule.apply(r#"{"a": {"b": 1}}"#),
             Err(ValueError::JsonNotScalar("$.a".into()))
+        );
+        // A path that meets a container of the other kind stops instead of copying what it
+        // meant to reach.
+        let rule = self::rule(vec![("$.address.phone", Transform::Set("x".into()))]);
+        assert_eq!(
+            rule.apply(r#"{"address": [{"phone": "+1 415 555 0134"}]}"#),
+            Err(ValueError::JsonShape("$.address.phone".into()))
+        );
+        assert_eq!(
+            rule.apply(r#"{"address": {"phone": "+1 415 555 0134"}}"#)
+                .unwrap(),
+            r#"{"address": {"phone": "x"}}"#
+        );
+        let rule = self::rule(vec![("$.a[0]", Transform::Set("x".into()))]);
+        assert_eq!(
+            rule.apply(r#"{"a": {"0": "v"}}"#),
+            Err(ValueError::JsonShape("$.a[0]".into()))
         );
     }
 }

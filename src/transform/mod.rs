@@ -26,6 +26,10 @@ pub enum ValueError {
     InvalidJson(String),
     #[error("JSON path {0} matches an object or array; rules apply to scalar values")]
     JsonNotScalar(String),
+    /// A key step met an array, or an index step an object: the document's shape is not the one
+    /// the path describes, and what it meant to reach would be copied as it is.
+    #[error("JSON path {0} meets an array where it names a key, or an object where it names an index; write [*] or the key")]
+    JsonShape(String),
 }
 
 /// A built transform: everything resolved, `Send + Sync`, no I/O.

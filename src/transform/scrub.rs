@@ -58,8 +58,9 @@ impl Detector {
     }
 }
 
-const EMAIL: &str = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
-const URL: &str = r#"https?://[^\s<>"'()]+"#;
+// Letters of any script: `jürgen.müller@firma.de` is one address, not `jürgen.mü` and a fake.
+const EMAIL: &str = r"[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}";
+const URL: &str = r#"(?i:https?)://[^\s<>"'()]+"#;
 const IBAN: &str = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b";
 /// Numbers: what `find_number` finds, by hand (a test compares the two).
 #[cfg(test)]
@@ -90,15 +91,24 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
             return Some(Detector::CreditCard);
         }
     }
+    // A month is 1–12 and a day 1–31: `0049-30-12345678` is a phone number, not a date.
+    let num = |p: &str| p.parse::<u32>().unwrap_or(0);
+    let month = |p: &str| (1..=12).contains(&num(p));
+    let day = |p: &str| (1..=31).contains(&num(p));
     let date_parts = {
         let mut parts = s.split(['-', '/', '.']);
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(a), Some(m), Some(c), None) => {
                 [a, m, c]
                     .iter()
-                    .all(|p| p.bytes().all(|c| c.is_ascii_digit()))
-                    && ((a.len() == 4 && m.len() <= 2 && c.len() <= 2)
-                        || (c.len() == 4 && a.len() <= 2 && m.len() <= 2))
+                    .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+                    && ((a.len() == 4 && m.len() <= 2 && c.len() <= 2 && month(m) && day(c))
+                        || (c.len() == 4
+                            && a.len() <= 2
+                            && m.len() <= 2
+                            && day(a)
+                            && day(m)
+                            && (month(a) || month(m))))
             }
             _ => false,
         }
@@ -111,12 +121,16 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
             .iter()
             .chain(&b[5..7])
             .chain(&b[8..10])
-            .all(u8::is_ascii_digit);
+            .all(u8::is_ascii_digit)
+        && month(&s[5..7])
+        && day(&s[8..10]);
     let looks_like_date = date_parts || timestamp;
-    // One dot and no other separator is a decimal number ("82100.77"), not a phone.
+    // One dot, digits and perhaps a leading minus is a decimal number ("82100.77", "-3.5"), not a
+    // phone ("555.123-4567" is one).
     let decimal = b.iter().filter(|c| **c == b'.').count() == 1
         && b.iter()
-            .all(|c| c.is_ascii_digit() || *c == b'.' || *c == b'-');
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || *c == b'.' || (i == 0 && *c == b'-'));
     if (7..=15).contains(&digit_count) && !looks_like_date && !decimal && on(Detector::Phone) {
         return Some(Detector::Phone);
     }
@@ -344,7 +358,10 @@ impl Scrub {
             let b = found.as_bytes();
             if found.contains('@') {
                 self.replace(Detector::Email, found, &mut out);
-            } else if found.starts_with("http") {
+            } else if found
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("http"))
+            {
                 self.replace(Detector::Url, found, &mut out);
             } else if b.len() >= 2 && b[0].is_ascii_uppercase() && b[1].is_ascii_uppercase() {
                 let compact: String = found.chars().filter(|c| *c != ' ').collect();
@@ -387,6 +404,32 @@ mod tests {
             (Detector::Iban, fake(FakeKind::Iban)),
             (Detector::Url, fake(FakeKind::Url)),
         ])
+    }
+
+    #[test]
+    fn finds_non_ascii_addresses_upper_case_urls_and_phones_that_are_not_dates() {
+        let s = all();
+        for secret in [
+            "jürgen.müller@firma.de",
+            "müller@firma.de",
+            "HTTPS://CRM.CORP.IO/customer/4711",
+            "0049-30-12345678",
+            "0044-20-7946-0958",
+            "0800-12-34567",
+            "555.123-4567",
+        ] {
+            let out = s.apply(&format!("x {secret} y"));
+            for piece in [
+                "jürgen", "müller", "CRM.CORP", "12345678", "7946", "34567", "4567",
+            ] {
+                if secret.contains(piece) {
+                    assert!(!out.contains(piece), "{secret}: {piece} left in {out}");
+                }
+            }
+        }
+        // Dates and decimals stay.
+        let text = "on 2024-01-15 and 15.01.2024 paid 49.99 and -3.5";
+        assert_eq!(s.apply(text), text);
     }
 
     #[test]
