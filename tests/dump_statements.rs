@@ -361,6 +361,9 @@ fn reader_attacks_fail_closed() {
         ("a SET of standard_conforming_strings with more on its line", "SET standard_conforming_strings = off; CREATE VIEW public.v AS SELECT 'x\\';\nCOPY public.audit_log (id) FROM stdin;\n1\n\\.\n-- ';\n".into(), "", 2, &[], None),
         ("a number with trailing junk before a quote", "CREATE VIEW public.v AS SELECT 1E'\\';\n-- ';\n".into(), "", 2, &[], None),
         ("a SET of a setting named like a secret", "SET app.jwt_secret = 'LEAKME29';\nSELECT pg_catalog.setval('public.customers_id_seq', 1, true);\n".into(), "", 0, &["LEAKME29"], Some("SELECT pg_catalog.setval('public.customers_id_seq', 1, true);")),
+        ("rows of a COPY the lexer's checks refuse", "COPY public.audit_log (id) FROM stdin WITH (FORMAT :'fmt');\nCOPY public.\"LEAKME30@x.test\" FROM stdin;\n\\.\n".into(), "", 2, &["LEAKME30"], None),
+        ("an array slice in a view", "CREATE VIEW public.sl AS SELECT t.x[1:t.n] AS s, t.x[:t.n] AS s2 FROM (SELECT ARRAY[1,2] AS x, 1 AS n) t;\n".into(), "", 0, &[], Some("x[1:t.n]")),
+        ("SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION 'app_user';\n".into(), "", 0, &[], Some("SET SESSION AUTHORIZATION 'app_user';")),
         ("an ALTER USER MAPPING of a password only", "ALTER USER MAPPING FOR app_user SERVER prod OPTIONS (SET password 'LEAKME28');\nSELECT pg_catalog.setval('public.customers_id_seq', 1, true);\n".into(), "[policy]\nforeign_servers = \"keep\"\n", 0, &["LEAKME28", "ALTER USER MAPPING"], Some("SELECT pg_catalog.setval('public.customers_id_seq', 1, true);")),
     ];
     for (what, appended, rules, code, markers, expect) in cases {
@@ -533,5 +536,27 @@ fn data_for_a_view_is_refused() {
             assert!(out.is_none());
             assert!(!err.contains("alice"), "{err}");
         }
+    }
+}
+
+/// A COPY statement whose `;` is the last byte of a read (256 KiB chunks): the reader takes its
+/// position again after reading on, and neither refuses nor panics.
+#[test]
+fn a_copy_statement_ending_at_a_read_boundary_is_read_whole() {
+    let copy =
+        "COPY public.audit_log (id, actor_email, action, client_ip, details, at) FROM stdin;";
+    let start = demo_dump().len() + 1;
+    for k in 1..=3usize {
+        let boundary = (start / (256 * 1024) + k) * 256 * 1024;
+        // A comment line pads the text so that the COPY's `;` is the boundary's last byte.
+        let pad = boundary - start - copy.len() - 1;
+        let appended = format!(
+            "--{}\n{copy}\n90{k}\tcopy.boundary@corp.test\tlogin\t\\N\t\\N\t2024-01-01 00:00:00+00\n\\.\n",
+            "x".repeat(pad - 2)
+        );
+        assert_eq!(start + appended.find(';').unwrap() + 1, boundary);
+        let (code, err, out) = with_appended(&appended, "");
+        assert_eq!(code, 0, "boundary {boundary}: {err}");
+        assert!(!out.unwrap().contains("copy.boundary@corp.test"));
     }
 }

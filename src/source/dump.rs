@@ -1268,9 +1268,8 @@ impl<R: Read> DumpReader<R> {
             }
             Info::Attach(child, parent) => self.partitions.push((self.db.clone(), child, parent)),
             Info::NotATable(name) => {
-                let db = self.db.clone();
-                self.forget(&name, false);
-                self.not_tables.insert((db, name));
+                // (A rule leaves the table's columns known: only its data is refused.)
+                self.not_tables.insert((self.db.clone(), name));
             }
             Info::None | Info::Refresh => {}
         }
@@ -1305,8 +1304,12 @@ impl<R: Read> DumpReader<R> {
         line: u64,
         end: usize,
     ) -> Result<(), DumpError> {
+        // The statement ends at `self.start` (== `end` now; reading more may move both: `end` is
+        // taken again after the line is whole).
+        debug_assert_eq!(self.start, end);
         // The rest of the statement's line: only space may follow the `;`.
         let nl = loop {
+            let end = self.start;
             if let Some(n) = memchr::memchr(b'\n', &self.buf[end..]) {
                 break Some(end + n);
             }
@@ -1314,6 +1317,7 @@ impl<R: Read> DumpReader<R> {
                 break None;
             }
         };
+        let end = self.start;
         let line_end = nl.map_or(self.buf.len(), |n| n + 1);
         let rest = &self.buf[end..line_end];
         if !rest.iter().all(|b| b.is_ascii_whitespace()) {

@@ -228,8 +228,21 @@ impl<'a> Cursor<'a> {
                     .into(),
             );
         }
+        // (Inside `[…]`, `:n` is an array slice as pg_dump writes it, `x[1:t.n]`; psql's own
+        // variables are upper case, and a quoted form is refused everywhere.)
+        let mut brackets = 0i32;
         if toks.iter().any(|t| {
-            t.kind == Kind::Colon
+            match t.kind {
+                Kind::OpenBracket => brackets += 1,
+                Kind::CloseBracket => brackets -= 1,
+                _ => {}
+            }
+            let slice = brackets > 0
+                && text
+                    .get(t.end)
+                    .is_some_and(|&b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+            !slice
+                && t.kind == Kind::Colon
                 && text.get(t.end).is_some_and(|&b| {
                     b.is_ascii_alphabetic() || matches!(b, b'_' | b'\'' | b'"') || b >= 0x80
                 })
@@ -616,11 +629,19 @@ fn classify_inner(text: &[u8], session: &Session) -> Result<Statement, String> {
 
 /// Whether a refused statement is a `COPY … FROM stdin`, whose rows follow it.
 pub fn is_copy_from_stdin(text: &[u8], scs: bool) -> bool {
-    let Ok(c) = Cursor::new(text, scs) else {
-        return false;
+    // Read with the lexer alone (not the checks that refuse a statement): rows taken for SQL
+    // would be quoted in the messages of their own refusals. When even that fails, a statement
+    // that starts with COPY counts as one: skipping lines to a `\.` is the safe side.
+    let Ok(toks) = lexer::tokens(text, scs) else {
+        return text
+            .get(..4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"copy"));
     };
-    c.word_at(0).as_deref() == Some("copy")
-        && (0..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("stdin"))
+    let mut words = toks
+        .iter()
+        .filter(|t| lexer::significant(t))
+        .filter_map(|t| lexer::word(text, t));
+    words.next().as_deref() == Some("copy") && words.any(|w| w == "stdin")
 }
 
 /// Whether two words appear in a row among the statement's first words (after `skip`).
@@ -911,7 +932,7 @@ fn set_statement(c: &mut Cursor, session: &Session) -> Result<Statement, String>
     if !local {
         c.eat("session");
     }
-    if setting_name(c, c.i).is_some_and(|n| server_secret(&n)) {
+    if setting_name(c, c.i).is_some_and(|n| secret_name(&n)) {
         // `SET app.jwt_secret = …`: production's secret, in the session only, but in the output.
         return Ok(Statement::Rewritten {
             text: Vec::new(),
@@ -1163,9 +1184,10 @@ fn secret_setting(c: &Cursor, kind: &str) -> Result<Option<Statement>, String> {
             Kind::Open => depth += 1,
             Kind::Close => depth -= 1,
             Kind::Word if depth == 0 => match c.word_at(i).as_deref() {
-                Some("as" | "begin" | "return") => break,
+                // (`AS '…'` is one option among others: more may follow it.)
+                Some("begin" | "return") => break,
                 Some("set") => {
-                    named_like_secret |= setting_name(c, i + 1).is_some_and(|n| server_secret(&n))
+                    named_like_secret |= setting_name(c, i + 1).is_some_and(|n| secret_name(&n))
                 }
                 _ => {}
             },
@@ -1186,6 +1208,13 @@ fn secret_setting(c: &Cursor, kind: &str) -> Result<Option<Statement>, String> {
          other object"
             .into(),
     )
+}
+
+/// A custom setting (`app.jwt_secret`: PostgreSQL's own settings have no dot, and none of those a
+/// dump can set holds a secret — `session authorization`, `password_encryption`) whose name says
+/// it holds a secret.
+fn secret_name(name: &str) -> bool {
+    name.contains('.') && server_secret(name)
 }
 
 /// The (lower-case) name of a setting from token `i`: words and quoted names joined by dots.
@@ -2088,6 +2117,20 @@ mod tests {
             ),
             Statement::Refused(_)
         ));
+        assert!(matches!(
+            class("CREATE FUNCTION public.f1() RETURNS int AS $$select 1$$ LANGUAGE sql SET app.jwt_secret = 'S3CRET';"),
+            Statement::Refused(_)
+        ));
+        for s in [
+            "SET SESSION AUTHORIZATION 'app_user';",
+            "ALTER DATABASE shop SET password_encryption = 'scram-sha-256';",
+        ] {
+            assert!(
+                matches!(class(s), Statement::Schema(_)),
+                "{s}: {:?}",
+                class(s)
+            );
+        }
         for s in [
             "SET app.jwt_secret = 'PRODSECRET1';",
             "SET SESSION app.token TO 'x';",
