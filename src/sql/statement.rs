@@ -1184,8 +1184,14 @@ fn secret_setting(c: &Cursor, kind: &str) -> Result<Option<Statement>, String> {
             Kind::Open => depth += 1,
             Kind::Close => depth -= 1,
             Kind::Word if depth == 0 => match c.word_at(i).as_deref() {
-                // (`AS '…'` is one option among others: more may follow it.)
-                Some("begin" | "return") => break,
+                // A routine's body: `BEGIN ATOMIC` (`AS '…'` and `RETURN …` are options among
+                // others; the options may follow them).
+                Some("begin")
+                    if c.word_at(i + 1).as_deref() == Some("atomic")
+                        && (i == 0 || c.toks[i - 1].kind != Kind::Dot) =>
+                {
+                    break
+                }
                 Some("set") => {
                     named_like_secret |= setting_name(c, i + 1).is_some_and(|n| secret_name(&n))
                 }
@@ -1210,11 +1216,20 @@ fn secret_setting(c: &Cursor, kind: &str) -> Result<Option<Statement>, String> {
     )
 }
 
-/// A custom setting (`app.jwt_secret`: PostgreSQL's own settings have no dot, and none of those a
-/// dump can set holds a secret — `session authorization`, `password_encryption`) whose name says
-/// it holds a secret.
+/// A setting whose name says it holds a secret (`app.jwt_secret`, `jwt_secret`), other than
+/// PostgreSQL's own settings whose names only look so.
 fn secret_name(name: &str) -> bool {
-    name.contains('.') && server_secret(name)
+    const OWN: &[&str] = &[
+        "authorization",
+        "session_authorization",
+        "password_encryption",
+        "authentication_timeout",
+        "krb_server_keyfile",
+        "ssl_key_file",
+        "ssl_passphrase_command",
+        "ssl_passphrase_command_supports_reload",
+    ];
+    !OWN.contains(&name) && server_secret(name)
 }
 
 /// The (lower-case) name of a setting from token `i`: words and quoted names joined by dots.
@@ -1227,7 +1242,7 @@ fn setting_name(c: &Cursor, mut i: usize) -> Option<String> {
             // A name in U&"…" or with escapes this reader does not decode counts as a secret.
             Kind::QuotedIdent => match unquote_ident(&c.text[t.start..t.end]) {
                 Some(n) => name.push_str(&n.to_lowercase()),
-                None => return Some("secret".into()),
+                None => return Some(format!("{name}undecoded.secret")),
             },
             _ => return None,
         }
@@ -2122,6 +2137,13 @@ mod tests {
             Statement::Refused(_)
         ));
         for s in [
+            "CREATE FUNCTION public.f4() RETURNS public.begin LANGUAGE sql SET app.jwt_secret = 'x' AS $$select 1$$;",
+            "CREATE FUNCTION public.f5() RETURNS SETOF public.return LANGUAGE sql SET \"app.jwt_secret\" TO 'x' AS $$select 1$$;",
+            "CREATE FUNCTION public.f3() RETURNS int LANGUAGE sql SET app.U&\"jwt_secret\" = 'x' AS $$select 1$$;",
+        ] {
+            assert!(matches!(class(s), Statement::Refused(_)), "{s}: {:?}", class(s));
+        }
+        for s in [
             "SET SESSION AUTHORIZATION 'app_user';",
             "ALTER DATABASE shop SET password_encryption = 'scram-sha-256';",
         ] {
@@ -2134,6 +2156,9 @@ mod tests {
         for s in [
             "SET app.jwt_secret = 'PRODSECRET1';",
             "SET SESSION app.token TO 'x';",
+            "SET jwt_secret = 'x';",
+            "SET app.U&\"jwt_secret\" = 'x';",
+            "ALTER ROLE postgres SET app.U&\"jwt_secret\" = 'x';",
         ] {
             assert!(
                 matches!(class(s), Statement::Rewritten { ref text, removed: Secret::Setting } if text.is_empty()),
