@@ -428,13 +428,12 @@ pub async fn matviews(client: &Client, context: &str) -> Result<Vec<MatView>, Db
     Ok(matviews_in_order(rows))
 }
 
-/// What the materialized views of a database would do beyond reading its own tables when
-/// refreshed: the volatile functions and operators they call (`dblink`, `lo_import`, a function of
-/// the schema that nobody marked `STABLE`, …) and the foreign tables they read, directly or
-/// through views. The built-ins that only make up a value (`random`, `clock_timestamp`, …) are
-/// left out.
-const MATVIEW_CALLS_SQL: &str = r#"
-WITH RECURSIVE reach(root, rel) AS (
+/// Each materialized view (`root`) and what its refresh reads (`rel`): itself, the views it reads
+/// and the foreign tables they read, directly or through other views. One definition for the
+/// queries below.
+macro_rules! matview_reach {
+    () => {
+        r#"WITH RECURSIVE reach(root, rel) AS (
     SELECT v.oid, v.oid FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
     WHERE v.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg\_%'
@@ -444,7 +443,20 @@ WITH RECURSIVE reach(root, rel) AS (
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
          AND d.refclassid = 'pg_class'::regclass
     JOIN pg_class c ON c.oid = d.refobjid AND c.oid <> reach.rel AND c.relkind IN ('v', 'f')
-), called(root, fn) AS (
+)
+"#
+    };
+}
+
+/// What the materialized views of a database would do beyond reading its own tables when
+/// refreshed: the volatile functions and operators they call (`dblink`, `lo_import`, a function of
+/// the schema that nobody marked `STABLE`, …) and the foreign tables they read, directly or
+/// through views. The built-ins that only make up a value (`random`, `clock_timestamp`, …) are
+/// left out.
+const MATVIEW_CALLS_SQL: &str = concat!(
+    matview_reach!(),
+    r#"
+, called(root, fn) AS (
     SELECT reach.root, d.refobjid FROM reach
     JOIN pg_rewrite r ON r.ev_class = reach.rel
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
@@ -468,25 +480,18 @@ FROM reach JOIN pg_class f ON f.oid = reach.rel AND f.relkind = 'f'
 JOIN pg_namespace fn ON fn.oid = f.relnamespace
 JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
 ORDER BY 1, 2, 3
-"#;
+"#
+);
 
 /// The definitions a materialized view's refresh runs: its own and those of the views it reads,
 /// directly or through other views, and the row-level security policies of the tables they read
 /// (a policy's expression runs for a role that does not bypass it).
-const MATVIEW_DEFS_SQL: &str = r#"
-WITH RECURSIVE reach(root, rel) AS (
-    SELECT v.oid, v.oid FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
-    WHERE v.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\_%'
-  UNION
-    SELECT reach.root, c.oid FROM reach
-    JOIN pg_rewrite r ON r.ev_class = reach.rel
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-         AND d.refclassid = 'pg_class'::regclass
-    JOIN pg_class c ON c.oid = d.refobjid AND c.oid <> reach.rel AND c.relkind = 'v'
-)
+const MATVIEW_DEFS_SQL: &str = concat!(
+    matview_reach!(),
+    r#"
 SELECT vn.nspname, v.relname, pg_catalog.pg_get_viewdef(reach.rel)
 FROM reach JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE reach.rel IN (SELECT oid FROM pg_class WHERE relkind IN ('m', 'v'))
 UNION ALL
 SELECT vn.nspname, v.relname,
        coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
@@ -498,7 +503,8 @@ JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
 JOIN pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p') AND t.relrowsecurity
 JOIN pg_policy p ON p.polrelid = t.oid
 JOIN pg_class v ON v.oid = reach.root JOIN pg_namespace vn ON vn.oid = v.relnamespace
-"#;
+"#
+);
 
 /// Of these function names, those that may change something or reach outside the database when
 /// called: a volatile function by that name in any schema (any overload: the text does not say

@@ -40,6 +40,21 @@ fn with_appended(appended: &str, extra_rules: &str) -> (i32, String, Option<Stri
     (o.status.code().unwrap_or(-1), stderr(&o), written)
 }
 
+/// A new database with `sql` loaded as a user would, statement by statement (psql without
+/// ON_ERROR_STOP: an error stops nothing but its statement).
+fn loaded_as_a_user_would(tag: &str, sql: &str) -> TestDb {
+    let db = TestDb::new(tag);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), sql).unwrap();
+    let _ = db
+        .client("psql")
+        .args(["-X", "-q", "-d", &db.name, "-f"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    db
+}
+
 /// The line the appended text starts on.
 fn appended_line() -> usize {
     demo_dump().lines().count() + 2
@@ -428,16 +443,7 @@ fn column_order_tricks_cannot_move_a_value_into_another_column() {
                 assert_eq!(code, 2, "{what}");
                 continue;
             };
-            let db = TestDb::new("order");
-            let file = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(file.path(), &out).unwrap();
-            // Loaded as a user would, statement by statement: an error stops nothing but that one.
-            let _ = db
-                .client("psql")
-                .args(["-X", "-q", "-d", &db.name, "-f"])
-                .arg(file.path())
-                .output()
-                .unwrap();
+            let db = loaded_as_a_user_would("order", &out);
             let leaked = db.query(
                 "SELECT count(*) FROM public.audit_log WHERE actor_email LIKE '%LEAKORDER%'",
             );
@@ -501,15 +507,7 @@ fn text_the_server_reads_otherwise_than_psql_splits_it_cannot_carry_rows() {
             continue;
         };
         assert_eq!(code, 0, "{what}: {err}");
-        let db = TestDb::new("split");
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), &out).unwrap();
-        let _ = db
-            .client("psql")
-            .args(["-X", "-q", "-d", &db.name, "-f"])
-            .arg(file.path())
-            .output()
-            .unwrap();
+        let db = loaded_as_a_user_would("split", &out);
         let dump = db.query("SELECT count(*) FROM public.customers WHERE email LIKE 'galeth%' OR ssn = '236-27-4464'");
         assert_eq!(dump, "0", "{what}: the original row was loaded");
     }

@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// `anonymize check` of these rules against the source database.
+fn check(rules: &Path, src: &TestDb) -> Output {
+    run(anonymize()
+        .arg("check")
+        .arg("--rules")
+        .arg(rules)
+        .args(["--source", &url(src)]))
+}
+
+/// A fingerprint of a database's customers emails, to show it did not change.
+fn customers_md5(db: &TestDb) -> String {
+    db.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers")
+}
+
 /// The demo rules with extra lines after them.
 fn rules_with(dir: &Path, extra: &str) -> PathBuf {
     let base = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap();
@@ -201,11 +215,7 @@ fn create_schema_carries_no_production_secret_and_foreign_data_needs_a_rule() {
         "0"
     );
     // check says so too, before any run.
-    let o = run(anonymize()
-        .arg("check")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--source", &url(&src)]));
+    let o = check(&rules, &src);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("public.remote_people"),
@@ -330,7 +340,7 @@ fn the_source_cannot_change_under_a_run_and_a_staging_lock_times_out_with_who_ho
     let stg = TestDb::demo("lockstg");
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_with(dir.path(), "");
-    let before = stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers");
+    let before = customers_md5(&stg);
 
     // A reader in staging holds a lock the load needs: the run waits for it.
     let holder = Holder::start(
@@ -401,10 +411,7 @@ fn the_source_cannot_change_under_a_run_and_a_staging_lock_times_out_with_who_ho
     assert!(!std::fs::read_to_string(&report)
         .unwrap()
         .contains("HOLDER-QUERY-TEXT"));
-    assert_eq!(
-        stg2.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
-        before
-    );
+    assert_eq!(customers_md5(&stg2), before);
 }
 
 #[test]
@@ -430,11 +437,7 @@ fn where_filters_may_not_call_volatile_functions_whoever_runs_them() {
         ("pg_sleep(0) IS NOT NULL".to_string(), "pg_sleep"),
     ] {
         let rules = with_where(dir.path(), &filter);
-        let o = run(anonymize()
-            .arg("check")
-            .arg("--rules")
-            .arg(&rules)
-            .args(["--source", &url(&src)]));
+        let o = check(&rules, &src);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "check, {function}: {err}");
         assert!(err.contains(function), "{function} not named: {err}");
@@ -462,11 +465,7 @@ fn where_filters_may_not_call_volatile_functions_whoever_runs_them() {
         "email::regclass IS NOT NULL",
     ] {
         let rules = with_where(dir.path(), filter);
-        let o = run(anonymize()
-            .arg("check")
-            .arg("--rules")
-            .arg(&rules)
-            .args(["--source", &url(&src)]));
+        let o = check(&rules, &src);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "check, {filter}: {err}");
         assert!(err.contains("where"), "{filter}: {err}");
@@ -474,11 +473,7 @@ fn where_filters_may_not_call_volatile_functions_whoever_runs_them() {
     }
     // A stable function is fine.
     let rules = with_where(dir.path(), "created_at < now()");
-    let o = run(anonymize()
-        .arg("check")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--source", &url(&src)]));
+    let o = check(&rules, &src);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -530,7 +525,7 @@ fn server_errors_that_could_quote_a_value_are_described_without_it() {
          $$ BEGIN IF e LIKE '%example%' THEN RAISE EXCEPTION 'refused value %', e; END IF; RETURN true; END $$;\
          ALTER TABLE public.customers ADD CONSTRAINT no_example CHECK (public.no_example(email)) NOT VALID;",
     );
-    let before = stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers");
+    let before = customers_md5(&stg);
     let rules = rules_with(dir.path(), "");
     let o = run(anonymize()
         .arg("--rules")
@@ -548,10 +543,7 @@ fn server_errors_that_could_quote_a_value_are_described_without_it() {
     assert!(!err.contains('@'), "{err}");
     let doc = read_report(&report);
     assert!(!doc["error"].as_str().unwrap().contains('@'), "{doc}");
-    assert_eq!(
-        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
-        before
-    );
+    assert_eq!(customers_md5(&stg), before);
 }
 
 #[test]
@@ -607,11 +599,7 @@ fn large_objects_need_a_policy_and_follow_it() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("1 large object(s)"), "{err}");
-    let o = run(anonymize()
-        .arg("check")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--source", &url(&src)]));
+    let o = check(&rules, &src);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("large object"));
 
@@ -811,7 +799,7 @@ fn source_sessions_are_capped_by_their_own_setting() {
 fn a_report_that_cannot_be_written_stops_the_run_before_it_starts() {
     let src = TestDb::demo("repsrc");
     let stg = TestDb::demo("repstg");
-    let before = stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers");
+    let before = customers_md5(&stg);
     let o = run(demo_refresh(&src, &stg).args(["--report", "/nonexistent-dir/report.json"]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -819,17 +807,14 @@ fn a_report_that_cannot_be_written_stops_the_run_before_it_starts() {
         err.contains("--report /nonexistent-dir/report.json: cannot write it"),
         "{err}"
     );
-    assert_eq!(
-        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
-        before
-    );
+    assert_eq!(customers_md5(&stg), before);
 }
 
 #[test]
 fn a_second_signal_exits_at_once_and_still_writes_the_report() {
     let src = TestDb::demo("sig2src");
     let stg = TestDb::demo("sig2stg");
-    let before = stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers");
+    let before = customers_md5(&stg);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     // Held on a staging lock, so the run is mid-way when the signals come.
@@ -883,10 +868,7 @@ fn a_second_signal_exits_at_once_and_still_writes_the_report() {
     wait_for("staging's sessions gone", || {
         !waiting_on_lock(&stg, "anon_sig2_run")
     });
-    assert_eq!(
-        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
-        before
-    );
+    assert_eq!(customers_md5(&stg), before);
 }
 
 /// A materialized view whose refresh would run more than a read of the database's own tables —
@@ -903,7 +885,7 @@ fn materialized_views_that_call_volatile_functions_need_a_policy() {
     let src = TestDb::demo("mvvsrc");
     src.query(reach);
     let stg = TestDb::demo("mvvstg");
-    let before = stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers");
+    let before = customers_md5(&stg);
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_with(dir.path(), "");
     for check in [true, false] {
@@ -930,10 +912,7 @@ fn materialized_views_that_call_volatile_functions_need_a_policy() {
         );
         assert!(err.contains("materialized_views = \"empty\""), "{err}");
     }
-    assert_eq!(
-        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
-        before
-    );
+    assert_eq!(customers_md5(&stg), before);
     // With the policy: copied, every view left unpopulated, nothing of theirs run in staging.
     let empty = TestDb::new("mvvnew");
     let rules = rules_with(dir.path(), "[policy]\nmaterialized_views = \"empty\"\n");
@@ -960,10 +939,7 @@ fn materialized_views_that_call_volatile_functions_need_a_policy() {
         err.contains("staging: refreshing materialized views"),
         "{err}"
     );
-    assert_eq!(
-        stg.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM public.customers"),
-        before
-    );
+    assert_eq!(customers_md5(&stg), before);
 }
 
 /// A refresh that fails after the sequences were set (here at a staging view that divides by
@@ -1058,11 +1034,7 @@ fn materialized_views_calling_built_in_or_hidden_volatile_functions_are_refused(
         ),
     ] {
         src.query(view);
-        let o = run(anonymize()
-            .arg("check")
-            .arg("--rules")
-            .arg(&rules)
-            .args(["--source", &url(&src)]));
+        let o = check(&rules, &src);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{view}: {err}");
         assert!(err.contains(&format!("{function}()")), "{view}: {err}");
@@ -1087,11 +1059,7 @@ fn a_filter_is_read_with_standard_strings_whatever_the_source_database_says() {
     // filter is not valid SQL; read with backslash escapes, it would read the orders table.
     let filter = "id < 0 AND email <> 'a\\' OR ' OR id IN (SELECT o.customer_id FROM public.orders o WHERE o.total > 400) --'";
     let rules = with_where(dir.path(), filter);
-    let o = run(anonymize()
-        .arg("check")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--source", &url(&src)]));
+    let o = check(&rules, &src);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("does not run on the source"), "{err}");
@@ -1116,11 +1084,7 @@ fn materialized_views_over_tables_whose_policies_call_volatile_functions_are_ref
         dir.path(),
         "[tables.marker_log]\nskip = true\n[tables.t2.columns]\nid = \"keep\"\n",
     );
-    let o = run(anonymize()
-        .arg("check")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--source", &url(&src)]));
+    let o = check(&rules, &src);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("public.mv calls function side()"), "{err}");
