@@ -84,6 +84,16 @@ pub struct BoundTable {
 }
 
 impl BoundTable {
+    /// A table whose rows are never read (`skip = true`, or a foreign table).
+    fn skipped(table: &SourceTable) -> Self {
+        BoundTable {
+            name: table.name.clone(),
+            columns: table.columns.clone(),
+            rules: vec!["skip".into(); table.columns.len()],
+            action: TableAction::Skip,
+        }
+    }
+
     /// Whether any cell is transformed (otherwise whole rows pass through as bytes).
     pub fn transforms_anything(&self) -> bool {
         match &self.action {
@@ -124,12 +134,7 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                         table.name.rules_key()
                     ),
                 });
-                bound.push(BoundTable {
-                    name: table.name.clone(),
-                    columns: table.columns.clone(),
-                    rules: vec!["skip".into(); table.columns.len()],
-                    action: TableAction::Skip,
-                });
+                bound.push(BoundTable::skipped(table));
                 continue;
             }
             if plan.uncovered == Uncovered::Fail {
@@ -160,12 +165,7 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             });
         }
         if rules.skip {
-            bound.push(BoundTable {
-                name: table.name.clone(),
-                columns: table.columns.clone(),
-                rules: vec!["skip".into(); table.columns.len()],
-                action: TableAction::Skip,
-            });
+            bound.push(BoundTable::skipped(table));
             continue;
         }
         let position: BTreeMap<&str, usize> = table
