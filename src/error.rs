@@ -1,7 +1,8 @@
 //! Error types of a run and the exit codes they map to. Only `main` exits; this only classifies.
 
+use crate::diagnostic::Diagnostics;
 use crate::pipeline::{PipelineError, RunFailure};
-use crate::rules::{Diagnostic, RulesError};
+use crate::rules::RulesError;
 
 /// Exit codes, documented in the README and `--help`.
 pub mod exit {
@@ -18,8 +19,8 @@ pub enum Error {
     Usage(String),
     #[error(transparent)]
     Rules(#[from] RulesError),
-    #[error("{}", render(.0))]
-    Bind(Vec<Diagnostic>),
+    #[error("{0}")]
+    Bind(Diagnostics),
     /// A database connection or statement failed before any data moved.
     #[error(transparent)]
     Database(#[from] crate::db::DbError),
@@ -31,14 +32,6 @@ pub enum Error {
     /// A run that failed while moving data, with what it had finished.
     #[error("{}", .0.error)]
     Pipeline(Box<RunFailure>),
-}
-
-fn render(diags: &[Diagnostic]) -> String {
-    diags
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl Error {

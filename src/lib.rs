@@ -9,6 +9,7 @@ pub mod cli;
 pub mod command;
 pub mod copy;
 pub mod db;
+pub mod diagnostic;
 pub mod endpoint;
 pub mod error;
 pub mod interrupt;

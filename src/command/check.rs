@@ -5,6 +5,7 @@
 //! NOT NULL and UNIQUE fit). Exit 0 when clean, 2 with every problem listed. The secret key is not
 //! needed: no value is produced.
 
+use crate::diagnostic::Diagnostics;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::rules::{self, Plan, TableAction};
@@ -27,7 +28,7 @@ pub fn run(plan: &Plan) -> Result<Summary, Error> {
                 .tables
         }
     };
-    let bound = rules::bind(plan, &tables).map_err(Error::Bind)?;
+    let bound = rules::bind(plan, &tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
     let mut summary = Summary {
         tables: bound.len(),
         skipped: 0,

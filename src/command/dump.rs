@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::open::{dump_policy, open_and_scan, rewind};
+use crate::diagnostic::Diagnostics;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{self, Options, PipelineError, PlannedTable, Progress, Report, RunFailure};
@@ -45,7 +46,7 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         scanned.tables.iter().filter_map(|t| t.rows).sum::<u64>(),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let bound = rules::bind(plan, &scanned.tables).map_err(Error::Bind)?;
+    let bound = rules::bind(plan, &scanned.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
     let filtered = plan
         .tables
         .values()

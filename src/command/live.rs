@@ -4,6 +4,7 @@
 //! policy, materialized views that would run more than a read in staging. `check` and a refresh
 //! both use it.
 
+use crate::diagnostic::Diagnostics;
 use crate::endpoint::ConnInfo;
 use crate::error::Error;
 use crate::rules::{self, BoundTable, Diagnostic, Plan, QualifiedName};
@@ -38,7 +39,7 @@ pub async fn check_source(
         }
     };
     problems.dedup();
-    Err(Error::Bind(problems))
+    Err(Error::Bind(Diagnostics(problems)))
 }
 
 /// The `where` filters of the tables the source has, each checked against the server's parse.

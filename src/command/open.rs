@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{Report, RunFailure};
-use crate::rules::{Choice, Diagnostic, Plan};
+use crate::rules::{Choice, Plan};
 use crate::source::dump::{prescan, DumpError, DumpPolicy, Policy, Prescan};
 
 /// The rules file's `[policy]` for a dump reader.
@@ -31,15 +31,7 @@ pub fn dump_policy(plan: &Plan) -> DumpPolicy {
 /// problems with the input as a whole (exit 2, nothing written); a broken dump is bad data (exit 1).
 pub fn scan_error(e: DumpError) -> Error {
     match e {
-        DumpError::Refused(refusals) => Error::Bind(
-            refusals
-                .into_iter()
-                .map(|r| Diagnostic {
-                    location: None,
-                    message: format!("dump line {}: {}", r.line, r.message),
-                })
-                .collect(),
-        ),
+        DumpError::Refused(refusals) => Error::Bind(refusals),
         e => Error::Pipeline(Box::new(RunFailure {
             error: e.into(),
             report: Report::default(),

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::sample::{decode_row, sample};
+use crate::diagnostic::Diagnostics;
 use crate::error::Error;
 use crate::pipeline::{process_rows, PipelineError, Report, RunFailure};
 use crate::rules::{
@@ -99,7 +100,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
         &filter,
         crate::command::open::dump_policy(plan),
     )?;
-    let bound = rules::bind(plan, &sampled.tables).map_err(Error::Bind)?;
+    let bound = rules::bind(plan, &sampled.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
     let wanted = selected(options, &sampled.tables)?;
     let mut preview = Preview::default();
     for ((table, source), sample) in bound.iter().zip(&sampled.tables).zip(sampled.samples) {

@@ -15,10 +15,11 @@ use std::time::Instant;
 use futures_util::future::{try_join, try_join_all};
 
 use super::live::check_source;
+use crate::diagnostic::Diagnostics;
 use crate::endpoint::{ConnInfo, Endpoint};
 use crate::error::Error;
 use crate::pipeline::{
-    batch_channel, load_table, read_table, Batches, Options, PipelineError, PlannedTable, Progress,
+    load_table, read_table, Batches, Executor, Options, PipelineError, PlannedTable, Progress,
     Report, RunFailure, TableOut, TableStats,
 };
 use crate::rules::{BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
@@ -182,12 +183,11 @@ fn staging_schema(plan: &Plan, c: &ConnInfo, snapshot: &str) -> Result<String, E
         Error::Bind(problems) => Error::Bind(
             problems
                 .into_iter()
-                .map(|mut d| {
-                    d.message = format!(
-                        "--create-schema: the source's schema (pg_dump --schema-only) {}",
-                        d.message
-                    );
-                    d
+                .map(|d| Diagnostic {
+                    location: None,
+                    message: format!(
+                        "--create-schema: the source's schema (pg_dump --schema-only) {d}"
+                    ),
                 })
                 .collect(),
         ),
@@ -370,17 +370,17 @@ async fn run_opened(
     for job in &prepared.jobs {
         log::debug!("{}: {}", job.table.name, job.copy_sql);
     }
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(options.jobs.max(1))
-            .build()
-            .expect("thread pool"),
-    );
+    let exec = Executor::new(options, readers.len()).map_err(|error| {
+        Error::Pipeline(Box::new(RunFailure {
+            error,
+            report: Report::default(),
+        }))
+    })?;
     let mut report = Report::default();
     let mover = Mover {
         prepared: &prepared,
         readers: &readers,
-        pool,
+        exec: &exec,
         options,
         progress,
         policy: plan.policy,
@@ -439,7 +439,7 @@ const REBUILD_INDEXES_FROM_ROWS: u64 = 10_000;
 struct Mover<'a> {
     prepared: &'a Prepared,
     readers: &'a [tokio_postgres::Client],
-    pool: Arc<rayon::ThreadPool>,
+    exec: &'a Executor,
     options: &'a Options,
     progress: &'a dyn Progress,
     policy: crate::rules::ObjectPolicy,
@@ -477,7 +477,7 @@ impl Mover<'_> {
                         read_table(
                             rows,
                             Arc::clone(&job.table),
-                            Arc::clone(&self.pool),
+                            self.exec,
                             self.options,
                             tx,
                             &job.bytes_read,
@@ -500,7 +500,7 @@ impl Mover<'_> {
                 senders.push(None);
                 receivers.push(None);
             } else {
-                let (tx, rx) = batch_channel(self.options);
+                let (tx, rx) = self.exec.queue();
                 senders.push(Some(tx));
                 receivers.push(Some(rx));
             }
@@ -578,15 +578,15 @@ impl Mover<'_> {
         }
         let problems = compare_target(&self.prepared.jobs, &staging.columns().await?);
         if !problems.is_empty() {
-            return Err(PipelineError::TargetSchema(problems));
+            return Err(PipelineError::TargetSchema(Diagnostics(problems)));
         }
         if !self.policy.empty_matviews {
             // Staging's own definitions are what would run there.
             if let Some(why) = crate::db::matview_problem(&staging.matview_calls().await?) {
-                return Err(PipelineError::TargetSchema(vec![Diagnostic {
+                return Err(PipelineError::TargetSchema(Diagnostics(vec![Diagnostic {
                     location: None,
                     message: format!("staging: {why}"),
-                }]));
+                }])));
             }
         }
         let names: Vec<QualifiedName> = self

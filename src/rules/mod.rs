@@ -11,42 +11,12 @@ pub mod config;
 mod interp;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
+pub use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 pub use crate::schema::{quote_ident, split_identifiers, QualifiedName};
 pub use bind::{bind, BoundTable, CellOp, ColumnMeta, SourceTable, TableAction, TypeKind};
 pub use build::{Choice, ColumnOp, ColumnPlan, ObjectPolicy, Plan, TablePlan, Uncovered};
-
-/// Where in the rules file something was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub file: String,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
-    }
-}
-
-/// One problem with the rules, with where it was written when that is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub location: Option<Location>,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.location {
-            Some(l) => write!(f, "{l}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
 
 /// Why the rules could not be used. Rendered one problem per line.
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +26,8 @@ pub enum RulesError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{}", render(.0))]
-    Invalid(Vec<Diagnostic>),
-}
-
-fn render(diags: &[Diagnostic]) -> String {
-    let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-    lines.join("\n")
+    #[error("{0}")]
+    Invalid(Diagnostics),
 }
 
 /// A rules file's text with its line index, to turn byte offsets into line:col.
@@ -94,7 +59,7 @@ impl SourceText {
             .chars()
             .count()
             + 1;
-        Location {
+        Location::Rules {
             file: self.file.clone(),
             line,
             col,
@@ -136,13 +101,13 @@ pub fn parse(
     let parsed: config::RulesFile = match toml::from_str(src.text()) {
         Ok(p) => p,
         Err(e) => {
-            return Err(RulesError::Invalid(vec![Diagnostic {
+            return Err(RulesError::Invalid(Diagnostics(vec![Diagnostic {
                 location: e.span().map(|s| src.location(s.start)),
                 message: improve_message(e.message()),
-            }]))
+            }])))
         }
     };
-    build::build(&src, parsed, overrides, env).map_err(RulesError::Invalid)
+    build::build(&src, parsed, overrides, env).map_err(|d| RulesError::Invalid(Diagnostics(d)))
 }
 
 /// Add a "did you mean" to serde's unknown-field and unknown-variant messages.

@@ -14,6 +14,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::copy::CopyFormat;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::schema::QualifiedName;
 use crate::schema::SourceTable;
 use crate::sql::lexer::{self, Kind};
@@ -37,22 +38,8 @@ pub enum DumpError {
     Syntax { line: u64, what: String },
     /// Statements the tool does not let through, and policies the dump needs: the run stops before
     /// anything is written (exit 2).
-    #[error("{}", render_refusals(.0))]
-    Refused(Vec<Refusal>),
-}
-
-/// One reason a dump cannot go through as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub line: u64,
-    pub message: String,
-}
-
-fn render_refusals(r: &[Refusal]) -> String {
-    r.iter()
-        .map(|r| format!("dump line {}: {}", r.line, r.message))
-        .collect::<Vec<_>>()
-        .join("\n")
+    #[error("{0}")]
+    Refused(Diagnostics),
 }
 
 /// What to do with a kind of object the rules file decides.
@@ -222,7 +209,7 @@ pub struct DumpReader<R> {
     skip_statement: bool,
     pending: std::collections::VecDeque<Event>,
     policy: DumpPolicy,
-    refusals: Vec<Refusal>,
+    refusals: Vec<Diagnostic>,
     /// Go on past refused statements (a first pass that reports every one).
     keep_going: bool,
     batch_rows: u64,
@@ -513,11 +500,10 @@ impl<R: Read> DumpReader<R> {
         if let Some(z) = memchr::memchr(0, &self.buf[len..]) {
             // No PostgreSQL text holds one; psql and this reader could split the text differently.
             let line = self.line_at(len + z);
-            return Err(DumpError::Refused(vec![Refusal {
+            return Err(DumpError::Refused(Diagnostics(vec![Diagnostic::dump(
                 line,
-                message: "a NUL byte, which no SQL text or COPY row holds: not allowed to pass"
-                    .into(),
-            }]));
+                "a NUL byte, which no SQL text or COPY row holds: not allowed to pass".into(),
+            )])));
         }
         Ok(n > 0)
     }
@@ -540,11 +526,13 @@ impl<R: Read> DumpReader<R> {
 
     /// A statement that may not pass: an error, or noted when going on.
     fn refuse(&mut self, line: u64, message: String) -> Result<(), DumpError> {
-        self.refusals.push(Refusal { line, message });
+        self.refusals.push(Diagnostic::dump(line, message));
         if self.keep_going {
             Ok(())
         } else {
-            Err(DumpError::Refused(std::mem::take(&mut self.refusals)))
+            Err(DumpError::Refused(Diagnostics(std::mem::take(
+                &mut self.refusals,
+            ))))
         }
     }
 
@@ -570,12 +558,12 @@ impl<R: Read> DumpReader<R> {
                     }
                     Err(Err(crate::sql::literal::Continued)) => {
                         let line = self.line_at(start);
-                        return Err(DumpError::Refused(vec![Refusal {
+                        return Err(DumpError::Refused(Diagnostics(vec![Diagnostic::dump(
                             line,
-                            message: "an INSERT whose VALUES tuple has a string continued on \
+                            "an INSERT whose VALUES tuple has a string continued on \
                                       another line: not allowed to pass"
                                 .into(),
-                        }]));
+                        )])));
                     }
                 }
                 continue;
@@ -1423,13 +1411,13 @@ impl<R: Read> DumpReader<R> {
                         // psql ends the block at this line whatever the quotes say: what
                         // follows would be read as SQL.
                         let line = self.line_at(pos);
-                        return Err(DumpError::Refused(vec![Refusal {
+                        return Err(DumpError::Refused(Diagnostics(vec![Diagnostic::dump(
                             line,
-                            message: format!(
+                            format!(
                                 "a `\\.` line inside a quoted field of the CSV block of {table}, \
                                  where psql ends the block: not allowed to pass"
                             ),
-                        }]));
+                        )])));
                     }
                     marker = Some((pos, nl + 1));
                     break;
@@ -1614,7 +1602,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
         }
     }
     if !reader.refusals.is_empty() {
-        return Err(DumpError::Refused(reader.refusals));
+        return Err(DumpError::Refused(Diagnostics(reader.refusals)));
     }
     for t in &mut out.tables {
         t.partition_of = reader

@@ -1,25 +1,33 @@
-//! Reader → bounded channel → parallel transform (order kept) → writer.
+//! Reader → bounded queue → parallel transform (order kept) → writer.
 //!
-//! The reader thread cuts the dump into events; every batch of rows is handed to the rayon pool
-//! at once and its result slot goes into a bounded channel in dump order; the writer (the calling
-//! thread) takes slots in order and waits for each batch it reaches. The channel bound caps the
-//! batches in flight, so memory stays flat whatever the dump size, and the slowest stage sets the
-//! pace. Cells without a rule are copied as the bytes they came in; only transformed cells are
-//! decoded, transformed and re-encoded.
+//! - `executor`: the one ordered-batch executor (rayon pool, buffers, bounded ordered queue,
+//!   interrupt checks, panic capture) every mode runs on.
+//! - `dump`: its driver for a dump stream (a reader thread and the calling thread as writer).
+//! - `live`: its driver for a database source (a task per source session, one loader).
+//! - here: what a batch's work is — row and tuple processing in every input format — and the
+//!   run's report and errors.
+//!
+//! Every batch of rows is handed to the rayon pool at once and its ticket goes into a bounded
+//! queue in input order; the writer takes tickets in order and waits for each batch it reaches.
+//! The bound caps the batches in flight, so memory stays flat whatever the input size, and the
+//! slowest stage sets the pace. Cells without a rule are copied as the bytes they came in; only
+//! transformed cells are decoded, transformed and re-encoded.
+
+mod dump;
+mod executor;
+mod live;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
-use std::time::Instant;
 
 pub use crate::buffers::BufferPool;
 use crate::copy::CopyFormat;
 use crate::copy::{self, CodecError};
 use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
-use crate::source::dump::{DataFormat, DumpError, DumpPolicy, DumpReader, Event};
+use crate::source::dump::{DataFormat, DumpError};
 use crate::transform::ValueError;
+pub use dump::run_dump;
+pub use executor::{BatchResult, Executor, Feed, Queue, Ticket};
+pub use live::{load_table, read_table, BatchSender, Batches, TableOut};
 
 /// Tuning of one run.
 #[derive(Debug, Clone)]
@@ -175,8 +183,11 @@ pub enum PipelineError {
     #[error("transforming {table}: a transform worker panicked (a bug in anonymize; please report it with the rules file, never the data)")]
     WorkerPanicked { table: QualifiedName },
     /// Staging lacks tables or columns the run would load (found before anything was written).
-    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
-    TargetSchema(Vec<crate::rules::Diagnostic>),
+    #[error("{0}")]
+    TargetSchema(crate::diagnostic::Diagnostics),
+    /// The transform threads could not be started.
+    #[error("starting the transform threads: {0}")]
+    Start(#[source] rayon::ThreadPoolBuildError),
 }
 
 /// A failed run: why, and what it had finished before.
@@ -184,295 +195,6 @@ pub enum PipelineError {
 pub struct RunFailure {
     pub error: PipelineError,
     pub report: Report,
-}
-
-type BatchResult = Result<Vec<u8>, PipelineError>;
-
-/// A batch's work on a transform thread: a panic becomes [`PipelineError::WorkerPanicked`] naming
-/// the table (the run then fails like any other, with its report and no temporary file), never an
-/// abort of the process.
-fn guarded(
-    table: &QualifiedName,
-    work: impl FnOnce() -> Result<Vec<u8>, Box<RowError>>,
-) -> BatchResult {
-    let work = || {
-        debug_fault(table);
-        work()
-    };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-        Ok(r) => r.map_err(PipelineError::from),
-        Err(_) => Err(PipelineError::WorkerPanicked {
-            table: table.clone(),
-        }),
-    }
-}
-
-/// Debug builds only (the test suite's): `ANONYMIZE_DEBUG_PANIC_TABLE=name` makes the transform of
-/// that table panic, to test that a panic fails the run cleanly. Release builds have no such hook.
-fn debug_fault(table: &QualifiedName) {
-    #[cfg(debug_assertions)]
-    if std::env::var("ANONYMIZE_DEBUG_PANIC_TABLE").is_ok_and(|t| t == table.name) {
-        panic!("ANONYMIZE_DEBUG_PANIC_TABLE: a transform panicked on purpose");
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = table;
-}
-
-/// What the reader hands the writer, in dump order.
-enum Slot {
-    Sql(Vec<u8>),
-    /// A COPY block starts; with when the reader reached it, so a table's time runs from its first
-    /// row read to its last row written (the writer reaches the block later, while the reader and
-    /// workers run ahead: timing from there made a small table look infinitely fast).
-    Start(usize, Vec<u8>, Instant),
-    Rows {
-        block: usize,
-        rows: u64,
-        bytes_read: u64,
-        result: Receiver<BatchResult>,
-    },
-    /// Rows of a skipped table: read, not written.
-    Skipped {
-        rows: u64,
-        bytes_read: u64,
-    },
-    End(Vec<u8>),
-    /// Something the reader removed, for the run's warnings.
-    Note(crate::source::dump::Note),
-    Failed(PipelineError),
-}
-
-/// Anonymize a dump stream. `tables` are the bound tables in data-block order, as the prescan
-/// found them; `policy` is the rules file's for large objects and comments.
-pub fn run_dump<R: Read + Send>(
-    input: R,
-    tables: Arc<Vec<BoundTable>>,
-    out: &mut (dyn Write + Send),
-    out_is_stdout: bool,
-    options: &Options,
-    policy: DumpPolicy,
-    progress: &dyn Progress,
-) -> Result<Report, Box<RunFailure>> {
-    let started = Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
-        .thread_name(|i| format!("anonymize-{i}"))
-        .build()
-        .expect("thread pool");
-    // Enough slots to keep every worker busy with one batch queued behind it.
-    let slots = options.jobs.max(1) * 4;
-    let (tx, rx) = sync_channel::<Slot>(slots);
-    // Every slot holds a batch and its result; a worker may hold one more of each.
-    let buffers = Arc::new(BufferPool::new(
-        2 * (slots + options.jobs.max(1)) + 2,
-        4 * options.batch_bytes + (1 << 20),
-    ));
-    std::thread::scope(|scope| {
-        let reader_tables = Arc::clone(&tables);
-        let opts = options.clone();
-        let pool = &pool;
-        let reader_buffers = Arc::clone(&buffers);
-        scope.spawn(move || {
-            read(
-                input,
-                reader_tables,
-                &opts,
-                policy,
-                pool,
-                tx,
-                reader_buffers,
-            )
-        });
-        write(rx, &tables, out, out_is_stdout, progress, started, &buffers)
-    })
-}
-
-fn read<R: Read>(
-    input: R,
-    tables: Arc<Vec<BoundTable>>,
-    options: &Options,
-    policy: DumpPolicy,
-    pool: &rayon::ThreadPool,
-    tx: SyncSender<Slot>,
-    buffers: Arc<BufferPool>,
-) {
-    let mut reader = DumpReader::new(input, options.batch_rows, options.batch_bytes)
-        .with_buffers(Arc::clone(&buffers))
-        .with_policy(policy);
-    let mut rows_so_far = 0u64;
-    let mut format = Arc::new(DataFormat::Copy(CopyFormat::Text));
-    loop {
-        let slot = match reader.next_event() {
-            Err(e) => Slot::Failed(e.into()),
-            Ok(None) => return,
-            Ok(Some(Event::Sql(b))) => Slot::Sql(b),
-            Ok(Some(Event::Note(n))) => Slot::Note(n),
-            // Only a reader that observes hands these out.
-            Ok(Some(Event::Object { .. })) => continue,
-            Ok(Some(Event::DataStart {
-                block,
-                table,
-                format: f,
-                header,
-                ..
-            })) => {
-                rows_so_far = 0;
-                format = Arc::new(f);
-                match tables.get(block) {
-                    Some(t) if t.name == table => Slot::Start(block, header, Instant::now()),
-                    _ => Slot::Failed(PipelineError::Changed { block }),
-                }
-            }
-            Ok(Some(Event::DataEnd { block, text })) => {
-                // A skipped INSERT run loses its statements, so its closing text goes too.
-                let skipped = matches!(tables[block].action, TableAction::Skip);
-                if skipped && matches!(*format, DataFormat::Insert { .. }) {
-                    Slot::End(Vec::new())
-                } else {
-                    Slot::End(text)
-                }
-            }
-            Ok(Some(Event::Rows {
-                block,
-                data,
-                first_line,
-                rows,
-                tuples,
-            })) => {
-                let first_row = rows_so_far + 1;
-                rows_so_far += rows;
-                let bytes_read = data.len() as u64;
-                let table = &tables[block];
-                if matches!(table.action, TableAction::Skip) {
-                    buffers.give(data);
-                    Slot::Skipped { rows, bytes_read }
-                } else {
-                    let (done, result) = sync_channel(1);
-                    let tables = Arc::clone(&tables);
-                    let buffers = Arc::clone(&buffers);
-                    let format = Arc::clone(&format);
-                    pool.spawn(move || {
-                        let batch = Batch {
-                            data,
-                            tuples,
-                            first_line: Some(first_line),
-                            first_row,
-                        };
-                        let table = &tables[block];
-                        let r = guarded(&table.name, || {
-                            process_batch(table, &format, batch, &buffers)
-                        });
-                        let _ = done.send(r);
-                    });
-                    Slot::Rows {
-                        block,
-                        rows,
-                        bytes_read,
-                        result,
-                    }
-                }
-            }
-        };
-        let failed = matches!(slot, Slot::Failed(_));
-        // The writer is gone (it failed): stop reading.
-        if tx.send(slot).is_err() || failed {
-            return;
-        }
-    }
-}
-
-fn write(
-    rx: Receiver<Slot>,
-    tables: &[BoundTable],
-    out: &mut (dyn Write + Send),
-    stdout: bool,
-    progress: &dyn Progress,
-    started: Instant,
-    buffers: &BufferPool,
-) -> Result<Report, Box<RunFailure>> {
-    let mut report = Report::default();
-    let mut current: Option<(TableStats, Instant)> = None;
-    let mut notes: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let werr = |source| PipelineError::Write { stdout, source };
-    macro_rules! fail {
-        ($e:expr) => {{
-            report.seconds = started.elapsed().as_secs_f64();
-            return Err(Box::new(RunFailure { error: $e, report }));
-        }};
-    }
-    for slot in rx {
-        if let Some(signal) = crate::interrupt::requested() {
-            fail!(PipelineError::Interrupted(signal))
-        }
-        match slot {
-            Slot::Sql(b) => {
-                if let Err(e) = out.write_all(&b) {
-                    fail!(werr(e))
-                }
-            }
-            Slot::Start(block, header, read_from) => {
-                let t = &tables[block];
-                progress.table_started(&t.name);
-                current = Some((TableStats::start(t), read_from));
-                if let Err(e) = out.write_all(&header) {
-                    fail!(werr(e))
-                }
-            }
-            Slot::Rows {
-                block,
-                rows,
-                bytes_read,
-                result,
-            } => {
-                let bytes = match result.recv() {
-                    Ok(Ok(b)) => b,
-                    Ok(Err(e)) => fail!(e),
-                    // A worker always sends (a panic is caught and sent as an error); a lost
-                    // sender is a worker gone all the same.
-                    Err(_) => fail!(PipelineError::WorkerPanicked {
-                        table: tables[block].name.clone()
-                    }),
-                };
-                if let Err(e) = out.write_all(&bytes) {
-                    fail!(werr(e))
-                }
-                if let Some((s, _)) = current.as_mut() {
-                    s.rows_read += rows;
-                    s.rows_written += rows;
-                    s.bytes_read += bytes_read;
-                    s.bytes_written += bytes.len() as u64;
-                    progress.rows_written(&tables[block].name, s.rows_written);
-                }
-                buffers.give(bytes);
-            }
-            Slot::Skipped { rows, bytes_read } => {
-                if let Some((s, _)) = current.as_mut() {
-                    s.rows_read += rows;
-                    s.bytes_read += bytes_read;
-                }
-            }
-            Slot::End(line) => {
-                if let Err(e) = out.write_all(&line) {
-                    fail!(werr(e))
-                }
-                if let Some((mut s, t0)) = current.take() {
-                    s.seconds = t0.elapsed().as_secs_f64();
-                    progress.table_finished(&s);
-                    report.tables.push(s);
-                }
-            }
-            Slot::Note(n) => *notes.entry(n.describe()).or_default() += 1,
-            Slot::Failed(e) => fail!(e),
-        }
-    }
-    if let Err(e) = out.flush() {
-        fail!(werr(e))
-    }
-    for (what, n) in notes {
-        progress.warning(&format!("removed from the output: {n} × {what}"));
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// One batch of rows as the reader cut it.
@@ -990,130 +712,6 @@ fn lines(data: &str) -> impl Iterator<Item = &str> {
         start = end + 1;
         line
     })
-}
-
-/// Where one table's anonymized rows go in a database refresh.
-pub enum TableOut<'a> {
-    /// COPY FROM STDIN into staging: closing the sink ends the COPY.
-    Copy(
-        std::pin::Pin<
-            &'a mut (dyn futures_util::Sink<bytes::Bytes, Error = crate::db::DbError> + Send),
-        >,
-    ),
-    /// A dump file, or stdout when the flag is set.
-    Write(&'a mut (dyn Write + Send), bool),
-}
-
-/// The transformed batches of one table, in order: each slot is (rows, the batch being computed).
-pub type Batches = tokio::sync::mpsc::Receiver<(u64, tokio::sync::oneshot::Receiver<BatchResult>)>;
-pub type BatchSender =
-    tokio::sync::mpsc::Sender<(u64, tokio::sync::oneshot::Receiver<BatchResult>)>;
-
-/// A bounded channel for one table's batches: it holds `4 × jobs` batches at most, so a reader ahead
-/// of the loader waits instead of filling memory.
-pub fn batch_channel(options: &Options) -> (BatchSender, Batches) {
-    tokio::sync::mpsc::channel(options.jobs.max(1) * 4)
-}
-
-/// Stream one table out of a database source and hand its rows to the rayon pool in batches, in
-/// order, through `tx`. Returns (rows, bytes read).
-pub async fn read_table(
-    stream: impl futures_util::Stream<Item = Result<bytes::Bytes, crate::db::DbError>>,
-    table: Arc<BoundTable>,
-    pool: Arc<rayon::ThreadPool>,
-    options: &Options,
-    tx: BatchSender,
-    bytes_read_total: &std::sync::atomic::AtomicU64,
-) -> Result<u64, PipelineError> {
-    use futures_util::StreamExt;
-
-    let mut stream = std::pin::pin!(stream);
-    // Input batches go round; the output goes to the staging connection as it is.
-    let slots = options.jobs.max(1) * 4;
-    let buffers = Arc::new(BufferPool::new(
-        slots + options.jobs.max(1) + 2,
-        4 * options.batch_bytes + (1 << 20),
-    ));
-    let spawn = |data: Vec<u8>, rows: u64, first_row: u64| {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let t = Arc::clone(&table);
-        let buffers = Arc::clone(&buffers);
-        pool.spawn(move || {
-            let _ = done.send(guarded(&t.name, || {
-                process_rows(&t, data, None, first_row, &buffers)
-            }));
-        });
-        (rows, result)
-    };
-    let capacity = options.batch_bytes + 64 * 1024;
-    let mut batch: Vec<u8> = buffers.take(capacity);
-    let (mut rows, mut total) = (0u64, 0u64);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        bytes_read_total.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
-        batch.extend_from_slice(&chunk);
-        // The server sends one row per message; cut only at a row's end all the same.
-        if (rows >= options.batch_rows || batch.len() >= options.batch_bytes)
-            && batch.ends_with(b"\n")
-        {
-            let full = std::mem::replace(&mut batch, buffers.take(capacity));
-            let slot = spawn(full, rows, total + 1);
-            total += rows;
-            rows = 0;
-            if tx.send(slot).await.is_err() {
-                // The loader stopped on an error of its own; it reports it.
-                return Ok(total);
-            }
-        }
-    }
-    if !batch.is_empty() {
-        let slot = spawn(batch, rows, total + 1);
-        total += rows;
-        let _ = tx.send(slot).await;
-    }
-    Ok(total)
-}
-
-/// Write one table's batches to `out` in order as they are finished. Returns (rows, bytes written).
-pub async fn load_table(
-    table: &QualifiedName,
-    mut batches: Batches,
-    mut out: TableOut<'_>,
-    progress: &dyn Progress,
-) -> Result<(u64, u64), PipelineError> {
-    use futures_util::SinkExt;
-
-    let (mut written, mut bytes_written) = (0u64, 0u64);
-    while let Some((rows, result)) = batches.recv().await {
-        if let Some(signal) = crate::interrupt::requested() {
-            return Err(PipelineError::Interrupted(signal));
-        }
-        let bytes = match result.await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(PipelineError::WorkerPanicked {
-                    table: table.clone(),
-                })
-            }
-        };
-        bytes_written += bytes.len() as u64;
-        match &mut out {
-            TableOut::Copy(sink) => sink.send(bytes::Bytes::from(bytes)).await?,
-            TableOut::Write(w, stdout) => {
-                w.write_all(&bytes).map_err(|source| PipelineError::Write {
-                    stdout: *stdout,
-                    source,
-                })?
-            }
-        }
-        written += rows;
-        progress.rows_written(table, written);
-    }
-    if let TableOut::Copy(mut sink) = out {
-        sink.close().await?;
-    }
-    Ok((written, bytes_written))
 }
 
 #[cfg(test)]
