@@ -105,6 +105,7 @@ impl ConnInfo {
     pub fn without_password(&self) -> String {
         self.settings
             .iter()
+            .filter(|(k, _)| !SECRET_KEYS.contains(&k.as_str()))
             .map(|(k, v)| format!("{k}={}", quote_value(v)))
             .collect::<Vec<_>>()
             .join(" ")

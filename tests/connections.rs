@@ -1,6 +1,6 @@
 //! Connection failures: each is one clear line on stderr, with the password redacted, and exit 1.
 //! The local server trusts every local connection, so a password exchange and a server demanding
-//! TLS are played by a minimal fake server speaking the start of the PostgreSQL protocol.
+//! TLS are played by a minimal fake server (without TLS) speaking the start of the PostgreSQL protocol.
 
 mod common;
 
@@ -24,8 +24,13 @@ fn fake_server(ask_password: bool, code: &'static str, message: &'static str) ->
             let len = u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
             let mut body = vec![0u8; len - 4];
             s.read_exact(&mut body).unwrap();
+            body
         };
-        read_message(&mut s, false); // StartupMessage
+        // A server without TLS answers an SSLRequest with `N`; the startup message follows.
+        if read_message(&mut s, false) == [4, 210, 22, 47] {
+            s.write_all(b"N").unwrap();
+            read_message(&mut s, false); // StartupMessage
+        }
         if ask_password {
             s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).unwrap(); // AuthenticationCleartextPassword
             read_message(&mut s, true); // PasswordMessage
@@ -94,13 +99,13 @@ fn a_server_requiring_tls_says_so() {
         "no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"app\", no encryption",
     );
     fails_with_one_line(
-        &format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/app"),
-        "no encryption (SQLSTATE 28000); the server requires TLS",
+        &format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/app?sslmode=disable"),
+        "no encryption (SQLSTATE 28000); the server requires TLS and sslmode=disable: use sslmode=require or stronger",
     );
-    // Asking for TLS in the URL is refused before any connection is tried.
+    // Verifying the server without any root certificate is refused before any connection is tried.
     fails_with_one_line(
-        &format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/app?sslmode=require"),
-        "sslmode=require: this build connects without TLS",
+        &format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/app?sslmode=verify-full&sslrootcert=/nonexistent/root.crt"),
+        "root certificate file \"/nonexistent/root.crt\" does not exist",
     );
 }
 

@@ -148,7 +148,8 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
     let env = |name: &str| std::env::var(name).ok();
     let reporter = Arc::new(progress::Reporter::new(args.progress, args.quiet));
     let level = match args.verbose {
-        0 => log::LevelFilter::Off,
+        // Warnings always: a password file ignored for its permissions, as libpq prints it.
+        0 => log::LevelFilter::Warn,
         1 => log::LevelFilter::Info,
         2 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,

@@ -267,6 +267,9 @@ pub struct ClusterConfig {
     /// The superuser's name, `postgres` unless said (a cluster that loads a pg_dumpall file, which
     /// creates the role `postgres`, needs another).
     pub superuser: Option<String>,
+    /// Start as a streaming hot standby of this server (a `pg_basebackup -R` of it, which must
+    /// allow local replication connections), instead of from the template.
+    pub standby_of: Option<Server>,
 }
 
 impl ClusterConfig {
@@ -407,14 +410,32 @@ impl Cluster {
         fs::write(dir.join("owner"), owner_line(std::process::id()))
             .map_err(|e| format!("writing {}/owner: {e}", dir.display()))?;
         let data = dir.join("data");
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg(&template)
-            .arg(&data)
-            .status()
-            .map_err(|e| format!("copying the template cluster: {e}"))?;
-        if !copied.success() {
-            return Err(format!("copying {} failed", template.display()));
+        if let Some(primary) = &config.standby_of {
+            account.give(&dir)?;
+            let o = account
+                .command(&bindir.join("pg_basebackup"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-R", "-X", "stream", "-c", "fast", "-h", &primary.host])
+                .args(["-p", &primary.port.to_string(), "-U", &primary.user])
+                .output()
+                .map_err(|e| format!("running pg_basebackup: {e}"))?;
+            if !o.status.success() {
+                return Err(format!(
+                    "pg_basebackup failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+        } else {
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(&data)
+                .status()
+                .map_err(|e| format!("copying the template cluster: {e}"))?;
+            if !copied.success() {
+                return Err(format!("copying {} failed", template.display()));
+            }
         }
         if let Some(hba) = &config.hba {
             fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;

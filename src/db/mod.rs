@@ -2,11 +2,16 @@
 //! configurations, connecting, the async runtime, and describing a server's errors without the
 //! values they may quote. Knows nothing of rules, sources or sinks.
 
-use tokio_postgres::{Client, NoTls};
+mod connect;
+pub mod settings;
+pub mod tls;
+
+pub use connect::{connect, connect_with};
+
+use tokio_postgres::Client;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::endpoint::ConnInfo;
 use crate::schema::{MatView, QualifiedName};
 
 /// Why talking to a database failed. Connection strings are redacted; no row value is quoted.
@@ -144,11 +149,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             db.message()
         )
     } else if code == "28000" && db.message().contains("no encryption") {
-        format!(
-            "{} (SQLSTATE {code}); the server requires TLS, which this build does not support \
-             yet (see Known limitations in the README)",
-            redact(db.message())
-        )
+        format!("{} (SQLSTATE {code})", redact(db.message()))
     } else if code.len() == 5
         && (message_is_shown(code)
             || (code == "42601" && db.message().starts_with("syntax error at")))
@@ -196,123 +197,6 @@ fn copy_position(context: &str) -> Option<String> {
         .map(|c| format!(", column {c}"))
         .unwrap_or_default();
     Some(format!(", COPY line {line}{column}"))
-}
-
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The driver's configuration for a connection string.
-pub fn config(c: &ConnInfo) -> Result<tokio_postgres::Config, String> {
-    use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
-    let mut config = tokio_postgres::Config::new();
-    // Sessions say who they are (in pg_stat_activity, and in the lock messages of other runs).
-    config.application_name("anonymize");
-    let (mut hosts, mut ports) = (Vec::new(), Vec::new());
-    for (k, v) in &c.settings {
-        match k.as_str() {
-            "host" => hosts = v.split(',').map(str::to_string).collect(),
-            "port" => ports = v.split(',').map(str::to_string).collect(),
-            "dbname" => {
-                config.dbname(v);
-            }
-            "user" => {
-                config.user(v);
-            }
-            "options" => {
-                config.options(v);
-            }
-            "application_name" | "fallback_application_name" => {
-                config.application_name(v);
-            }
-            "connect_timeout" => {
-                let secs: u64 = v
-                    .parse()
-                    .map_err(|_| format!("connect_timeout must be a number of seconds, not \"{v}\""))?;
-                config.connect_timeout(std::time::Duration::from_secs(secs));
-            }
-            "keepalives" => {
-                config.keepalives(v != "0");
-            }
-            "keepalives_idle" => {
-                let secs: u64 = v.parse().map_err(|_| "keepalives_idle must be a number of seconds".to_string())?;
-                config.keepalives_idle(std::time::Duration::from_secs(secs));
-            }
-            "sslmode" => match v.as_str() {
-                "disable" => {
-                    config.ssl_mode(SslMode::Disable);
-                }
-                "allow" | "prefer" => {
-                    config.ssl_mode(SslMode::Prefer);
-                }
-                _ => {
-                    return Err(format!(
-                        "sslmode={v}: this build connects without TLS (see Known limitations in the \
-                         README); use a TLS-terminating proxy, or sslmode=disable on a trusted network"
-                    ))
-                }
-            },
-            "target_session_attrs" => match v.as_str() {
-                "any" => {
-                    config.target_session_attrs(TargetSessionAttrs::Any);
-                }
-                "read-write" => {
-                    config.target_session_attrs(TargetSessionAttrs::ReadWrite);
-                }
-                _ => return Err(format!("target_session_attrs={v} is not supported")),
-            },
-            "channel_binding" => {
-                config.channel_binding(match v.as_str() {
-                    "disable" => ChannelBinding::Disable,
-                    "require" => ChannelBinding::Require,
-                    _ => ChannelBinding::Prefer,
-                });
-            }
-            "client_encoding" if v.eq_ignore_ascii_case("utf8") => {}
-            other => return Err(format!("the connection setting {other} is not supported")),
-        }
-    }
-    for (i, h) in hosts.iter().enumerate() {
-        if h.starts_with('/') {
-            config.host_path(h);
-        } else {
-            config.host(h);
-        }
-        let port = ports.get(i).or(ports.first()).filter(|p| !p.is_empty());
-        config.port(match port {
-            Some(p) => p.parse().map_err(|_| format!("an invalid port \"{p}\""))?,
-            None => 5432,
-        });
-    }
-    if hosts.is_empty() {
-        config.host("localhost");
-        config.port(5432);
-    }
-    if let Some(p) = &c.password {
-        config.password(p.expose());
-    }
-    // A nightly job must not hang on an unreachable host: 30 s unless the string says otherwise.
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    Ok(config)
-}
-
-/// Connect; the connection's driver runs on the current tokio runtime.
-pub async fn connect(c: &ConnInfo) -> Result<Client, DbError> {
-    let failed = |message: String| DbError::Connect {
-        url: c.to_string(),
-        message,
-    };
-    let config = config(c).map_err(&failed)?;
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| failed(describe_verbatim(&e)))?;
-    tokio::spawn(async move {
-        // Errors surface on the next query through the client.
-        let _ = connection.await;
-    });
-    log::debug!("connected to {c}");
-    Ok(client)
 }
 
 pub fn query_err(context: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
