@@ -21,6 +21,7 @@ use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{Options, Progress, Report};
 use crate::rules::{self, Overrides};
+use crate::sink::swap::SwapOptions;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -67,6 +68,21 @@ pub struct Args {
     /// session using a table the refresh empties); then the run fails naming who holds it.
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub lock_timeout: u64,
+    /// How a staging database is refreshed: `in-place` loads it in one transaction (its tables
+    /// locked meanwhile); `swap` builds the new staging as `<staging>__next` beside it and renames it
+    /// into place at the end (needs CREATEDB and ownership of staging). Overrides [target] refresh.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub refresh: Option<rules::Strategy>,
+    /// Swap: seconds to wait at the cut-over for sessions on the old staging to leave.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub cutover_wait: u64,
+    /// Swap: end the sessions still on the old staging after --cutover-wait (default: fail, and
+    /// the old staging stays).
+    #[arg(long)]
+    pub cutover_terminate: bool,
+    /// Swap: drop the old staging after the cut-over instead of keeping it as `<staging>__prev`.
+    #[arg(long)]
+    pub drop_prev: bool,
     /// Source sessions reading tables at once (a database source; the first holds the snapshot).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub source_connections: u16,
@@ -357,6 +373,13 @@ fn run_plan(
             create_schema: args.create_schema,
             lock_timeout: Duration::from_secs(args.lock_timeout),
             source_connections: usize::from(args.source_connections),
+            swap: (args.refresh.or(plan.refresh) == Some(rules::Strategy::Swap)
+                && plan.target.is_database())
+            .then(|| SwapOptions {
+                cutover_wait: Duration::from_secs(args.cutover_wait),
+                terminate: args.cutover_terminate,
+                drop_prev: args.drop_prev,
+            }),
         };
         return refresh::run(plan, options, progress, &refresh);
     }

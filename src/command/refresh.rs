@@ -25,6 +25,7 @@ use crate::pipeline::{
 use crate::rules::{BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
 use crate::sink::dump::{text, DumpSink};
 use crate::sink::postgres::{Staging, StagingError};
+use crate::sink::swap::{Swap, SwapError, SwapOptions};
 use crate::source::postgres::{self as pg, Catalog};
 
 fn db(e: crate::db::DbError) -> Error {
@@ -40,6 +41,8 @@ pub struct RefreshOptions {
     pub lock_timeout: std::time::Duration,
     /// Source sessions reading at once (the first holds the snapshot).
     pub source_connections: usize,
+    /// Build the new staging beside the old one and swap it in (`--refresh swap`).
+    pub swap: Option<SwapOptions>,
 }
 
 impl Default for RefreshOptions {
@@ -48,6 +51,7 @@ impl Default for RefreshOptions {
             create_schema: false,
             lock_timeout: std::time::Duration::from_secs(120),
             source_connections: 2,
+            swap: None,
         }
     }
 }
@@ -170,7 +174,7 @@ fn compare_target(
 /// as a dump's statements — production's secrets cut out, foreign servers, user mappings and foreign
 /// tables left out unless the policy keeps them, comments as the policy says, psql-only lines gone.
 fn staging_schema(plan: &Plan, c: &ConnInfo, snapshot: &str) -> Result<String, Error> {
-    let text = pg::schema_sql(c, Some(snapshot)).map_err(db)?;
+    let text = crate::db::pg_dump_schema(c, Some(snapshot), false).map_err(db)?;
     let mut policy = crate::command::open::dump_policy(plan);
     // A schema holds no large objects' data; their metadata, if any, follows the policy.
     if policy.large_objects == crate::source::dump::Policy::Undecided {
@@ -215,6 +219,110 @@ fn staging_schema(plan: &Plan, c: &ConnInfo, snapshot: &str) -> Result<String, E
         }
     }
     String::from_utf8(out).map_err(|_| Error::Usage("pg_dump wrote invalid UTF-8".into()))
+}
+
+/// The start of a swap: the new staging database made beside the old one, with staging's own
+/// schema in it unless the source's is to be created (`--create-schema`, inside the refresh). The
+/// session on the old staging is closed here: nothing of the run stays connected to it.
+async fn swap_begin(
+    c: &ConnInfo,
+    staging_client: tokio_postgres::Client,
+    opts: &SwapOptions,
+    create_schema: bool,
+    progress: &dyn Progress,
+) -> Result<(tokio_postgres::Client, Swap), Error> {
+    progress.phase("creating the new staging database beside the old one");
+    let swap = Swap::prepare(c, &staging_client, opts.clone())
+        .await
+        .map_err(swap_error)?;
+    drop(staging_client);
+    let filled = async {
+        let next = swap.connect_next().await.map_err(db)?;
+        if !create_schema {
+            progress.phase("copying staging's schema into the new staging database");
+            let sql = crate::sink::swap::staging_schema_sql(c).map_err(db)?;
+            next.batch_execute(&sql)
+                .await
+                .map_err(crate::db::query_err(
+                    "creating staging's schema in the new staging database",
+                ))
+                .map_err(db)?;
+        }
+        Ok::<_, Error>(next)
+    }
+    .await;
+    match filled {
+        Ok(next) => Ok((next, swap)),
+        Err(e) => {
+            if let Err(d) = swap.drop_next().await {
+                log::warn!("{d}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The end of a swap: after a successful load, statistics and the cut-over; after a failure, the
+/// new database dropped. Either way the old staging is intact unless the cut-over completed.
+async fn swap_end(
+    swap: Swap,
+    result: Result<Report, Error>,
+    progress: &dyn Progress,
+) -> Result<Report, Error> {
+    let outcome = match result {
+        Ok(report) => {
+            async {
+                // Statistics for the planner, and hint bits and the visibility map set now, while
+                // the old staging still serves: the first query on the new one does not pay.
+                progress.phase("vacuuming and analyzing the new staging database");
+                let next = swap.connect_next().await.map_err(db)?;
+                next.batch_execute("VACUUM (ANALYZE)")
+                    .await
+                    .map_err(crate::db::query_err("vacuuming the new staging database"))
+                    .map_err(db)?;
+                drop(next);
+                debug_pause("cutover");
+                stop_if_asked().map_err(|error| {
+                    Error::Pipeline(Box::new(RunFailure {
+                        error,
+                        report: Report::default(),
+                    }))
+                })?;
+                progress.phase("cutting over to the new staging database");
+                swap.cut_over().await.map_err(swap_error)?;
+                Ok(report)
+            }
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        if let Err(d) = swap.drop_next().await {
+            log::warn!("{d}");
+        }
+    }
+    outcome
+}
+
+fn swap_error(e: SwapError) -> Error {
+    match e {
+        SwapError::NotAllowed(why) => Error::Usage(why),
+        SwapError::Db(d) => db(d),
+        e @ SwapError::Locked(_) => db(crate::db::DbError::Busy(e.to_string())),
+    }
+}
+
+/// Debug builds only (the test suite's): `ANONYMIZE_DEBUG_PAUSE=point` stops the run at `point`
+/// (`load`, `indexes`, `cutover`) for a minute, saying so on stderr, so that a test can kill it
+/// there. Release builds have no such hook.
+fn debug_pause(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("ANONYMIZE_DEBUG_PAUSE").is_ok_and(|p| p == point) {
+        eprintln!("anonymize: debug: paused at {point}");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
 }
 
 /// Run a refresh whose source is a database. With `create_schema`, the source's schema is created in
@@ -267,6 +375,14 @@ async fn run_async(
         }
         _ => None,
     };
+    let (target_client, swap) = match (&refresh.swap, target_client, &plan.target) {
+        (Some(opts), Some(staging_client), Endpoint::Database(c)) => {
+            let (next, swap) =
+                swap_begin(c, staging_client, opts, refresh.create_schema, progress).await?;
+            (Some(next), Some(swap))
+        }
+        (_, t, _) => (t, None),
+    };
     progress.phase("locking the source tables and reading the catalog in a read-only snapshot");
     let mut cancels = vec![source.cancel_token()];
     if let Some(t) = &target_client {
@@ -284,6 +400,10 @@ async fn run_async(
     )
     .await;
     watcher.abort();
+    let result = match swap {
+        Some(swap) => swap_end(swap, result, progress).await,
+        None => result,
+    };
     // A statement cancelled because a signal asked the run to stop is that stop.
     match (result, crate::interrupt::requested()) {
         (Err(Error::Pipeline(mut f)), Some(signal)) => {
@@ -550,6 +670,7 @@ impl Mover<'_> {
                 if let Out::Dump(sink) = &mut out {
                     write(sink, text::COPY_END)?;
                 }
+                debug_pause("load");
                 let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
                 stats.seconds = from.elapsed().as_secs_f64();
                 self.progress.table_finished(&stats);
@@ -617,6 +738,7 @@ impl Mover<'_> {
         self.move_all(Out::Staging(staging), report).await?;
         self.large_objects_to_staging(staging).await?;
         let (indexes, fks) = staging.pending_work();
+        debug_pause("indexes");
         self.progress
             .phase(&format!("rebuilding {indexes} indexes"));
         stop_if_asked()?;

@@ -12,7 +12,59 @@ use tokio_postgres::Client;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::endpoint::ConnInfo;
 use crate::schema::{MatView, QualifiedName};
+
+/// A database's schema as SQL, from `pg_dump --schema-only`: the source's without owners and
+/// grants (`owners` false), in the run's exported snapshot when there is one, so schema and data
+/// are one moment; staging's with them (a swap refresh keeps staging's own). The connection goes
+/// to pg_dump without its password, which travels in pg_dump's environment only: nothing secret is
+/// on a command line other users can read. pg_dump reads the same `PG*` variables, service and
+/// password files and TLS settings as the run.
+pub fn pg_dump_schema(
+    c: &ConnInfo,
+    snapshot: Option<&str>,
+    owners: bool,
+) -> Result<String, DbError> {
+    let context = if owners {
+        "running pg_dump --schema-only on staging"
+    } else {
+        "running pg_dump --schema-only on the source"
+    };
+    let mut cmd = std::process::Command::new("pg_dump");
+    cmd.arg("--schema-only");
+    if !owners {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    if let Some(id) = snapshot {
+        cmd.arg(format!("--snapshot={id}"));
+    }
+    cmd.arg("--dbname").arg(c.without_password());
+    if let Some(p) = &c.password {
+        cmd.env("PGPASSWORD", p.expose());
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| DbError::Query {
+            context: context.into(),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "pg_dump is not installed or not on PATH (it comes with the PostgreSQL client, e.g. the postgresql-client package)".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+    if !out.status.success() {
+        return Err(DbError::Query {
+            context: context.into(),
+            message: redact(String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|_| DbError::Query {
+        context: context.into(),
+        message: "pg_dump wrote invalid UTF-8".into(),
+    })
+}
 
 /// Why talking to a database failed. Connection strings are redacted; no row value is quoted.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,8 @@ pub struct Plan {
     pub rules_file: String,
     pub source: Endpoint,
     pub target: Endpoint,
+    /// `[target] refresh`, when the file says.
+    pub refresh: Option<Strategy>,
     pub uncovered: Uncovered,
     pub tables: BTreeMap<QualifiedName, TablePlan>,
     /// Rules for the tables of named databases (the `\connect` sections of a pg_dumpall file);
@@ -306,6 +308,7 @@ pub(super) fn build(
         };
     let source = endpoint("source", &overrides.source, &file.source, "-");
     let target = endpoint("target", &overrides.target, &file.target, "-");
+    let refresh = refresh_strategy(&mut b, file.source.as_ref(), file.target.as_ref());
 
     let uncovered = match file.defaults.as_ref().and_then(|d| d.uncovered.as_ref()) {
         None => Uncovered::Fail,
@@ -369,11 +372,48 @@ pub(super) fn build(
         rules_file: src.file.clone(),
         source,
         target,
+        refresh,
         uncovered,
         tables,
         databases,
         policy,
     })
+}
+
+/// How a staging database is refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Load into staging in one transaction (tables locked meanwhile).
+    #[value(name = "in-place")]
+    InPlace,
+    /// Build the new staging beside the old one and rename it into place.
+    Swap,
+}
+
+/// `[target] refresh`: how a database target is refreshed (`[source]` takes no such key).
+fn refresh_strategy(
+    b: &mut Builder,
+    source: Option<&config::Endpoint>,
+    target: Option<&config::Endpoint>,
+) -> Option<Strategy> {
+    if let Some(r) = source.and_then(|s| s.refresh.as_ref()) {
+        b.error(
+            r.span(),
+            "[source] refresh: only [target] has a refresh strategy",
+        );
+    }
+    let r = target.and_then(|t| t.refresh.as_ref())?;
+    match r.get_ref().as_str() {
+        "swap" => Some(Strategy::Swap),
+        "in-place" => Some(Strategy::InPlace),
+        other => {
+            b.error(
+                r.span(),
+                format!("[target] refresh: \"{other}\" is not \"swap\" or \"in-place\""),
+            );
+            None
+        }
+    }
 }
 
 /// `keep` or `drop` for a policy key.

@@ -51,6 +51,8 @@ pub struct DatabaseRules {
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub url: Spanned<String>,
+    /// `[target]` only: the refresh strategy, `"swap"` or `"in-place"`.
+    pub refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::Client;
 
 use crate::db::{blockers, connect, query_err, DbError};
-use crate::endpoint::{redact, ConnInfo};
+use crate::endpoint::ConnInfo;
 use crate::schema::{ColumnMeta, MatView, QualifiedName, SequenceState, SourceTable, TypeKind};
 pub use crate::sql::expr::{calls, Calls};
 
@@ -440,44 +440,6 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
         sequences,
         unreadable_sequences,
         foreign_keys,
-    })
-}
-
-/// The source's schema as SQL, from `pg_dump --schema-only` (owners and grants left out) in the
-/// run's exported snapshot when there is one, so schema and data are one moment. The connection
-/// goes to pg_dump without its password, which travels in pg_dump's environment only: nothing
-/// secret is on a command line other users can read.
-pub fn schema_sql(c: &ConnInfo, snapshot: Option<&str>) -> Result<String, DbError> {
-    let context = "running pg_dump --schema-only on the source";
-    let mut cmd = std::process::Command::new("pg_dump");
-    cmd.args(["--schema-only", "--no-owner", "--no-privileges"]);
-    if let Some(id) = snapshot {
-        cmd.arg(format!("--snapshot={id}"));
-    }
-    cmd.arg("--dbname").arg(c.without_password());
-    if let Some(p) = &c.password {
-        cmd.env("PGPASSWORD", p.expose());
-    }
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| DbError::Query {
-            context: context.into(),
-            message: if e.kind() == std::io::ErrorKind::NotFound {
-                "pg_dump is not installed or not on PATH (it comes with the PostgreSQL client, e.g. the postgresql-client package)".into()
-            } else {
-                e.to_string()
-            },
-        })?;
-    if !out.status.success() {
-        return Err(DbError::Query {
-            context: context.into(),
-            message: redact(String::from_utf8_lossy(&out.stderr).trim()),
-        });
-    }
-    String::from_utf8(out.stdout).map_err(|_| DbError::Query {
-        context: context.into(),
-        message: "pg_dump wrote invalid UTF-8".into(),
     })
 }
 

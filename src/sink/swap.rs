@@ -1,0 +1,387 @@
+//! The `swap` refresh strategy: the new staging is built as a database of its own beside the old
+//! one (`<staging>__next`), loaded by the same refresh as `in-place`, and renamed into place in one
+//! short transaction. The old staging stays readable and writable until then; any failure before
+//! the cut-over drops `__next` and leaves the old staging as it was; a killed run leaves `__next`
+//! behind, which the next run drops first.
+//!
+//! What belongs to staging and not to production comes across: the database's owner, encoding and
+//! collation, its `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET` settings, its grants,
+//! and — when the schema comes from staging (the default) — staging's own DDL with its owners,
+//! grants and extensions.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::db::{describe, query_err, DbError};
+use crate::endpoint::ConnInfo;
+use crate::schema::quote_ident;
+
+/// How the cut-over treats sessions still connected to the old staging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapOptions {
+    /// How long to wait for them to leave.
+    pub cutover_wait: Duration,
+    /// Then end them (`pg_terminate_backend`) instead of failing.
+    pub terminate: bool,
+    /// Drop the old staging after the cut-over instead of keeping it as `<staging>__prev`.
+    pub drop_prev: bool,
+}
+
+impl Default for SwapOptions {
+    fn default() -> Self {
+        SwapOptions {
+            cutover_wait: Duration::from_secs(30),
+            terminate: false,
+            drop_prev: false,
+        }
+    }
+}
+
+/// Why a swap could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Something the staging role or server does not allow: nothing was changed (exit 2).
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(
+        "another swap refresh of staging database {0} is running; try again when it has finished"
+    )]
+    Locked(String),
+}
+
+/// A swap in progress: the maintenance connection (holding the lock), and the names.
+pub struct Swap {
+    admin: Client,
+    staging: ConnInfo,
+    pub name: String,
+    pub next: String,
+    pub prev: String,
+    options: SwapOptions,
+}
+
+fn q(e: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
+    query_err(e)
+}
+
+impl Swap {
+    /// Check what the swap needs on `staging_client` (a session on the old staging, closed by the
+    /// caller before the cut-over), take the swap lock, drop a leftover `__next` and create a new
+    /// one with the old staging's owner, encoding, settings and grants.
+    pub async fn prepare(
+        staging: &ConnInfo,
+        staging_client: &Client,
+        options: SwapOptions,
+    ) -> Result<Swap, SwapError> {
+        let row = staging_client
+            .query_one(
+                "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba), \
+                        pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, \
+                        pg_catalog.pg_has_role(d.datdba, 'MEMBER'), \
+                        (SELECT r.rolcreatedb OR r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) \
+                 FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()",
+                &[],
+            )
+            .await
+            .map_err(q("reading the staging database's owner and privileges"))?;
+        let name: String = row.get(0);
+        let owner: String = row.get(1);
+        let (encoding, collate, ctype): (String, String, String) =
+            (row.get(2), row.get(3), row.get(4));
+        let (owns, createdb): (bool, bool) = (row.get(5), row.get(6));
+        if !owns || !createdb {
+            return Err(SwapError::NotAllowed(format!(
+                "--refresh swap builds a new database beside staging and renames it into place: \
+                 the staging role needs CREATEDB and to own {name} (or be a member of its owner {owner}); \
+                 grant them, or use --refresh in-place"
+            )));
+        }
+        if name.len() > 63 - "__next".len() {
+            return Err(SwapError::NotAllowed(
+                "--refresh swap: the staging database's name is too long to add __next and __prev (at most 57 bytes)".into(),
+            ));
+        }
+        let settings = staging_client
+            .query(
+                "SELECT coalesce(r.rolname, ''), c.setting \
+                 FROM pg_catalog.pg_db_role_setting s \
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole, \
+                 unnest(s.setconfig) AS c(setting) \
+                 WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database \
+                                        WHERE datname = pg_catalog.current_database())",
+                &[],
+            )
+            .await
+            .map_err(q("reading the staging database's settings"))?;
+        let grants = staging_client
+            .query(
+                "SELECT d.datacl IS NULL, a.privilege_type, coalesce(r.rolname, 'PUBLIC') \
+                 FROM pg_catalog.pg_database d \
+                 LEFT JOIN LATERAL pg_catalog.aclexplode(d.datacl) a ON true \
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee \
+                 WHERE d.datname = pg_catalog.current_database()",
+                &[],
+            )
+            .await
+            .map_err(q("reading the staging database's grants"))?;
+
+        let mut admin_info = staging.clone();
+        admin_info.set("dbname", "postgres");
+        let admin = crate::db::connect(&admin_info).await?;
+        let locked: bool = admin
+            .query_one(
+                "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended($1, 0))",
+                &[&format!("anonymize swap {name}")],
+            )
+            .await
+            .map_err(q("taking the swap lock"))?
+            .get(0);
+        if !locked {
+            return Err(SwapError::Locked(name));
+        }
+        let swap = Swap {
+            admin,
+            staging: staging.clone(),
+            next: format!("{name}__next"),
+            prev: format!("{name}__prev"),
+            name,
+            options,
+        };
+        swap.drop_next().await?;
+        let mut sql = format!(
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            quote_ident(&swap.next),
+            quote_ident(&owner),
+            literal(&encoding),
+            literal(&collate),
+            literal(&ctype)
+        );
+        swap.admin
+            .batch_execute(&sql)
+            .await
+            .map_err(q("creating the new staging database"))?;
+        sql.clear();
+        let next = quote_ident(&swap.next);
+        for row in &settings {
+            let (role, setting): (String, String) = (row.get(0), row.get(1));
+            let Some((k, v)) = setting.split_once('=') else {
+                continue;
+            };
+            let value = if LIST_SETTINGS.contains(&k) {
+                v.to_string()
+            } else {
+                literal(v)
+            };
+            if role.is_empty() {
+                sql.push_str(&format!(
+                    "ALTER DATABASE {next} SET {} = {value};\n",
+                    quote_ident(k)
+                ));
+            } else {
+                sql.push_str(&format!(
+                    "ALTER ROLE {} IN DATABASE {next} SET {} = {value};\n",
+                    quote_ident(&role),
+                    quote_ident(k)
+                ));
+            }
+        }
+        if grants.first().is_some_and(|r| !r.get::<_, bool>(0)) {
+            sql.push_str(&format!("REVOKE ALL ON DATABASE {next} FROM PUBLIC;\n"));
+            for row in &grants {
+                let (privilege, grantee): (Option<String>, String) = (row.get(1), row.get(2));
+                let Some(privilege) = privilege else { continue };
+                let grantee = if grantee == "PUBLIC" {
+                    grantee
+                } else {
+                    quote_ident(&grantee)
+                };
+                sql.push_str(&format!(
+                    "GRANT {privilege} ON DATABASE {next} TO {grantee};\n"
+                ));
+            }
+        }
+        if !sql.is_empty() {
+            swap.admin.batch_execute(&sql).await.map_err(q(
+                "giving the new staging database the old one's settings and grants",
+            ))?;
+        }
+        log::info!("staging: {} created beside {}", swap.next, swap.name);
+        Ok(swap)
+    }
+
+    /// A connection to the new staging database.
+    pub async fn connect_next(&self) -> Result<Client, DbError> {
+        let mut info = self.staging.clone();
+        info.set("dbname", &self.next);
+        crate::db::connect(&info).await
+    }
+
+    /// Remove `__next` (a leftover of a killed run, or this run's after a failure).
+    pub async fn drop_next(&self) -> Result<(), DbError> {
+        self.admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&self.next)
+            ))
+            .await
+            .map_err(q("dropping the unfinished new staging database"))
+    }
+
+    /// Rename the new staging into place: one transaction renames an older `__prev` aside, the
+    /// old staging to `__prev` and `__next` to staging's name. Sessions on the old staging (or
+    /// this run's own, still closing) make the renames fail; they are waited for up to
+    /// `cutover_wait` (at least two seconds), then ended when `terminate` says so, else the swap
+    /// fails and the old staging stays. Returns how many sessions were ended.
+    pub async fn cut_over(&self) -> Result<u64, SwapError> {
+        let (name, next, prev) = (
+            quote_ident(&self.name),
+            quote_ident(&self.next),
+            quote_ident(&self.prev),
+        );
+        let old_prev = format!("{}__prev_old", self.name);
+        let has_prev: bool = self
+            .admin
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = $1)",
+                &[&self.prev],
+            )
+            .await
+            .map_err(q("looking for the previous staging"))?
+            .get(0);
+        // DROP DATABASE cannot run in a transaction: an older __prev is renamed aside, then
+        // dropped after the commit.
+        let sql = if has_prev {
+            self.admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&old_prev)
+                ))
+                .await
+                .map_err(q("dropping a leftover of an earlier cut-over"))?;
+            format!(
+                "BEGIN; ALTER DATABASE {prev} RENAME TO {}; ALTER DATABASE {name} RENAME TO {prev}; \
+                 ALTER DATABASE {next} RENAME TO {name}; COMMIT",
+                quote_ident(&old_prev)
+            )
+        } else {
+            format!(
+                "BEGIN; ALTER DATABASE {name} RENAME TO {prev}; ALTER DATABASE {next} RENAME TO {name}; COMMIT"
+            )
+        };
+        let started = Instant::now();
+        let wait = self.options.cutover_wait.max(Duration::from_secs(2));
+        let mut terminated = 0u64;
+        loop {
+            match self.admin.batch_execute(&sql).await {
+                Ok(()) => break,
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                    let _ = self.admin.batch_execute("ROLLBACK").await;
+                    if started.elapsed() < wait {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    if !self.options.terminate || terminated > 10_000 {
+                        let n = self.sessions().await?;
+                        return Err(SwapError::Db(DbError::Busy(format!(
+                            "cut-over: {n} session(s) still use staging database {} after {} s \
+                             (--cutover-wait); the old staging stays in place. Use \
+                             --cutover-terminate to end them after the wait",
+                            self.name,
+                            wait.as_secs()
+                        ))));
+                    }
+                    terminated += self.terminate_sessions().await?;
+                }
+                Err(e) => {
+                    let _ = self.admin.batch_execute("ROLLBACK").await;
+                    return Err(SwapError::Db(DbError::Query {
+                        context: "cut-over: renaming the new staging into place".into(),
+                        message: describe(&e),
+                    }));
+                }
+            }
+        }
+        log::info!(
+            "staging: cut over in {:.0} ms ({} is now the old staging)",
+            started.elapsed().as_secs_f64() * 1e3,
+            self.prev
+        );
+        let mut after = vec![old_prev];
+        if self.options.drop_prev {
+            after.push(self.prev.clone());
+        }
+        for db in after {
+            if let Err(e) = self
+                .admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&db)
+                ))
+                .await
+            {
+                log::warn!(
+                    "staging: the old database {db} could not be dropped: {}",
+                    describe(&e)
+                );
+            }
+        }
+        Ok(terminated)
+    }
+
+    async fn sessions(&self) -> Result<i64, DbError> {
+        Ok(self
+            .admin
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = $1",
+                &[&self.name],
+            )
+            .await
+            .map_err(q("counting the sessions on staging"))?
+            .get(0))
+    }
+
+    async fn terminate_sessions(&self) -> Result<u64, DbError> {
+        let rows = self
+            .admin
+            .query(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()",
+                &[&self.name],
+            )
+            .await
+            .map_err(q("ending the sessions on the old staging"))?;
+        let n = rows.len() as u64;
+        if n > 0 {
+            log::warn!(
+                "staging: cut-over ended {n} session(s) still on {}",
+                self.name
+            );
+        }
+        Ok(n)
+    }
+}
+
+/// Staging's own schema, for the new staging: pg_dump's, with owners and grants, psql's
+/// `\restrict` lines left out (the text is run as SQL).
+pub fn staging_schema_sql(c: &ConnInfo) -> Result<String, DbError> {
+    let text = crate::db::pg_dump_schema(c, None, true)?;
+    Ok(text
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with('\\'))
+        .collect())
+}
+
+/// Settings whose stored value is already a list of quoted items (pg_dumpall writes them as is).
+const LIST_SETTINGS: &[&str] = &[
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+];
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

@@ -1,0 +1,332 @@
+//! `--refresh swap`: the new staging is built beside the old one and renamed into place. Staging
+//! answers every reader throughout (measured against `in-place` on a million rows); what belongs to
+//! staging (settings, grants, its own schema) survives; a run killed during the load, the index
+//! builds or just before the cut-over leaves the old staging intact and the next run succeeds; the
+//! cut-over waits for, ends, or gives up on sessions still on the old staging.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RULES: &str = "[tables.big.columns]\nid = \"keep\"\nn = \"keep\"\nnote = \"null\"\n";
+
+fn source(rows: u64) -> TestDb {
+    let db = TestDb::new("swap_src");
+    db.query(&format!(
+        "CREATE TABLE big (id bigint PRIMARY KEY, n int NOT NULL, note text); \
+         CREATE INDEX big_n ON big (n); \
+         INSERT INTO big SELECT g, g % 1000, 'secret note ' || g FROM generate_series(1, {rows}) g; \
+         ANALYZE big"
+    ));
+    db
+}
+
+/// Staging with the source's schema and things of its own: a setting, a reader role's grants.
+fn staging(src: &TestDb) -> TestDb {
+    let stg = TestDb::new("swap_stg");
+    let schema = pg_dump(src, &["--schema-only"]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), schema).unwrap();
+    stg.load(file.path());
+    stg.query(&format!(
+        "DO $$ BEGIN CREATE ROLE swap_reader LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         GRANT SELECT ON big TO swap_reader; \
+         ALTER DATABASE {0} SET work_mem = '7MB'; \
+         REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO swap_reader",
+        stg.name
+    ));
+    stg
+}
+
+fn refresh(dir: &std::path::Path, src: &TestDb, stg: &TestDb, extra: &[&str]) -> Command {
+    let rules = write_rules(dir, RULES);
+    let mut c = anonymize();
+    c.arg("--rules")
+        .arg(rules)
+        .args(["--source", &src.url(), "--target", &stg.url()])
+        .args(extra);
+    c
+}
+
+fn exists(stg: &TestDb, name: &str) -> bool {
+    stg.query(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
+    )) == "1"
+}
+
+/// Drop what a swap leaves beside staging (its `__prev`, a killed run's `__next`).
+fn drop_beside(stg: &TestDb) {
+    for suffix in ["__prev", "__next"] {
+        let _ = stg
+            .client("dropdb")
+            .args(["--if-exists", "--force", &format!("{}{suffix}", stg.name)])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A reader that opens a new connection every 200 ms and counts `big`, until stopped: the time
+/// each attempt took and whether it answered.
+fn reader(stg: &TestDb, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(Duration, bool)>> {
+    let name = stg.name.clone();
+    let server = stg.server.clone();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let t0 = Instant::now();
+            let o = server
+                .program("psql")
+                .args(server.client_args())
+                .args(["-X", "-At", "-d", &name, "-c", "SELECT count(*) FROM big"])
+                .env("PGCONNECT_TIMEOUT", "10")
+                .output()
+                .unwrap();
+            seen.push((t0.elapsed(), o.status.success()));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        seen
+    })
+}
+
+/// Time lost by readers: failed attempts count whole, answered ones beyond half a second (a new
+/// connection and a count of a million rows take 0.1–0.4 s on a two-core machine busy with the
+/// refresh itself).
+fn lost(seen: &[(Duration, bool)]) -> (usize, Duration) {
+    let failed = seen.iter().filter(|(_, ok)| !ok).count();
+    let lost = seen
+        .iter()
+        .map(|(d, ok)| {
+            if *ok {
+                d.saturating_sub(Duration::from_millis(500))
+            } else {
+                *d
+            }
+        })
+        .sum();
+    (failed, lost)
+}
+
+#[test]
+fn a_swap_keeps_a_million_row_staging_readable_and_what_is_staging_s_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1_000_000);
+    let stg = staging(&src);
+    // First fill (in-place), then the measured runs.
+    succeeded(
+        &mut refresh(dir.path(), &src, &stg, &["-q"]),
+        "first refresh",
+    );
+    src.query("UPDATE big SET n = n + 1 WHERE id <= 10");
+
+    let measure = |strategy: &str| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = reader(&stg, Arc::clone(&stop));
+        std::thread::sleep(Duration::from_millis(500));
+        let t0 = Instant::now();
+        let out = succeeded(
+            &mut refresh(dir.path(), &src, &stg, &["-q", "--refresh", strategy]),
+            strategy,
+        );
+        let took = t0.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        let seen = r.join().unwrap();
+        let (failed, lost) = lost(&seen);
+        eprintln!(
+            "{strategy}: refresh {:.1} s; {} reader attempts, {failed} failed, {:.1} s lost (longest {:.1} s)",
+            took.as_secs_f64(),
+            seen.len(),
+            lost.as_secs_f64(),
+            seen.iter().map(|s| s.0).max().unwrap_or_default().as_secs_f64()
+        );
+        drop(out);
+        (seen.len(), failed, lost)
+    };
+    let (n, failed, lost_swap) = measure("swap");
+    assert!(n >= 3, "the reader ran {n} times");
+    assert_eq!(failed, 0, "a reader failed during the swap");
+    assert!(
+        lost_swap <= Duration::from_secs(1),
+        "readers lost {lost_swap:?} during the swap"
+    );
+    // The new staging holds the anonymized rows; the old one is kept beside it.
+    assert_eq!(
+        stg.query("SELECT count(*), count(note) FROM big"),
+        "1000000|0"
+    );
+    assert_eq!(stg.query("SELECT n FROM big WHERE id = 1"), "2");
+    assert!(exists(&stg, &format!("{}__prev", stg.name)));
+    assert!(!exists(&stg, &format!("{}__next", stg.name)));
+    // Staging's own setting, grants, owner and index came across.
+    assert_eq!(
+        stg.query(&format!(
+            "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting \
+             WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = '{}')",
+            stg.name
+        )),
+        "work_mem=7MB"
+    );
+    assert_eq!(
+        stg.query(&format!(
+            "SELECT has_database_privilege('swap_reader', '{0}', 'CONNECT'), \
+                    has_database_privilege('public', '{0}', 'CONNECT'), \
+                    has_table_privilege('swap_reader', 'big', 'SELECT'), \
+                    (SELECT count(*) FROM pg_indexes WHERE tablename = 'big')",
+            stg.name
+        )),
+        "t|f|t|2"
+    );
+    // In-place, for the record: the load holds the table, and readers wait.
+    let (_, _, lost_in_place) = measure("in-place");
+    assert!(
+        lost_in_place > lost_swap,
+        "in-place lost {lost_in_place:?}, swap {lost_swap:?}"
+    );
+    drop_beside(&stg);
+}
+
+#[test]
+fn a_swap_killed_anywhere_leaves_the_old_staging_and_the_next_run_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(20_000);
+    let stg = staging(&src);
+    succeeded(
+        &mut refresh(dir.path(), &src, &stg, &["-q", "--refresh", "swap"]),
+        "first swap",
+    );
+    for (i, point) in ["load", "indexes", "cutover"].into_iter().enumerate() {
+        let before = stg.query("SELECT count(*), sum(n) FROM big");
+        src.query(&format!("UPDATE big SET n = n + 1 WHERE id = {}", i + 1));
+        let mut child = refresh(dir.path(), &src, &stg, &["--refresh", "swap"])
+            .env("ANONYMIZE_DEBUG_PAUSE", point)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = stderr_lines(&mut child);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("never paused at {point}"));
+            if line.contains(&format!("paused at {point}")) {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // The old staging, intact and readable under its name.
+        assert_eq!(
+            stg.query("SELECT count(*), sum(n) FROM big"),
+            before,
+            "{point}"
+        );
+        // The next run drops the leftover __next and succeeds.
+        succeeded(
+            &mut refresh(dir.path(), &src, &stg, &["-q", "--refresh", "swap"]),
+            &format!("the run after a kill at {point}"),
+        );
+        assert!(!exists(&stg, &format!("{}__next", stg.name)));
+        assert_eq!(
+            stg.query(&format!("SELECT n FROM big WHERE id = {}", i + 1)),
+            src.query(&format!("SELECT n FROM big WHERE id = {}", i + 1)),
+        );
+    }
+    drop_beside(&stg);
+}
+
+#[test]
+fn the_cut_over_waits_then_fails_or_ends_the_sessions_still_on_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1000);
+    let stg = staging(&src);
+    succeeded(
+        &mut refresh(dir.path(), &src, &stg, &["-q", "--refresh", "swap"]),
+        "first swap",
+    );
+    // A session that stays on staging (an idle application connection).
+    let hold = || {
+        stg.client("psql")
+            .args(["-X", "-q", "-d", &stg.name, "-c", "SELECT pg_sleep(60)"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut holder = hold();
+    std::thread::sleep(Duration::from_millis(500));
+    src.query("UPDATE big SET n = 5000 WHERE id = 1");
+    let o = run(&mut refresh(
+        dir.path(),
+        &src,
+        &stg,
+        &["--refresh", "swap", "--cutover-wait", "2"],
+    ));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("session(s) still use staging database") && err.contains("--cutover-wait"),
+        "{err}"
+    );
+    assert_ne!(stg.query("SELECT n FROM big WHERE id = 1"), "5000");
+    assert!(!exists(&stg, &format!("{}__next", stg.name)));
+    // With --cutover-terminate the session is ended after the wait and the swap completes.
+    let o = run(&mut refresh(
+        dir.path(),
+        &src,
+        &stg,
+        &[
+            "--refresh",
+            "swap",
+            "--cutover-wait",
+            "1",
+            "--cutover-terminate",
+            "--drop-prev",
+        ],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stg.query("SELECT n FROM big WHERE id = 1"), "5000");
+    assert!(!holder.wait().unwrap().success(), "the session was ended");
+    assert!(!exists(&stg, &format!("{}__prev", stg.name)), "--drop-prev");
+    let _ = hold().kill();
+    drop_beside(&stg);
+}
+
+#[test]
+fn a_role_that_may_not_create_databases_is_told_to_use_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(10);
+    let stg = staging(&src);
+    stg.query(
+        "DO $$ BEGIN CREATE ROLE swap_loader LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         GRANT ALL ON big TO swap_loader",
+    );
+    stg.query(&format!(
+        "GRANT CONNECT ON DATABASE {} TO swap_loader",
+        stg.name
+    ));
+    stg.query("SELECT 1");
+    let url = stg.server.url_as("swap_loader", None, &stg.name);
+    let rules = write_rules(dir.path(), RULES);
+    let o = run(anonymize().arg("--rules").arg(rules).args([
+        "--source",
+        &src.url(),
+        "--target",
+        &url,
+        "--refresh",
+        "swap",
+    ]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs CREATEDB") && err.contains("--refresh in-place"),
+        "{err}"
+    );
+    assert!(!exists(&stg, &format!("{}__next", stg.name)));
+}
