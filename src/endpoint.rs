@@ -113,7 +113,7 @@ impl ConnInfo {
 }
 
 /// A value for a `key=value` string: quoted when it must be.
-fn quote_value(v: &str) -> String {
+pub fn quote_value(v: &str) -> String {
     if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
         v.to_string()
     } else {

@@ -128,3 +128,49 @@ fn unreachable_hosts_and_missing_databases_are_one_line_each() {
         "role \"…\" does not exist (SQLSTATE 28000)",
     );
 }
+
+#[test]
+fn a_host_that_never_answers_times_out_and_the_next_host_is_tried() {
+    // Accepts connections and says nothing (a wedged proxy, a server stopped with SIGSTOP).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    fails_with_one_line(
+        &format!("host=127.0.0.1 port={silent} dbname=app user=postgres password={SECRET} connect_timeout=2"),
+        "timeout expired: no answer within 2 s (connect_timeout)",
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(20),
+        "{took:?}"
+    );
+    // With a second host, the run goes on there.
+    let s = server();
+    let db = TestDb::new("conn_failover");
+    let o = run(anonymize().args([
+        "check",
+        "--rules",
+        "rules/customers.toml",
+        "--source",
+        &format!(
+            "host=127.0.0.1,{} port={silent},{} dbname={} user={} connect_timeout=2",
+            s.host, s.port, db.name, s.user
+        ),
+    ]));
+    let err = stderr(&o);
+    assert!(
+        !err.contains("timeout expired") || o.status.code() != Some(1) || err.contains("customers"),
+        "{err}"
+    );
+    assert_ne!(
+        o.status.code(),
+        Some(1),
+        "the second host was not tried: {err}"
+    );
+}

@@ -43,7 +43,42 @@ fn pagila_refresh_keeps_counts_keys_sequences_partitions_and_hides_pii() {
     let stg = pagila_staging();
     let o = refresh("tests/fixtures/pagila.toml", &url(&src), &url(&stg));
     assert!(o.status.success(), "{}", stderr(&o));
+    pagila_is_whole_and_anonymized(&src, &stg);
+}
 
+#[test]
+fn a_swap_refresh_of_pagila_on_three_sessions_is_the_same_staging() {
+    let src = pagila_source();
+    let stg = pagila_staging();
+    let o = run(anonymize().args([
+        "--rules",
+        "tests/fixtures/pagila.toml",
+        "-q",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+        "--refresh",
+        "swap",
+        "--load-connections",
+        "3",
+        "--drop-prev",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    pagila_is_whole_and_anonymized(&src, &stg);
+    assert_eq!(
+        stg.query(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '{}\\_\\_%'",
+            stg.name
+        )),
+        "0",
+        "nothing left beside staging"
+    );
+}
+
+/// Every table of pagila holds the source's row count, keys, indexes, partitions and sequences,
+/// and no person's original data.
+fn pagila_is_whole_and_anonymized(src: &TestDb, stg: &TestDb) {
     let tables = src.query(
         "SELECT string_agg(c.oid::regclass::text, ' ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND c.relkind = 'r'",
@@ -88,7 +123,7 @@ fn pagila_refresh_keeps_counts_keys_sequences_partitions_and_hides_pii() {
         ("staff", "username"),
         ("address", "phone"),
     ] {
-        let originals = values_list(&src, table, col);
+        let originals = values_list(src, table, col);
         let leaked = stg.query(&format!(
             "SELECT count(*) FROM {table} WHERE {col} IN (VALUES {originals})"
         ));

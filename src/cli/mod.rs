@@ -73,6 +73,10 @@ pub struct Args {
     /// into place at the end (needs CREATEDB and ownership of staging). Overrides [target] refresh.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub refresh: Option<rules::Strategy>,
+    /// Swap: sessions loading the new staging and building its indexes at once (default: the
+    /// number of cores, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub load_connections: Option<u16>,
     /// Swap: seconds to wait at the cut-over for sessions on the old staging to leave.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub cutover_wait: u64,
@@ -380,6 +384,10 @@ fn run_plan(
                 terminate: args.cutover_terminate,
                 drop_prev: args.drop_prev,
             }),
+            load_connections: args.load_connections.map_or_else(
+                || std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+                usize::from,
+            ),
         };
         return refresh::run(plan, options, progress, &refresh);
     }

@@ -383,11 +383,11 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let text = format!(
-            "anonymize: {}: {}",
-            record.level().as_str().to_ascii_lowercase(),
-            record.args()
-        );
+        let level = match record.level() {
+            log::Level::Warn => "warning".to_string(),
+            l => l.as_str().to_ascii_lowercase(),
+        };
+        let text = format!("anonymize: {level}: {}", record.args());
         match &self.multi {
             // A closed stderr is not a reason to stop the run (nor to panic).
             Some(m) => m.suspend(|| {

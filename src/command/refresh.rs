@@ -43,6 +43,8 @@ pub struct RefreshOptions {
     pub source_connections: usize,
     /// Build the new staging beside the old one and swap it in (`--refresh swap`).
     pub swap: Option<SwapOptions>,
+    /// Sessions loading the new staging at once (swap only; in-place loads in one transaction).
+    pub load_connections: usize,
 }
 
 impl Default for RefreshOptions {
@@ -52,6 +54,7 @@ impl Default for RefreshOptions {
             lock_timeout: std::time::Duration::from_secs(120),
             source_connections: 2,
             swap: None,
+            load_connections: 2,
         }
     }
 }
@@ -383,6 +386,32 @@ async fn run_async(
         }
         (_, t, _) => (t, None),
     };
+    // A swap loads the new database on several sessions.
+    let mut lanes = Vec::new();
+    if let Some(s) = &swap {
+        for _ in 0..refresh.load_connections.max(1) {
+            let lane = async {
+                let c = s.connect_next().await?;
+                // A wait among the loading sessions is an error, never a hang.
+                c.batch_execute(&format!(
+                    "SET lock_timeout = '{}ms'",
+                    refresh.lock_timeout.as_millis()
+                ))
+                .await
+                .map_err(crate::db::query_err("opening a loading session"))?;
+                Ok::<_, crate::db::DbError>(c)
+            };
+            match lane.await {
+                Ok(c) => lanes.push(c),
+                Err(e) => {
+                    if let Err(d) = s.drop_next().await {
+                        log::warn!("{d}");
+                    }
+                    return Err(db(e));
+                }
+            }
+        }
+    }
     progress.phase("locking the source tables and reading the catalog in a read-only snapshot");
     let mut cancels = vec![source.cancel_token()];
     if let Some(t) = &target_client {
@@ -395,7 +424,10 @@ async fn run_async(
         progress,
         refresh,
         source,
-        target_client,
+        Target {
+            client: target_client,
+            lanes,
+        },
         started,
     )
     .await;
@@ -418,15 +450,26 @@ async fn run_async(
     }
 }
 
+/// The staging sessions of a run: the one that holds the refresh transaction, and a swap's extra
+/// loading sessions on the new database.
+struct Target {
+    client: Option<tokio_postgres::Client>,
+    lanes: Vec<tokio_postgres::Client>,
+}
+
 async fn run_opened(
     plan: &Plan,
     options: &Options,
     progress: &dyn Progress,
     refresh: &RefreshOptions,
     source: tokio_postgres::Client,
-    target_client: Option<tokio_postgres::Client>,
+    target: Target,
     started: Instant,
 ) -> Result<Report, Error> {
+    let Target {
+        client: target_client,
+        lanes,
+    } = target;
     let source_info = plan.source.database().expect("a database source");
     let t0 = Instant::now();
     let snapshot = pg::open_snapshot(&source, refresh.lock_timeout)
@@ -504,6 +547,7 @@ async fn run_opened(
         options,
         progress,
         policy: plan.policy,
+        lanes: &lanes,
     };
     let result = match target_client {
         Some(client) => {
@@ -560,6 +604,8 @@ struct Mover<'a> {
     prepared: &'a Prepared,
     readers: &'a [tokio_postgres::Client],
     exec: &'a Executor,
+    /// A swap's extra sessions on the new staging (none in place).
+    lanes: &'a [tokio_postgres::Client],
     options: &'a Options,
     progress: &'a dyn Progress,
     policy: crate::rules::ObjectPolicy,
@@ -681,6 +727,74 @@ impl Mover<'_> {
         try_join(load, self.read_all(senders)).await.map(|_| ())
     }
 
+    /// A swap's load: tables on several sessions of the new staging at once, session k taking
+    /// tables k, k + n, … in load order while the readers run (each consumes its tables in the
+    /// order the readers produce them, so none waits on another).
+    async fn move_lanes(
+        &self,
+        sessions: &[&tokio_postgres::Client],
+        report: &mut Report,
+    ) -> Result<(), PipelineError> {
+        let n = sessions.len();
+        let mut senders = Vec::new();
+        let mut per_lane: Vec<Vec<(usize, Option<Batches>)>> = (0..n).map(|_| Vec::new()).collect();
+        for (i, job) in self.prepared.jobs.iter().enumerate() {
+            let rx = if matches!(job.table.action, TableAction::Skip) {
+                senders.push(None);
+                None
+            } else {
+                let (tx, rx) = self.exec.queue();
+                senders.push(Some(tx));
+                Some(rx)
+            };
+            per_lane[i % n].push((i, rx));
+        }
+        let lanes = per_lane
+            .into_iter()
+            .zip(sessions)
+            .map(|(jobs, client)| async move {
+                let mut done = Vec::new();
+                for (i, rx) in jobs {
+                    stop_if_asked()?;
+                    let job = &self.prepared.jobs[i];
+                    let t0 = Instant::now();
+                    self.progress.table_started(&job.table.name);
+                    let mut stats = TableStats::start(&job.table);
+                    if let Some(rx) = rx {
+                        let sink = crate::sink::postgres::copy_in_on(
+                            client,
+                            &job.table.name,
+                            &job.table.columns,
+                        )
+                        .await?;
+                        let mut sink = std::pin::pin!(sink);
+                        let (rows, bytes) = load_table(
+                            &job.table.name,
+                            rx,
+                            TableOut::Copy(sink.as_mut()),
+                            self.progress,
+                        )
+                        .await?;
+                        stats.rows_read = rows;
+                        stats.rows_written = rows;
+                        stats.bytes_written = bytes;
+                        stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
+                    }
+                    debug_pause("load");
+                    let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
+                    stats.seconds = from.elapsed().as_secs_f64();
+                    self.progress.table_finished(&stats);
+                    done.push((i, stats));
+                }
+                Ok::<_, PipelineError>(done)
+            });
+        let (loaded, ()) = try_join(try_join_all(lanes), self.read_all(senders)).await?;
+        let mut loaded: Vec<(usize, TableStats)> = loaded.into_iter().flatten().collect();
+        loaded.sort_by_key(|(i, _)| *i);
+        report.tables.extend(loaded.into_iter().map(|(_, s)| s));
+        Ok(())
+    }
+
     async fn to_staging(
         &self,
         staging: &mut Staging,
@@ -735,14 +849,31 @@ impl Mover<'_> {
         staging.disable_triggers(&names).await?;
         stop_if_asked()?;
         staging.truncate(&names).await?;
-        self.move_all(Out::Staging(staging), report).await?;
+        if self.lanes.is_empty() {
+            self.move_all(Out::Staging(staging), report).await?;
+        } else {
+            // A new database no one reads: the preparation is committed so that every session
+            // can load it; the rest is the refresh's second transaction.
+            // The loading sessions work outside the refresh's transaction, which holds no lock
+            // on a table until the foreign keys are restored (a COPY in it would hold one that an
+            // index build on another session waits for).
+            staging.checkpoint().await?;
+            let sessions: Vec<&tokio_postgres::Client> = self.lanes.iter().collect();
+            self.move_lanes(&sessions, report).await?;
+        }
         self.large_objects_to_staging(staging).await?;
         let (indexes, fks) = staging.pending_work();
         debug_pause("indexes");
         self.progress
             .phase(&format!("rebuilding {indexes} indexes"));
         stop_if_asked()?;
-        staging.rebuild_indexes().await?;
+        if self.lanes.is_empty() {
+            staging.rebuild_indexes().await?;
+        } else {
+            let work = staging.take_rebuild();
+            let sessions: Vec<&tokio_postgres::Client> = self.lanes.iter().collect();
+            crate::sink::postgres::rebuild_on(&sessions, work).await?;
+        }
         self.progress
             .phase(&format!("restoring {fks} foreign keys (checks every row)"));
         stop_if_asked()?;

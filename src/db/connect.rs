@@ -10,7 +10,9 @@ use super::tls::{Mode, Tls};
 use super::{describe_verbatim, DbError};
 use crate::endpoint::ConnInfo;
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The kind of session `target_session_attrs` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +48,13 @@ pub async fn connect_with(c: &ConnInfo, env: Env<'_>) -> Result<Client, DbError>
         message,
     };
     let r = settings::resolve(c, env).map_err(&failed)?;
+    // Each warning once per run, not once per session.
+    static SAID: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     for w in &r.warnings {
-        log::warn!("{w}");
+        if SAID.lock().map(|mut s| s.insert(w.clone())).unwrap_or(true) {
+            log::warn!("{w}");
+        }
     }
     let tls = Tls::from_settings(&r).map_err(&failed)?;
     let hosts = hosts(&r).map_err(&failed)?;
@@ -93,7 +100,9 @@ pub async fn connect_with(c: &ConnInfo, env: Env<'_>) -> Result<Client, DbError>
             }
         }
     }
-    errors.dedup();
+    // Each host's failure once, even when a second pass (prefer-standby) met it again.
+    let mut seen = std::collections::BTreeSet::new();
+    errors.retain(|e| seen.insert(e.clone()));
     Err(failed(errors.join("; ")))
 }
 
@@ -127,7 +136,7 @@ fn hosts(r: &Resolved) -> Result<Vec<Host>, String> {
     };
     let (names, addrs, ports) = (split("host"), split("hostaddr"), split("port"));
     let count = names.len().max(addrs.len()).max(1);
-    if names.len() > 1 && addrs.len() > 1 && names.len() != addrs.len() {
+    if !names.is_empty() && !addrs.is_empty() && names.len() != addrs.len() {
         return Err(format!(
             "{} host names but {} host addresses",
             names.len(),
@@ -154,7 +163,7 @@ fn hosts(r: &Resolved) -> Result<Vec<Host>, String> {
             Some(n) => n.clone(),
             None => match addr {
                 Some(a) => a.to_string(),
-                None => default_socket_dir(),
+                None => settings::default_socket_dir(),
             },
         };
         out.push(Host { name, port, addr });
@@ -165,15 +174,6 @@ fn hosts(r: &Resolved) -> Result<Vec<Host>, String> {
         out.rotate_left(start);
     }
     Ok(out)
-}
-
-/// libpq's default host: the socket directory of Debian's packages, else upstream's.
-fn default_socket_dir() -> String {
-    if std::path::Path::new("/var/run/postgresql").is_dir() {
-        "/var/run/postgresql".into()
-    } else {
-        "/tmp".into()
-    }
 }
 
 /// The driver's configuration for one host (TLS mode set by the caller).
@@ -207,8 +207,9 @@ fn host_config(r: &Resolved, host: &Host) -> Result<tokio_postgres::Config, Stri
             "application_name" => {
                 config.application_name(v);
             }
+            // Applied around the whole attempt (connection, TLS, authentication) by connect_host.
             "connect_timeout" => {
-                config.connect_timeout(secs(k, v)?);
+                secs(k, v)?;
             }
             "keepalives" => {
                 config.keepalives(v != "0");
@@ -269,16 +270,44 @@ fn host_config(r: &Resolved, host: &Host) -> Result<tokio_postgres::Config, Stri
     if let Some(p) = r.password_for(&host.name, &host.port.to_string()) {
         config.password(p.expose());
     }
-    // A nightly job must not hang on an unreachable host: 30 s unless the string says otherwise.
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
     Ok(config)
+}
+
+/// How long one attempt on one host may take, from the socket to the end of authentication (as
+/// libpq's `connect_timeout`): 30 s unless the settings say; `0` waits for ever; less than 2 s
+/// counts as 2 s. A nightly job must not hang on a host that accepts and never answers.
+fn attempt_limit(r: &Resolved) -> Option<Duration> {
+    match r.get("connect_timeout").map(|v| v.parse::<u64>()) {
+        Some(Ok(0)) => None,
+        Some(Ok(n)) => Some(Duration::from_secs(n.max(2))),
+        _ => Some(CONNECT_TIMEOUT),
+    }
+}
+
+/// Why one attempt failed.
+enum Failure {
+    Driver(tokio_postgres::Error),
+    Timeout(Duration),
+}
+
+impl Failure {
+    /// Whether the server was reached at all (a refused or unreachable socket, or no answer, is
+    /// not worth a second attempt without TLS).
+    fn reached_server(&self) -> bool {
+        match self {
+            Failure::Driver(e) => !e.to_string().starts_with("error connecting to server"),
+            Failure::Timeout(_) => false,
+        }
+    }
 }
 
 /// Connect to one host, encrypted or not as `sslmode` says; a failure said in one line.
 async fn connect_host(r: &Resolved, tls: &Tls, host: &Host) -> Result<Client, String> {
     let mut config = host_config(r, host)?;
+    let limit = attempt_limit(r);
+    if let Some(l) = limit {
+        config.connect_timeout(l);
+    }
     // TLS is never used on a Unix socket (as libpq).
     let mode = if host.name.starts_with('/') {
         Mode::Disable
@@ -286,46 +315,63 @@ async fn connect_host(r: &Resolved, tls: &Tls, host: &Host) -> Result<Client, St
         tls.mode
     };
     let result = match mode {
-        Mode::Disable => plain(&mut config).await,
+        Mode::Disable => plain(&mut config, limit).await,
         // Plain first; encrypted when the server turns a plain session away.
-        Mode::Allow => match plain(&mut config).await {
-            Err(e) if e.as_db_error().is_some() => {
-                encrypted(&mut config, tls, SslMode::Require).await
+        Mode::Allow => match plain(&mut config, limit).await {
+            Err(e) if e.reached_server() => {
+                encrypted(&mut config, tls, SslMode::Require, limit).await
             }
             r => r,
         },
-        // Encrypted when offered; plain when the server turns the encrypted session away.
-        Mode::Prefer => match encrypted(&mut config, tls, SslMode::Prefer).await {
-            Err(e)
-                if e.code()
-                    == Some(
-                        &tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
-                    ) =>
-            {
-                // When that fails too, the encrypted attempt's refusal is the one that explains.
-                plain(&mut config).await.map_err(|_| e)
-            }
+        // Encrypted when offered; plain when the encrypted session fails once the server was
+        // reached (a certificate not trusted, a refusal by pg_hba.conf or authentication), as
+        // libpq. When that fails too, the encrypted attempt's failure is the one that explains.
+        Mode::Prefer => match encrypted(&mut config, tls, SslMode::Prefer, limit).await {
+            Err(e) if e.reached_server() => plain(&mut config, limit).await.map_err(|_| e),
             r => r,
         },
-        Mode::Require => encrypted(&mut config, tls, SslMode::Require).await,
+        Mode::Require => encrypted(&mut config, tls, SslMode::Require, limit).await,
     };
-    result.map_err(|e| {
-        let mut m = tls
-            .describe(&e, &host.name)
-            .unwrap_or_else(|| describe_verbatim(&e));
-        if mode == Mode::Disable && m.contains("no encryption") && !host.name.starts_with('/') {
-            m.push_str(&format!(
-                "; the server requires TLS and sslmode={}: use sslmode=require or stronger",
-                tls.sslmode
-            ));
+    result.map_err(|f| match f {
+        Failure::Timeout(l) => format!(
+            "timeout expired: no answer within {} s (connect_timeout)",
+            l.as_secs()
+        ),
+        Failure::Driver(e) => {
+            let mut m = tls
+                .describe(&e, &host.name)
+                .unwrap_or_else(|| describe_verbatim(&e));
+            if mode == Mode::Disable && m.contains("no encryption") && !host.name.starts_with('/') {
+                m.push_str(&format!(
+                    "; the server requires TLS and sslmode={}: use sslmode=require or stronger",
+                    tls.sslmode
+                ));
+            }
+            m
         }
-        m
     })
 }
 
-async fn plain(config: &mut tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+/// `connect` under the attempt's time limit.
+async fn limited<F, T>(limit: Option<Duration>, connect: F) -> Result<T, Failure>
+where
+    F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    match limit {
+        None => connect.await.map_err(Failure::Driver),
+        Some(l) => match tokio::time::timeout(l, connect).await {
+            Ok(r) => r.map_err(Failure::Driver),
+            Err(_) => Err(Failure::Timeout(l)),
+        },
+    }
+}
+
+async fn plain(
+    config: &mut tokio_postgres::Config,
+    limit: Option<Duration>,
+) -> Result<Client, Failure> {
     config.ssl_mode(SslMode::Disable);
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = limited(limit, config.connect(NoTls)).await?;
     tokio::spawn(async move {
         // Errors surface on the next query through the client.
         let _ = connection.await;
@@ -337,12 +383,13 @@ async fn encrypted(
     config: &mut tokio_postgres::Config,
     tls: &Tls,
     mode: SslMode,
-) -> Result<Client, tokio_postgres::Error> {
+    limit: Option<Duration>,
+) -> Result<Client, Failure> {
     let Some(connector) = tls.connector() else {
-        return plain(config).await;
+        return plain(config, limit).await;
     };
     config.ssl_mode(mode);
-    let (client, connection) = config.connect(connector).await?;
+    let (client, connection) = limited(limit, config.connect(connector)).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -39,8 +39,17 @@ pub fn pg_dump_schema(
     if let Some(id) = snapshot {
         cmd.arg(format!("--snapshot={id}"));
     }
-    cmd.arg("--dbname").arg(c.without_password());
-    if let Some(p) = &c.password {
+    // pg_dump gets the settings the run resolved (string, service file, PG* variables), spelled
+    // out, so that it reaches the server the way the run did and takes the same password: the
+    // service is not read again (a service password would outrank PGPASSWORD in libpq).
+    let resolved =
+        settings::resolve(c, &|k| std::env::var(k).ok()).map_err(|message| DbError::Connect {
+            url: c.to_string(),
+            message,
+        })?;
+    cmd.arg("--dbname").arg(resolved.for_child());
+    cmd.env_remove("PGSERVICE").env_remove("PGSERVICEFILE");
+    if let Some(p) = resolved.password_for_first_host() {
         cmd.env("PGPASSWORD", p.expose());
     }
     let out = cmd

@@ -37,6 +37,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 /// What the process environment says, for the settings and the files: tests pass a map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// libpq's default host: the socket directory of Debian's packages, else upstream's.
+pub fn default_socket_dir() -> String {
+    if Path::new("/var/run/postgresql").is_dir() {
+        "/var/run/postgresql".into()
+    } else {
+        "/tmp".into()
+    }
+}
+
 /// The settings of one connection after every source libpq reads has been applied.
 #[derive(Clone)]
 pub struct Resolved {
@@ -76,6 +85,41 @@ impl std::fmt::Debug for Resolved {
 }
 
 impl Resolved {
+    /// The settings as a `key=value` string for a child program (pg_dump): never a password, no
+    /// service or password file (the child gets the password in its environment), nothing older
+    /// libpq versions refuse, and the verification `sslrootcert=system` implies said explicitly.
+    pub fn for_child(&self) -> String {
+        let mut parts: Vec<String> = self
+            .settings()
+            .filter(|(k, _)| {
+                !matches!(
+                    *k,
+                    "password" | "sslpassword" | "service" | "passfile" | "load_balance_hosts"
+                )
+            })
+            .map(|(k, v)| format!("{k}={}", crate::endpoint::quote_value(v)))
+            .collect();
+        if self.get("sslmode").is_none() && self.get("sslrootcert") == Some("system") {
+            parts.push("sslmode=verify-full".into());
+        }
+        parts.join(" ")
+    }
+
+    /// The password for the first host of the list, as [`Resolved::password_for`] finds it.
+    pub fn password_for_first_host(&self) -> Option<Password> {
+        let host = self
+            .get("host")
+            .and_then(|h| h.split(',').next())
+            .map(str::to_string)
+            .unwrap_or_else(default_socket_dir);
+        let port = self
+            .get("port")
+            .and_then(|p| p.split(',').next())
+            .unwrap_or("5432")
+            .to_string();
+        self.password_for(&host, &port)
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.settings
             .get(key)
@@ -92,14 +136,14 @@ impl Resolved {
     }
 
     /// The password for one host, as libpq finds it: the one given, else the password file's first
-    /// line matching host (`localhost` for a socket directory), port, database and user.
+    /// line matching host (`localhost` for the default socket directory), port, database and user.
     pub fn password_for(&self, host: &str, port: &str) -> Option<Password> {
         if self.password.is_some() {
             return self.password.clone();
         }
         let file = self.passfile.as_ref()?;
         let text = std::fs::read_to_string(file).ok()?;
-        let host = if host.is_empty() || host.starts_with('/') {
+        let host = if host.is_empty() || host == default_socket_dir() {
             "localhost"
         } else {
             host
@@ -117,7 +161,8 @@ pub fn resolve(c: &ConnInfo, env: Env) -> Result<Resolved, String> {
         settings.insert(k.clone(), v.clone());
     }
     let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    let mut password = c.password.clone();
+    // An empty password is no password: the password file is read (as libpq).
+    let mut password = c.password.clone().filter(|p| !p.expose().is_empty());
     let service = settings
         .get("service")
         .cloned()
@@ -127,12 +172,13 @@ pub fn resolve(c: &ConnInfo, env: Env) -> Result<Resolved, String> {
         let (section, file) = find_service(&name, env, home.as_deref())?;
         for (k, v) in section {
             if k == "password" {
-                if password.is_none() {
+                if password.is_none() && !v.is_empty() {
                     password = Some(Password::new(v));
                 }
             } else if !KNOWN_KEYS.contains(&k.as_str()) || k == "service" {
                 return Err(format!(
-                    "service file {}: the setting \"{k}\" of service \"{name}\" is not a connection setting",
+                    "service file {}: \"{k}\" in service \"{name}\" is not a connection setting anonymize \
+                     supports (write key=value, without spaces around =)",
                     file.display()
                 ));
             } else {
@@ -247,25 +293,28 @@ pub fn passfile_lookup(text: &str, want: [&str; 4]) -> Option<String> {
     None
 }
 
-/// A line's fields, unescaped, each with whether it was a bare `*`. The fifth field runs to the
-/// end of the line.
+/// A line's fields, unescaped, each with whether it was a bare `*`, as libpq reads them: `\`
+/// escapes the next character (a `\` at the end of the line stays), and the password ends at the
+/// next unescaped `:`.
 fn split_passfile_line(line: &str) -> Vec<(String, bool)> {
     let mut fields = Vec::new();
     let (mut cur, mut escaped_any) = (String::new(), false);
-    let mut chars = line.chars();
+    let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
+            '\\' => match chars.next() {
+                Some(n) => {
                     cur.push(n);
                     escaped_any = true;
                 }
-            }
+                None => cur.push('\\'),
+            },
             ':' if fields.len() < 4 => {
                 let star = cur == "*" && !escaped_any;
                 fields.push((std::mem::take(&mut cur), star));
                 escaped_any = false;
             }
+            ':' => break,
             c => cur.push(c),
         }
     }
@@ -306,32 +355,28 @@ fn find_service(
     ))
 }
 
-/// The `key=value` lines of section `[name]` of a service file, or the number of a line that is
-/// neither a section, a setting, a comment nor blank.
+/// The `key=value` lines of section `[name]` of a service file, or the number of a line of that
+/// section that is not `key=value`, read as libpq reads them: leading blanks skipped, `#` comments,
+/// a section named up to its `]`, other sections not read, nothing trimmed around `=`.
 fn service_section(text: &str, name: &str) -> Result<Option<Vec<(String, String)>>, usize> {
-    let mut in_section = false;
     let mut found: Option<Vec<(String, String)>> = None;
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
+        let line = raw.trim_start().trim_end_matches(['\r', ' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if let Some(section) = line.strip_prefix('[') {
-            let section = section.strip_suffix(']').ok_or(i + 1)?;
             if found.is_some() {
                 break;
             }
-            in_section = section == name;
-            if in_section {
+            if section.split(']').next() == Some(name) && section.contains(']') {
                 found = Some(Vec::new());
             }
             continue;
         }
-        let (k, v) = line.split_once('=').ok_or(i + 1)?;
-        if in_section {
-            if let Some(s) = found.as_mut() {
-                s.push((k.trim().to_string(), v.trim().to_string()));
-            }
+        if let Some(s) = found.as_mut() {
+            let (k, v) = line.split_once('=').ok_or(i + 1)?;
+            s.push((k.to_string(), v.to_string()));
         }
     }
     Ok(found)
@@ -363,7 +408,7 @@ mod tests {
         let services = dir.path().join("services.conf");
         std::fs::write(
             &services,
-            "# comment\n[other]\nhost=elsewhere\n\n[prod]\nhost = replica.internal\nport=6432\ndbname=shop\nsslmode=verify-full\npassword=from-service\n",
+            "# comment\n[other]\nhost=elsewhere\n[third]\nnot a setting\n\n[prod] # the primary's replica\nhost=replica.internal\nport=6432\ndbname=shop\nsslmode=verify-full\npassword=from-service\n",
         )
         .unwrap();
         let env = env_of(&[
@@ -404,6 +449,10 @@ mod tests {
         std::fs::write(&services, "[prod]\nhots=x\n").unwrap();
         let e = resolve(&conn("service=prod"), &env2).unwrap_err();
         assert!(e.contains("\"hots\""), "{e}");
+        // Spaces around = make another key, as libpq reads it.
+        std::fs::write(&services, "[prod]\nhost = x\n").unwrap();
+        let e = resolve(&conn("service=prod"), &env2).unwrap_err();
+        assert!(e.contains("\"host \""), "{e}");
         std::fs::write(&services, "[prod]\njunk\n").unwrap();
         let e = resolve(&conn("service=prod"), &env2).unwrap_err();
         assert!(e.ends_with("line 2: syntax error"), "{e}");
@@ -434,6 +483,15 @@ mod tests {
             Some("escaped")
         );
         assert_eq!(passfile_lookup(text, ["other", "1", "x", "app"]), None);
+        // The password ends at the next unescaped colon; a backslash at the end stays.
+        assert_eq!(
+            passfile_lookup("*:*:*:*:Zz:colon\n", ["h", "1", "d", "u"]).as_deref(),
+            Some("Zz")
+        );
+        assert_eq!(
+            passfile_lookup("*:*:*:*:end\\\n", ["h", "1", "d", "u"]).as_deref(),
+            Some("end\\")
+        );
         // An escaped star is a star, not a wildcard.
         assert_eq!(
             passfile_lookup("\\*:*:*:*:pw\n", ["h", "1", "d", "u"]),

@@ -149,8 +149,9 @@ impl Tls {
                     Arc::new(store),
                     Arc::clone(&provider),
                 );
+                // A CRL file that does not exist is not used (as libpq).
                 let crl = r.get("sslcrl").map(PathBuf::from);
-                let crl = crl.or_else(|| home_file("root.crl").filter(|f| f.exists()));
+                let crl = crl.or_else(|| home_file("root.crl")).filter(|f| f.exists());
                 if let Some(f) = crl {
                     builder = builder
                         .with_crls(crl_file(&f)?)
@@ -170,12 +171,13 @@ impl Tls {
             .map_err(|e| format!("TLS cannot be set up: {e}"))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
+        // Sent when the file exists (as libpq, for a given path and for the default one).
         let cert = r
             .get("sslcert")
             .map(|c| (PathBuf::from(c), true))
             .or_else(|| home_file("postgresql.crt").map(|f| (f, false)));
         let (config, client_cert) = match cert {
-            Some((cert, explicit)) if explicit || cert.exists() => {
+            Some((cert, explicit)) if cert.exists() => {
                 let key = r
                     .get("sslkey")
                     .map(PathBuf::from)
@@ -183,14 +185,29 @@ impl Tls {
                     .unwrap_or_else(|| PathBuf::from("postgresql.key"));
                 let chain = client_chain(&cert)?;
                 let key_der = client_key(&key, r.get("sslpassword").is_some())?;
-                let config = builder.with_client_auth_cert(chain, key_der).map_err(|e| {
-                    format!(
-                        "the client certificate {} and key {} do not go together: {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-                (config, Some(cert))
+                match builder.clone().with_client_auth_cert(chain, key_der) {
+                    Ok(config) => (config, Some(cert)),
+                    Err(e) if format!("{e:?}").contains("UnsupportedCertVersion") => {
+                        let why = format!(
+                            "client certificate {} is an X.509 v1 certificate, which this build \
+                             cannot use: reissue it as v3 (openssl x509 -req … -extfile with a \
+                             basicConstraints or subjectAltName line)",
+                            cert.display()
+                        );
+                        if explicit {
+                            return Err(why);
+                        }
+                        log::warn!("{why}; connecting without it");
+                        (builder.with_no_client_auth(), None)
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "the client certificate {} and key {} do not go together: {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    }
+                }
             }
             _ => (builder.with_no_client_auth(), None),
         };
@@ -236,7 +253,7 @@ impl Tls {
                 CertificateError::NotValidForNameContext { presented, .. } => format!(
                     "the server's certificate is for {} but the host is \"{host}\" (sslmode=verify-full)",
                     if presented.is_empty() {
-                        "no host name".to_string()
+                        "no host name in its subjectAltName (its CN is not read)".to_string()
                     } else {
                         presented
                             .iter()
@@ -249,6 +266,15 @@ impl Tls {
                     "the server's certificate has expired".into()
                 }
                 CertificateError::Revoked => "the server's certificate is revoked (sslcrl)".into(),
+                CertificateError::UnknownRevocationStatus => {
+                    "the server's certificate is not covered by the CRL file (sslcrl): it is from another issuer".into()
+                }
+                CertificateError::Other(o) if format!("{o:?}").contains("UnsupportedCertVersion") => {
+                    "the server's certificate is an X.509 v1 certificate, which this build cannot \
+                     check: reissue it as v3 with a subjectAltName, or connect with sslmode=require \
+                     and no root certificate file"
+                        .into()
+                }
                 other => format!("the server's certificate was refused: {other:?}"),
             },
             rustls::Error::AlertReceived(
@@ -365,9 +391,16 @@ fn client_key(f: &Path, has_password: bool) -> Result<PrivateKeyDer<'static>, St
             f.display()
         )
     })?;
+    if !meta.is_file() {
+        return Err(format!(
+            "private key file \"{}\" is not a regular file",
+            f.display()
+        ));
+    }
+    // libpq's rule: no group or world bits for the owner's own key; group read only for root's.
     let mode = meta.permissions().mode() & 0o777;
-    let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
-    if mode & !allowed != 0 {
+    let forbidden = if meta.uid() == 0 { 0o037 } else { 0o077 };
+    if mode & forbidden != 0 {
         return Err(format!(
             "private key file \"{}\" has group or world access; file must have permissions u=rw \
              (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if \

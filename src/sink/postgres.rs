@@ -21,8 +21,9 @@ pub const LOCK_KEY: i64 = 0x616e_6f6e_796d_697a;
 pub struct Staging {
     client: Client,
     dropped_fks: Vec<(QualifiedName, String, String)>,
-    /// Statements that rebuild the keys and indexes dropped for the load, in order.
-    rebuild: Vec<(String, String)>,
+    /// Statements that rebuild the keys and indexes dropped for the load, in order: (table,
+    /// what it does, the statement).
+    rebuild: Vec<(QualifiedName, String, String)>,
     /// User triggers disabled for the load: (table, trigger, how it was enabled).
     triggers: Vec<(QualifiedName, String, char)>,
     lock_timeout: std::time::Duration,
@@ -182,8 +183,8 @@ impl Staging {
                     "dropping index {index} of {table} for the load"
                 )))?;
             log::debug!("staging: dropped index {index} of {table} for the load");
-            self.rebuild
-                .push((format!("rebuilding index {index} of {table}"), build));
+            let context = format!("rebuilding index {index} of {table}");
+            self.rebuild.push((table, context, build));
         }
         log::info!(
             "staging: dropped {} indexes for the load",
@@ -202,7 +203,7 @@ impl Staging {
         let started = std::time::Instant::now();
         let rebuild = std::mem::take(&mut self.rebuild);
         let n = rebuild.len();
-        for (context, sql) in rebuild {
+        for (_, context, sql) in rebuild {
             log::debug!("staging: {context}");
             self.client
                 .batch_execute(&sql)
@@ -214,6 +215,24 @@ impl Staging {
             started.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+
+    /// The keys and indexes dropped for the load, for [`rebuild_on`] to build: (table, what it
+    /// does, the statement).
+    pub fn take_rebuild(&mut self) -> Vec<(QualifiedName, String, String)> {
+        std::mem::take(&mut self.rebuild)
+    }
+
+    /// Commit what the refresh did so far and go on in a new transaction: for a new database that
+    /// no one else reads (a swap), so that other sessions can load it meanwhile.
+    pub async fn checkpoint(&self) -> Result<(), DbError> {
+        self.client
+            .batch_execute(&format!(
+                "COMMIT; BEGIN; SET LOCAL lock_timeout = '{}ms'",
+                self.lock_timeout.as_millis()
+            ))
+            .await
+            .map_err(query_err("committing the preparation of the new staging"))
     }
 
     /// Empty the tables about to be loaded (and the skipped ones).
@@ -235,19 +254,7 @@ impl Staging {
         table: &QualifiedName,
         columns: &[String],
     ) -> Result<impl futures_util::Sink<Bytes, Error = DbError> + Send, DbError> {
-        use futures_util::SinkExt;
-        let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        let err = |table: &QualifiedName, e: &tokio_postgres::Error| DbError::Query {
-            context: format!("loading {table} into staging"),
-            message: describe(e),
-        };
-        let sink: CopyInSink<Bytes> = self
-            .client
-            .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
-            .await
-            .map_err(|e| err(table, &e))?;
-        let table = table.clone();
-        Ok(sink.sink_map_err(move |e| err(&table, &e)))
+        copy_in_on(&self.client, table, columns).await
     }
 
     /// Add back the foreign keys dropped for the load; this checks every row against them.
@@ -470,6 +477,69 @@ impl Staging {
             .map_err(query_err(&format!("copying large object {oid}")))?;
         Ok(())
     }
+}
+
+/// Build the dropped keys and indexes on several sessions at once (a new database that no one
+/// else reads, between two transactions of the refresh): the statements of one table in order
+/// on one session, tables spread over the sessions as `pg_restore -j` spreads them.
+pub async fn rebuild_on(
+    sessions: &[&Client],
+    rebuild: Vec<(QualifiedName, String, String)>,
+) -> Result<(), DbError> {
+    let started = std::time::Instant::now();
+    let mut groups: Vec<(QualifiedName, Vec<(String, String)>)> = Vec::new();
+    for (table, context, sql) in rebuild {
+        match groups.iter_mut().find(|g| g.0 == table) {
+            Some(g) => g.1.push((context, sql)),
+            None => groups.push((table, vec![(context, sql)])),
+        }
+    }
+    let n: usize = groups.iter().map(|g| g.1.len()).sum();
+    let queue = std::sync::Mutex::new(
+        groups
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+    futures_util::future::try_join_all(sessions.iter().map(|client| async {
+        while let Some((_, statements)) = next() {
+            for (context, sql) in statements {
+                log::debug!("staging: {context}");
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(query_err(&context))?;
+            }
+        }
+        Ok::<_, DbError>(())
+    }))
+    .await?;
+    log::info!(
+        "staging: rebuilt {n} indexes on {} sessions in {:.2}s",
+        sessions.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Start loading one table on a session: a sink of COPY text; closing it ends the COPY.
+pub async fn copy_in_on(
+    client: &Client,
+    table: &QualifiedName,
+    columns: &[String],
+) -> Result<impl futures_util::Sink<Bytes, Error = DbError> + Send, DbError> {
+    use futures_util::SinkExt;
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let err = |table: &QualifiedName, e: &tokio_postgres::Error| DbError::Query {
+        context: format!("loading {table} into staging"),
+        message: describe(e),
+    };
+    let sink: CopyInSink<Bytes> = client
+        .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
+        .await
+        .map_err(|e| err(table, &e))?;
+    let table = table.clone();
+    Ok(sink.sink_map_err(move |e| err(&table, &e)))
 }
 
 /// An SQL string constant, read the same whatever standard_conforming_strings is.
