@@ -164,10 +164,9 @@ fn a_host_that_never_answers_times_out_and_the_next_host_is_tried() {
         ),
     ]));
     let err = stderr(&o);
-    assert!(
-        !err.contains("timeout expired") || o.status.code() != Some(1) || err.contains("customers"),
-        "{err}"
-    );
+    // The run reached the second host's (empty) database: the rules' tables are missing there
+    // (exit 2), not a connection failure (exit 1).
+    assert!(!err.contains("timeout expired"), "{err}");
     assert_ne!(
         o.status.code(),
         Some(1),
