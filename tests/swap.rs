@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const RULES: &str = "[tables.big.columns]\nid = \"keep\"\nn = \"keep\"\nnote = \"null\"\n";
+const RULES: &str = "[target]\nkeep_tables = [\"qa_notes\"]\n\n[tables.big.columns]\nid = \"keep\"\nn = \"keep\"\nnote = \"null\"\n";
 
 fn source(rows: u64) -> TestDb {
     let db = TestDb::new("swap_src");
@@ -36,6 +36,8 @@ fn staging(src: &TestDb) -> TestDb {
     stg.query(&format!(
         "DO $$ BEGIN CREATE ROLE swap_reader LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
          GRANT SELECT ON big TO swap_reader; \
+         CREATE TABLE qa_notes (id int PRIMARY KEY, note text); \
+         INSERT INTO qa_notes VALUES (1, 'qa account'), (2, 'flag'), (3, 'edge case'); \
          ALTER DATABASE {0} SET work_mem = '7MB'; \
          REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO swap_reader",
         stg.name
@@ -162,7 +164,8 @@ fn a_swap_keeps_a_million_row_staging_readable_and_what_is_staging_s_own() {
     assert_eq!(stg.query("SELECT n FROM big WHERE id = 1"), "2");
     assert!(exists(&stg, &format!("{}__prev", stg.name)));
     assert!(!exists(&stg, &format!("{}__next", stg.name)));
-    // Staging's own setting, grants, owner and index came across.
+    // Staging's own setting, grants, owner and index came across, and the kept table's rows.
+    assert_eq!(stg.query("SELECT count(*) FROM qa_notes"), "3");
     assert_eq!(
         stg.query(&format!(
             "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting \

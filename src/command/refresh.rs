@@ -232,13 +232,13 @@ async fn swap_begin(
     staging_client: tokio_postgres::Client,
     opts: &SwapOptions,
     create_schema: bool,
+    keep: &[QualifiedName],
     progress: &dyn Progress,
 ) -> Result<(tokio_postgres::Client, Swap), Error> {
     progress.phase("creating the new staging database beside the old one");
     let swap = Swap::prepare(c, &staging_client, opts.clone())
         .await
         .map_err(swap_error)?;
-    drop(staging_client);
     let filled = async {
         let next = swap.connect_next().await.map_err(db)?;
         if !create_schema {
@@ -251,9 +251,18 @@ async fn swap_begin(
                 ))
                 .map_err(db)?;
         }
+        if !keep.is_empty() {
+            progress.phase("copying the staging-only tables of [target] keep_tables");
+            let rows = swap
+                .keep_tables(&staging_client, &next, keep)
+                .await
+                .map_err(swap_error)?;
+            log::info!("staging: {} kept tables copied ({rows} rows)", keep.len());
+        }
         Ok::<_, Error>(next)
     }
     .await;
+    drop(staging_client);
     match filled {
         Ok(next) => Ok((next, swap)),
         Err(e) => {
@@ -380,8 +389,15 @@ async fn run_async(
     };
     let (target_client, swap) = match (&refresh.swap, target_client, &plan.target) {
         (Some(opts), Some(staging_client), Endpoint::Database(c)) => {
-            let (next, swap) =
-                swap_begin(c, staging_client, opts, refresh.create_schema, progress).await?;
+            let (next, swap) = swap_begin(
+                c,
+                staging_client,
+                opts,
+                refresh.create_schema,
+                &plan.keep_tables,
+                progress,
+            )
+            .await?;
             (Some(next), Some(swap))
         }
         (_, t, _) => (t, None),
@@ -487,6 +503,16 @@ async fn run_opened(
         catalog: snapshot.catalog,
         snapshot: snapshot.id,
     };
+    if let Some(t) = plan
+        .keep_tables
+        .iter()
+        .find(|k| prepared.jobs.iter().any(|j| &j.table.name == *k))
+    {
+        return Err(Error::Usage(format!(
+            "[target] keep_tables: {t} is a table of the source, which the refresh loads; keep only \
+             tables that staging alone has"
+        )));
+    }
     let unreadable = &prepared.catalog.unreadable_sequences;
     if !unreadable.is_empty() {
         let names: Vec<String> = unreadable.iter().take(5).map(|n| n.to_string()).collect();
@@ -548,6 +574,7 @@ async fn run_opened(
         progress,
         policy: plan.policy,
         lanes: &lanes,
+        keep: &plan.keep_tables,
     };
     let result = match target_client {
         Some(client) => {
@@ -606,6 +633,8 @@ struct Mover<'a> {
     exec: &'a Executor,
     /// A swap's extra sessions on the new staging (none in place).
     lanes: &'a [tokio_postgres::Client],
+    /// `[target] keep_tables`.
+    keep: &'a [QualifiedName],
     options: &'a Options,
     progress: &'a dyn Progress,
     policy: crate::rules::ObjectPolicy,
@@ -811,7 +840,27 @@ impl Mover<'_> {
                 })
             })?;
         }
-        let problems = compare_target(&self.prepared.jobs, &staging.columns().await?);
+        let target_columns = staging.columns().await?;
+        if !self.lanes.is_empty() {
+            // A swap: staging's own tables come across empty unless kept.
+            let empty: Vec<String> = target_columns
+                .keys()
+                .filter(|t| {
+                    !self.prepared.jobs.iter().any(|j| &j.table.name == *t)
+                        && !self.keep.contains(t)
+                })
+                .map(|t| t.to_string())
+                .collect();
+            if !empty.is_empty() {
+                self.progress.warning(&format!(
+                    "swap: {} staging-only table(s) start empty in the new staging ({}); their rows \
+                     stay in the old staging (__prev); list them in [target] keep_tables to carry them over",
+                    empty.len(),
+                    empty.join(", ")
+                ));
+            }
+        }
+        let problems = compare_target(&self.prepared.jobs, &target_columns);
         if !problems.is_empty() {
             return Err(PipelineError::TargetSchema(Diagnostics(problems)));
         }

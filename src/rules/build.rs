@@ -38,6 +38,8 @@ pub struct Plan {
     pub target: Endpoint,
     /// `[target] refresh`, when the file says.
     pub refresh: Option<Strategy>,
+    /// `[target] keep_tables`: staging-only tables a swap carries over unchanged.
+    pub keep_tables: Vec<QualifiedName>,
     pub uncovered: Uncovered,
     pub tables: BTreeMap<QualifiedName, TablePlan>,
     /// Rules for the tables of named databases (the `\connect` sections of a pg_dumpall file);
@@ -281,12 +283,12 @@ pub(super) fn build(
     let mut endpoint =
         |name: &str, over: &Option<String>, e: &Option<config::Endpoint>, default: &str| {
             // The command line's value, or the file's (with its variables), parsed once.
-            let (text, span) = match (over, e) {
+            let (text, span) = match (over, e.as_ref().and_then(|e| e.url.as_ref())) {
                 (Some(o), _) => (o.clone(), None),
-                (None, Some(e)) => match interpolate(e.url.get_ref(), env) {
-                    Ok(v) => (v, Some(e.url.span())),
+                (None, Some(url)) => match interpolate(url.get_ref(), env) {
+                    Ok(v) => (v, Some(url.span())),
                     Err(err) => {
-                        b.error(e.url.span(), format!("[{name}] url: {err}"));
+                        b.error(url.span(), format!("[{name}] url: {err}"));
                         return Endpoint::Stdio;
                     }
                 },
@@ -309,6 +311,7 @@ pub(super) fn build(
     let source = endpoint("source", &overrides.source, &file.source, "-");
     let target = endpoint("target", &overrides.target, &file.target, "-");
     let refresh = refresh_strategy(&mut b, file.source.as_ref(), file.target.as_ref());
+    let keep_tables = keep_tables(&mut b, file.source.as_ref(), file.target.as_ref());
 
     let uncovered = match file.defaults.as_ref().and_then(|d| d.uncovered.as_ref()) {
         None => Uncovered::Fail,
@@ -373,6 +376,7 @@ pub(super) fn build(
         source,
         target,
         refresh,
+        keep_tables,
         uncovered,
         tables,
         databases,
@@ -388,6 +392,40 @@ pub enum Strategy {
     InPlace,
     /// Build the new staging beside the old one and rename it into place.
     Swap,
+}
+
+/// `[target] keep_tables`: names of staging tables (`[source]` takes no such key).
+fn keep_tables(
+    b: &mut Builder,
+    source: Option<&config::Endpoint>,
+    target: Option<&config::Endpoint>,
+) -> Vec<QualifiedName> {
+    if let Some(k) = source.and_then(|s| s.keep_tables.as_ref()) {
+        if let Some(first) = k.first() {
+            b.error(
+                first.span(),
+                "[source] keep_tables: only [target] keeps tables",
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for t in target
+        .and_then(|t| t.keep_tables.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        match QualifiedName::parse(t.get_ref()) {
+            Some(q) => out.push(q),
+            None => b.error(
+                t.span(),
+                format!(
+                    "[target] keep_tables: \"{}\" is not a table name",
+                    t.get_ref()
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// `[target] refresh`: how a database target is refreshed (`[source]` takes no such key).

@@ -50,9 +50,12 @@ pub struct DatabaseRules {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
-    pub url: Spanned<String>,
+    /// Optional: `--source`/`--target` or the default stand in.
+    pub url: Option<Spanned<String>>,
     /// `[target]` only: the refresh strategy, `"swap"` or `"in-place"`.
     pub refresh: Option<Spanned<String>>,
+    /// `[target]` only: staging-only tables a swap copies from the old staging unchanged.
+    pub keep_tables: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -211,6 +211,50 @@ impl Swap {
         Ok(swap)
     }
 
+    /// Copy staging-only tables (`[target] keep_tables`) from the old staging into the new one as
+    /// they are, before the load. Each must exist in both (the new one has staging's schema).
+    pub async fn keep_tables(
+        &self,
+        staging_client: &Client,
+        next: &Client,
+        tables: &[crate::schema::QualifiedName],
+    ) -> Result<u64, SwapError> {
+        use futures_util::{SinkExt, StreamExt};
+        let mut rows = 0;
+        for t in tables {
+            let present: bool = staging_client
+                .query_one(
+                    "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                    &[&t.to_string()],
+                )
+                .await
+                .map_err(q("looking for a table of [target] keep_tables"))?
+                .get(0);
+            if !present {
+                return Err(SwapError::NotAllowed(format!(
+                    "[target] keep_tables: staging has no table {t}"
+                )));
+            }
+            let context = format!("copying kept table {t} into the new staging");
+            let out = staging_client
+                .copy_out(&format!("COPY {t} TO STDOUT"))
+                .await
+                .map_err(q(&context))?;
+            let sink = next
+                .copy_in::<_, bytes::Bytes>(&format!("COPY {t} FROM STDIN"))
+                .await
+                .map_err(q(&context))?;
+            let mut out = std::pin::pin!(out);
+            let mut sink = std::pin::pin!(sink);
+            while let Some(chunk) = out.next().await {
+                let chunk = chunk.map_err(q(&context))?;
+                sink.send(chunk).await.map_err(q(&context))?;
+            }
+            rows += sink.as_mut().finish().await.map_err(q(&context))?;
+        }
+        Ok(rows)
+    }
+
     /// A connection to the new staging database.
     pub async fn connect_next(&self) -> Result<Client, DbError> {
         let mut info = self.staging.clone();
