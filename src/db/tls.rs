@@ -171,46 +171,7 @@ impl Tls {
             .map_err(|e| format!("TLS cannot be set up: {e}"))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        // Sent when the file exists (as libpq, for a given path and for the default one).
-        let cert = r
-            .get("sslcert")
-            .map(|c| (PathBuf::from(c), true))
-            .or_else(|| home_file("postgresql.crt").map(|f| (f, false)));
-        let (config, client_cert) = match cert {
-            Some((cert, explicit)) if cert.exists() => {
-                let key = r
-                    .get("sslkey")
-                    .map(PathBuf::from)
-                    .or_else(|| home_file("postgresql.key"))
-                    .unwrap_or_else(|| PathBuf::from("postgresql.key"));
-                let chain = client_chain(&cert)?;
-                let key_der = client_key(&key, r.get("sslpassword").is_some())?;
-                match builder.clone().with_client_auth_cert(chain, key_der) {
-                    Ok(config) => (config, Some(cert)),
-                    Err(e) if format!("{e:?}").contains("UnsupportedCertVersion") => {
-                        let why = format!(
-                            "client certificate {} is an X.509 v1 certificate, which this build \
-                             cannot use: reissue it as v3 (openssl x509 -req … -extfile with a \
-                             basicConstraints or subjectAltName line)",
-                            cert.display()
-                        );
-                        if explicit {
-                            return Err(why);
-                        }
-                        log::warn!("{why}; connecting without it");
-                        (builder.with_no_client_auth(), None)
-                    }
-                    Err(e) => {
-                        return Err(format!(
-                            "the client certificate {} and key {} do not go together: {e}",
-                            cert.display(),
-                            key.display()
-                        ))
-                    }
-                }
-            }
-            _ => (builder.with_no_client_auth(), None),
-        };
+        let (config, client_cert) = client_auth(builder, r)?;
         Ok(Tls {
             mode,
             sslmode,
@@ -308,6 +269,53 @@ fn plain_name(p: &str) -> String {
         .and_then(|(_, rest)| rest.strip_suffix(')'))
         .unwrap_or(p);
     inner.trim_matches('"').to_string()
+}
+
+/// The client certificate and key to send, when the certificate file exists (as libpq, for a given
+/// path and for the default one).
+fn client_auth(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    r: &Resolved,
+) -> Result<(rustls::ClientConfig, Option<PathBuf>), String> {
+    let home_file = |name: &str| r.home.as_ref().map(|h| h.join(".postgresql").join(name));
+    // Sent when the file exists (as libpq, for a given path and for the default one).
+    let cert = r
+        .get("sslcert")
+        .map(|c| (PathBuf::from(c), true))
+        .or_else(|| home_file("postgresql.crt").map(|f| (f, false)));
+    match cert {
+        Some((cert, explicit)) if cert.exists() => {
+            let key = r
+                .get("sslkey")
+                .map(PathBuf::from)
+                .or_else(|| home_file("postgresql.key"))
+                .unwrap_or_else(|| PathBuf::from("postgresql.key"));
+            let chain = client_chain(&cert)?;
+            let key_der = client_key(&key, r.get("sslpassword").is_some())?;
+            match builder.clone().with_client_auth_cert(chain, key_der) {
+                Ok(config) => Ok((config, Some(cert))),
+                Err(e) if format!("{e:?}").contains("UnsupportedCertVersion") => {
+                    let why = format!(
+                        "client certificate {} is an X.509 v1 certificate, which this build \
+                         cannot use: reissue it as v3 (openssl x509 -req … -extfile with a \
+                         basicConstraints or subjectAltName line)",
+                        cert.display()
+                    );
+                    if explicit {
+                        return Err(why);
+                    }
+                    log::warn!("{why}; connecting without it");
+                    Ok((builder.with_no_client_auth(), None))
+                }
+                Err(e) => Err(format!(
+                    "the client certificate {} and key {} do not go together: {e}",
+                    cert.display(),
+                    key.display()
+                )),
+            }
+        }
+        _ => Ok((builder.with_no_client_auth(), None)),
+    }
 }
 
 /// The rustls error inside a driver error, if any (io errors hide their inner error from

@@ -150,7 +150,7 @@ impl Swap {
             options,
         };
         swap.drop_next().await?;
-        let mut sql = format!(
+        let create = format!(
             "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
             quote_ident(&swap.next),
             quote_ident(&owner),
@@ -159,49 +159,10 @@ impl Swap {
             literal(&ctype)
         );
         swap.admin
-            .batch_execute(&sql)
+            .batch_execute(&create)
             .await
             .map_err(q("creating the new staging database"))?;
-        sql.clear();
-        let next = quote_ident(&swap.next);
-        for row in &settings {
-            let (role, setting): (String, String) = (row.get(0), row.get(1));
-            let Some((k, v)) = setting.split_once('=') else {
-                continue;
-            };
-            let value = if LIST_SETTINGS.contains(&k) {
-                v.to_string()
-            } else {
-                literal(v)
-            };
-            if role.is_empty() {
-                sql.push_str(&format!(
-                    "ALTER DATABASE {next} SET {} = {value};\n",
-                    quote_ident(k)
-                ));
-            } else {
-                sql.push_str(&format!(
-                    "ALTER ROLE {} IN DATABASE {next} SET {} = {value};\n",
-                    quote_ident(&role),
-                    quote_ident(k)
-                ));
-            }
-        }
-        if grants.first().is_some_and(|r| !r.get::<_, bool>(0)) {
-            sql.push_str(&format!("REVOKE ALL ON DATABASE {next} FROM PUBLIC;\n"));
-            for row in &grants {
-                let (privilege, grantee): (Option<String>, String) = (row.get(1), row.get(2));
-                let Some(privilege) = privilege else { continue };
-                let grantee = if grantee == "PUBLIC" {
-                    grantee
-                } else {
-                    quote_ident(&grantee)
-                };
-                sql.push_str(&format!(
-                    "GRANT {privilege} ON DATABASE {next} TO {grantee};\n"
-                ));
-            }
-        }
+        let sql = database_sql(&swap.next, &settings, &grants);
         if !sql.is_empty() {
             swap.admin.batch_execute(&sql).await.map_err(q(
                 "giving the new staging database the old one's settings and grants",
@@ -415,6 +376,57 @@ pub fn staging_schema_sql(c: &ConnInfo) -> Result<String, DbError> {
         .split_inclusive('\n')
         .filter(|l| !l.starts_with('\\'))
         .collect())
+}
+
+/// What gives the new database the old one's `ALTER DATABASE … SET` and `ALTER ROLE … IN
+/// DATABASE … SET` settings (rows of role, `name=value`) and its grants (rows of whether the
+/// ACL is the default, privilege, grantee).
+fn database_sql(
+    next: &str,
+    settings: &[tokio_postgres::Row],
+    grants: &[tokio_postgres::Row],
+) -> String {
+    let next = quote_ident(next);
+    let mut sql = String::new();
+    for row in settings {
+        let (role, setting): (String, String) = (row.get(0), row.get(1));
+        let Some((k, v)) = setting.split_once('=') else {
+            continue;
+        };
+        let value = if LIST_SETTINGS.contains(&k) {
+            v.to_string()
+        } else {
+            literal(v)
+        };
+        if role.is_empty() {
+            sql.push_str(&format!(
+                "ALTER DATABASE {next} SET {} = {value};\n",
+                quote_ident(k)
+            ));
+        } else {
+            sql.push_str(&format!(
+                "ALTER ROLE {} IN DATABASE {next} SET {} = {value};\n",
+                quote_ident(&role),
+                quote_ident(k)
+            ));
+        }
+    }
+    if grants.first().is_some_and(|r| !r.get::<_, bool>(0)) {
+        sql.push_str(&format!("REVOKE ALL ON DATABASE {next} FROM PUBLIC;\n"));
+        for row in grants {
+            let (privilege, grantee): (Option<String>, String) = (row.get(1), row.get(2));
+            let Some(privilege) = privilege else { continue };
+            let grantee = if grantee == "PUBLIC" {
+                grantee
+            } else {
+                quote_ident(&grantee)
+            };
+            sql.push_str(&format!(
+                "GRANT {privilege} ON DATABASE {next} TO {grantee};\n"
+            ));
+        }
+    }
+    sql
 }
 
 /// Settings whose stored value is already a list of quoted items (pg_dumpall writes them as is).
