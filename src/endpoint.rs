@@ -173,7 +173,7 @@ impl Endpoint {
         if looks_like_key_value(t) {
             return parse_key_value(t).map(Endpoint::Database);
         }
-        if mistyped_url(t) {
+        if mistyped_url(t) || holds_a_password_key(t) {
             // Shown as nothing of what was written: it may hold a password.
             return Err(EndpointError::Invalid {
                 shown: "a connection string".into(),
@@ -210,6 +210,15 @@ fn mistyped_url(s: &str) -> bool {
         && (scheme.eq_ignore_ascii_case("postgres")
             || scheme.eq_ignore_ascii_case("postgresql")
             || rest.contains('@'))
+}
+
+/// A `password=` or `sslpassword=` in any case (`PASSWORD=…` is no libpq key, so the string is
+/// not read as `key=value`): a connection string typed wrong, never a file name to echo.
+fn holds_a_password_key(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower
+        .match_indices("password")
+        .any(|(i, m)| lower[i + m.len()..].trim_start().starts_with('='))
 }
 
 /// `scheme://…` → the scheme, when it looks like one.
@@ -580,6 +589,23 @@ mod tests {
             Endpoint::Database(c) => c,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_password_key_in_any_case_is_never_a_file_name() {
+        for s in [
+            "PASSWORD=FakeS3 host=x",
+            "Password = FakeS3",
+            "host=x SSLPASSWORD=FakeS3",
+        ] {
+            let e = Endpoint::parse(s).unwrap_err();
+            assert!(!e.to_string().contains("FakeS3"), "{e}");
+        }
+        // A file whose name merely holds the word is a file.
+        assert!(matches!(
+            Endpoint::parse("dumps/passwords.sql"),
+            Ok(Endpoint::File(_))
+        ));
     }
 
     #[test]
