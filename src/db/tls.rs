@@ -348,46 +348,37 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
     Ok(store)
 }
 
-fn root_file(f: &Path) -> Result<rustls::RootCertStore, String> {
-    let bad = |why: String| format!("root certificate file {}: {why}", f.display());
-    let mut store = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(f)
+/// Every PEM item of one kind in a file; an unreadable file, a bad item or none at all is an
+/// error naming the file as `what`.
+fn pem_items<T: PemObject>(f: &Path, what: &str, kind: &str) -> Result<Vec<T>, String> {
+    let bad = |why: String| format!("{what} {}: {why}", f.display());
+    let items: Vec<T> = T::pem_file_iter(f)
         .map_err(|e| bad(e.to_string()))?
         .collect::<Result<_, _>>()
         .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in it".into()));
+    if items.is_empty() {
+        return Err(bad(format!("no PEM {kind} in it")));
     }
-    for c in certs {
+    Ok(items)
+}
+
+fn root_file(f: &Path) -> Result<rustls::RootCertStore, String> {
+    let what = "root certificate file";
+    let mut store = rustls::RootCertStore::empty();
+    for c in pem_items::<CertificateDer>(f, what, "certificate")? {
         store
             .add(c)
-            .map_err(|e| bad(format!("a certificate cannot be used: {e}")))?;
+            .map_err(|e| format!("{what} {}: a certificate cannot be used: {e}", f.display()))?;
     }
     Ok(store)
 }
 
 fn crl_file(f: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    let bad = |why: String| format!("certificate revocation list {}: {why}", f.display());
-    let crls: Vec<_> = CertificateRevocationListDer::pem_file_iter(f)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if crls.is_empty() {
-        return Err(bad("no PEM X509 CRL in it".into()));
-    }
-    Ok(crls)
+    pem_items(f, "certificate revocation list", "X509 CRL")
 }
 
 fn client_chain(f: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bad = |why: String| format!("client certificate file {}: {why}", f.display());
-    let certs: Vec<_> = CertificateDer::pem_file_iter(f)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in it".into()));
-    }
-    Ok(certs)
+    pem_items(f, "client certificate file", "certificate")
 }
 
 /// The client's private key, refused as libpq refuses it when others may read it.
