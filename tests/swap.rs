@@ -222,6 +222,17 @@ fn a_swap_killed_anywhere_leaves_the_old_staging_and_the_next_run_succeeds() {
                 break;
             }
         }
+        if point == "load" {
+            // Neither strategy runs beside the other on the same staging.
+            let o = run(refresh(dir.path(), &src, &stg, &["-q", "--refresh", "in-place"])
+                .stdin(Stdio::null()));
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains("another refresh of this staging database is running"),
+                "{}",
+                stderr(&o)
+            );
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // The old staging, intact and readable under its name.
@@ -241,6 +252,31 @@ fn a_swap_killed_anywhere_leaves_the_old_staging_and_the_next_run_succeeds() {
             src.query(&format!("SELECT n FROM big WHERE id = {}", i + 1)),
         );
     }
+    // And a swap does not start while an in-place refresh runs.
+    let mut child = refresh(dir.path(), &src, &stg, &["--refresh", "in-place"])
+        .env("ANONYMIZE_DEBUG_PAUSE", "load")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    while !lines
+        .recv_timeout(Duration::from_secs(120))
+        .expect("in-place never paused at load")
+        .contains("paused at load")
+    {}
+    let o = run(refresh(dir.path(), &src, &stg, &["-q", "--refresh", "swap"]).stdin(Stdio::null()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another refresh of staging database")
+            && stderr(&o).contains("(swap or in-place)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!exists(&stg, &format!("{}__next", stg.name)));
     drop_beside(&stg);
 }
 

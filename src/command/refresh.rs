@@ -284,14 +284,20 @@ async fn swap_end(
     let outcome = match result {
         Ok(report) => {
             async {
-                // Statistics for the planner, and hint bits and the visibility map set now, while
-                // the old staging still serves: the first query on the new one does not pay.
-                progress.phase("vacuuming and analyzing the new staging database");
+                // Statistics for the planner now, while the old staging still serves. The load
+                // wrote its rows frozen (hint bits and visibility map set), so the first query on
+                // the new staging does not pay for them and no VACUUM is needed.
+                // The loading sessions analyzed the tables they loaded; the rest (kept tables,
+                // partitioned parents, materialized views) here.
+                progress.phase("analyzing the new staging database");
                 let next = swap.connect_next().await.map_err(db)?;
-                next.batch_execute("VACUUM (ANALYZE)")
-                    .await
-                    .map_err(crate::db::query_err("vacuuming the new staging database"))
-                    .map_err(db)?;
+                let loaded: Vec<&QualifiedName> = report
+                    .tables
+                    .iter()
+                    .filter(|t| !t.skipped)
+                    .map(|t| &t.name)
+                    .collect();
+                analyze_rest(&next, &loaded).await.map_err(db)?;
                 drop(next);
                 debug_pause("cutover");
                 stop_if_asked().map_err(|error| {
@@ -314,6 +320,37 @@ async fn swap_end(
         }
     }
     outcome
+}
+
+/// ANALYZE every table and materialized view of a database but `done`.
+async fn analyze_rest(
+    client: &tokio_postgres::Client,
+    done: &[&QualifiedName],
+) -> Result<(), crate::db::DbError> {
+    let context = "analyzing the new staging database";
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> 'information_schema' \
+               AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )
+        .await
+        .map_err(crate::db::query_err(context))?;
+    let rest: Vec<String> = rows
+        .iter()
+        .map(|r| QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+        .filter(|t| !done.contains(&t))
+        .map(|t| t.to_string())
+        .collect();
+    if !rest.is_empty() {
+        client
+            .batch_execute(&format!("ANALYZE {}", rest.join(", ")))
+            .await
+            .map_err(crate::db::query_err(context))?;
+    }
+    Ok(())
 }
 
 fn swap_error(e: SwapError) -> Error {
@@ -762,6 +799,7 @@ impl Mover<'_> {
     async fn move_lanes(
         &self,
         sessions: &[&tokio_postgres::Client],
+        rebuild: &std::sync::Mutex<Vec<(QualifiedName, String, String)>>,
         report: &mut Report,
     ) -> Result<(), PipelineError> {
         let n = sessions.len();
@@ -789,11 +827,16 @@ impl Mover<'_> {
                     let t0 = Instant::now();
                     self.progress.table_started(&job.table.name);
                     let mut stats = TableStats::start(&job.table);
+                    let rx_loaded = rx.is_some();
                     if let Some(rx) = rx {
+                        let frozen =
+                            crate::sink::postgres::begin_frozen_load(client, &job.table.name)
+                                .await?;
                         let sink = crate::sink::postgres::copy_in_on(
                             client,
                             &job.table.name,
                             &job.table.columns,
+                            frozen,
                         )
                         .await?;
                         let mut sink = std::pin::pin!(sink);
@@ -804,12 +847,43 @@ impl Mover<'_> {
                             self.progress,
                         )
                         .await?;
+                        if frozen {
+                            client.batch_execute("COMMIT").await.map_err(
+                                crate::db::query_err(&format!(
+                                    "committing the load of {}",
+                                    job.table.name
+                                )),
+                            )?;
+                        }
                         stats.rows_read = rows;
                         stats.rows_written = rows;
                         stats.bytes_written = bytes;
                         stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
                     }
                     debug_pause("load");
+                    let own: Vec<(QualifiedName, String, String)> = match rebuild.lock() {
+                        Ok(mut all) => {
+                            let (own, rest) = std::mem::take(&mut *all)
+                                .into_iter()
+                                .partition(|(t, _, _)| *t == job.table.name);
+                            *all = rest;
+                            own
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    if !own.is_empty() {
+                        crate::sink::postgres::rebuild_on(&[client], own).await?;
+                    }
+                    if rx_loaded {
+                        // Statistics for the new staging's planner, while others still load.
+                        client
+                            .batch_execute(&format!("ANALYZE {}", job.table.name))
+                            .await
+                            .map_err(crate::db::query_err(&format!(
+                                "analyzing {}",
+                                job.table.name
+                            )))?;
+                    }
                     let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
                     stats.seconds = from.elapsed().as_secs_f64();
                     self.progress.table_finished(&stats);
@@ -908,7 +982,11 @@ impl Mover<'_> {
             // index build on another session waits for).
             staging.checkpoint().await?;
             let sessions: Vec<&tokio_postgres::Client> = self.lanes.iter().collect();
-            self.move_lanes(&sessions, report).await?;
+            // Each session builds a table's indexes as soon as it has loaded it, as pg_restore
+            // -j does, while the others still load.
+            let rebuild = std::sync::Mutex::new(staging.take_rebuild());
+            self.move_lanes(&sessions, &rebuild, report).await?;
+            staging.give_back_rebuild(rebuild.into_inner().unwrap_or_default());
         }
         self.large_objects_to_staging(staging).await?;
         let (indexes, fks) = staging.pending_work();

@@ -256,6 +256,14 @@ fn transform_row<'a>(
                 let v = decode(c).map_err(|e| (c, e))?;
                 Cell::Value(t.apply(v.as_deref()).map_err(|e| (c, e.into()))?)
             }
+            CellOp::ApplyBy(t, by) => {
+                let v = decode(c).map_err(|e| (c, e))?;
+                let k = decode(*by).map_err(|e| (*by, e))?;
+                Cell::Value(
+                    t.apply_by(v.as_deref(), k.as_deref())
+                        .map_err(|e| (c, e.into()))?,
+                )
+            }
         });
     }
     for (c, op) in ops.iter().enumerate() {
@@ -648,16 +656,24 @@ pub fn process_rows(
             ));
         }
         // The anonymized value of an applied column: decode, transform; errors name the cell.
-        let apply = |c: usize, t: &crate::transform::Transform| {
+        let apply = |c: usize, t: &crate::transform::Transform, by: Option<usize>| {
             let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
-            t.apply(v.as_deref()).map_err(|e| err(i, Some(c), e.into()))
+            match by {
+                None => t.apply(v.as_deref()),
+                Some(b) => {
+                    let k = copy::decode(fields[b]).map_err(|e| err(i, Some(b), e.into()))?;
+                    t.apply_by(v.as_deref(), k.as_deref())
+                }
+            }
+            .map_err(|e| err(i, Some(c), e.into()))
         };
         if has_templates {
             // Templates read other columns' anonymized values, so compute those first.
             outputs.clear();
             for (c, op) in ops.iter().enumerate() {
                 outputs.push(match op {
-                    CellOp::Apply(t) => Some(apply(c, t)?),
+                    CellOp::Apply(t) => Some(apply(c, t, None)?),
+                    CellOp::ApplyBy(t, b) => Some(apply(c, t, Some(*b))?),
                     CellOp::Pass | CellOp::Template(_) => None,
                 });
             }
@@ -670,7 +686,11 @@ pub fn process_rows(
                 CellOp::Pass => out.extend_from_slice(f.as_bytes()),
                 CellOp::Apply(t) => match outputs.get(c) {
                     Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
-                    _ => copy::encode(apply(c, t)?.as_deref(), &mut out),
+                    _ => copy::encode(apply(c, t, None)?.as_deref(), &mut out),
+                },
+                CellOp::ApplyBy(t, b) => match outputs.get(c) {
+                    Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
+                    _ => copy::encode(apply(c, t, Some(*b))?.as_deref(), &mut out),
                 },
                 // NULL stays NULL under a template too, as under every rule but "null".
                 CellOp::Template(_) if *f == "\\N" => out.extend_from_slice(b"\\N"),
@@ -678,7 +698,7 @@ pub fn process_rows(
                     // Pass-through columns a template reads are decoded here.
                     let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
                     for r in t.columns() {
-                        if !matches!(ops[r], CellOp::Apply(_)) {
+                        if !matches!(ops[r], CellOp::Apply(_) | CellOp::ApplyBy(..)) {
                             decoded[r] = copy::decode(fields[r])
                                 .map_err(|e| err(i, Some(r), e.into()))?
                                 .map(|v| v.into_owned());

@@ -63,6 +63,8 @@ pub enum CellOp {
     /// The original bytes go through untouched.
     Pass,
     Apply(Transform),
+    /// A rule keyed by another column's original value (`by`), at this position.
+    ApplyBy(Transform, usize),
     Template(Template),
 }
 
@@ -218,7 +220,25 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                     descriptions.push(cp.rule.clone());
                     ops.push(match &cp.op {
                         ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
-                        ColumnOp::Transform(t) => CellOp::Apply(t.clone()),
+                        ColumnOp::Transform(t) => match t.by_column() {
+                            None => CellOp::Apply(t.clone()),
+                            Some(by) => match position.get(by) {
+                                Some(&p) => CellOp::ApplyBy(t.clone(), p),
+                                None => {
+                                    let hint = suggest(by, &candidates)
+                                        .map(|s| format!(" (did you mean {s}?)"))
+                                        .unwrap_or_default();
+                                    diags.push(Diagnostic {
+                                        location: Some(cp.location.clone()),
+                                        message: format!(
+                                            "rule of {}.{col} is keyed by column {by}, which is not in the source{hint}",
+                                            table.name
+                                        ),
+                                    });
+                                    CellOp::Pass
+                                }
+                            },
+                        },
                         ColumnOp::Template(pieces) => CellOp::Template(bind_template(
                             pieces,
                             rules,

@@ -189,6 +189,21 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// The key of a rule keyed `by` another column: its own family of domains, apart from every
+    /// other rule's, so that an offset can never be computed from a hash printed in staging.
+    fn by_prf(
+        &self,
+        default_domain: &str,
+        domain: Option<&Spanned<String>>,
+    ) -> crate::transform::seed::Prf {
+        match domain {
+            Some(d) => self.key.domain(&format!("by:{default_domain}:domain:{}", d.get_ref())),
+            None => self.key.domain(&format!("by:{default_domain}")),
+        }
+    }
+}
+
 fn did_you_mean(wrong: &str, names: &[&str]) -> String {
     match suggest(wrong, names) {
         Some(s) => format!(" (did you mean \"{s}\"?)"),
@@ -610,6 +625,7 @@ fn build_rule(
     let domain = t.domain.as_ref();
     let cx = RuleContext {
         unique,
+        nested,
         domain,
         table,
         column,
@@ -820,14 +836,62 @@ fn build_shift(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(Colu
         b.error(s.days.span(), "shift days must be at least 1");
         return None;
     }
-    let desc = format!("shift (±{days} days)");
+    let mut keep = Vec::new();
+    for k in s.keep.iter().flatten() {
+        match crate::transform::dates::date_days(k.get_ref()) {
+            Some(d) => keep.push(d),
+            None => b.error(
+                k.span(),
+                format!(
+                    "shift keep takes dates written YYYY-MM-DD, not \"{}\"",
+                    k.get_ref()
+                ),
+            ),
+        }
+    }
+    let mut desc = format!("shift (±{days} days");
+    let shift = match by_column(b, s.by.as_ref(), cx)? {
+        Some(by) => {
+            desc.push_str(&format!(" by {by}"));
+            Shift::new(b.by_prf("shift", domain), days).by(by)
+        }
+        None => Shift::new(b.prf(&format!("shift:{days}"), domain), days),
+    };
+    if !keep.is_empty() {
+        desc.push_str(&format!(", {} dates kept", keep.len()));
+    }
+    desc.push(')');
     Some((
-        ColumnOp::Transform(Transform::Shift(Shift::new(
-            b.prf(&format!("shift:{days}"), domain),
-            days,
-        ))),
+        ColumnOp::Transform(Transform::Shift(shift.keeping(keep))),
         desc,
     ))
+}
+
+/// The column a `by` option names, checked where the rule is written (bind checks it exists).
+fn by_column(
+    b: &mut Builder,
+    by: Option<&Spanned<String>>,
+    cx: &RuleContext,
+) -> Option<Option<String>> {
+    let Some(by) = by else { return Some(None) };
+    if cx.nested {
+        b.error(
+            by.span(),
+            "by cannot be used inside a json rule (it reads another column of the row)",
+        );
+        return None;
+    }
+    if by.get_ref() == cx.column {
+        b.error(
+            by.span(),
+            format!(
+                "by names the column itself ({}); name another column of the row, such as its entity's id",
+                cx.column
+            ),
+        );
+        return None;
+    }
+    Some(Some(by.get_ref().clone()))
 }
 
 /// `truncate = …`
@@ -884,12 +948,19 @@ fn build_noise(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(Colu
         NoiseAmount::Percent(p) => format!("noise:percent={p}"),
         NoiseAmount::Absolute(a) => format!("noise:absolute={a}"),
     };
-    let desc = match amount {
+    let mut desc = match amount {
         NoiseAmount::Percent(p) => format!("noise (±{p}%)"),
         NoiseAmount::Absolute(a) => format!("noise (±{a})"),
     };
+    let noise = match by_column(b, n.by.as_ref(), cx)? {
+        Some(by) => {
+            desc.insert_str(desc.len() - 1, &format!(" by {by}"));
+            Noise::new(b.by_prf("noise", domain), amount).by(by)
+        }
+        None => Noise::new(b.prf(&d, domain), amount),
+    };
     Some((
-        ColumnOp::Transform(Transform::Noise(Noise::new(b.prf(&d, domain), amount))),
+        ColumnOp::Transform(Transform::Noise(noise)),
         desc,
     ))
 }
@@ -1129,6 +1200,8 @@ impl RuleKind {
 #[derive(Clone, Copy)]
 struct RuleContext<'a> {
     unique: bool,
+    /// Inside a `json` rule, where there is no row to read another column from.
+    nested: bool,
     domain: Option<&'a Spanned<String>>,
     table: &'a QualifiedName,
     column: &'a str,

@@ -130,6 +130,8 @@ pub struct HashSpec {
 #[serde(deny_unknown_fields)]
 pub struct ShiftSpec {
     pub days: Spanned<u32>,
+    pub by: Option<Spanned<String>>,
+    pub keep: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +139,7 @@ pub struct ShiftSpec {
 pub struct NoiseSpec {
     pub percent: Option<Spanned<f64>>,
     pub absolute: Option<Spanned<f64>>,
+    pub by: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

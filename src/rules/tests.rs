@@ -457,3 +457,48 @@ fn partitions_named_by_pattern_take_their_parents_rules() {
         "{e:?}"
     );
 }
+
+#[test]
+fn shift_and_noise_by_another_column_are_checked_where_written() {
+    let p = plan(
+        "[tables.emp.columns]\nid = \"keep\"\nfrom_date = { shift = { days = 90, by = \"id\", keep = [\"9999-01-01\"] } }\n\
+         salary = { noise = { percent = 5, by = \"id\" } }\n",
+    )
+    .unwrap();
+    let bound = bind(&p, &[source("emp", &["salary", "id", "from_date"])]).unwrap();
+    let TableAction::Copy { ops } = &bound[0].action else {
+        panic!("copy expected")
+    };
+    assert!(matches!(ops[0], CellOp::ApplyBy(_, 1)));
+    assert!(matches!(ops[2], CellOp::ApplyBy(_, 1)));
+    assert_eq!(bound[0].rules[2], "shift (±90 days by id, 1 dates kept)");
+    assert_eq!(bound[0].rules[0], "noise (±5% by id)");
+    // A by column the source does not have, found at bind time with the rule's location.
+    let p = plan("[tables.emp.columns]\nid = \"keep\"\nd = { shift = { days = 9, by = \"emp_id\" } }\n").unwrap();
+    let diags = bind(&p, &[source("emp", &["id", "d", "emp_no"])]).unwrap_err();
+    assert_eq!(
+        diags[0].to_string(),
+        "r.toml:3:5: rule of public.emp.d is keyed by column emp_id, which is not in the source (did you mean emp_no?)"
+    );
+    for (rules, want) in [
+        (
+            "[tables.t.columns]\nd = { shift = { days = 9, by = \"d\" } }\n",
+            "r.toml:2:32: by names the column itself (d); name another column of the row, such as its entity's id",
+        ),
+        (
+            "[tables.t.columns]\nd = { shift = { days = 9, keep = [\"9999-13-01\"] } }\n",
+            "r.toml:2:35: shift keep takes dates written YYYY-MM-DD, not \"9999-13-01\"",
+        ),
+        (
+            "[tables.t.columns]\nd = { json = { \"$.a\" = { shift = { days = 9, by = \"id\" } } } }\n",
+            "r.toml:2:51: by cannot be used inside a json rule (it reads another column of the row)",
+        ),
+        (
+            "[tables.t.columns]\nd = { shift = { days = 9, by_ = \"id\" } }\n",
+            "r.toml:2:27: unknown key `by_` (did you mean `by`?); expected one of `days`, `by`, `keep`",
+        ),
+    ] {
+        let e = err(rules);
+        assert_eq!(e, want);
+    }
+}

@@ -223,6 +223,11 @@ impl Staging {
         std::mem::take(&mut self.rebuild)
     }
 
+    /// Keys and indexes taken by [`Staging::take_rebuild`] and not built, to be built later.
+    pub fn give_back_rebuild(&mut self, rest: Vec<(QualifiedName, String, String)>) {
+        self.rebuild.extend(rest);
+    }
+
     /// Commit what the refresh did so far and go on in a new transaction: for a new database that
     /// no one else reads (a swap), so that other sessions can load it meanwhile.
     pub async fn checkpoint(&self) -> Result<(), DbError> {
@@ -254,7 +259,7 @@ impl Staging {
         table: &QualifiedName,
         columns: &[String],
     ) -> Result<impl futures_util::Sink<Bytes, Error = DbError> + Send, DbError> {
-        copy_in_on(&self.client, table, columns).await
+        copy_in_on(&self.client, table, columns, false).await
     }
 
     /// Add back the foreign keys dropped for the load; this checks every row against them.
@@ -522,11 +527,36 @@ pub async fn rebuild_on(
     Ok(())
 }
 
-/// Start loading one table on a session: a sink of COPY text; closing it ends the COPY.
+/// On a loading session of a new staging database (a swap), open a transaction that empties a
+/// plain table again, so that its COPY can write the rows frozen (`COPY … FREEZE`: hint bits and
+/// the visibility map set by the load, as a VACUUM would). Returns whether it did; the caller
+/// commits after the COPY. Partitioned tables cannot be frozen this way and are left alone.
+pub async fn begin_frozen_load(client: &Client, table: &QualifiedName) -> Result<bool, DbError> {
+    let context = format!("preparing {table} for a frozen load");
+    let plain: bool = client
+        .query_one(
+            "SELECT relkind = 'r' FROM pg_catalog.pg_class WHERE oid = $1::text::regclass",
+            &[&table.to_string()],
+        )
+        .await
+        .map_err(query_err(&context))?
+        .get(0);
+    if plain {
+        client
+            .batch_execute(&format!("BEGIN; TRUNCATE ONLY {table}"))
+            .await
+            .map_err(query_err(&context))?;
+    }
+    Ok(plain)
+}
+
+/// Start loading one table on a session: a sink of COPY text; closing it ends the COPY. `frozen`
+/// after [`begin_frozen_load`] said so.
 pub async fn copy_in_on(
     client: &Client,
     table: &QualifiedName,
     columns: &[String],
+    frozen: bool,
 ) -> Result<impl futures_util::Sink<Bytes, Error = DbError> + Send, DbError> {
     use futures_util::SinkExt;
     let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
@@ -535,7 +565,11 @@ pub async fn copy_in_on(
         message: describe(e),
     };
     let sink: CopyInSink<Bytes> = client
-        .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
+        .copy_in(&format!(
+            "COPY {table} ({}) FROM STDIN{}",
+            cols.join(", "),
+            if frozen { " (FREEZE)" } else { "" }
+        ))
         .await
         .map_err(|e| err(table, &e))?;
     let table = table.clone();

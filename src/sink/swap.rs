@@ -47,14 +47,17 @@ pub enum SwapError {
     #[error("{0}")]
     NotAllowed(String),
     #[error(
-        "another swap refresh of staging database {0} is running; try again when it has finished"
+        "another refresh of staging database {0} is running (swap or in-place); try again when it has finished"
     )]
     Locked(String),
 }
 
-/// A swap in progress: the maintenance connection (holding the lock), and the names.
+/// A swap in progress: the maintenance connection (holding the swap lock), a session on the old
+/// staging holding the in-place refresh's lock (so that neither strategy runs beside the other;
+/// closed just before the cut-over), and the names.
 pub struct Swap {
     admin: Client,
+    guard: std::sync::Mutex<Option<Client>>,
     staging: ConnInfo,
     pub name: String,
     pub next: String,
@@ -141,8 +144,22 @@ impl Swap {
         if !locked {
             return Err(SwapError::Locked(name));
         }
+        // The in-place refresh's lock, held for the whole swap on a session of the old staging.
+        let guard = crate::db::connect(staging).await?;
+        let locked: bool = guard
+            .query_one(
+                "SELECT pg_catalog.pg_try_advisory_lock($1)",
+                &[&crate::sink::postgres::LOCK_KEY],
+            )
+            .await
+            .map_err(q("taking the refresh lock on staging"))?
+            .get(0);
+        if !locked {
+            return Err(SwapError::Locked(name));
+        }
         let swap = Swap {
             admin,
+            guard: std::sync::Mutex::new(Some(guard)),
             staging: staging.clone(),
             next: format!("{name}__next"),
             prev: format!("{name}__prev"),
@@ -275,6 +292,9 @@ impl Swap {
                 "BEGIN; ALTER DATABASE {name} RENAME TO {prev}; ALTER DATABASE {next} RENAME TO {name}; COMMIT"
             )
         };
+        // The session holding the in-place lock on the old staging would block the renames.
+        let guard = self.guard.lock().ok().and_then(|mut g| g.take());
+        drop(guard);
         let started = Instant::now();
         let wait = self.options.cutover_wait.max(Duration::from_secs(2));
         let mut terminated = 0u64;

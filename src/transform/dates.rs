@@ -107,16 +107,61 @@ fn format_date(out: &mut String, year: i64, month: u32, day: u32, rest: &[&str])
 pub struct Shift {
     prf: Prf,
     days: u32,
+    /// The column whose original value keys the offset (`by`), instead of the date itself.
+    by: Option<String>,
+    /// Dates left as they are (`keep`), as days since 1970-01-01.
+    keep: Vec<i64>,
+}
+
+/// A plain `YYYY-MM-DD` (or with ` BC`) as days since 1970-01-01; `None` for anything else.
+pub fn date_days(s: &str) -> Option<i64> {
+    match parse(s) {
+        Ok(Some(p)) if p.rest.is_empty() && p.day <= days_in_month(p.year, p.month) => {
+            Some(days_from_civil(p.year, p.month, p.day))
+        }
+        _ => None,
+    }
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    let next = if month == 12 {
+        days_from_civil(year + 1, 1, 1)
+    } else {
+        days_from_civil(year, month + 1, 1)
+    };
+    (next - days_from_civil(year, month, 1)) as u32
 }
 
 impl Shift {
     pub fn new(prf: Prf, days: u32) -> Self {
-        Shift { prf, days }
+        Shift {
+            prf,
+            days,
+            by: None,
+            keep: Vec::new(),
+        }
     }
 
-    /// The keyed offset for a value: in `-days..=-1` or `1..=days`.
-    fn offset(&self, value: &str) -> i64 {
-        let mut rng = self.prf.rng(value.as_bytes());
+    /// Key the offset on another column's value (an entity id): every date of the entity moves
+    /// by the same number of days, so intervals and order within it stay.
+    pub fn by(mut self, column: String) -> Self {
+        self.by = Some(column);
+        self
+    }
+
+    /// Leave these dates (days since 1970-01-01) as they are, whatever time of day follows them.
+    pub fn keeping(mut self, days: Vec<i64>) -> Self {
+        self.keep = days;
+        self
+    }
+
+    pub fn by_column(&self) -> Option<&str> {
+        self.by.as_deref()
+    }
+
+    /// The keyed offset for a key: in `-days..=-1` or `1..=days`.
+    fn offset(&self, key: &[u8]) -> i64 {
+        let mut rng = self.prf.rng(key);
         let magnitude = 1 + rng.below(u64::from(self.days)) as i64;
         if rng.next_u64() & 1 == 0 {
             magnitude
@@ -125,11 +170,21 @@ impl Shift {
         }
     }
 
+    /// The value moved by the offset keyed on the value itself.
     pub fn apply(&self, value: &str) -> Result<String, ValueError> {
+        self.apply_keyed(value, value.as_bytes())
+    }
+
+    /// The value moved by the offset keyed on `key` (the `by` column's value).
+    pub fn apply_keyed(&self, value: &str, key: &[u8]) -> Result<String, ValueError> {
         let Some(p) = parse(value)? else {
             return Ok(value.to_string());
         };
-        let days = days_from_civil(p.year, p.month, p.day) + self.offset(value);
+        let from = days_from_civil(p.year, p.month, p.day);
+        if self.keep.contains(&from) {
+            return Ok(value.to_string());
+        }
+        let days = from + self.offset(key);
         let (y, m, d) = civil_from_days(days);
         let mut out = String::with_capacity(value.len() + 3);
         format_date(&mut out, y, m, d, &[p.rest]);
@@ -221,6 +276,48 @@ mod tests {
         for (t, input, want) in cases {
             assert_eq!(t.apply(input).unwrap(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn shift_by_moves_every_date_of_an_entity_alike_and_keeps_sentinels() {
+        let s = Shift::new(key("a").domain("by:shift"), 365)
+            .by("emp_no".into())
+            .keeping(vec![date_days("9999-01-01").unwrap()]);
+        assert_eq!(s.by_column(), Some("emp_no"));
+        let days = |v: &str| date_days(&v[..10]).unwrap();
+        for id in ["1", "2", "10001", "abc"] {
+            let from = s.apply_keyed("1990-03-01", id.as_bytes()).unwrap();
+            let to = s.apply_keyed("1995-07-14 08:00:00+00", id.as_bytes()).unwrap();
+            // Same offset for both dates of the entity: the interval is kept to the day.
+            assert_eq!(
+                days(&to) - days(&from),
+                days("1995-07-14") - days("1990-03-01"),
+                "{id}"
+            );
+            assert!(to.ends_with(" 08:00:00+00"));
+            // The open-period sentinel stays, with or without a time.
+            assert_eq!(s.apply_keyed("9999-01-01", id.as_bytes()).unwrap(), "9999-01-01");
+            assert_eq!(
+                s.apply_keyed("9999-01-01 00:00:00", id.as_bytes()).unwrap(),
+                "9999-01-01 00:00:00"
+            );
+        }
+        // Entities get different offsets (about 1 in 730 collide; these four do not).
+        let moved: std::collections::BTreeSet<String> = ["1", "2", "3", "4"]
+            .iter()
+            .map(|id| s.apply_keyed("2000-01-01", id.as_bytes()).unwrap())
+            .collect();
+        assert_eq!(moved.len(), 4);
+        // Without by the date keys itself, as before.
+        let plain = Shift::new(key("a").domain("shift"), 365);
+        assert_eq!(
+            plain.apply("2000-01-01").unwrap(),
+            plain.apply_keyed("2000-01-01", b"2000-01-01").unwrap()
+        );
+        for bad in ["2024-02-30", "2024-01-01 10:00", "9999-1-1", "soon"] {
+            assert_eq!(date_days(bad), None, "{bad}");
+        }
+        assert_eq!(date_days("2024-02-29"), Some(days_from_civil(2024, 2, 29)));
     }
 
     #[test]

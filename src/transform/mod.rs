@@ -60,6 +60,32 @@ impl Transform {
         }
     }
 
+    /// The column whose original value keys this rule (`by`), if any.
+    pub fn by_column(&self) -> Option<&str> {
+        match self {
+            Transform::Shift(s) => s.by_column(),
+            Transform::Noise(n) => n.by_column(),
+            _ => None,
+        }
+    }
+
+    /// The anonymized value of one cell under a rule keyed `by` another column, whose original
+    /// value is `key` (NULL keys every such row alike). Other rules ignore `key`.
+    pub fn apply_by(
+        &self,
+        value: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Option<String>, ValueError> {
+        let (Some(v), key) = (value, key.map_or(&b"\\N"[..], str::as_bytes)) else {
+            return Ok(None);
+        };
+        match self {
+            Transform::Shift(s) => s.apply_keyed(v, key).map(Some),
+            Transform::Noise(n) => n.apply_keyed(v, key).map(Some),
+            other => other.apply(value),
+        }
+    }
+
     /// The anonymized value of one cell. NULL stays NULL for every transform but `null` itself.
     pub fn apply(&self, value: Option<&str>) -> Result<Option<String>, ValueError> {
         let Some(v) = value else {

@@ -24,6 +24,8 @@ pub enum NoiseAmount {
 pub struct Noise {
     prf: Prf,
     amount: NoiseAmount,
+    /// The column whose original value keys the factor (`by`), instead of the number itself.
+    by: Option<String>,
 }
 
 struct Decimal {
@@ -63,20 +65,41 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
 
 impl Noise {
     pub fn new(prf: Prf, amount: NoiseAmount) -> Self {
-        Noise { prf, amount }
+        Noise {
+            prf,
+            amount,
+            by: None,
+        }
     }
 
-    /// The keyed factor for a value, uniform in [-1, 1].
-    fn factor(&self, value: &str) -> f64 {
-        self.prf.rng(value.as_bytes()).unit() * 2.0 - 1.0
+    /// Key the factor on another column's value (an entity id): every number of the entity
+    /// under the same domain moves by the same factor, so their ratios stay.
+    pub fn by(mut self, column: String) -> Self {
+        self.by = Some(column);
+        self
     }
 
+    pub fn by_column(&self) -> Option<&str> {
+        self.by.as_deref()
+    }
+
+    /// The keyed factor for a key, uniform in [-1, 1].
+    fn factor(&self, key: &[u8]) -> f64 {
+        self.prf.rng(key).unit() * 2.0 - 1.0
+    }
+
+    /// The value moved by the factor keyed on the value itself.
     pub fn apply(&self, value: &str) -> Result<String, ValueError> {
+        self.apply_keyed(value, value.as_bytes())
+    }
+
+    /// The value moved by the factor keyed on `key` (the `by` column's value).
+    pub fn apply_keyed(&self, value: &str, key: &[u8]) -> Result<String, ValueError> {
         let v = value.trim();
         if matches!(v, "NaN" | "Infinity" | "-Infinity" | "inf" | "-inf") {
             return Ok(value.to_string());
         }
-        let u = self.factor(value);
+        let u = self.factor(key);
         if let Some(d) = parse_decimal(v) {
             let scale = 10f64.powi(d.decimals as i32);
             let delta = match self.amount {
