@@ -280,7 +280,7 @@ pub(super) fn build(
     // at once; the plan is not returned then.
     // `check` validates without the key (`key_optional`): the transforms are built with the stand-in
     // and never run.
-    let stand_in = || SecretKey::new(&[0u8; MIN_KEY_LEN]).expect("long enough");
+    let stand_in = || SecretKey::new(b"stand-in key, never used to write").expect("a valid key");
     let key = match load_key(src, file.secret.as_ref(), env) {
         Ok(Some(k)) => k,
         Ok(None) if overrides.key_optional => stand_in(),

@@ -7,6 +7,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "ANONYMIZE_KEY" | "OTHER_KEY" => Some(KEY.into()),
         "SHORT_KEY" => Some("demo".into()),
+        "BLANK_KEY" => Some(" ".repeat(20)),
         "PROD_URL" => Some("postgres://prod/app".into()),
         _ => None,
     }
@@ -177,6 +178,10 @@ fn keys_are_required_and_checked() {
     assert_eq!(
         err("[secret]\nkey_env = \"SHORT_KEY\"\n"),
         "SHORT_KEY: the secret key is 4 bytes long; at least 16 bytes are required"
+    );
+    assert_eq!(
+        err("[secret]\nkey_env = \"BLANK_KEY\"\n"),
+        "BLANK_KEY: the secret key is only whitespace; use a random string (openssl rand -hex 32)"
     );
     assert!(plan("[secret]\nkey_env = \"OTHER_KEY\"\n").is_ok());
     let dir = tempfile::tempdir().unwrap();

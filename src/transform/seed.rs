@@ -34,12 +34,30 @@ impl fmt::Debug for SecretKey {
 pub enum KeyError {
     #[error("the secret key is {len} bytes long; at least {MIN_KEY_LEN} bytes are required")]
     TooShort { len: usize },
+    #[error("the secret key is only whitespace; use a random string (openssl rand -hex 32)")]
+    Blank,
+    #[error("the secret key has only {distinct} distinct byte values; at least {MIN_KEY_DISTINCT} are required (use a random string: openssl rand -hex 32)")]
+    Repetitive { distinct: usize },
 }
+
+/// Fewest distinct byte values a key may have: a key of one repeated character is no secret.
+pub const MIN_KEY_DISTINCT: usize = 8;
 
 impl SecretKey {
     pub fn new(key: &[u8]) -> Result<Self, KeyError> {
         if key.len() < MIN_KEY_LEN {
             return Err(KeyError::TooShort { len: key.len() });
+        }
+        if key.iter().all(u8::is_ascii_whitespace) {
+            return Err(KeyError::Blank);
+        }
+        let mut seen = [false; 256];
+        for b in key {
+            seen[usize::from(*b)] = true;
+        }
+        let distinct = seen.iter().filter(|s| **s).count();
+        if distinct < MIN_KEY_DISTINCT {
+            return Err(KeyError::Repetitive { distinct });
         }
         let mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
         Ok(SecretKey { mac })
@@ -332,7 +350,23 @@ pub(crate) mod tests {
             err.to_string(),
             "the secret key is 4 bytes long; at least 16 bytes are required"
         );
-        assert!(SecretKey::new(&[7u8; 16]).is_ok());
+        assert!(SecretKey::new(b"0123456701234567").is_ok());
+        assert_eq!(
+            SecretKey::new(&[b' '; 20]).unwrap_err().to_string(),
+            "the secret key is only whitespace; use a random string (openssl rand -hex 32)"
+        );
+        assert_eq!(
+            SecretKey::new(b" \t\n \t\n \t\n \t\n \t\n \r").unwrap_err(),
+            KeyError::Blank
+        );
+        assert_eq!(
+            SecretKey::new(&[7u8; 16]).unwrap_err().to_string(),
+            "the secret key has only 1 distinct byte values; at least 8 are required (use a random string: openssl rand -hex 32)"
+        );
+        assert_eq!(
+            SecretKey::new(b"abababababababababab").unwrap_err(),
+            KeyError::Repetitive { distinct: 2 }
+        );
     }
 
     #[test]
