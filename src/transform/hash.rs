@@ -11,7 +11,10 @@
 //! and the class of every character (digit → digit, lower → lower, upper → upper, others kept) with a
 //! keyed format-preserving permutation (an alternating Feistel network over the mixed-radix number the
 //! letters and digits form), turned into a single cycle so it has no fixed point: `preserve` is
-//! injective, so it satisfies `unique = true` by construction, and never returns its input.
+//! injective, so it satisfies `unique = true` by construction, and never returns its input (but for
+//! a number of zeros only). A plain number (`-12.50`, `00731`) maps to a number with the same sign,
+//! point and leading zeros whose first other digit is not 0, so integer ids stay canonical and
+//! distinct after the cast.
 
 use super::seed::{Prf, SipKey};
 
@@ -146,6 +149,8 @@ impl Hash {
 #[derive(Clone, Copy)]
 enum Class {
     Digit,
+    /// The first digit of a number: 1 to 9.
+    Lead,
     Lower,
     Upper,
 }
@@ -168,6 +173,7 @@ impl Class {
     fn radix(self) -> u128 {
         match self {
             Class::Digit => 10,
+            Class::Lead => 9,
             Class::Lower | Class::Upper => 26,
         }
     }
@@ -176,6 +182,7 @@ impl Class {
         let d = d as u8;
         (match self {
             Class::Digit => b'0' + d,
+            Class::Lead => b'1' + d,
             Class::Lower => b'a' + d,
             Class::Upper => b'A' + d,
         }) as char
@@ -288,6 +295,85 @@ impl Block<'_> {
     }
 }
 
+/// Whether a value is written as a plain number: `[+-]digits[.digits][e[+-]digits]`.
+fn is_number(v: &str) -> bool {
+    let b = v.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'-' | b'+')));
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > from
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Which characters `preserve` permutes, in order: every letter and digit; in a plain number the
+/// digits of the mantissa only, with its leading zeros kept and its first other digit drawn from
+/// 1–9 ([`Class::Lead`]). Numbers so map to numbers of the same sign, digits and leading zeros: an
+/// id never gains a leading zero that an integer column would drop (`0123` read as `123`, another
+/// id's image). Values that are not plain numbers keep their own layouts, so the two never meet.
+struct Classifier {
+    number: bool,
+    lead_pending: bool,
+    fraction: bool,
+    exponent: bool,
+}
+
+impl Classifier {
+    fn new(number: bool) -> Self {
+        Classifier {
+            number,
+            lead_pending: true,
+            fraction: false,
+            exponent: false,
+        }
+    }
+
+    fn class(&mut self, c: char) -> Option<(Class, u128)> {
+        if !self.number {
+            return Class::of(c);
+        }
+        match c {
+            _ if self.exponent => None,
+            'e' | 'E' => {
+                self.exponent = true;
+                None
+            }
+            '.' => {
+                self.fraction = true;
+                None
+            }
+            '0' if self.lead_pending && !self.fraction => None,
+            '1'..='9' if self.lead_pending && !self.fraction => {
+                self.lead_pending = false;
+                Some((Class::Lead, u128::from(c as u32 - '1' as u32)))
+            }
+            '0'..='9' => Some((Class::Digit, u128::from(c as u32 - '0' as u32))),
+            _ => None,
+        }
+    }
+}
+
 /// Per-thread working memory of `preserve`: the digit buffers of the value being permuted and the
 /// round keys already derived, so a value costs no allocation but its output and, for a layout
 /// already seen, no HMAC.
@@ -376,7 +462,7 @@ pub fn preserve(prf: &Prf, id: u64, input: &str) -> String {
 }
 
 fn preserve_with(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
-    let out = permute(s, prf, id, input);
+    let out = permute(s, prf, id, input, is_number(input));
     if s.layout.capacity() > SCRATCH_KEEP {
         s.classes.clear();
         s.digits.clear();
@@ -390,19 +476,21 @@ fn preserve_with(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
     out
 }
 
-fn permute(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
+fn permute(s: &mut Scratch, prf: &Prf, id: u64, input: &str, numbers: bool) -> String {
     s.classes.clear();
     s.digits.clear();
     s.radices.clear();
     s.layout.clear();
+    let mut classifier = Classifier::new(numbers);
     for c in input.chars() {
-        match Class::of(c) {
+        match classifier.class(c) {
             Some((class, d)) => {
                 s.classes.push(class);
                 s.digits.push(d);
                 s.radices.push(class.radix());
                 s.layout.push(match class {
                     Class::Digit => b'9',
+                    Class::Lead => b'1',
                     Class::Lower => b'a',
                     Class::Upper => b'A',
                 });
@@ -435,8 +523,9 @@ fn permute(s: &mut Scratch, prf: &Prf, id: u64, input: &str) -> String {
     }
     let mut out = String::with_capacity(input.len());
     let mut i = 0;
+    let mut classifier = Classifier::new(numbers);
     for c in input.chars() {
-        if Class::of(c).is_some() {
+        if classifier.class(c).is_some() {
             out.push(s.classes[i].char(s.digits[i]));
             i += 1;
         } else {
@@ -496,17 +585,21 @@ mod tests {
 
     #[test]
     fn preserve_is_a_derangement_on_a_small_domain() {
-        // All 1000 three-digit strings: a permutation with no fixed point.
+        // All 1000 three-digit strings: a permutation with no fixed point but 000 (a number of
+        // zeros only, which has nothing to permute).
         let p = hash(HashFormat::Preserve, 0);
         let mut seen = HashSet::new();
         for i in 0..1000 {
             let s = format!("{i:03}");
             let out = p.apply(&s);
-            assert_ne!(out, s);
+            assert_eq!(out == s, i == 0, "{s}");
             assert!(seen.insert(out));
         }
-        // Single position: still never itself.
+        // Single position: still never itself, but 0.
         for c in '0'..='9' {
+            assert_eq!(p.apply(&c.to_string()) == c.to_string(), c == '0');
+        }
+        for c in 'a'..='z' {
             assert_ne!(p.apply(&c.to_string()), c.to_string());
         }
     }
@@ -536,6 +629,53 @@ mod tests {
     }
 
     #[test]
+    fn preserve_on_numbers_permutes_canonical_numbers_of_every_id_up_to_a_million() {
+        let p = hash(HashFormat::Preserve, 0);
+        let mut seen = vec![false; 10_000_000];
+        for i in 1..=1_000_000u32 {
+            let input = i.to_string();
+            let out = p.apply(&input);
+            // Canonical (no leading zero), the same number of digits, so the cast keeps it.
+            assert_eq!(out.len(), input.len(), "{input}");
+            assert!(!out.starts_with('0'), "{input} -> {out}");
+            let n: usize = out.parse().unwrap();
+            assert!(!seen[n], "{input} collides");
+            seen[n] = true;
+        }
+        // Sign, point, leading zeros and an exponent stay.
+        for (input, shape) in [
+            ("-4711", "-dddd"),
+            ("0.05", "0.dd"),
+            ("-0.5", "-0.d"),
+            ("123.450", "ddd.ddd"),
+            ("1.5e+20", "d.de+20"),
+            ("0", "0"),
+            ("007", "00d"),
+            ("02134", "0dddd"),
+        ] {
+            let out = p.apply(input);
+            let got: String = out
+                .chars()
+                .zip(shape.chars())
+                .map(|(o, s)| if s == 'd' && o.is_ascii_digit() { 'd' } else { o })
+                .collect();
+            assert_eq!((got.as_str(), out.len()), (shape, input.len()), "{input} -> {out}");
+            // The first digit after the sign and the leading zeros is not a zero.
+            let lead = |v: &str| v.trim_start_matches(['-', '0']).chars().next();
+            assert_ne!(lead(&out), Some('0'), "{input} -> {out}");
+        }
+        // Every 4-character string of digits, with or without leading zeros, and the non-numbers
+        // of the same length: still one-to-one.
+        let all: Vec<String> = (0..10_000)
+            .map(|i| format!("{i:04}"))
+            .chain((0..1000).map(|i| format!("{i:03}x")))
+            .collect();
+        let outs: HashSet<String> = all.iter().map(|v| p.apply(v)).collect();
+        assert_eq!(outs.len(), all.len());
+        assert!(!is_number("1.") && !is_number("-") && !is_number("1e") && !is_number("NaN"));
+        assert!(is_number("+1.5E-3") && is_number("-0"));
+    }
+
     fn preserve_is_injective_on_100k_ids() {
         let p = hash(HashFormat::Preserve, 0);
         let outs: HashSet<String> = (0..100_000)
