@@ -76,6 +76,67 @@ fn a_swap_refresh_of_pagila_on_three_sessions_is_the_same_staging() {
     );
 }
 
+#[test]
+fn pagila_with_transformed_customer_ids_loads_when_every_reference_gets_the_same_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string("tests/fixtures/pagila.toml").unwrap();
+    let rule = "customer_id = { hash = { format = \"preserve\" }, unique = true }";
+    let all = base
+        .lines()
+        .map(|l| {
+            if l.starts_with("customer_id ") {
+                rule.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(all.matches(rule).count(), 3);
+    // Only the key itself: check refuses, naming both columns, before anything is written.
+    let mut lines = base.lines().map(String::from).collect::<Vec<_>>();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("customer_id "))
+        .unwrap();
+    lines[first] = rule.into();
+    let key_only = write_rules(dir.path(), &lines.join("\n"));
+    let src = pagila_source();
+    let o = run(anonymize()
+        .args(["check", "--rules"])
+        .arg(&key_only)
+        .args(["--source", &url(&src)]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("foreign key rental_customer_id_fkey of public.rental: column public.rental.customer_id is keep, but the key it references, public.customer.customer_id, is hash (preserve)")
+            && err.contains("foreign key payment_p2022_01_customer_id_fkey of public.payment_p2022_01: column public.payment_p2022_01.customer_id is keep"),
+        "{err}"
+    );
+    // The same rule everywhere: the refresh restores every foreign key over the new ids.
+    let rules = dir.path().join("all.toml");
+    std::fs::write(&rules, all).unwrap();
+    let stg = pagila_staging();
+    let o = refresh(rules.to_str().unwrap(), &url(&src), &url(&stg));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fks = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated";
+    assert_eq!(stg.query(fks), src.query(fks));
+    let moved = "SELECT count(*) FROM customer";
+    assert_eq!(stg.query(moved), src.query(moved));
+    // The ids are others (the permutation has no fixed point), still within three digits, and
+    // each customer keeps their rentals.
+    let ids = |db: &TestDb| {
+        db.query("SELECT string_agg(customer_id::text, ',' ORDER BY customer_id) FROM customer")
+    };
+    assert_ne!(ids(&stg), ids(&src));
+    assert_eq!(
+        stg.query("SELECT count(*) FROM customer WHERE customer_id > 999"),
+        "0"
+    );
+    let per_customer = "SELECT string_agg(n::text, ',' ORDER BY n) FROM (SELECT count(*) n FROM rental GROUP BY customer_id) x";
+    assert_eq!(stg.query(per_customer), src.query(per_customer));
+}
+
 /// Every table of pagila holds the source's row count, keys, indexes, partitions and sequences,
 /// and no person's original data.
 fn pagila_is_whole_and_anonymized(src: &TestDb, stg: &TestDb) {

@@ -224,8 +224,10 @@ fn a_swap_killed_anywhere_leaves_the_old_staging_and_the_next_run_succeeds() {
         }
         if point == "load" {
             // Neither strategy runs beside the other on the same staging.
-            let o = run(refresh(dir.path(), &src, &stg, &["-q", "--refresh", "in-place"])
-                .stdin(Stdio::null()));
+            let o = run(
+                refresh(dir.path(), &src, &stg, &["-q", "--refresh", "in-place"])
+                    .stdin(Stdio::null()),
+            );
             assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
             assert!(
                 stderr(&o).contains("another refresh of this staging database is running"),

@@ -848,12 +848,13 @@ impl Mover<'_> {
                         )
                         .await?;
                         if frozen {
-                            client.batch_execute("COMMIT").await.map_err(
-                                crate::db::query_err(&format!(
+                            client
+                                .batch_execute("COMMIT")
+                                .await
+                                .map_err(crate::db::query_err(&format!(
                                     "committing the load of {}",
                                     job.table.name
-                                )),
-                            )?;
+                                )))?;
                         }
                         stats.rows_read = rows;
                         stats.rows_written = rows;

@@ -198,7 +198,9 @@ impl Builder<'_> {
         domain: Option<&Spanned<String>>,
     ) -> crate::transform::seed::Prf {
         match domain {
-            Some(d) => self.key.domain(&format!("by:{default_domain}:domain:{}", d.get_ref())),
+            Some(d) => self
+                .key
+                .domain(&format!("by:{default_domain}:domain:{}", d.get_ref())),
             None => self.key.domain(&format!("by:{default_domain}")),
         }
     }
@@ -959,10 +961,7 @@ fn build_noise(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(Colu
         }
         None => Noise::new(b.prf(&d, domain), amount),
     };
-    Some((
-        ColumnOp::Transform(Transform::Noise(noise)),
-        desc,
-    ))
+    Some((ColumnOp::Transform(Transform::Noise(noise)), desc))
 }
 
 /// `scrub = …`

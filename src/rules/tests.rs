@@ -479,7 +479,10 @@ fn shift_and_noise_by_another_column_are_checked_where_written() {
     assert_eq!(bound[0].rules[2], "shift (±90 days by id, 1 dates kept)");
     assert_eq!(bound[0].rules[0], "noise (±5% by id)");
     // A by column the source does not have, found at bind time with the rule's location.
-    let p = plan("[tables.emp.columns]\nid = \"keep\"\nd = { shift = { days = 9, by = \"emp_id\" } }\n").unwrap();
+    let p = plan(
+        "[tables.emp.columns]\nid = \"keep\"\nd = { shift = { days = 9, by = \"emp_id\" } }\n",
+    )
+    .unwrap();
     let diags = bind(&p, &[source("emp", &["id", "d", "emp_no"])]).unwrap_err();
     assert_eq!(
         diags[0].to_string(),

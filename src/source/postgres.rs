@@ -236,6 +236,18 @@ pub struct Catalog {
     pub unreadable_sequences: Vec<QualifiedName>,
     /// (referencing table, referenced table).
     pub foreign_keys: Vec<(QualifiedName, QualifiedName)>,
+    /// Every foreign key once (on the partitioned table, not on each partition), with its columns.
+    pub key_columns: Vec<ForeignKey>,
+}
+
+/// A foreign key with its columns, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub from: QualifiedName,
+    pub from_columns: Vec<String>,
+    pub to: QualifiedName,
+    pub to_columns: Vec<String>,
 }
 
 impl Catalog {
@@ -346,7 +358,12 @@ const SEQUENCES_SQL: &str =
             has_sequence_privilege(format('%I.%I', schemaname, sequencename), 'SELECT') \
      FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2";
 
-const FOREIGN_KEYS_SQL: &str = "SELECT fn.nspname, f.relname, tn.nspname, t.relname \
+const FOREIGN_KEYS_SQL: &str = "SELECT fn.nspname, f.relname, tn.nspname, t.relname, \
+            k.conname::text, k.conparentid = 0, \
+            ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o) \
+                  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o), \
+            ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, o) \
+                  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o) \
      FROM pg_constraint k \
      JOIN pg_class f ON f.oid = k.conrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace \
      JOIN pg_class t ON t.oid = k.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
@@ -411,18 +428,26 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
             unreadable_sequences.push(name);
         }
     }
-    let foreign_keys = client
+    let fk_rows = client
         .query(FOREIGN_KEYS_SQL, &[])
         .await
-        .map_err(query_err("reading the source foreign keys"))?
-        .into_iter()
-        .map(|r| {
-            (
-                QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)),
-                QualifiedName::new(r.get::<_, &str>(2), r.get::<_, &str>(3)),
-            )
-        })
-        .collect();
+        .map_err(query_err("reading the source foreign keys"))?;
+    let mut foreign_keys = Vec::with_capacity(fk_rows.len());
+    let mut key_columns = Vec::new();
+    for r in fk_rows {
+        let from = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        let to = QualifiedName::new(r.get::<_, &str>(2), r.get::<_, &str>(3));
+        if r.get::<_, bool>(5) {
+            key_columns.push(ForeignKey {
+                name: r.get(4),
+                from: from.clone(),
+                from_columns: r.get(6),
+                to: to.clone(),
+                to_columns: r.get(7),
+            });
+        }
+        foreign_keys.push((from, to));
+    }
     let role = client
         .query_one(ROLE_SQL, &[])
         .await
@@ -440,6 +465,7 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
         sequences,
         unreadable_sequences,
         foreign_keys,
+        key_columns,
     })
 }
 
@@ -702,6 +728,7 @@ mod tests {
                 (q("a"), q("b")),
                 (q("b"), q("a")),
             ],
+            key_columns: Vec::new(),
             matviews: Vec::new(),
             matview_calls: Vec::new(),
             large_objects: 0,

@@ -287,7 +287,9 @@ mod tests {
         let days = |v: &str| date_days(&v[..10]).unwrap();
         for id in ["1", "2", "10001", "abc"] {
             let from = s.apply_keyed("1990-03-01", id.as_bytes()).unwrap();
-            let to = s.apply_keyed("1995-07-14 08:00:00+00", id.as_bytes()).unwrap();
+            let to = s
+                .apply_keyed("1995-07-14 08:00:00+00", id.as_bytes())
+                .unwrap();
             // Same offset for both dates of the entity: the interval is kept to the day.
             assert_eq!(
                 days(&to) - days(&from),
@@ -296,7 +298,10 @@ mod tests {
             );
             assert!(to.ends_with(" 08:00:00+00"));
             // The open-period sentinel stays, with or without a time.
-            assert_eq!(s.apply_keyed("9999-01-01", id.as_bytes()).unwrap(), "9999-01-01");
+            assert_eq!(
+                s.apply_keyed("9999-01-01", id.as_bytes()).unwrap(),
+                "9999-01-01"
+            );
             assert_eq!(
                 s.apply_keyed("9999-01-01 00:00:00", id.as_bytes()).unwrap(),
                 "9999-01-01 00:00:00"

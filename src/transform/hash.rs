@@ -657,9 +657,19 @@ mod tests {
             let got: String = out
                 .chars()
                 .zip(shape.chars())
-                .map(|(o, s)| if s == 'd' && o.is_ascii_digit() { 'd' } else { o })
+                .map(|(o, s)| {
+                    if s == 'd' && o.is_ascii_digit() {
+                        'd'
+                    } else {
+                        o
+                    }
+                })
                 .collect();
-            assert_eq!((got.as_str(), out.len()), (shape, input.len()), "{input} -> {out}");
+            assert_eq!(
+                (got.as_str(), out.len()),
+                (shape, input.len()),
+                "{input} -> {out}"
+            );
             // The first digit after the sign and the leading zeros is not a zero.
             let lead = |v: &str| v.trim_start_matches(['-', '0']).chars().next();
             assert_ne!(lead(&out), Some('0'), "{input} -> {out}");
