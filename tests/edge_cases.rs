@@ -340,3 +340,60 @@ fn a_schema_of_600_tables_is_read_without_a_query_per_table() {
         others.len()
     );
 }
+
+#[test]
+fn fakes_fit_their_column_and_a_value_too_long_for_staging_names_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::new("fit_src");
+    src.query(
+        "CREATE TABLE shop (id int PRIMARY KEY, city varchar(15) NOT NULL, label varchar(40)); \
+         INSERT INTO shop SELECT g, 'Town ' || g, 'label-secret-' || g FROM generate_series(1, 3000) g",
+    );
+    let stg = TestDb::new("fit_stg");
+    stg.query(
+        "CREATE TABLE shop (id int PRIMARY KEY, city varchar(15) NOT NULL, label varchar(40))",
+    );
+    let rules = write_rules(
+        dir.path(),
+        "[tables.shop.columns]\nid = \"keep\"\ncity = { fake = \"city\" }\nlabel = \"keep\"\n",
+    );
+    let check = run(anonymize()
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .args(["--source", &src.url()]));
+    assert!(check.status.success(), "{}", stderr(&check));
+    succeeded(
+        anonymize().arg("--rules").arg(&rules).args([
+            "-q",
+            "--source",
+            &src.url(),
+            "--target",
+            &stg.url(),
+        ]),
+        "a fake city into varchar(15)",
+    );
+    assert_eq!(
+        stg.query("SELECT count(*), max(length(city)) <= 15, count(DISTINCT city) > 100 FROM shop"),
+        "3000|t|t"
+    );
+    // Staging narrower than production: the load stops with the limit, table and column named,
+    // and no value.
+    stg.query("TRUNCATE shop; ALTER TABLE shop ALTER label TYPE varchar(5)");
+    let o = run(anonymize().arg("--rules").arg(&rules).args([
+        "-q",
+        "--source",
+        &src.url(),
+        "--target",
+        &stg.url(),
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("value too long for type character varying(5) (SQLSTATE 22001)")
+            && err.contains("public.shop")
+            && err.contains("column label"),
+        "{err}"
+    );
+    assert!(!err.contains("label-secret"), "{err}");
+    assert_eq!(stg.query("SELECT count(*) FROM shop"), "0");
+}

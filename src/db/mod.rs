@@ -102,6 +102,8 @@ fn message_is_shown(code: &str) -> bool {
         || matches!(
             code,
             "55P03"
+                | "22001"
+                | "22003"
                 | "55006"
                 | "40001"
                 | "40P01"

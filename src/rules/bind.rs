@@ -48,13 +48,81 @@ fn check_fit(op: &ColumnOp, unique: bool, m: &ColumnMeta) -> Option<String> {
             m.type_name
         ));
     }
-    match (t.and_then(Transform::max_output_chars), m.max_len) {
-        (Some(out), Some(max)) if out > max => Some(format!(
-            "is {}, too short for this rule's outputs of {out} characters",
-            m.type_name
-        )),
+    let (Some(t), Some(max)) = (t, m.max_len) else {
+        return None;
+    };
+    // The original's length (keep, mask, preserve) or a date or number: nothing to fit.
+    if !matches!(
+        t,
+        Transform::Set(_)
+            | Transform::Fake(_)
+            | Transform::Scrub(_)
+            | Transform::Regex(_)
+            | Transform::Fit(..)
+    ) && !matches!(t, Transform::Hash(h) if h.output_len().is_some())
+    {
+        return None;
+    }
+    // Rules that fit by construction (see `fit_to_column`) pass; the others are refused when their
+    // outputs could be longer than the column.
+    if fit_to_column(t, max).is_some() {
+        return None;
+    }
+    let bound = t.max_output_chars();
+    if bound.is_some_and(|b| b <= max) {
+        return None;
+    }
+    let writes = bound.map_or_else(
+        || "outputs of no fixed length".to_string(),
+        |b| format!("up to {b} characters"),
+    );
+    let suggestion = match t {
+        Transform::Hash(_) if max >= 24 => {
+            format!("use hash = {{ length = {max} }} (unique from 24 characters up)")
+        }
+        Transform::Hash(_) | Transform::Fake(_) => format!(
+            "widen the column, or use hash = {{ format = \"preserve\" }}, which keeps each value's length"
+        ),
+        Transform::Set(_) => format!("set a value of at most {max} characters"),
+        _ => "widen the column".to_string(),
+    };
+    Some(format!(
+        "is {} (at most {max} characters), and this rule writes {writes}: {suggestion}{}",
+        m.type_name,
+        if unique {
+            " (a unique rule is never cut: two values could become one)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// A rule made to fit a column of `max` characters by construction, or `None` when it already
+/// does or must not be changed: a fake that does not promise unique values is drawn again until
+/// it fits (then cut), scrubbed or regex-replaced text is cut. Unique rules, `set` values and
+/// hashes are never cut (check refuses them when too long).
+/// Noise clamped to what a number column holds (numeric(p, s), the integer types), so that no
+/// result overflows it.
+fn clamp_to_column(t: &Transform, m: &ColumnMeta) -> Option<Transform> {
+    match t {
+        Transform::Noise(n) if m.kind == TypeKind::Number => {
+            n.within_type(&m.type_name).map(Transform::Noise)
+        }
         _ => None,
     }
+}
+
+fn fit_to_column(t: &Transform, max: usize) -> Option<Transform> {
+    if t.max_output_chars().is_some_and(|b| b <= max) {
+        return None;
+    }
+    let fits = match t {
+        Transform::Fake(f) => !f.is_unique(),
+        Transform::Scrub(_) | Transform::Regex(_) => true,
+        Transform::Fit(inner, _) => return fit_to_column(inner, max),
+        _ => false,
+    };
+    fits.then(|| t.clone().fitted(max))
 }
 
 /// What happens to one cell, by column position.
@@ -217,13 +285,41 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                     descriptions.push("uncovered (kept)".to_string());
                 }
                 Some(cp) => {
-                    descriptions.push(cp.rule.clone());
+                    let limit = table
+                        .meta
+                        .as_ref()
+                        .and_then(|m| m.get(i))
+                        .and_then(|m| m.max_len);
+                    let fitted = match (&cp.op, limit) {
+                        (ColumnOp::Transform(t), Some(max)) if t.by_column().is_none() => {
+                            fit_to_column(t, max)
+                        }
+                        _ => None,
+                    };
+                    let clamped = match &cp.op {
+                        ColumnOp::Transform(t) => table
+                            .meta
+                            .as_ref()
+                            .and_then(|m| m.get(i))
+                            .and_then(|m| clamp_to_column(t, m)),
+                        ColumnOp::Template(_) => None,
+                    };
+                    descriptions.push(match &fitted {
+                        Some(_) => {
+                            format!("{}, fitted to {} characters", cp.rule, limit.unwrap_or(0))
+                        }
+                        None => cp.rule.clone(),
+                    });
                     ops.push(match &cp.op {
                         ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
                         ColumnOp::Transform(t) => match t.by_column() {
-                            None => CellOp::Apply(t.clone()),
+                            None => CellOp::Apply(
+                                fitted.or(clamped).unwrap_or_else(|| t.clone()),
+                            ),
                             Some(by) => match position.get(by) {
-                                Some(&p) => CellOp::ApplyBy(t.clone(), p),
+                                Some(&p) => {
+                                    CellOp::ApplyBy(clamped.unwrap_or_else(|| t.clone()), p)
+                                }
                                 None => {
                                     let hint = suggest(by, &candidates)
                                         .map(|s| format!(" (did you mean {s}?)"))

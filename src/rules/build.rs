@@ -656,6 +656,37 @@ fn build_rule(
         ));
         return None;
     }
+    let (op, desc) = match &t.max_length {
+        None => (op, desc),
+        Some(m) => {
+            let max = *m.get_ref() as usize;
+            let fits = matches!(kind, RuleKind::Fake | RuleKind::Scrub | RuleKind::Regex);
+            match op {
+                _ if max == 0 => {
+                    b.error(m.span(), "max_length must be at least 1");
+                    return None;
+                }
+                _ if unique => {
+                    b.error(m.span(), "max_length cannot be combined with unique: cutting values could make two of them equal; use hash = { length = N } or widen the column");
+                    return None;
+                }
+                ColumnOp::Transform(tr) if fits => (
+                    ColumnOp::Transform(tr.fitted(max)),
+                    format!("{desc}, max_length = {max}"),
+                ),
+                _ => {
+                    b.error(
+                        m.span(),
+                        format!(
+                            "max_length applies to fake, scrub and regex, not to {}",
+                            kind.key()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
     Some((op, desc, unique))
 }
 

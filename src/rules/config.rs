@@ -109,6 +109,7 @@ pub struct RuleTable {
     pub locale: Option<Spanned<String>>,
     pub unique: Option<Spanned<bool>>,
     pub domain: Option<Spanned<String>>,
+    pub max_length: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

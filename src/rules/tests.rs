@@ -88,7 +88,7 @@ fn bad_rules_give_located_messages() {
     let cases: &[(&str, &str)] = &[
         (
             "[tables.t.columns]\na = { fakee = \"email\" }\n",
-            "r.toml:2:7: unknown key `fakee` (did you mean `fake`?); expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`",
+            "r.toml:2:7: unknown key `fakee` (did you mean `fake`?); expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`, `max_length`",
         ),
         (
             "[tables.t.columns]\na = \"kep\"\n",
@@ -110,7 +110,7 @@ fn bad_rules_give_located_messages() {
         ("[tables.t.columns\n", "r.toml:1:18: invalid table header\nexpected `.`, `]`"),
         (
             "[tables.t.columns]\na = { phone = 1 }\n",
-            "r.toml:2:7: unknown key `phone`; expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`",
+            "r.toml:2:7: unknown key `phone`; expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`, `max_length`",
         ),
     ];
     for (text, want) in cases {
@@ -508,5 +508,129 @@ fn shift_and_noise_by_another_column_are_checked_where_written() {
     ] {
         let e = err(rules);
         assert_eq!(e, want);
+    }
+}
+
+fn typed(name: &str, cols: &[(&str, &str, bool)]) -> SourceTable {
+    let mut t = source(name, &cols.iter().map(|c| c.0).collect::<Vec<_>>());
+    t.meta = Some(
+        cols.iter()
+            .map(|(_, ty, unique)| {
+                let max_len = ty
+                    .strip_prefix("character varying(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|n| n.parse().ok());
+                ColumnMeta {
+                    not_null: *unique,
+                    unique: *unique,
+                    kind: if ty.starts_with("numeric") || ty.ends_with("int") || *ty == "integer" {
+                        TypeKind::Number
+                    } else {
+                        TypeKind::Text
+                    },
+                    max_len,
+                    type_name: ty.to_string(),
+                }
+            })
+            .collect(),
+    );
+    t
+}
+
+#[test]
+fn rules_are_fitted_to_the_column_or_refused_with_its_limit() {
+    use crate::transform::Transform;
+    let p = plan(
+        "[tables.c.columns]\ncity = { fake = \"city\" }\nnote = { scrub = [\"email\"] }\n\
+         price = { noise = { percent = 50 } }\nzip = { fake = \"zip\", max_length = 3 }\n",
+    )
+    .unwrap();
+    let t = typed(
+        "c",
+        &[
+            ("city", "character varying(15)", false),
+            ("note", "character varying(40)", false),
+            ("price", "numeric(6,2)", false),
+            ("zip", "text", false),
+        ],
+    );
+    let bound = bind(&p, &[t]).unwrap();
+    assert_eq!(
+        bound[0].rules[0],
+        "fake = \"city\", fitted to 15 characters"
+    );
+    assert_eq!(bound[0].rules[3], "fake = \"zip\", max_length = 3");
+    let TableAction::Copy { ops } = &bound[0].action else {
+        panic!("copy expected")
+    };
+    let run = |c: usize, v: &str| match &ops[c] {
+        CellOp::Apply(t) => t.apply(Some(v)).unwrap().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let unfitted = match &p.tables.values().next().unwrap().columns["city"].op {
+        ColumnOp::Transform(t @ Transform::Fake(_)) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut longer = 0;
+    for i in 0..3000 {
+        let v = format!("city {i}");
+        let out = run(0, &v);
+        assert!(out.chars().count() <= 15, "{out}");
+        assert_eq!(out, run(0, &v), "deterministic");
+        let plain = unfitted.apply(Some(&v)).unwrap().unwrap();
+        if plain.chars().count() <= 15 {
+            assert_eq!(out, plain, "a fake that fits is left as it is");
+        } else {
+            longer += 1;
+        }
+        assert!(run(3, &v).chars().count() <= 3);
+    }
+    assert!(
+        longer > 100,
+        "the test needs cities longer than 15 ({longer})"
+    );
+    let text = format!("mail {} now", "x".repeat(30) + "@corp.example");
+    assert!(run(1, &text).chars().count() <= 40);
+    // numeric(6,2) holds at most 9999.99: noise never goes past it.
+    for v in ["9999.99", "-9999.99", "9000.00", "1.00"] {
+        let out: f64 = run(2, v).parse().unwrap();
+        assert!(out.abs() <= 9999.99, "{v} -> {out}");
+    }
+
+    // Unique rules are never cut: refused with the limit and what to do.
+    let p = plan(
+        "[tables.u.columns]\nemail = { fake = \"email\", unique = true }\ntoken = { hash = { length = 40 } }\n\
+         code = { set = \"ABCDEFGH\" }\n",
+    )
+    .unwrap();
+    let t = typed(
+        "u",
+        &[
+            ("email", "character varying(30)", true),
+            ("token", "character varying(30)", false),
+            ("code", "character varying(4)", false),
+        ],
+    );
+    let diags: Vec<String> = bind(&p, &[t])
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(diags.len(), 3, "{diags:#?}");
+    assert!(diags[0].starts_with("r.toml:2:9: column public.u.email is character varying(30) (at most 30 characters), and this rule writes up to "), "{}", diags[0]);
+    assert!(diags[0].ends_with("characters: widen the column, or use hash = { format = \"preserve\" }, which keeps each value's length (a unique rule is never cut: two values could become one)"), "{}", diags[0]);
+    assert_eq!(diags[1], "r.toml:3:9: column public.u.token is character varying(30) (at most 30 characters), and this rule writes up to 40 characters: use hash = { length = 30 } (unique from 24 characters up)");
+    assert_eq!(diags[2], "r.toml:4:8: column public.u.code is character varying(4) (at most 4 characters), and this rule writes up to 8 characters: set a value of at most 4 characters");
+    for (rules, want) in [
+        (
+            "[tables.t.columns]\na = { fake = \"email\", unique = true, max_length = 20 }\n",
+            "r.toml:2:51: max_length cannot be combined with unique: cutting values could make two of them equal; use hash = { length = N } or widen the column",
+        ),
+        (
+            "[tables.t.columns]\na = { hash = {}, max_length = 20 }\n",
+            "r.toml:2:31: max_length applies to fake, scrub and regex, not to hash",
+        ),
+    ] {
+        assert_eq!(err(rules), want);
     }
 }

@@ -150,7 +150,44 @@ impl Faker {
     }
 
     /// The longest output of kinds whose length is fixed by their format.
+    pub fn is_unique(&self) -> bool {
+        self.unique
+    }
+
+    /// The most characters an output can have, where the kind bounds it.
     pub fn max_len(&self) -> Option<usize> {
+        let longest = |words: &[&str]| words.iter().map(|w| w.chars().count()).max().unwrap_or(0);
+        // Emails, usernames and URLs hold the words transliterated to ASCII (or "user").
+        let slug = |words: &[&str]| {
+            words
+                .iter()
+                .map(|w| ascii_slug(w, '.').len())
+                .max()
+                .unwrap_or(0)
+                .max(4)
+        };
+        let (first, last, word) = match self.locale {
+            Locale::En => word_lists(EN),
+            Locale::FrFr => word_lists(FR_FR),
+            Locale::DeDe => word_lists(DE_DE),
+            Locale::ItIt => word_lists(IT_IT),
+            Locale::PtBr => word_lists(PT_BR),
+            Locale::NlNl => word_lists(NL_NL),
+            Locale::JaJp => word_lists(JA_JP),
+            Locale::ZhCn => word_lists(ZH_CN),
+        };
+        // The unique tag, or the number drawn instead of it.
+        let (tag_email, tag_user, tag_url) = if self.unique { (20, 20, 20) } else { (2, 4, 5) };
+        match self.kind {
+            // first.last.tag@example.com
+            FakeKind::Email => return Some(slug(first) + 1 + slug(last) + 1 + tag_email + 12),
+            FakeKind::Username => return Some(slug(first) + usize::from(self.unique) + tag_user),
+            // https://example.com/word/tag
+            FakeKind::Url => return Some(8 + 11 + 1 + slug(word) + 1 + tag_url),
+            FakeKind::FirstName => return Some(longest(first)),
+            FakeKind::LastName => return Some(longest(last)),
+            _ => {}
+        }
         match self.kind {
             FakeKind::Uuid => Some(36),
             FakeKind::Ipv4 => Some(15),
@@ -163,6 +200,23 @@ impl Faker {
     }
 
     pub fn apply(&self, input: &str) -> String {
+        self.draw(input, usize::MAX)
+    }
+
+    /// The fake of `input` in at most `max` characters: the first of its draws that fits (the
+    /// same value as [`Faker::apply`] when that one fits), else the last draw cut to `max`. Only
+    /// for kinds that do not promise unique values (a cut could make two equal).
+    pub fn apply_within(&self, input: &str, max: usize) -> String {
+        let out = self.draw(input, max);
+        match out.char_indices().nth(max) {
+            Some((cut, _)) => out[..cut].to_string(),
+            None => out,
+        }
+    }
+
+    /// Draws until one differs from the input and has at most `max` characters (at most 16 draws
+    /// when every one fits, 48 otherwise).
+    fn draw(&self, input: &str, max: usize) -> String {
         // One digest seeds the generator and, for unique kinds, gives the tag.
         let digest = self.prf.digest(input.as_bytes());
         let mut rng = KeyedRng::from_seed(digest);
@@ -171,7 +225,10 @@ impl Faker {
             .unique
             .then(|| std::str::from_utf8(&tag_bytes).expect("ASCII"));
         let mut out = String::new();
-        for _ in 0..16 {
+        for attempt in 0..48 {
+            if attempt == 16 && max == usize::MAX {
+                break;
+            }
             out = match self.locale {
                 Locale::En => self.generate(EN, &mut rng, tag),
                 Locale::FrFr => self.generate(FR_FR, &mut rng, tag),
@@ -182,7 +239,7 @@ impl Faker {
                 Locale::JaJp => self.generate(JA_JP, &mut rng, tag),
                 Locale::ZhCn => self.generate(ZH_CN, &mut rng, tag),
             };
-            if out != input {
+            if out != input && (max == usize::MAX || out.chars().count() <= max) {
                 break;
             }
         }
@@ -370,6 +427,17 @@ fn city_name<L: Data + Copy>(l: L, rng: &mut KeyedRng) -> String {
         }
     }
     out
+}
+
+/// A locale's first names, last names and words, which bound some kinds' lengths.
+fn word_lists<L: Data>(
+    _: L,
+) -> (
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+) {
+    (L::NAME_FIRST_NAME, L::NAME_LAST_NAME, L::LOREM_WORD)
 }
 
 /// Append a street name: the fake crate's `StreetName`.
@@ -664,5 +732,33 @@ mod tests {
         assert!(FakeKind::Uuid.supports_unique());
         assert!(!FakeKind::Phone.supports_unique());
         assert!(!FakeKind::FirstName.supports_unique());
+    }
+
+    #[test]
+    fn bounded_kinds_never_write_past_their_bound_in_any_locale() {
+        let locales = Locale::NAMES.iter().map(|n| Locale::parse(n).unwrap());
+        for locale in locales {
+            for (kind, unique) in [
+                (FakeKind::Email, true),
+                (FakeKind::Email, false),
+                (FakeKind::Username, true),
+                (FakeKind::Username, false),
+                (FakeKind::Url, true),
+                (FakeKind::Url, false),
+                (FakeKind::FirstName, false),
+                (FakeKind::LastName, false),
+                (FakeKind::Ipv4, false),
+            ] {
+                let f = Faker::new(key("a").domain(kind.name()), kind, locale, unique);
+                let max = f.max_len().expect("bounded");
+                for i in 0..1500 {
+                    let out = f.apply(&format!("value {i}"));
+                    assert!(
+                        out.chars().count() <= max,
+                        "{locale:?} {kind:?} {out} > {max}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -47,6 +47,10 @@ pub enum Transform {
     Scrub(scrub::Scrub),
     Regex(text::RegexReplace),
     Json(json::JsonRule),
+    /// A rule's text output kept within a column's length (`max_length`, or the column's
+    /// varchar(n) / char(n)): a fake is drawn again until it fits, other text is cut. Never
+    /// around a rule that promises unique values.
+    Fit(Box<Transform>, usize),
 }
 
 impl Transform {
@@ -56,7 +60,28 @@ impl Transform {
             Transform::Set(s) => Some(s.chars().count()),
             Transform::Hash(h) => h.output_len(),
             Transform::Fake(f) => f.max_len(),
+            Transform::Fit(_, max) => Some(*max),
             _ => None,
+        }
+    }
+
+    /// This rule with its outputs kept within `max` characters (see [`Transform::Fit`]).
+    pub fn fitted(self, max: usize) -> Transform {
+        match self {
+            Transform::Fit(inner, m) => Transform::Fit(inner, m.min(max)),
+            other => Transform::Fit(Box::new(other), max),
+        }
+    }
+
+    /// `out` (this rule's output for `input`) within `max` characters.
+    fn fit(&self, input: &str, out: String, max: usize) -> String {
+        match out.char_indices().nth(max) {
+            None => out,
+            Some(_) if matches!(self, Transform::Fake(_)) => match self {
+                Transform::Fake(f) => f.apply_within(input, max),
+                _ => unreachable!("matched above"),
+            },
+            Some((cut, _)) => out[..cut].to_string(),
         }
     }
 
@@ -65,6 +90,7 @@ impl Transform {
         match self {
             Transform::Shift(s) => s.by_column(),
             Transform::Noise(n) => n.by_column(),
+            Transform::Fit(inner, _) => inner.by_column(),
             _ => None,
         }
     }
@@ -76,12 +102,16 @@ impl Transform {
         value: Option<&str>,
         key: Option<&str>,
     ) -> Result<Option<String>, ValueError> {
-        let (Some(v), key) = (value, key.map_or(&b"\\N"[..], str::as_bytes)) else {
+        let Some(v) = value else {
             return Ok(None);
         };
+        let key_bytes = key.map_or(&b"\\N"[..], str::as_bytes);
         match self {
-            Transform::Shift(s) => s.apply_keyed(v, key).map(Some),
-            Transform::Noise(n) => n.apply_keyed(v, key).map(Some),
+            Transform::Shift(s) => s.apply_keyed(v, key_bytes).map(Some),
+            Transform::Noise(n) => n.apply_keyed(v, key_bytes).map(Some),
+            Transform::Fit(inner, max) => Ok(inner
+                .apply_by(value, key)?
+                .map(|out| inner.fit(v, out, *max))),
             other => other.apply(value),
         }
     }
@@ -91,6 +121,9 @@ impl Transform {
         let Some(v) = value else {
             return Ok(None);
         };
+        if let Transform::Fit(inner, max) = self {
+            return Ok(inner.apply(value)?.map(|out| inner.fit(v, out, *max)));
+        }
         Ok(Some(match self {
             Transform::Keep => v.to_string(),
             Transform::Null => return Ok(None),
@@ -104,6 +137,7 @@ impl Transform {
             Transform::Scrub(s) => s.apply(v),
             Transform::Regex(r) => r.apply(v),
             Transform::Json(j) => j.apply(v)?,
+            Transform::Fit(..) => unreachable!("applied above"),
         }))
     }
 }

@@ -26,6 +26,9 @@ pub struct Noise {
     amount: NoiseAmount,
     /// The column whose original value keys the factor (`by`), instead of the number itself.
     by: Option<String>,
+    /// The largest magnitude the column holds, in units of its last decimal place, and its number
+    /// of decimals: results are clamped to it (numeric(p, s), smallint, integer, bigint).
+    limit: Option<(i128, usize)>,
 }
 
 struct Decimal {
@@ -69,7 +72,27 @@ impl Noise {
             prf,
             amount,
             by: None,
+            limit: None,
         }
+    }
+
+    /// Clamp results to a column of this type, when it bounds its values: `numeric(p, s)` and
+    /// the integer types. Returns `None` for other types (nothing to clamp).
+    pub fn within_type(&self, type_name: &str) -> Option<Self> {
+        let limit = match type_name {
+            "smallint" => (i128::from(i16::MAX), 0),
+            "integer" => (i128::from(i32::MAX), 0),
+            "bigint" => (i128::from(i64::MAX), 0),
+            t => {
+                let inner = t.strip_prefix("numeric(")?.strip_suffix(')')?;
+                let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+                let (p, s): (u32, u32) = (p.trim().parse().ok()?, s.trim().parse().ok()?);
+                (10i128.checked_pow(p)? - 1, s as usize)
+            }
+        };
+        let mut n = self.clone();
+        n.limit = Some(limit);
+        Some(n)
     }
 
     /// Key the factor on another column's value (an entity id): every number of the entity
@@ -113,6 +136,11 @@ impl Noise {
                 }
                 if d.scaled == 0 {
                     new = new.abs();
+                }
+                if let Some((max, decimals)) = self.limit {
+                    if decimals == d.decimals {
+                        new = new.clamp(-max, max);
+                    }
                 }
                 return Ok(format_scaled(new, d.decimals, d.negative && new == 0));
             }
