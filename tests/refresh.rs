@@ -469,7 +469,7 @@ nick = \"null\"
         stderr(&o),
         format!(
             "anonymize: error: {r}:3:9: column public.users.email has a UNIQUE constraint or primary key; its rule must promise distinct values (\"keep\", hash = {{ format = \"preserve\" }}, a hash or fake with unique = true)
-{r}:4:8: column public.users.code is character(8), too short for this rule's outputs of 12 characters
+{r}:4:8: column public.users.code is character(8) (at most 8 characters), and this rule writes up to 12 characters: use hash = {{ length = 8 }}
 {r}:5:8: column public.users.born is of type date, which this rule cannot read
 {r}:6:9: column public.users.score is of type integer, which this rule cannot read
 {r}:8:8: column public.users.nick is NOT NULL, so \"null\" would fail the load; use a rule that writes a value
@@ -487,6 +487,41 @@ nick = \"null\"
     assert_eq!(
         stderr(&o),
         "anonymize: error: staging table public.users lacks column(s) nick\n"
+    );
+    // `check --target` finds the same in CI, without the key and without writing.
+    let check = |target: &str| {
+        run(anonymize()
+            .args(["check", "--rules"])
+            .arg(&rules)
+            .args(["--source", &url(&src), "--target", target])
+            .env_remove("ANONYMIZE_KEY"))
+    };
+    let o = check(&url(&stg));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "anonymize: error: staging table public.users lacks column(s) nick\n"
+    );
+    stg.query("ALTER TABLE users ADD COLUMN nick text");
+    let o = check(&url(&stg));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("; staging postgres://")
+            && stderr(&o).contains("has every table and column"),
+        "{}",
+        stderr(&o)
+    );
+    stg.query("DROP TABLE users");
+    assert_eq!(
+        stderr(&check(&url(&stg))),
+        "anonymize: error: staging has no table public.users (run its migrations first)\n"
+    );
+    let o = check("staging.sql");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("check --target takes a staging database"),
+        "{}",
+        stderr(&o)
     );
 }
 

@@ -142,6 +142,10 @@ pub enum Command {
         /// Overrides [source] url.
         #[arg(long, value_name = "URL|PATH|-")]
         source: Option<String>,
+        /// Also check that this staging database (a postgres URL) has every table and column the
+        /// run will write, so that a staging drift is caught before the night.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
     },
     /// Sample every table of a source, detect likely personal data, and write a complete draft rules
     /// file (stdout, or --output) with a commented suggestion per detected column.
@@ -181,7 +185,11 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             sample,
             output,
         }) => return run_scan(source, *sample, output.as_deref()),
-        Some(Command::Check { rules, source }) => return run_check(rules, source.clone(), &env),
+        Some(Command::Check {
+            rules,
+            source,
+            target,
+        }) => return run_check(rules, source.clone(), target.clone(), &env),
         None => {}
     }
     let overrides = Overrides {
@@ -323,23 +331,30 @@ fn run_scan(
 fn run_check(
     rules: &std::path::Path,
     source: Option<String>,
+    target: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, Error> {
+    let with_target = target.is_some();
     let overrides = Overrides {
         source,
-        target: None,
+        target,
         key_optional: true,
     };
     let plan = rules::load(rules, &overrides, env)?;
-    let s = check::run(&plan)?;
+    let s = check::run(&plan, with_target)?;
     to_stderr(&format!(
-        "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}\n",
+        "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}{}\n",
         s.tables,
         s.skipped,
         s.columns,
         s.transformed,
         s.columns - s.transformed,
-        plan.source
+        plan.source,
+        if with_target {
+            format!("; staging {} has every table and column", plan.target)
+        } else {
+            String::new()
+        }
     ));
     Ok(Outcome {
         report: Report::default(),

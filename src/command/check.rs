@@ -19,7 +19,7 @@ pub struct Summary {
     pub transformed: usize,
 }
 
-pub fn run(plan: &Plan) -> Result<Summary, Error> {
+pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
     let tables = match &plan.source {
         Endpoint::Database(c) => crate::command::live::check_catalog(plan, c)?.0,
         other => {
@@ -47,5 +47,68 @@ pub fn run(plan: &Plan) -> Result<Summary, Error> {
             }
         }
     }
+    if with_target {
+        let Endpoint::Database(c) = &plan.target else {
+            return Err(Error::Usage(format!(
+                "check --target takes a staging database (a postgres URL), not {}",
+                plan.target
+            )));
+        };
+        let problems = target_problems(&bound, c)?;
+        if !problems.is_empty() {
+            return Err(Error::Bind(Diagnostics(problems)));
+        }
+    }
     Ok(summary)
+}
+
+/// Tables and columns the run would write that staging does not have (read from its catalog; no
+/// row is read or written).
+fn target_problems(
+    bound: &[rules::BoundTable],
+    c: &crate::endpoint::ConnInfo,
+) -> Result<Vec<rules::Diagnostic>, Error> {
+    let runtime = crate::db::runtime(1).map_err(Error::runtime)?;
+    let columns = runtime
+        .block_on(async {
+            let client = crate::db::connect(c).await?;
+            crate::sink::postgres::table_columns(&client).await
+        })
+        .map_err(Error::Database)?;
+    Ok(missing_in_target(
+        bound.iter().map(|t| (&t.name, t.columns.as_slice())),
+        &columns,
+    ))
+}
+
+/// What staging lacks of the tables (and their columns) a run writes.
+pub fn missing_in_target<'a>(
+    tables: impl Iterator<Item = (&'a rules::QualifiedName, &'a [String])>,
+    target: &std::collections::BTreeMap<rules::QualifiedName, std::collections::BTreeSet<String>>,
+) -> Vec<rules::Diagnostic> {
+    let mut problems = Vec::new();
+    for (name, columns) in tables {
+        let message = match target.get(name) {
+            None => format!("staging has no table {name} (run its migrations first)"),
+            Some(have) => {
+                let missing: Vec<&str> = columns
+                    .iter()
+                    .filter(|c| !have.contains(*c))
+                    .map(String::as_str)
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                format!(
+                    "staging table {name} lacks column(s) {}",
+                    missing.join(", ")
+                )
+            }
+        };
+        problems.push(rules::Diagnostic {
+            location: None,
+            message,
+        });
+    }
+    problems
 }

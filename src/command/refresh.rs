@@ -138,41 +138,6 @@ fn role_warnings(catalog: &Catalog, progress: &dyn Progress) {
     }
 }
 
-/// Check that staging has every table and column about to be loaded.
-fn compare_target(
-    jobs: &[Job],
-    target: &BTreeMap<QualifiedName, std::collections::BTreeSet<String>>,
-) -> Vec<Diagnostic> {
-    let mut problems = Vec::new();
-    for job in jobs {
-        let t = &job.table;
-        let message = match target.get(&t.name) {
-            None => format!("staging has no table {} (run its migrations first)", t.name),
-            Some(have) => {
-                let missing: Vec<&str> = t
-                    .columns
-                    .iter()
-                    .filter(|c| !have.contains(*c))
-                    .map(String::as_str)
-                    .collect();
-                if missing.is_empty() {
-                    continue;
-                }
-                format!(
-                    "staging table {} lacks column(s) {}",
-                    t.name,
-                    missing.join(", ")
-                )
-            }
-        };
-        problems.push(Diagnostic {
-            location: None,
-            message,
-        });
-    }
-    problems
-}
-
 /// The schema `--create-schema` creates: pg_dump's, in the run's snapshot, through the same judgement
 /// as a dump's statements — production's secrets cut out, foreign servers, user mappings and foreign
 /// tables left out unless the policy keeps them, comments as the policy says, psql-only lines gone.
@@ -935,7 +900,13 @@ impl Mover<'_> {
                 ));
             }
         }
-        let problems = compare_target(&self.prepared.jobs, &target_columns);
+        let problems = crate::command::check::missing_in_target(
+            self.prepared
+                .jobs
+                .iter()
+                .map(|j| (&j.table.name, j.table.columns.as_slice())),
+            &target_columns,
+        );
         if !problems.is_empty() {
             return Err(PipelineError::TargetSchema(Diagnostics(problems)));
         }

@@ -77,12 +77,18 @@ fn check_fit(op: &ColumnOp, unique: bool, m: &ColumnMeta) -> Option<String> {
         |b| format!("up to {b} characters"),
     );
     let suggestion = match t {
+        Transform::Hash(_) if !unique => format!("use hash = {{ length = {max} }}"),
         Transform::Hash(_) if max >= 24 => {
             format!("use hash = {{ length = {max} }} (unique from 24 characters up)")
         }
-        Transform::Hash(_) | Transform::Fake(_) => format!(
-            "widen the column, or use hash = {{ format = \"preserve\" }}, which keeps each value's length"
+        Transform::Fake(f) if f.min_unique_len().is_some() => format!(
+            "widen the column to at least {} characters (the shortest form of this fake), or use hash = {{ format = \"preserve\" }}, which keeps each value's length",
+            f.min_unique_len().unwrap_or(0)
         ),
+        Transform::Hash(_) | Transform::Fake(_) => {
+            "widen the column, or use hash = { format = \"preserve\" }, which keeps each value's length"
+                .to_string()
+        }
         Transform::Set(_) => format!("set a value of at most {max} characters"),
         _ => "widen the column".to_string(),
     };
@@ -117,7 +123,7 @@ fn fit_to_column(t: &Transform, max: usize) -> Option<Transform> {
         return None;
     }
     let fits = match t {
-        Transform::Fake(f) => !f.is_unique(),
+        Transform::Fake(f) => !f.is_unique() || f.min_unique_len().is_some_and(|m| m <= max),
         Transform::Scrub(_) | Transform::Regex(_) => true,
         Transform::Fit(inner, _) => return fit_to_column(inner, max),
         _ => false,

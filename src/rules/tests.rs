@@ -597,6 +597,36 @@ fn rules_are_fitted_to_the_column_or_refused_with_its_limit() {
         assert!(out.abs() <= 9999.99, "{v} -> {out}");
     }
 
+    // A unique fake is never cut: drawn again (every draw carries its keyed tag), else its short
+    // form, when the column holds that.
+    let p = plan("[tables.e.columns]\nemail = { fake = \"email\", unique = true }\n").unwrap();
+    let bound = bind(
+        &p,
+        &[typed("e", &[("email", "character varying(45)", true)])],
+    )
+    .unwrap();
+    let TableAction::Copy { ops } = &bound[0].action else {
+        panic!("copy expected")
+    };
+    let CellOp::Apply(t) = &ops[0] else {
+        panic!("apply expected")
+    };
+    let outs: std::collections::HashSet<String> = (0..5000)
+        .map(|i| {
+            t.apply(Some(&format!("person{i}@corp.example")))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(outs.len(), 5000);
+    assert!(outs
+        .iter()
+        .all(|o| o.chars().count() <= 45 && o.contains("@example.")));
+    assert!(
+        outs.iter().any(|o| o.matches('.').count() >= 3),
+        "full forms where they fit"
+    );
+
     // Unique rules are never cut: refused with the limit and what to do.
     let p = plan(
         "[tables.u.columns]\nemail = { fake = \"email\", unique = true }\ntoken = { hash = { length = 40 } }\n\
@@ -618,8 +648,8 @@ fn rules_are_fitted_to_the_column_or_refused_with_its_limit() {
         .collect();
     assert_eq!(diags.len(), 3, "{diags:#?}");
     assert!(diags[0].starts_with("r.toml:2:9: column public.u.email is character varying(30) (at most 30 characters), and this rule writes up to "), "{}", diags[0]);
-    assert!(diags[0].ends_with("characters: widen the column, or use hash = { format = \"preserve\" }, which keeps each value's length (a unique rule is never cut: two values could become one)"), "{}", diags[0]);
-    assert_eq!(diags[1], "r.toml:3:9: column public.u.token is character varying(30) (at most 30 characters), and this rule writes up to 40 characters: use hash = { length = 30 } (unique from 24 characters up)");
+    assert!(diags[0].ends_with("characters: widen the column to at least 32 characters (the shortest form of this fake), or use hash = { format = \"preserve\" }, which keeps each value's length (a unique rule is never cut: two values could become one)"), "{}", diags[0]);
+    assert_eq!(diags[1], "r.toml:3:9: column public.u.token is character varying(30) (at most 30 characters), and this rule writes up to 40 characters: use hash = { length = 30 }");
     assert_eq!(diags[2], "r.toml:4:8: column public.u.code is character varying(4) (at most 4 characters), and this rule writes up to 8 characters: set a value of at most 4 characters");
     for (rules, want) in [
         (

@@ -76,24 +76,7 @@ impl Staging {
 
     /// The columns staging has for each table, for comparing with what will be loaded.
     pub async fn columns(&self) -> Result<BTreeMap<QualifiedName, BTreeSet<String>>, DbError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT n.nspname, c.relname, a.attname FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
-                &[],
-            )
-            .await
-            .map_err(query_err("reading the staging catalog"))?;
-        let mut out: BTreeMap<QualifiedName, BTreeSet<String>> = BTreeMap::new();
-        for r in rows {
-            out.entry(QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
-                .or_default()
-                .insert(r.get::<_, &str>(2).to_string());
-        }
-        Ok(out)
+        table_columns(&self.client).await
     }
 
     /// Drop every foreign key from or to these tables; [`Staging::restore_foreign_keys`] adds them back.
@@ -583,4 +566,27 @@ fn quote_literal(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "''"))
     }
+}
+
+/// The columns each table of a database has (plain and partitioned tables), from its catalog.
+pub async fn table_columns(
+    client: &Client,
+) -> Result<BTreeMap<QualifiedName, BTreeSet<String>>, DbError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname, a.attname FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .map_err(query_err("reading the staging catalog"))?;
+    let mut out: BTreeMap<QualifiedName, BTreeSet<String>> = BTreeMap::new();
+    for r in rows {
+        out.entry(QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+            .or_default()
+            .insert(r.get::<_, &str>(2).to_string());
+    }
+    Ok(out)
 }

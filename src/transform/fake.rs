@@ -209,9 +209,41 @@ impl Faker {
     pub fn apply_within(&self, input: &str, max: usize) -> String {
         let out = self.draw(input, max);
         match out.char_indices().nth(max) {
-            Some((cut, _)) => out[..cut].to_string(),
             None => out,
+            // A unique kind is never cut: its short form, which holds the same tag.
+            Some(_) if self.unique => self.short_form(input).unwrap_or(out),
+            Some((cut, _)) => out[..cut].to_string(),
         }
+    }
+
+    /// The fewest characters a unique kind can be written in: its short form (see
+    /// [`Faker::apply_within`]). `None` for other kinds.
+    pub fn min_unique_len(&self) -> Option<usize> {
+        if !self.unique {
+            return None;
+        }
+        match self.kind {
+            FakeKind::Email => Some(20 + 12),
+            FakeKind::Username => Some(20),
+            FakeKind::Url => Some(8 + 11 + 1 + 20),
+            _ => None,
+        }
+    }
+
+    /// The tag alone in the kind's shape — `tag@example.com`, `tag`, `https://example.com/tag` —
+    /// for a column too short for every draw. Distinct inputs still get distinct values: the tag
+    /// tells them apart, and no full form (`first.last.tag@…`, `name_tag`, `…/word/tag`) has the
+    /// short form's shape.
+    fn short_form(&self, input: &str) -> Option<String> {
+        let digest = self.prf.digest(input.as_bytes());
+        let tag_bytes = tag(&digest);
+        let tag = std::str::from_utf8(&tag_bytes).expect("ASCII");
+        Some(match self.kind {
+            FakeKind::Email => format!("{tag}@example.com"),
+            FakeKind::Username => tag.to_string(),
+            FakeKind::Url => format!("https://example.com/{tag}"),
+            _ => return None,
+        })
     }
 
     /// Draws until one differs from the input and has at most `max` characters (at most 16 draws

@@ -686,6 +686,7 @@ mod tests {
         assert!(is_number("+1.5E-3") && is_number("-0"));
     }
 
+    #[test]
     fn preserve_is_injective_on_100k_ids() {
         let p = hash(HashFormat::Preserve, 0);
         let outs: HashSet<String> = (0..100_000)
