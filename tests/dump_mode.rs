@@ -321,9 +321,9 @@ fn uncovered_columns_stop_the_run_before_writing() {
         stderr(&o),
         "anonymize: error: uncovered columns: every column of every copied table needs a rule or \"keep\" (schema drift in the source?)
   column public.orders.gift_message
-add these lines to rules/customers.toml and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):
+add these lines to rules/customers.toml (each rule writes what its column accepts: review them; \"null\" hides the value, \"keep\" only for data that is not personal, skip = true skips a table):
 
-[tables.orders.columns]
+# under [tables.orders.columns], the rules of public.orders at rules/customers.toml:52:9:
 gift_message = \"null\"
 "
     );

@@ -810,14 +810,55 @@ fn check_catches_a_new_production_column_from_the_catalog() {
         .filter(|(_, n)| *n != 0)
         .collect();
     assert!(read.is_empty(), "check read rows: {read:?}");
-    src.query("ALTER TABLE customer ADD COLUMN phone_backup text");
+    src.query(
+        "ALTER TABLE customer ADD COLUMN phone_backup text, \
+         ADD COLUMN loyalty_points int NOT NULL DEFAULT 0, ADD COLUMN badge varchar(12) NOT NULL DEFAULT 'x'",
+    );
     let o = check();
     assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
     assert!(
-        stderr(&o).contains("  column public.customer.phone_backup\n"),
-        "{}",
-        stderr(&o)
+        err.contains("  column public.customer.phone_backup\n"),
+        "{err}"
     );
+    // The lines say where they go, and suit each column: no "null" on NOT NULL.
+    let marker = "# under [tables.customer.columns], the rules of public.customer at tests/fixtures/pagila.toml:";
+    let block: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with(marker))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        block,
+        [
+            "phone_backup   = \"null\"  # text",
+            "loyalty_points = { noise = { percent = 10 } }  # integer, NOT NULL",
+            "badge          = { hash = { format = \"preserve\" } }  # character varying(12), NOT NULL",
+        ],
+        "{err}"
+    );
+    // Pasted where they say, check passes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = std::fs::read_to_string("tests/fixtures/pagila.toml")
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| l == "[tables.customer.columns]")
+        .unwrap();
+    for (k, l) in block.iter().enumerate() {
+        lines.insert(at + 1 + k, l.to_string());
+    }
+    let pasted = write_rules(dir.path(), &lines.join("\n"));
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["check", "--rules"])
+        .arg(&pasted)
+        .args(["--source", &url(&src)]));
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

@@ -216,7 +216,16 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             if plan.uncovered == Uncovered::Fail {
                 uncovered.insert(
                     (section, &table.name),
-                    (true, table.columns.iter().map(String::as_str).collect()),
+                    Uncovered_ {
+                        whole: true,
+                        columns: table
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| (c.as_str(), table.meta.as_ref().and_then(|m| m.get(i))))
+                            .collect(),
+                        rules_at: None,
+                    },
                 );
             }
             bound.push(BoundTable {
@@ -281,11 +290,19 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             match rules.columns.get(col) {
                 None => {
                     if plan.uncovered == Uncovered::Fail {
-                        uncovered
-                            .entry((section, &table.name))
-                            .or_insert((false, Vec::new()))
-                            .1
-                            .push(col);
+                        // Under the table whose rules apply (a partition's parent): once each.
+                        let entry = uncovered
+                            .entry((section, &rules.name))
+                            .or_insert(Uncovered_ {
+                                whole: false,
+                                columns: Vec::new(),
+                                rules_at: Some(&rules.location),
+                            });
+                        if !entry.columns.iter().any(|(c, _)| c == col) {
+                            entry
+                                .columns
+                                .push((col, table.meta.as_ref().and_then(|m| m.get(i))));
+                        }
                     }
                     ops.push(CellOp::Pass);
                     descriptions.push("uncovered (kept)".to_string());
@@ -468,20 +485,73 @@ fn unused_rules(
 }
 
 /// (database section, table) → (the whole table, its columns) that no rule names.
-type UncoveredColumns<'a> = BTreeMap<(Option<&'a str>, &'a QualifiedName), (bool, Vec<&'a str>)>;
+/// Columns no rule names, by (database section, table whose rules apply).
+#[allow(non_camel_case_types)]
+struct Uncovered_<'a> {
+    /// The table has no rules at all.
+    whole: bool,
+    columns: Vec<(&'a str, Option<&'a ColumnMeta>)>,
+    /// Where the table's rules are, when it has some.
+    rules_at: Option<&'a super::Location>,
+}
 
-/// One message listing every uncovered table and column, with lines to paste into the rules file.
+type UncoveredColumns<'a> = BTreeMap<(Option<&'a str>, &'a QualifiedName), Uncovered_<'a>>;
+
+/// A rule that a run accepts for an uncovered column, chosen from its constraints and type: NULL
+/// where allowed; a kept value only for an integer id key; a unique-safe rule on other keys;
+/// otherwise a rule that writes a value of the column's type. `None` when the type is not known
+/// (a dump), where "null" is suggested for review.
+fn drift_rule(col: &str, m: Option<&ColumnMeta>) -> (&'static str, String) {
+    let Some(m) = m else {
+        return ("\"null\"", String::new());
+    };
+    let lower = col.to_ascii_lowercase();
+    let id_like =
+        lower == "id" || lower.ends_with("_id") || lower.ends_with("id") && lower.len() <= 4;
+    let rule = if m.unique && m.kind == TypeKind::Number && id_like {
+        "\"keep\""
+    } else if m.unique {
+        "{ hash = { format = \"preserve\" }, unique = true }"
+    } else if !m.not_null {
+        "\"null\""
+    } else {
+        match (m.kind, m.type_name.as_str()) {
+            (TypeKind::Text, _) => "{ hash = { format = \"preserve\" } }",
+            (TypeKind::Number, _) => "{ noise = { percent = 10 } }",
+            (TypeKind::Date | TypeKind::Timestamp, _) => "{ shift = { days = 30 } }",
+            (TypeKind::Json, _) => "{ set = \"{}\" }",
+            (_, "boolean") => "{ set = false }",
+            (_, "uuid") => "{ fake = \"uuid\" }",
+            _ => "\"keep\"",
+        }
+    };
+    let mut notes = vec![m.type_name.clone()];
+    if m.unique {
+        notes.push("unique".into());
+    } else if m.not_null {
+        notes.push("NOT NULL".into());
+    }
+    if rule == "\"keep\"" && !(m.unique && id_like) {
+        notes.push("review: no generic rule writes this type".into());
+    }
+    (rule, notes.join(", "))
+}
+
+/// One message listing every uncovered table and column, with lines to paste into the rules file:
+/// under the table's existing `[tables.X.columns]` header, or with a new header for a table that
+/// has no rules.
 fn uncovered_diagnostic(plan: &Plan, uncovered: &UncoveredColumns) -> Diagnostic {
     let mut msg = String::from(
         "uncovered columns: every column of every copied table needs a rule or \"keep\" \
          (schema drift in the source?)\n",
     );
-    for ((section, name), (whole_table, cols)) in uncovered {
+    for ((section, name), u) in uncovered {
         let name = match section {
             Some(d) => format!("{name} (database {d})"),
             None => name.to_string(),
         };
-        if *whole_table {
+        let cols: Vec<&str> = u.columns.iter().map(|c| c.0).collect();
+        if u.whole {
             msg.push_str(&format!(
                 "  table {name} has no rules (columns: {})\n",
                 cols.join(", ")
@@ -493,19 +563,34 @@ fn uncovered_diagnostic(plan: &Plan, uncovered: &UncoveredColumns) -> Diagnostic
         }
     }
     msg.push_str(&format!(
-        "add these lines to {} and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):\n",
+        "add these lines to {} (each rule writes what its column accepts: review them; \"null\" hides the value, \"keep\" only for data that is not personal, skip = true skips a table):\n",
         plan.rules_file
     ));
-    for ((section, name), (_, cols)) in uncovered {
+    for ((section, name), u) in uncovered {
         let prefix = section
             .map(|d| format!("databases.{}.", toml_key(d)))
             .unwrap_or_default();
-        msg.push_str(&format!(
-            "\n[{prefix}tables.{}.columns]\n",
-            name.rules_key()
-        ));
-        for c in cols {
-            msg.push_str(&format!("{} = \"null\"\n", toml_key(c)));
+        let header = format!("[{prefix}tables.{}.columns]", name.rules_key());
+        match u.rules_at {
+            Some(at) => msg.push_str(&format!(
+                "\n# under {header}, the rules of {name} at {at}:\n"
+            )),
+            None => msg.push_str(&format!("\n{header}\n")),
+        }
+        let width = u
+            .columns
+            .iter()
+            .map(|c| toml_key(c.0).len())
+            .max()
+            .unwrap_or(0);
+        for (c, m) in &u.columns {
+            let (rule, note) = drift_rule(c, *m);
+            let key = toml_key(c);
+            if note.is_empty() {
+                msg.push_str(&format!("{key} = {rule}\n"));
+            } else {
+                msg.push_str(&format!("{key:width$} = {rule}  # {note}\n"));
+            }
         }
     }
     Diagnostic {

@@ -301,13 +301,13 @@ uncovered columns: every column of every copied table needs a rule or \"keep\" (
   table public.audit has no rules (columns: id, who)
   column public.customers.email
   column public.customers.phone
-add these lines to r.toml and choose a rule for each (\"null\" hides the value; \"keep\" only for data that is not personal; or skip = true for a table):
+add these lines to r.toml (each rule writes what its column accepts: review them; \"null\" hides the value, \"keep\" only for data that is not personal, skip = true skips a table):
 
 [tables.audit.columns]
 id = \"null\"
 who = \"null\"
 
-[tables.customers.columns]
+# under [tables.customers.columns], the rules of public.customers at r.toml:1:9:
 email = \"null\"
 phone = \"null\""
     );
@@ -663,4 +663,76 @@ fn rules_are_fitted_to_the_column_or_refused_with_its_limit() {
     ] {
         assert_eq!(err(rules), want);
     }
+}
+
+#[test]
+fn drift_lines_paste_as_printed_and_suit_each_column() {
+    let meta = |kind: TypeKind, ty: &str, not_null: bool, unique: bool| ColumnMeta {
+        not_null,
+        unique,
+        kind,
+        max_len: None,
+        type_name: ty.into(),
+    };
+    let text = "[tables.customers.columns]\nid = \"keep\"\n\n[tables.orders]\nwhere = \"true\"\n[tables.orders.columns]\nid = \"keep\"\n";
+    let p = plan(text).unwrap();
+    let mut customers = source(
+        "customers",
+        &["id", "email", "name", "born", "note", "active", "ref"],
+    );
+    customers.meta = Some(vec![
+        meta(TypeKind::Number, "integer", true, true),
+        meta(TypeKind::Text, "character varying(40)", true, true),
+        meta(TypeKind::Text, "text", true, false),
+        meta(TypeKind::Date, "date", true, false),
+        meta(TypeKind::Text, "text", false, false),
+        meta(TypeKind::Other, "boolean", true, false),
+        meta(TypeKind::Number, "bigint", true, false),
+    ]);
+    // Two partitions of orders with the same new column: one line, under orders.
+    let mut parts = Vec::new();
+    for n in ["orders_p1", "orders_p2"] {
+        let mut t = source(n, &["id", "coupon_id"]);
+        t.partition_of = Some(QualifiedName::new("public", "orders"));
+        t.meta = Some(vec![
+            meta(TypeKind::Number, "integer", true, true),
+            meta(TypeKind::Number, "integer", false, false),
+        ]);
+        parts.push(t);
+    }
+    let mut all = vec![customers];
+    all.extend(parts);
+    all.push(source("audit", &["who"]));
+    let diags = bind(&p, &all).unwrap_err();
+    let msg = diags.last().unwrap().to_string();
+    let expected_tail = "[tables.audit.columns]
+who = \"null\"
+
+# under [tables.customers.columns], the rules of public.customers at r.toml:1:9:
+email  = { hash = { format = \"preserve\" }, unique = true }  # character varying(40), unique
+name   = { hash = { format = \"preserve\" } }  # text, NOT NULL
+born   = { shift = { days = 30 } }  # date, NOT NULL
+note   = \"null\"  # text
+active = { set = false }  # boolean, NOT NULL
+ref    = { noise = { percent = 10 } }  # bigint, NOT NULL
+
+# under [tables.orders.columns], the rules of public.orders at r.toml:4:9:
+coupon_id = \"null\"  # integer";
+    assert!(msg.ends_with(expected_tail), "{msg}");
+    // Pasted where it says, the file binds.
+    let blocks: Vec<&str> = expected_tail.split("\n\n").collect();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for (header, block) in [
+        ("[tables.customers.columns]", blocks[1]),
+        ("[tables.orders.columns]", blocks[2]),
+    ] {
+        let at = lines.iter().position(|l| l == header).unwrap();
+        for (k, l) in block.lines().skip(1).enumerate() {
+            lines.insert(at + 1 + k, l.to_string());
+        }
+    }
+    lines.push(blocks[0].to_string());
+    let pasted = plan(&lines.join("\n")).unwrap();
+    let bound = bind(&pasted, &all);
+    assert!(bound.is_ok(), "{:?}", bound.err());
 }
