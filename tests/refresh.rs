@@ -81,14 +81,14 @@ fn pagila_with_transformed_customer_ids_loads_when_every_reference_gets_the_same
     let dir = tempfile::tempdir().unwrap();
     let base = std::fs::read_to_string("tests/fixtures/pagila.toml").unwrap();
     let rule = "customer_id = { hash = { format = \"preserve\" }, unique = true }";
+    // And the rental's dates moved by an offset per customer: each rental keeps its order.
+    let shift = "{ shift = { days = 120, by = \"customer_id\" } }";
     let all = base
         .lines()
-        .map(|l| {
-            if l.starts_with("customer_id ") {
-                rule.to_string()
-            } else {
-                l.to_string()
-            }
+        .map(|l| match l.split_whitespace().next() {
+            _ if l.starts_with("customer_id ") => rule.to_string(),
+            Some(c @ ("rental_date" | "return_date")) => format!("{c} = {shift}"),
+            _ => l.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n");
@@ -135,6 +135,45 @@ fn pagila_with_transformed_customer_ids_loads_when_every_reference_gets_the_same
     );
     let per_customer = "SELECT string_agg(n::text, ',' ORDER BY n) FROM (SELECT count(*) n FROM rental GROUP BY customer_id) x";
     assert_eq!(stg.query(per_customer), src.query(per_customer));
+    // Every rental's two dates moved by the same offset: the order of each pair is the source's,
+    // and so is each rental's length; the dates themselves moved.
+    let order = "SELECT count(*) FILTER (WHERE rental_date < return_date) || ' ' || count(*) FILTER (WHERE return_date IS NULL) FROM rental";
+    assert_eq!(stg.query(order), src.query(order));
+    let lengths = "SELECT md5(string_agg((return_date - rental_date)::text, ',' ORDER BY rental_id)) FROM rental";
+    assert_eq!(stg.query(lengths), src.query(lengths));
+    // One offset per (original) customer, within ±120 days and never 0, for all their rentals.
+    let rows = |db: &TestDb| -> Vec<(i64, i64)> {
+        db.query("SELECT string_agg(rental_id || ':' || (rental_date::date - date '2000-01-01'), ',' ORDER BY rental_id) FROM rental")
+            .split(',')
+            .map(|p| {
+                let (id, day) = p.split_once(':').unwrap();
+                (id.parse().unwrap(), day.parse().unwrap())
+            })
+            .collect()
+    };
+    let customer_of: std::collections::BTreeMap<i64, String> = src
+        .query("SELECT string_agg(rental_id || ':' || customer_id, ',') FROM rental")
+        .split(',')
+        .map(|p| {
+            let (id, c) = p.split_once(':').unwrap();
+            (id.parse().unwrap(), c.to_string())
+        })
+        .collect();
+    let mut offsets: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> =
+        Default::default();
+    for ((id, before), (id2, after)) in rows(&src).into_iter().zip(rows(&stg)) {
+        assert_eq!(id, id2);
+        offsets
+            .entry(customer_of[&id].clone())
+            .or_default()
+            .insert(after - before);
+    }
+    assert_eq!(offsets.len(), 599);
+    for (customer, o) in &offsets {
+        assert_eq!(o.len(), 1, "customer {customer}: offsets {o:?}");
+        let d = *o.iter().next().unwrap();
+        assert!(d != 0 && d.abs() <= 120, "customer {customer}: {d}");
+    }
 }
 
 /// Every table of pagila holds the source's row count, keys, indexes, partitions and sequences,
