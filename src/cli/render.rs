@@ -42,10 +42,18 @@ fn pad(s: &str, width: usize) -> String {
     }
 }
 
+/// A table's row count as the dry run shows it.
+fn rows_text(rows: Option<u64>) -> String {
+    match rows {
+        Some(n) => format!("{n} rows"),
+        None => "rows unknown: no estimate, the table was never analyzed".to_string(),
+    }
+}
+
 pub fn table(p: &Preview) -> String {
     let mut out = String::new();
     for t in &p.tables {
-        out.push_str(&format!("{}  ({} rows)\n", t.name, t.rows));
+        out.push_str(&format!("{}  ({})\n", t.name, rows_text(t.rows)));
         if t.skipped {
             out.push_str("  skip = true: not copied\n\n");
             continue;
@@ -67,6 +75,16 @@ pub fn table(p: &Preview) -> String {
                 out.push_str(&format!("    ! {w}\n"));
             }
         }
+        for c in t
+            .columns
+            .iter()
+            .filter(|c| !c.transformed && !c.warnings.is_empty())
+        {
+            out.push_str(&format!("  {}  {}\n", c.name, c.rule));
+            for w in &c.warnings {
+                out.push_str(&format!("    ! {w}\n"));
+            }
+        }
         out.push('\n');
     }
     out.push_str("summary\n");
@@ -79,9 +97,9 @@ pub fn table(p: &Preview) -> String {
             .map(|c| c.name.as_str())
             .collect();
         out.push_str(&format!(
-            "  {}: {} rows, {} columns ({} transformed, {} kept){}\n",
+            "  {}: {}, {} columns ({} transformed, {} kept){}\n",
             t.name,
-            t.rows,
+            rows_text(t.rows),
             t.columns.len(),
             transformed,
             t.columns.len() - transformed,

@@ -37,8 +37,9 @@ pub struct ColumnPreview {
 #[derive(Debug, Clone)]
 pub struct TablePreview {
     pub name: QualifiedName,
-    /// Rows in the table: counted in a dump, the catalog's estimate in a database.
-    pub rows: u64,
+    /// Rows in the table: counted in a dump, the catalog's estimate in a database (`None` when
+    /// the catalog has none: a table never analyzed).
+    pub rows: Option<u64>,
     pub skipped: bool,
     pub columns: Vec<ColumnPreview>,
 }
@@ -104,7 +105,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
     let wanted = selected(options, &sampled.tables)?;
     let mut preview = Preview::default();
     for ((table, source), sample) in bound.iter().zip(&sampled.tables).zip(sampled.samples) {
-        let rows = source.rows.unwrap_or(0);
+        let rows = source.rows;
         if wanted.contains(&table.name) {
             let sample = if matches!(table.action, TableAction::Skip) {
                 Vec::new()
@@ -116,7 +117,61 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
                 .push(compare(table, source.meta.as_deref(), sample, rows)?);
         }
     }
+    kept_copies(&mut preview);
     Ok(preview)
+}
+
+/// Kept columns whose sampled values equal originals of a transformed column (a phone kept in
+/// one table and masked in another): the same personal data, left as it is. Dates and numbers
+/// (shift, truncate, noise) and values under six characters are not compared.
+fn kept_copies(preview: &mut Preview) {
+    let mut originals: std::collections::HashMap<&str, String> = Default::default();
+    for t in &preview.tables {
+        for c in t.columns.iter().filter(|c| c.transformed) {
+            if ["shift", "truncate", "noise"]
+                .iter()
+                .any(|r| c.rule.starts_with(r))
+            {
+                continue;
+            }
+            for v in c.samples.iter().filter_map(|(o, _)| o.as_deref()) {
+                if v.chars().count() >= 6 {
+                    originals
+                        .entry(v)
+                        .or_insert_with(|| format!("{}.{}", t.name, c.name));
+                }
+            }
+        }
+    }
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    for (ti, t) in preview.tables.iter().enumerate() {
+        for (ci, c) in t.columns.iter().enumerate().filter(|(_, c)| !c.transformed) {
+            let mut hits: Vec<&String> = c
+                .samples
+                .iter()
+                .filter_map(|(o, _)| o.as_deref().and_then(|v| originals.get(v)))
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let n = hits.len();
+            hits.sort();
+            hits.dedup();
+            let names: Vec<&str> = hits.iter().map(|h| h.as_str()).collect();
+            found.push((
+                ti,
+                ci,
+                format!(
+                    "kept, but {n} of its {} sampled values equal originals of the transformed column(s) {}: the same data left as it is? Give it the same rule",
+                    c.samples.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    for (ti, ci, w) in found {
+        preview.tables[ti].columns[ci].warnings.push(w);
+    }
 }
 
 /// Transform the sample rows and describe each column.
@@ -124,7 +179,7 @@ fn compare(
     table: &BoundTable,
     meta: Option<&[ColumnMeta]>,
     sample: Vec<u8>,
-    rows: u64,
+    rows: Option<u64>,
 ) -> Result<TablePreview, Error> {
     let ops: &[CellOp] = match &table.action {
         TableAction::Copy { ops } => ops,
@@ -160,10 +215,10 @@ fn compare(
             .zip(&rows_out)
             .map(|(i, o)| (i.get(c).cloned().flatten(), o.get(c).cloned().flatten()))
             .collect();
-        let warnings = if transformed {
-            weak_spots(&samples, meta.and_then(|m| m.get(c)))
-        } else {
-            Vec::new()
+        let warnings = match ops.get(c).and_then(scrub_of) {
+            Some(scrub) => scrub_spots(scrub, &samples),
+            None if transformed => weak_spots(&samples, meta.and_then(|m| m.get(c))),
+            None => Vec::new(),
         };
         columns.push(ColumnPreview {
             name: name.clone(),
@@ -179,6 +234,47 @@ fn compare(
         skipped,
         columns,
     })
+}
+
+/// The scrub rule of a column, if that is its rule.
+fn scrub_of(op: &CellOp) -> Option<&crate::transform::scrub::Scrub> {
+    use crate::transform::Transform;
+    match op {
+        CellOp::Apply(Transform::Scrub(s)) => Some(s),
+        CellOp::Apply(Transform::Fit(inner, _)) => match inner.as_ref() {
+            Transform::Scrub(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// What the sample shows about a `scrub` rule: free text without personal data is meant to come
+/// out as it went in, so only personal data its detectors found in an original and still present
+/// in the output is a weak spot.
+fn scrub_spots(
+    scrub: &crate::transform::scrub::Scrub,
+    samples: &[(Option<String>, Option<String>)],
+) -> Vec<String> {
+    let n = samples.len();
+    let (mut holding, mut survived) = (0, 0);
+    for (i, o) in samples {
+        let (Some(i), Some(o)) = (i, o) else { continue };
+        let found = scrub.personal_data(i);
+        if found.is_empty() {
+            continue;
+        }
+        holding += 1;
+        if found.iter().any(|f| o.contains(f)) {
+            survived += 1;
+        }
+    }
+    if survived == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "personal data found by the scrub detectors is still in the output in {survived} of {n} sampled rows ({holding} held some)"
+    )]
 }
 
 /// What the sample shows about a rule: values left as they were or inside their pseudonym, and
@@ -274,5 +370,89 @@ mod tests {
             ]
         );
         assert!(weak_spots(&samples[2..3], None).is_empty());
+    }
+
+    #[test]
+    fn scrub_is_flagged_only_when_personal_data_survives() {
+        use crate::transform::fake::{FakeKind, Faker, Locale};
+        use crate::transform::scrub::{Detector, Scrub};
+        use crate::transform::seed::tests::key;
+        use crate::transform::Transform;
+        let email = Transform::Fake(Faker::new(
+            key("a").domain("e"),
+            FakeKind::Email,
+            Locale::En,
+            true,
+        ));
+        let scrub = Scrub::new(vec![(Detector::Email, email)]);
+        let s = |i: &str, o: &str| (Some(i.to_string()), Some(o.to_string()));
+        let plain = "no personal data in this note (1963-1981)";
+        let with = "write to ann@corp.example today";
+        let samples = vec![s(plain, plain), s(with, &scrub.apply(with)), (None, None)];
+        // Text without personal data comes out as it went in: no warning, even with --strict.
+        assert!(scrub_spots(&scrub, &samples).is_empty());
+        assert_eq!(scrub.personal_data(with), vec!["ann@corp.example"]);
+        let leaked = vec![s(with, "ann@corp.example was here"), s(plain, plain)];
+        assert_eq!(
+            scrub_spots(&scrub, &leaked),
+            vec!["personal data found by the scrub detectors is still in the output in 1 of 2 sampled rows (1 held some)"]
+        );
+    }
+
+    #[test]
+    fn a_kept_column_holding_a_transformed_column_s_originals_is_named() {
+        let col = |name: &str, rule: &str, transformed: bool, values: &[&str]| ColumnPreview {
+            name: name.into(),
+            rule: rule.into(),
+            transformed,
+            samples: values
+                .iter()
+                .map(|v| (Some(v.to_string()), Some("x".to_string())))
+                .collect(),
+            warnings: Vec::new(),
+        };
+        let table = |name: &str, columns| TablePreview {
+            name: QualifiedName::new("public", name),
+            rows: None,
+            skipped: false,
+            columns,
+        };
+        let mut p = Preview {
+            tables: vec![
+                table(
+                    "customers",
+                    vec![
+                        col(
+                            "phone",
+                            "mask",
+                            true,
+                            &["+1 415-555-0134", "+1 415-555-0199"],
+                        ),
+                        col("born", "shift (±9 days)", true, &["1980-01-01"]),
+                    ],
+                ),
+                table(
+                    "orders",
+                    vec![
+                        col(
+                            "contact",
+                            "keep",
+                            false,
+                            &["+1 415-555-0134", "other value"],
+                        ),
+                        col("day", "keep", false, &["1980-01-01"]),
+                    ],
+                ),
+            ],
+        };
+        kept_copies(&mut p);
+        assert_eq!(
+            p.tables[1].columns[0].warnings,
+            vec!["kept, but 1 of its 2 sampled values equal originals of the transformed column(s) public.customers.phone: the same data left as it is? Give it the same rule"]
+        );
+        // Dates under shift are not compared: equal days are not the same person.
+        assert!(p.tables[1].columns[1].warnings.is_empty());
+        assert!(p.tables[0].columns.iter().all(|c| c.warnings.is_empty()));
+        assert_eq!(p.warnings(), 1);
     }
 }

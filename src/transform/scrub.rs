@@ -346,6 +346,14 @@ impl Scrub {
         })
     }
 
+    /// The pieces of `text` that [`Scrub::apply`] replaces: the personal data its detectors find.
+    pub fn personal_data<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        self.findings(text)
+            .map(|(start, end)| &text[start..end])
+            .filter(|found| self.apply(found) != *found)
+            .collect()
+    }
+
     pub fn apply(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
