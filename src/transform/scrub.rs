@@ -124,7 +124,34 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
             .all(u8::is_ascii_digit)
         && month(&s[5..7])
         && day(&s[8..10]);
-    let looks_like_date = date_parts || timestamp;
+    // A compact timestamp: YYYYMMDDhhmm[ss].
+    let compact_timestamp = (b.len() == 12 || b.len() == 14)
+        && b.iter().all(u8::is_ascii_digit)
+        && (1000..=2999).contains(&num(&s[..4]))
+        && month(&s[4..6])
+        && day(&s[6..8])
+        && num(&s[8..10]) < 24
+        && num(&s[10..12]) < 60;
+    // A range of years, "(1963-1981)", "1990–2004".
+    let year_range = {
+        let inner = s.trim_start_matches('(').trim_end_matches(')');
+        let mut parts = inner.split(['-', '/']);
+        let year = |p: Option<&str>| {
+            p.is_some_and(|p| p.len() == 4 && (1000..=2999).contains(&num(p)))
+        };
+        year(parts.next()) && year(parts.next()) && parts.next().is_none()
+    };
+    // A version, "10.15.7.1234": three or more dot-separated parts, the first of one or two
+    // digits (a phone written with dots starts with three: "555.123.4567").
+    let version = {
+        let parts: Vec<&str> = s.split('.').collect();
+        parts.len() >= 3
+            && parts[0].len() <= 2
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|c| c.is_ascii_digit()))
+    };
+    let looks_like_date = date_parts || timestamp || compact_timestamp || year_range || version;
     // One dot, digits and perhaps a leading minus is a decimal number ("82100.77", "-3.5"), not a
     // phone ("555.123-4567" is one).
     let decimal = b.iter().filter(|c| **c == b'.').count() == 1
@@ -571,5 +598,29 @@ mod tests {
             classify_number("415.555.0134", &[Detector::Phone]),
             Some(Detector::Phone)
         );
+        // Year ranges, versions and compact timestamps are not phones either.
+        for not_phone in [
+            "(1963-1981)",
+            "1990-2004",
+            "10.15.7.1234",
+            "1.2.3.4567",
+            "20240115103000",
+            "202401151030",
+        ] {
+            assert_eq!(classify_number(not_phone, &[Detector::Phone]), None, "{not_phone}");
+        }
+        for phone in ["(0049) 30-1234567", "+1 (415) 555-0134", "0611-223344"] {
+            assert_eq!(
+                classify_number(phone, &[Detector::Phone]),
+                Some(Detector::Phone),
+                "{phone}"
+            );
+        }
+        // In free text too.
+        let s = all();
+        let bio = "Painter (1963-1981), app 10.15.7.1234, call 415.555.0134";
+        let out = s.apply(bio);
+        assert!(out.starts_with("Painter (1963-1981), app 10.15.7.1234, call "), "{out}");
+        assert!(!out.contains("415.555.0134"));
     }
 }
