@@ -1116,3 +1116,39 @@ fn an_error_a_function_raises_is_never_quoted_whatever_its_sqlstate() {
         assert!(!text.contains("permission denied for value"), "{text}");
     }
 }
+
+#[test]
+fn scan_of_the_demo_database_drafts_rules_that_check_and_refresh_as_written() {
+    let src = TestDb::demo("scan_demo_src");
+    let stg = TestDb::demo("scan_demo_stg");
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["scan", "--source", &url(&src)]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let draft = String::from_utf8(o.stdout).unwrap();
+    assert!(draft.contains("\n# Summary: 5 tables, "), "{draft}");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("draft.toml");
+    std::fs::write(&rules, &draft).unwrap();
+    let o = run(anonymize()
+        .env_remove("ANONYMIZE_KEY")
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .args(["--source", &url(&src), "--target", &url(&stg)]));
+    assert!(o.status.success(), "{}\n{draft}", stderr(&o));
+    let o = run(anonymize().arg("--rules").arg(&rules).args([
+        "-q",
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+    ]));
+    assert!(o.status.success(), "{}\n{draft}", stderr(&o));
+    let emails =
+        |db: &TestDb| db.query("SELECT md5(string_agg(email, ',' ORDER BY id)) FROM customers");
+    assert_ne!(emails(&stg), emails(&src));
+    assert_eq!(
+        stg.query("SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id"),
+        src.query("SELECT count(*) FROM orders")
+    );
+}

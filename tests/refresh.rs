@@ -1027,6 +1027,32 @@ fn scan_finds_pagila_people_and_its_draft_passes_check() {
         &url(&src),
     ]));
     assert_eq!(o.status.code(), Some(0), "{}\n{draft}", stderr(&o));
+    // A closing summary, and the derived search vector is not kept.
+    assert!(draft.contains("\n# Summary: 15 tables, "), "{draft}");
+    assert!(
+        section("film").contains("fulltext             = { set = \"\" }  # a search vector"),
+        "{}",
+        section("film")
+    );
+    // And the draft runs as written: a real refresh, every key and foreign key restored.
+    let stg = pagila_staging();
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            rules.to_str().unwrap(),
+            "-q",
+            "--source",
+            &url(&src),
+            "--target",
+            &url(&stg),
+        ])
+        .env("STAGING_DATABASE_URL", url(&stg)));
+    assert!(o.status.success(), "{}\n{draft}", stderr(&o));
+    assert_eq!(stg.query("SELECT count(*) FROM rental"), "16044");
+    assert_eq!(
+        stg.query("SELECT count(*) FROM customer c JOIN address a USING (address_id)"),
+        "599"
+    );
 }
 
 #[test]

@@ -126,6 +126,8 @@ const NAME_HINTS: &[(&str, &[&str])] = &[
             "date_of_birth",
             "dob",
             "birthday",
+            "born",
+            "born_on",
             "geburtsdatum",
             "fecha_nacimiento",
             "date_naissance",
@@ -176,6 +178,49 @@ const NAME_HINTS: &[(&str, &[&str])] = &[
         &["card_number", "credit_card", "cc_number", "pan", "card_no"],
     ),
     ("iban", &["iban", "bank_account", "account_number"]),
+    (
+        "money",
+        &[
+            "salary",
+            "salaries",
+            "wage",
+            "wages",
+            "income",
+            "payroll",
+            "bonus",
+            "compensation",
+            "gehalt",
+            "salaire",
+            "sueldo",
+        ],
+    ),
+    (
+        "event",
+        &[
+            "hire_date",
+            "hired",
+            "hired_at",
+            "hiredate",
+            "hired_on",
+            "joined",
+            "joined_at",
+            "join_date",
+            "signup_date",
+            "signed_up_at",
+            "registered_at",
+            "registration_date",
+            "last_login",
+            "last_login_at",
+            "last_seen",
+            "last_seen_at",
+            "termination_date",
+            "terminated_at",
+            "from_date",
+            "to_date",
+            "employment_start",
+            "employment_end",
+        ],
+    ),
     (
         "photo",
         &["photo", "picture", "avatar", "image", "portrait"],
@@ -435,8 +480,6 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
         "ip"
     } else if by_values(k.phone) && name != Some("postal") {
         "phone"
-    } else if by_values(k.birth_like) && name.is_none() {
-        "birth"
     } else if let Some(n) = name {
         n
     } else if !k.json_paths.is_empty() {
@@ -542,6 +585,137 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
     })
 }
 
+/// Columns that name the person (or account) a row belongs to: a `by` for dates of their events.
+const ENTITY_KEYS: &[&str] = &[
+    "emp_no",
+    "employee_id",
+    "employee_no",
+    "person_id",
+    "user_id",
+    "customer_id",
+    "member_id",
+    "patient_id",
+    "client_id",
+    "account_id",
+    "contact_id",
+    "student_id",
+];
+
+/// The rule for column `i` of a table, from what the rest of the table says too: a plain `name`
+/// beside an email, phone or birth date is a person's; dates of a person's events move with one
+/// offset per person (`by`), keeping sentinels; salaries get noise; a `tsvector` holds the words of
+/// the columns it is built from; hstore, xml, arrays and composite values are scrubbed like text.
+fn suggest_in(
+    table: &SourceTable,
+    i: usize,
+    k: &ValueKinds,
+    values: &[String],
+) -> Option<Suggestion> {
+    let column = &table.columns[i];
+    let meta = table.meta.as_ref().and_then(|m| m.get(i));
+    let hints: Vec<Option<&str>> = table.columns.iter().map(|c| name_hint(c)).collect();
+    let lower = column.to_lowercase();
+    if meta.is_some_and(|m| m.type_name == "tsvector") {
+        let rule = if meta.is_some_and(|m| m.not_null) {
+            "{ set = \"\" }"
+        } else {
+            "\"null\""
+        };
+        return Some(Suggestion {
+            rule: rule.into(),
+            reason: "a search vector holds every word of the columns it is built from (names, emails): rebuild it after the load with a fixture if the application searches (high: type)".into(),
+        });
+    }
+    if lower == "name"
+        && hints
+            .iter()
+            .any(|h| matches!(h, Some("email" | "phone" | "birth")))
+        && is_text(meta)
+        && !meta.is_some_and(|m| m.unique)
+    {
+        return Some(Suggestion {
+            rule: "{ fake = \"name\" }".into(),
+            reason:
+                "full names: a name beside an email, phone or birth date (medium: name and table)"
+                    .into(),
+        });
+    }
+    match name_hint(column) {
+        Some("money") if meta.is_none_or(|m| m.kind == TypeKind::Number) => {
+            return Some(Suggestion {
+                rule: "{ noise = { percent = 10 } }".into(),
+                reason: "salaries or incomes (medium: name only)".into(),
+            });
+        }
+        Some("event")
+            if meta.is_none_or(|m| matches!(m.kind, TypeKind::Date | TypeKind::Timestamp)) =>
+        {
+            let by = table
+                .columns
+                .iter()
+                .find(|c| ENTITY_KEYS.contains(&c.to_lowercase().as_str()))
+                .or_else(|| {
+                    table.columns.iter().enumerate().find_map(|(j, c)| {
+                        table
+                            .meta
+                            .as_ref()
+                            .and_then(|m| m.get(j))
+                            .filter(|m| m.unique && m.kind == TypeKind::Number)
+                            .map(|_| c)
+                    })
+                })
+                .filter(|c| *c != column);
+            let sentinels: BTreeSet<&str> = values
+                .iter()
+                .map(|v| v.get(..10).unwrap_or(v))
+                .filter(|d| d.starts_with("9999-") || d.starts_with("2999-"))
+                .collect();
+            let mut opts = vec!["days = 30".to_string()];
+            if let Some(b) = by {
+                opts.push(format!(
+                    "by = {}",
+                    serde_json::to_string(b).expect("strings serialize")
+                ));
+            }
+            if !sentinels.is_empty() {
+                let list: Vec<String> = sentinels.iter().map(|d| format!("\"{d}\"")).collect();
+                opts.push(format!("keep = [{}]", list.join(", ")));
+            }
+            return Some(Suggestion {
+                rule: format!("{{ shift = {{ {} }} }}", opts.join(", ")),
+                reason: format!(
+                    "dates of a person's events{} (medium: name only)",
+                    match by {
+                        Some(b) => format!(", one offset per {b} so their order holds"),
+                        None => String::new(),
+                    }
+                ),
+            });
+        }
+        _ => {}
+    }
+    // hstore, xml, arrays, composite values: text with structure around it.
+    if meta.is_some_and(|m| m.kind == TypeKind::Other) {
+        let mut found = k.inside.clone();
+        for (kind, detector) in [("email", "email"), ("phone", "phone")] {
+            if name_hint(column) == Some(kind) && !values.is_empty() {
+                found.insert(detector);
+            }
+        }
+        if !found.is_empty() && !meta.is_some_and(|m| m.unique) {
+            let list: Vec<String> = found.iter().map(|d| format!("\"{d}\"")).collect();
+            return Some(Suggestion {
+                rule: format!("{{ scrub = [{}] }}", list.join(", ")),
+                reason: format!(
+                    "personal data inside {} values (high: values)",
+                    meta.map_or("", |m| m.type_name.as_str())
+                ),
+            });
+        }
+    }
+    suggest(column, meta, k)
+}
+
 /// A TOML key for a column name.
 fn key(name: &str) -> String {
     if !name.is_empty()
@@ -595,6 +769,7 @@ pub fn run(source: &Endpoint, sample_rows: usize) -> Result<String, Error> {
     );
     write_policy(&mut out, &sampled, &d);
     let mut done: BTreeSet<(Option<String>, QualifiedName)> = BTreeSet::new();
+    let mut tally = Tally::default();
     for (table, rows) in sampled.tables.iter().zip(&sampled.samples) {
         let count = table.rows.unwrap_or(0);
         // Partitions share their partitioned table's rules: one section for all of them.
@@ -632,7 +807,7 @@ pub fn run(source: &Endpoint, sample_rows: usize) -> Result<String, Error> {
             "\n[{section}tables.{}.columns]{rows_note}",
             name.rules_key()
         );
-        write_columns(&mut out, table, &decoded, &d);
+        write_columns(&mut out, table, &decoded, &d, &mut tally);
     }
     if !sampled.matviews.is_empty() {
         let names: Vec<String> = sampled.matviews.iter().map(|m| m.to_string()).collect();
@@ -642,6 +817,23 @@ pub fn run(source: &Endpoint, sample_rows: usize) -> Result<String, Error> {
             names.join(", ")
         );
     }
+    let t = &tally;
+    let kept = t.kept_keys + t.kept_not_text + t.kept_nothing_seen + t.kept_empty;
+    let _ = writeln!(
+        out,
+        "\n# Summary: {} tables, {} columns; {} suggestions ({} high confidence, {} medium: name only);\n\
+         # {kept} columns kept: {} unique keys, {} numbers, dates and other non-text values with no personal name,\n\
+         # {} texts with nothing personal in {sample_rows} sampled rows, {} never filled in the sample.",
+        t.tables,
+        t.columns,
+        t.high + t.medium,
+        t.high,
+        t.medium,
+        t.kept_keys,
+        t.kept_not_text,
+        t.kept_nothing_seen,
+        t.kept_empty
+    );
     Ok(out)
 }
 
@@ -680,12 +872,27 @@ fn write_policy(out: &mut String, sampled: &crate::command::sample::Sampled, d: 
     let _ = writeln!(out, "{line}");
 }
 
+/// What a scan suggested, for its closing summary.
+#[derive(Default)]
+struct Tally {
+    tables: usize,
+    columns: usize,
+    high: usize,
+    medium: usize,
+    kept_keys: usize,
+    kept_not_text: usize,
+    kept_nothing_seen: usize,
+    kept_empty: usize,
+}
+
 fn write_columns(
     out: &mut String,
     table: &SourceTable,
     rows: &[Vec<Option<String>>],
     d: &Detectors,
+    tally: &mut Tally,
 ) {
+    tally.tables += 1;
     let width = table
         .columns
         .iter()
@@ -700,11 +907,26 @@ fn write_columns(
         let meta = table.meta.as_ref().and_then(|m| m.get(i));
         let kinds = kinds_of(d, &values);
         let k = key(column);
-        match suggest(column, meta, &kinds) {
+        tally.columns += 1;
+        match suggest_in(table, i, &kinds, &values) {
             Some(s) => {
+                if s.reason.contains("(high") {
+                    tally.high += 1;
+                } else {
+                    tally.medium += 1;
+                }
                 let _ = writeln!(out, "{k:width$} = {}  # {}", s.rule, s.reason);
             }
             None => {
+                if meta.is_some_and(|m| m.unique) {
+                    tally.kept_keys += 1;
+                } else if values.is_empty() {
+                    tally.kept_empty += 1;
+                } else if !is_text(meta) {
+                    tally.kept_not_text += 1;
+                } else {
+                    tally.kept_nothing_seen += 1;
+                }
                 let _ = writeln!(out, "{k:width$} = \"keep\"");
             }
         }
@@ -794,9 +1016,11 @@ mod tests {
             (born.rule.as_str(), born.reason.as_str()),
             (
                 "{ shift = { days = 180 } }",
-                "dates of birth (high: values)"
+                "dates of birth (high: name and values)"
             )
         );
+        // Dates of birth only from names: order dates of the same shape are not.
+        assert!(suggest("ordered", None, &kinds(&["1984-03-02", "1971-11-30"])).is_none());
         assert!(suggest("shipped_on", None, &kinds(&["2024-03-02", "2023-11-30"])).is_none());
         assert!(suggest("created_at", None, &kinds(&["1999-03-02 10:00:00+00"])).is_none());
         assert!(suggest("amount", None, &kinds(&["12.50", "7.00"])).is_none());
@@ -856,5 +1080,90 @@ mod tests {
             .rule,
             "{ hash = { format = \"preserve\" } }"
         );
+    }
+
+    #[test]
+    fn the_table_around_a_column_shapes_its_suggestion() {
+        let m = |kind: TypeKind, ty: &str, unique: bool| ColumnMeta {
+            not_null: unique,
+            unique,
+            kind,
+            max_len: None,
+            type_name: ty.into(),
+        };
+        let table = |cols: &[(&str, ColumnMeta)]| SourceTable {
+            name: QualifiedName::new("public", "t"),
+            columns: cols.iter().map(|c| c.0.to_string()).collect(),
+            partition_of: None,
+            meta: Some(cols.iter().map(|c| c.1.clone()).collect()),
+            rows: None,
+            database: None,
+            foreign: false,
+        };
+        let at = |t: &SourceTable, i: usize, values: &[&str]| {
+            let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            suggest_in(t, i, &kinds_of(&Detectors::new(), &values), &values)
+                .map(|s| (s.rule, s.reason))
+        };
+        let salaries = table(&[
+            ("emp_no", m(TypeKind::Number, "integer", false)),
+            ("salary", m(TypeKind::Number, "integer", false)),
+            ("from_date", m(TypeKind::Date, "date", false)),
+            ("to_date", m(TypeKind::Date, "date", false)),
+        ]);
+        assert_eq!(
+            at(&salaries, 1, &["60117", "62102"]).unwrap().0,
+            "{ noise = { percent = 10 } }"
+        );
+        assert_eq!(
+            at(&salaries, 3, &["1987-06-26", "9999-01-01"]).unwrap(),
+            (
+                "{ shift = { days = 30, by = \"emp_no\", keep = [\"9999-01-01\"] } }".to_string(),
+                "dates of a person's events, one offset per emp_no so their order holds (medium: name only)".to_string()
+            )
+        );
+        // A hire date in a table keyed by its own id.
+        let employees = table(&[
+            ("id", m(TypeKind::Number, "bigint", true)),
+            (
+                "hire_date",
+                m(TypeKind::Timestamp, "timestamp without time zone", false),
+            ),
+        ]);
+        assert_eq!(
+            at(&employees, 1, &["2001-02-03 00:00:00"]).unwrap().0,
+            "{ shift = { days = 30, by = \"id\" } }"
+        );
+        let people = table(&[
+            ("id", m(TypeKind::Number, "integer", true)),
+            ("name", m(TypeKind::Text, "text", false)),
+            ("email", m(TypeKind::Text, "text", false)),
+            ("tags", m(TypeKind::Other, "text[]", false)),
+            ("attrs", m(TypeKind::Other, "hstore", false)),
+            ("search", m(TypeKind::Other, "tsvector", false)),
+        ]);
+        assert_eq!(
+            at(&people, 1, &["Ann Lee"]).unwrap().0,
+            "{ fake = \"name\" }"
+        );
+        assert_eq!(
+            at(&people, 3, &["{ann@corp.example,vip}"]).unwrap().0,
+            "{ scrub = [\"email\"] }"
+        );
+        assert_eq!(
+            at(&people, 4, &["\"mobile\"=>\"+1 415-555-0134\""])
+                .unwrap()
+                .0,
+            "{ scrub = [\"phone\"] }"
+        );
+        let (rule, reason) = at(&people, 5, &["'ann':1 'corp.example':2"]).unwrap();
+        assert_eq!(rule, "\"null\"");
+        assert!(reason.starts_with("a search vector"), "{reason}");
+        // A name alone, with nothing personal beside it, is a product's or a place's.
+        let products = table(&[
+            ("id", m(TypeKind::Number, "integer", true)),
+            ("name", m(TypeKind::Text, "text", false)),
+        ]);
+        assert!(at(&products, 1, &["ACADEMY DINOSAUR"]).is_none());
     }
 }

@@ -308,6 +308,24 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                     descriptions.push("uncovered (kept)".to_string());
                 }
                 Some(cp) => {
+                    // (In a table whose other columns are anonymized: it holds their words.)
+                    if matches!(cp.op, ColumnOp::Transform(Transform::Keep))
+                        && rules
+                            .columns
+                            .values()
+                            .any(|c| !matches!(c.op, ColumnOp::Transform(Transform::Keep)))
+                        && table
+                            .meta
+                            .as_ref()
+                            .and_then(|m| m.get(i))
+                            .is_some_and(|m| m.type_name == "tsvector")
+                    {
+                        log::warn!(
+                            "{}: column {}.{col} is a tsvector kept as it is, in a table whose other columns are anonymized: it holds every word of the columns it is built from (names, emails); \"null\" it and rebuild it in staging with a fixture if the application searches",
+                            cp.location,
+                            table.name
+                        );
+                    }
                     let limit = table
                         .meta
                         .as_ref()

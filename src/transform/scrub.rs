@@ -136,9 +136,8 @@ pub fn classify_number(s: &str, enabled: &[Detector]) -> Option<Detector> {
     let year_range = {
         let inner = s.trim_start_matches('(').trim_end_matches(')');
         let mut parts = inner.split(['-', '/']);
-        let year = |p: Option<&str>| {
-            p.is_some_and(|p| p.len() == 4 && (1000..=2999).contains(&num(p)))
-        };
+        let year =
+            |p: Option<&str>| p.is_some_and(|p| p.len() == 4 && (1000..=2999).contains(&num(p)));
         year(parts.next()) && year(parts.next()) && parts.next().is_none()
     };
     // A version, "10.15.7.1234": three or more dot-separated parts, the first of one or two
@@ -607,7 +606,11 @@ mod tests {
             "20240115103000",
             "202401151030",
         ] {
-            assert_eq!(classify_number(not_phone, &[Detector::Phone]), None, "{not_phone}");
+            assert_eq!(
+                classify_number(not_phone, &[Detector::Phone]),
+                None,
+                "{not_phone}"
+            );
         }
         for phone in ["(0049) 30-1234567", "+1 (415) 555-0134", "0611-223344"] {
             assert_eq!(
@@ -620,7 +623,10 @@ mod tests {
         let s = all();
         let bio = "Painter (1963-1981), app 10.15.7.1234, call 415.555.0134";
         let out = s.apply(bio);
-        assert!(out.starts_with("Painter (1963-1981), app 10.15.7.1234, call "), "{out}");
+        assert!(
+            out.starts_with("Painter (1963-1981), app 10.15.7.1234, call "),
+            "{out}"
+        );
         assert!(!out.contains("415.555.0134"));
     }
 }
