@@ -240,8 +240,9 @@ fn compare(
 fn scrub_of(op: &CellOp) -> Option<&crate::transform::scrub::Scrub> {
     use crate::transform::Transform;
     match op {
-        CellOp::Apply(Transform::Scrub(s)) => Some(s),
-        CellOp::Apply(Transform::Fit(inner, _)) => match inner.as_ref() {
+        CellOp::Apply(Transform::Scrub(s)) | CellOp::ApplyWith(Transform::Scrub(s), _) => Some(s),
+        CellOp::Apply(Transform::Fit(inner, _))
+        | CellOp::ApplyWith(Transform::Fit(inner, _), _) => match inner.as_ref() {
             Transform::Scrub(s) => Some(s),
             _ => None,
         },

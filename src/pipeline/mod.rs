@@ -251,7 +251,7 @@ fn transform_row<'a>(
     cells.clear();
     for (c, op) in ops.iter().enumerate() {
         cells.push(match op {
-            CellOp::Pass | CellOp::Template(_) => Cell::Same,
+            CellOp::Pass | CellOp::Template(_) | CellOp::ApplyWith(..) => Cell::Same,
             CellOp::Apply(t) => {
                 let v = decode(c).map_err(|e| (c, e))?;
                 Cell::Value(t.apply(v.as_deref()).map_err(|e| (c, e.into()))?)
@@ -265,6 +265,32 @@ fn transform_row<'a>(
                 )
             }
         });
+    }
+    // A scrub that looks for the row's names reads their original and anonymized values.
+    for (c, op) in ops.iter().enumerate() {
+        let CellOp::ApplyWith(t, from) = op else {
+            continue;
+        };
+        let v = decode(c).map_err(|e| (c, e))?;
+        let mut originals = Vec::with_capacity(from.len());
+        for &r in from {
+            originals.push(decode(r).map_err(|e| (r, e))?);
+        }
+        let names: Vec<(&str, Option<&str>)> = from
+            .iter()
+            .zip(&originals)
+            .filter_map(|(&r, o)| {
+                let o = o.as_deref()?;
+                Some(match &cells[r] {
+                    Cell::Value(v) => (o, v.as_deref()),
+                    Cell::Same => (o, Some(o)),
+                })
+            })
+            .collect();
+        cells[c] = Cell::Value(
+            t.apply_with_names(v.as_deref(), &names)
+                .map_err(|e| (c, e.into()))?,
+        );
     }
     for (c, op) in ops.iter().enumerate() {
         let CellOp::Template(t) = op else { continue };
@@ -638,7 +664,9 @@ pub fn process_rows(
         }
         return Ok(data);
     }
-    let has_templates = ops.iter().any(|o| matches!(o, CellOp::Template(_)));
+    let has_templates = ops
+        .iter()
+        .any(|o| matches!(o, CellOp::Template(_) | CellOp::ApplyWith(..)));
     let mut out = buffers.take(data.len() + data.len() / 2);
     let mut fields: Vec<&str> = Vec::with_capacity(ops.len());
     let mut outputs: Vec<Option<Option<String>>> = Vec::with_capacity(ops.len());
@@ -667,6 +695,31 @@ pub fn process_rows(
             }
             .map_err(|e| err(i, Some(c), e.into()))
         };
+        // A scrub looking for the row's names: their original and anonymized values (computed
+        // in `outputs` when the row has templates or such scrubs, else the original).
+        let with_names = |c: usize,
+                          t: &crate::transform::Transform,
+                          from: &[usize],
+                          outputs: &[Option<Option<String>>]| {
+            let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
+            let mut originals = Vec::with_capacity(from.len());
+            for &r in from {
+                originals.push(copy::decode(fields[r]).map_err(|e| err(i, Some(r), e.into()))?);
+            }
+            let names: Vec<(&str, Option<&str>)> = from
+                .iter()
+                .zip(&originals)
+                .filter_map(|(&r, o)| {
+                    let o = o.as_deref()?;
+                    Some(match outputs.get(r) {
+                        Some(Some(v)) => (o, v.as_deref()),
+                        _ => (o, Some(o)),
+                    })
+                })
+                .collect();
+            t.apply_with_names(v.as_deref(), &names)
+                .map_err(|e| err(i, Some(c), e.into()))
+        };
         if has_templates {
             // Templates read other columns' anonymized values, so compute those first.
             outputs.clear();
@@ -674,8 +727,15 @@ pub fn process_rows(
                 outputs.push(match op {
                     CellOp::Apply(t) => Some(apply(c, t, None)?),
                     CellOp::ApplyBy(t, b) => Some(apply(c, t, Some(*b))?),
-                    CellOp::Pass | CellOp::Template(_) => None,
+                    CellOp::Pass | CellOp::Template(_) | CellOp::ApplyWith(..) => None,
                 });
+            }
+            // Then the scrubs that read those (a template may read them in turn).
+            for (c, op) in ops.iter().enumerate() {
+                if let CellOp::ApplyWith(t, from) = op {
+                    let v = with_names(c, t, from, &outputs)?;
+                    outputs[c] = Some(v);
+                }
             }
         }
         for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
@@ -692,13 +752,20 @@ pub fn process_rows(
                     Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
                     _ => copy::encode(apply(c, t, Some(*b))?.as_deref(), &mut out),
                 },
+                CellOp::ApplyWith(t, from) => match outputs.get(c) {
+                    Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
+                    _ => copy::encode(with_names(c, t, from, &outputs)?.as_deref(), &mut out),
+                },
                 // NULL stays NULL under a template too, as under every rule but "null".
                 CellOp::Template(_) if *f == "\\N" => out.extend_from_slice(b"\\N"),
                 CellOp::Template(t) => {
                     // Pass-through columns a template reads are decoded here.
                     let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
                     for r in t.columns() {
-                        if !matches!(ops[r], CellOp::Apply(_) | CellOp::ApplyBy(..)) {
+                        if !matches!(
+                            ops[r],
+                            CellOp::Apply(_) | CellOp::ApplyBy(..) | CellOp::ApplyWith(..)
+                        ) {
                             decoded[r] = copy::decode(fields[r])
                                 .map_err(|e| err(i, Some(r), e.into()))?
                                 .map(|v| v.into_owned());
@@ -872,5 +939,61 @@ mod tests {
             rows(&keep, "1\t2\n3\n").unwrap_err().to_string(),
             "public.t row 2 (dump line 11): 1 fields, expected 2"
         );
+    }
+
+    #[test]
+    fn a_scrub_replaces_the_row_s_own_names_with_their_pseudonyms_in_every_format() {
+        let t = table(
+            "first_name = { fake = \"first_name\" }\nlast_name = \"null\"\nid = \"keep\"\n\
+             note = { scrub = { detectors = [\"email\", \"names\"], names_from = [\"first_name\", \"last_name\"] } }\n\
+             label = { template = \"{note}!\" }\n",
+            &["id", "note", "first_name", "last_name", "label"],
+        );
+        let text = "7\tDear ANN Lee, mail ann@corp.example; Annabel is not Ann.\tAnn\tLee\tx\n\
+                    8\t\\N\tBo\t\\N\tx\n";
+        let out = rows(&t, text).unwrap();
+        let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+        let (note, first) = (lines[0][1], lines[0][2]);
+        assert_ne!(first, "Ann");
+        assert_eq!(
+            note,
+            format!(
+                "Dear {first} [name], mail {}; Annabel is not {first}.",
+                note.split("mail ")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+            )
+        );
+        assert!(
+            !note.contains("ann@corp.example") && !note.contains("Lee"),
+            "{note}"
+        );
+        // A template reading the scrubbed column reads its output, not the original.
+        assert_eq!(lines[0][4], format!("{note}!"));
+        assert_eq!(lines[1][1], "\\N");
+        // CSV goes through the other path: the same values.
+        let csv = CopyFormat::Csv(crate::copy::CsvOptions {
+            delimiter: b',',
+            null: String::new(),
+            quote: b'"',
+            escape: None,
+            header: false,
+        });
+        let data = "7,\"Dear ANN Lee, mail ann@corp.example; Annabel is not Ann.\",Ann,Lee,x\n"
+            .as_bytes()
+            .to_vec();
+        let batch = Batch {
+            data,
+            tuples: Vec::new(),
+            first_line: Some(10),
+            first_row: 1,
+        };
+        let out_csv =
+            String::from_utf8(process_records(&t, &csv, batch, &BufferPool::default()).unwrap())
+                .unwrap();
+        assert!(out_csv.contains(&format!("\"{note}\"")), "{out_csv}");
     }
 }

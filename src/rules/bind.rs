@@ -139,6 +139,9 @@ pub enum CellOp {
     Apply(Transform),
     /// A rule keyed by another column's original value (`by`), at this position.
     ApplyBy(Transform, usize),
+    /// A `scrub` that also looks for the values of these columns (the `names` detector): it
+    /// reads their original and anonymized values.
+    ApplyWith(Transform, Vec<usize>),
     Template(Template),
 }
 
@@ -353,6 +356,31 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                     });
                     ops.push(match &cp.op {
                         ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
+                        ColumnOp::Transform(t) if !t.names_from().is_empty() => {
+                            let mut at = Vec::new();
+                            for name in t.names_from() {
+                                match position.get(name.as_str()) {
+                                    Some(&p) if p != i => at.push(p),
+                                    found => {
+                                        let why = if found.is_some() {
+                                            " (the column itself)".to_string()
+                                        } else {
+                                            suggest(name, &candidates)
+                                                .map(|s| format!(" (did you mean {s}?)"))
+                                                .unwrap_or_default()
+                                        };
+                                        diags.push(Diagnostic {
+                                            location: Some(cp.location.clone()),
+                                            message: format!(
+                                                "scrub of {}.{col} looks for the names in column {name}, which is not another column of the source{why}",
+                                                table.name
+                                            ),
+                                        });
+                                    }
+                                }
+                            }
+                            CellOp::ApplyWith(fitted.unwrap_or_else(|| t.clone()), at)
+                        }
                         ColumnOp::Transform(t) => match t.by_column() {
                             None => CellOp::Apply(
                                 fitted.or(clamped).unwrap_or_else(|| t.clone()),

@@ -996,20 +996,30 @@ fn build_noise(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(Colu
 }
 
 /// `scrub = …`
-fn build_scrub(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(ColumnOp, String)> {
-    let list = t.scrub.as_ref()?;
-    if list.get_ref().is_empty() {
+fn build_scrub(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let spec = t.scrub.as_ref()?;
+    let list = &spec.get_ref().detectors;
+    let all_names: Vec<&str> = Detector::NAMES.iter().copied().chain(["names"]).collect();
+    if list.is_empty() {
         b.error(
-            list.span(),
+            spec.span(),
             format!(
                 "scrub needs at least one detector: {}",
-                Detector::NAMES.join(", ")
+                all_names.join(", ")
             ),
         );
         return None;
     }
     let mut detectors = BTreeSet::new();
-    for d in list.get_ref() {
+    let mut names = false;
+    for d in list {
+        if d.get_ref() == "names" {
+            if names {
+                b.error(d.span(), "detector \"names\" is listed twice");
+            }
+            names = true;
+            continue;
+        }
         match Detector::parse(d.get_ref()) {
             Some(x) => {
                 if !detectors.insert(x) {
@@ -1023,25 +1033,54 @@ fn build_scrub(b: &mut Builder, t: &RuleTable, _cx: &RuleContext) -> Option<(Col
                 let msg = format!(
                     "unknown detector \"{}\"{}",
                     d.get_ref(),
-                    did_you_mean(d.get_ref(), Detector::NAMES)
+                    did_you_mean(d.get_ref(), &all_names)
                 );
                 b.error(d.span(), msg);
             }
         }
     }
-    let names: Vec<&str> = list
-        .get_ref()
-        .iter()
-        .map(|d| d.get_ref().as_str())
-        .collect();
-    let desc = format!("scrub [{}]", names.join(", "));
+    let names_from: Vec<String> = match (&spec.get_ref().names_from, names) {
+        (Some(cols), true) if !cols.is_empty() && !cx.nested => {
+            cols.iter().map(|c| c.get_ref().clone()).collect()
+        }
+        (Some(_), true) if cx.nested => {
+            b.error(spec.span(), "the names detector cannot be used inside a json rule (it reads other columns of the row)");
+            return None;
+        }
+        (_, true) => {
+            b.error(spec.span(), "the names detector needs names_from = [\"first_name\", …]: the columns whose values it looks for");
+            return None;
+        }
+        (Some(cols), false) => {
+            let at = cols.first().map_or(spec.span(), |c| c.span());
+            b.error(
+                at,
+                "names_from is for the names detector: add \"names\" to detectors",
+            );
+            return None;
+        }
+        (None, false) => Vec::new(),
+    };
+    let listed: Vec<&str> = list.iter().map(|d| d.get_ref().as_str()).collect();
+    let desc = if names_from.is_empty() {
+        format!("scrub [{}]", listed.join(", "))
+    } else {
+        format!(
+            "scrub [{}] names from {}",
+            listed.join(", "),
+            names_from.join(", ")
+        )
+    };
     Some((
-        ColumnOp::Transform(Transform::Scrub(Scrub::new(
-            detectors
-                .into_iter()
-                .map(|d| (d, scrub_replacement(b, d)))
-                .collect(),
-        ))),
+        ColumnOp::Transform(Transform::Scrub(
+            Scrub::new(
+                detectors
+                    .into_iter()
+                    .map(|d| (d, scrub_replacement(b, d)))
+                    .collect(),
+            )
+            .with_names_from(names_from),
+        )),
         desc,
     ))
 }

@@ -101,7 +101,7 @@ pub struct RuleTable {
     pub shift: Option<Spanned<ShiftSpec>>,
     pub truncate: Option<Spanned<String>>,
     pub noise: Option<Spanned<NoiseSpec>>,
-    pub scrub: Option<Spanned<Vec<Spanned<String>>>>,
+    pub scrub: Option<Spanned<ScrubSpec>>,
     pub regex: Option<Spanned<RegexSpec>>,
     pub template: Option<Spanned<String>>,
     pub json: Option<Spanned<BTreeMap<String, Spanned<ColumnRule>>>>,
@@ -148,6 +148,64 @@ pub struct NoiseSpec {
 pub struct RegexSpec {
     pub pattern: Spanned<String>,
     pub replace: String,
+}
+
+/// `scrub = ["email", …]`, or `scrub = { detectors = [...], names_from = ["first_name", …] }`.
+#[derive(Debug)]
+pub struct ScrubSpec {
+    pub detectors: Vec<Spanned<String>>,
+    /// Columns of the row whose values the `names` detector looks for.
+    pub names_from: Option<Vec<Spanned<String>>>,
+}
+
+impl<'de> Deserialize<'de> for ScrubSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ScrubVisitor;
+
+        impl<'de> Visitor<'de> for ScrubVisitor {
+            type Value = ScrubSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a list of detectors, or { detectors = [...], names_from = [...] }"#)
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ScrubSpec, A::Error> {
+                let mut detectors = Vec::new();
+                while let Some(d) = seq.next_element::<Spanned<String>>()? {
+                    detectors.push(d);
+                }
+                Ok(ScrubSpec {
+                    detectors,
+                    names_from: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ScrubSpec, A::Error> {
+                let mut detectors = None;
+                let mut names_from = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "detectors" => detectors = Some(map.next_value()?),
+                        "names_from" => names_from = Some(map.next_value()?),
+                        other => {
+                            let hint = super::suggest(other, &["detectors", "names_from"])
+                                .map(|s| format!(" (did you mean `{s}`?)"))
+                                .unwrap_or_default();
+                            return Err(de::Error::custom(format!(
+                                "unknown key `{other}`{hint}; expected one of `detectors`, `names_from`"
+                            )));
+                        }
+                    }
+                }
+                Ok(ScrubSpec {
+                    detectors: detectors.ok_or_else(|| de::Error::missing_field("detectors"))?,
+                    names_from,
+                })
+            }
+        }
+
+        d.deserialize_any(ScrubVisitor)
+    }
 }
 
 impl<'de> Deserialize<'de> for ColumnRule {

@@ -736,3 +736,40 @@ coupon_id = \"null\"  # integer";
     let bound = bind(&pasted, &all);
     assert!(bound.is_ok(), "{:?}", bound.err());
 }
+
+#[test]
+fn the_names_detector_is_checked_where_written() {
+    for (rules, want) in [
+        (
+            "[tables.t.columns]\nn = { scrub = [\"names\"] }\n",
+            "r.toml:2:15: the names detector needs names_from = [\"first_name\", …]: the columns whose values it looks for",
+        ),
+        (
+            "[tables.t.columns]\nn = { scrub = { detectors = [\"email\"], names_from = [\"a\"] } }\n",
+            "r.toml:2:54: names_from is for the names detector: add \"names\" to detectors",
+        ),
+        (
+            "[tables.t.columns]\nn = { scrub = { detectors = [\"names\"], name_from = [\"a\"] } }\n",
+            "r.toml:2:15: unknown key `name_from` (did you mean `names_from`?); expected one of `detectors`, `names_from`",
+        ),
+        (
+            "[tables.t.columns]\nn = { scrub = [\"nmes\"] }\n",
+            "r.toml:2:16: unknown detector \"nmes\" (did you mean \"names\"?)",
+        ),
+    ] {
+        assert_eq!(err(rules), want);
+    }
+    let p = plan("[tables.t.columns]\nn = { scrub = { detectors = [\"names\"], names_from = [\"frist\", \"n\"] } }\nfirst = \"keep\"\n").unwrap();
+    let text: Vec<String> = bind(&p, &[source("t", &["n", "first"])])
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "r.toml:2:5: scrub of public.t.n looks for the names in column frist, which is not another column of the source (did you mean first?)",
+            "r.toml:2:5: scrub of public.t.n looks for the names in column n, which is not another column of the source (the column itself)",
+        ]
+    );
+}

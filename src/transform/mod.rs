@@ -85,6 +85,35 @@ impl Transform {
         }
     }
 
+    /// The columns of the row a `scrub` with the `names` detector looks for.
+    pub fn names_from(&self) -> &[String] {
+        match self {
+            Transform::Scrub(s) => s.names_from(),
+            Transform::Fit(inner, _) => inner.names_from(),
+            _ => &[],
+        }
+    }
+
+    /// The anonymized value of one cell under a `scrub` with the `names` detector, given the
+    /// row's (original, anonymized) name values.
+    pub fn apply_with_names(
+        &self,
+        value: Option<&str>,
+        names: &[(&str, Option<&str>)],
+    ) -> Result<Option<String>, ValueError> {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        Ok(Some(match self {
+            Transform::Scrub(s) => s.apply_with_names(v, names),
+            Transform::Fit(inner, max) => {
+                let out = inner.apply_with_names(value, names)?.unwrap_or_default();
+                inner.fit(v, out, *max)
+            }
+            other => return other.apply(value),
+        }))
+    }
+
     /// The column whose original value keys this rule (`by`), if any.
     pub fn by_column(&self) -> Option<&str> {
         match self {

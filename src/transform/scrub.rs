@@ -260,6 +260,8 @@ pub struct Scrub {
     regex: Option<Regex>,
     numeric: Vec<Detector>,
     replacements: Vec<(Detector, Transform)>,
+    /// The `names` detector: columns of the row whose values are looked for in the text.
+    names_from: Vec<String>,
 }
 
 impl Scrub {
@@ -284,7 +286,36 @@ impl Scrub {
             regex,
             numeric,
             replacements,
+            names_from: Vec::new(),
         }
+    }
+
+    /// Also look for the values of these columns of the row (the `names` detector).
+    pub fn with_names_from(mut self, columns: Vec<String>) -> Self {
+        self.names_from = columns;
+        self
+    }
+
+    pub fn names_from(&self) -> &[String] {
+        &self.names_from
+    }
+
+    /// The text scrubbed by the detectors, then every whole-word occurrence (any ASCII case) of
+    /// each `(original, replacement)` of the row's name columns replaced: a note that says "Dear
+    /// Ann Lee" says the row's anonymized names instead. Names of fewer than two characters are
+    /// left (they would match initials everywhere); a name nulled by its rule becomes `[name]`.
+    pub fn apply_with_names(&self, text: &str, names: &[(&str, Option<&str>)]) -> String {
+        let mut out = self.apply(text);
+        // Longest first: "Anna-Lena" before "Anna".
+        let mut names: Vec<&(&str, Option<&str>)> = names
+            .iter()
+            .filter(|(n, _)| n.trim().chars().count() >= 2)
+            .collect();
+        names.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+        for (name, replacement) in names {
+            out = replace_word(&out, name.trim(), replacement.unwrap_or("[name]"));
+        }
+        out
     }
 
     fn replace(&self, detector: Detector, found: &str, out: &mut String) {
@@ -412,6 +443,37 @@ impl Scrub {
         out.push_str(&text[last..]);
         out
     }
+}
+
+/// `text` with every whole-word, ASCII-case-insensitive occurrence of `word` replaced.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    let (t, w) = (text.as_bytes(), word.as_bytes());
+    let boundary = |i: usize| -> bool {
+        // A word boundary: no letter or digit on that side (any script).
+        let before = text[..i].chars().next_back();
+        !before.is_some_and(char::is_alphanumeric)
+    };
+    let after_ok =
+        |j: usize| -> bool { !text[j..].chars().next().is_some_and(char::is_alphanumeric) };
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut last) = (0, 0);
+    while i + w.len() <= t.len() {
+        if text.is_char_boundary(i)
+            && text.is_char_boundary(i + w.len())
+            && t[i..i + w.len()].eq_ignore_ascii_case(w)
+            && boundary(i)
+            && after_ok(i + w.len())
+        {
+            out.push_str(&text[last..i]);
+            out.push_str(with);
+            i += w.len();
+            last = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 #[cfg(test)]
