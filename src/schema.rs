@@ -405,3 +405,13 @@ pub fn order_matviews(
     }
     out
 }
+
+/// A foreign key with its columns, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub from: QualifiedName,
+    pub from_columns: Vec<String>,
+    pub to: QualifiedName,
+    pub to_columns: Vec<String>,
+}

@@ -550,7 +550,7 @@ fn check_validates_without_a_key_and_catches_drift() {
         stderr(&o)
     );
     assert!(
-        stderr(&o).contains("[tables.payments.columns]\ncvv = \"null\""),
+        stderr(&o).contains("# under [tables.payments.columns], the rules of public.payments at rules/customers.toml:60:9:\ncvv = \"null\""),
         "{}",
         stderr(&o)
     );
@@ -1106,5 +1106,60 @@ fn the_periodic_line_names_the_step_before_the_copy() {
     assert!(
         err.starts_with("anonymize: progress: 0 rows in 1s (0 rows/s), 0/0 tables done; first pass over the dump (its tables and row counts)\n"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_key_transformed_without_its_references_is_refused_from_the_dump_s_foreign_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string("rules/customers.toml").unwrap();
+    let mut lines: Vec<String> = base.lines().map(String::from).collect();
+    // customers.id (line 28) pseudonymized; its references kept.
+    assert_eq!(lines[27], "id         = \"keep\"");
+    lines[27] = "id         = { hash = { format = \"preserve\" }, unique = true }".into();
+    let rules = write_rules(dir.path(), &lines.join("\n"));
+    let target = dir.path().join("out.sql");
+    for check in [true, false] {
+        let mut c = anonymize();
+        if check {
+            c.env_remove("ANONYMIZE_KEY").arg("check");
+        }
+        c.arg("--rules")
+            .arg(&rules)
+            .args(["--source", "examples/production.sql"]);
+        if !check {
+            c.arg("--target").arg(&target);
+        }
+        let o = run(&mut c);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        let r = rules.display();
+        for fk in [
+            format!("{r}:45:15: foreign key addresses_customer_id_fkey of public.addresses: column public.addresses.customer_id is keep, but the key it references, public.customers.id, is hash (preserve); the foreign key would fail at the end of the run. Give customer_id the same rule and domain as id (the rule at {r}:28:14), or \"null\""),
+            format!("{r}:54:17: foreign key orders_customer_id_fkey of public.orders:"),
+        ] {
+            assert!(err.contains(&fk), "{fk}\n{err}");
+        }
+        assert!(!target.exists(), "nothing written");
+    }
+    // The same rule on every reference: the dump is written and loads with its keys.
+    for l in [44, 53] {
+        lines[l] = lines[l].replace(
+            "\"keep\"",
+            "{ hash = { format = \"preserve\" }, unique = true }",
+        );
+    }
+    let rules = write_rules(dir.path(), &lines.join("\n"));
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--source", "examples/production.sql", "--target"])
+        .arg(&target));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stg = TestDb::new("fkdump");
+    stg.load(&target);
+    assert_eq!(
+        stg.query("SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id"),
+        stg.query("SELECT count(*) FROM orders")
     );
 }

@@ -20,15 +20,23 @@ pub struct Summary {
 }
 
 pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
-    let tables = match &plan.source {
-        Endpoint::Database(c) => crate::command::live::check_catalog(plan, c)?.0,
+    let (tables, keys) = match &plan.source {
+        // (The catalog's check includes the foreign keys.)
+        Endpoint::Database(c) => (crate::command::live::check_catalog(plan, c)?.0, Vec::new()),
         other => {
-            crate::command::open::open_and_scan(other, crate::command::open::dump_policy(plan))?
-                .1
-                .tables
+            let scanned = crate::command::open::open_and_scan(
+                other,
+                crate::command::open::dump_policy(plan),
+            )?
+            .1;
+            (scanned.tables, scanned.foreign_keys)
         }
     };
     let bound = rules::bind(plan, &tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
+    let problems = rules::keys::key_problems(plan, &bound, &tables, &keys);
+    if !problems.is_empty() {
+        return Err(Error::Bind(Diagnostics(problems)));
+    }
     let mut summary = Summary {
         tables: bound.len(),
         skipped: 0,

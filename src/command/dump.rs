@@ -47,6 +47,10 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         t0.elapsed().as_secs_f64() * 1e3
     );
     let bound = rules::bind(plan, &scanned.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
+    let problems = rules::keys::key_problems(plan, &bound, &scanned.tables, &scanned.foreign_keys);
+    if !problems.is_empty() {
+        return Err(Error::Bind(Diagnostics(problems)));
+    }
     let filtered = plan
         .tables
         .values()

@@ -24,7 +24,13 @@ pub async fn check_source(
 ) -> Result<Vec<BoundTable>, Error> {
     let mut problems = match rules::bind(plan, &catalog.source_tables()) {
         Ok(bound) => {
-            let mut problems = key_problems(plan, &bound, catalog);
+            let keys: Vec<(Option<String>, pg::ForeignKey)> = catalog
+                .key_columns
+                .iter()
+                .map(|k| (None, k.clone()))
+                .collect();
+            let mut problems =
+                rules::keys::key_problems(plan, &bound, &catalog.source_tables(), &keys);
             problems.extend(filter_problems(plan, client, catalog).await?);
             problems.extend(source_problems(plan, catalog));
             if problems.is_empty() {
@@ -40,102 +46,6 @@ pub async fn check_source(
     };
     problems.dedup();
     Err(Error::Bind(Diagnostics(problems)))
-}
-
-/// Values a key rule is tried on: two rules that agree on all of them are taken for the same.
-const KEY_PROBES: &[&str] = &[
-    "1",
-    "42",
-    "20000",
-    "-7",
-    "0042",
-    "9223372036854775807",
-    "abc",
-    "AB-12-x",
-    "alice@example.com",
-    "2024-01-02",
-    "2024-01-02 03:04:05+00",
-    "3f1c9a2e-5b6d-4e7f-8a9b-0c1d2e3f4a5b",
-];
-
-/// Whether two columns' operations give every key the same image (so a foreign key between them
-/// still holds): both kept, or the same rule under the same key and domain, found by trying both
-/// on [`KEY_PROBES`]. A rule keyed by another column or a template never counts as the same.
-fn same_key_rule(a: &rules::CellOp, b: &rules::CellOp) -> bool {
-    use rules::CellOp;
-    match (a, b) {
-        (CellOp::Pass, CellOp::Pass) => true,
-        (CellOp::Apply(x), CellOp::Apply(y)) => KEY_PROBES
-            .iter()
-            .all(|v| x.apply(Some(v)) == y.apply(Some(v))),
-        _ => false,
-    }
-}
-
-/// Foreign keys whose referencing columns do not get the rule of the key they reference: the
-/// rows would load, and the foreign key would fail when restored at the end of the refresh.
-/// A referencing column set to NULL (`"null"`) holds any foreign key and passes.
-fn key_problems(plan: &Plan, bound: &[BoundTable], catalog: &Catalog) -> Vec<Diagnostic> {
-    // A partitioned table's leaves (each bound on its own) or the table itself.
-    let leaves = |name: &QualifiedName| -> Vec<&BoundTable> {
-        let roots: Vec<&QualifiedName> = catalog
-            .tables
-            .iter()
-            .filter(|t| t.partition_root.as_ref() == Some(name) || &t.name == name)
-            .map(|t| &t.name)
-            .collect();
-        bound.iter().filter(|b| roots.contains(&&b.name)).collect()
-    };
-    let op = |t: &BoundTable, col: &str| -> Option<(rules::CellOp, String)> {
-        let i = t.columns.iter().position(|c| c == col)?;
-        match &t.action {
-            rules::TableAction::Copy { ops } => Some((ops[i].clone(), t.rules[i].clone())),
-            rules::TableAction::Skip => None,
-        }
-    };
-    let mut out: Vec<Diagnostic> = Vec::new();
-    for fk in &catalog.key_columns {
-        for from in leaves(&fk.from) {
-            for to in leaves(&fk.to) {
-                for (fc, tc) in fk.from_columns.iter().zip(&fk.to_columns) {
-                    let (Some((a, rule_a)), Some((b, rule_b))) = (op(from, fc), op(to, tc)) else {
-                        continue;
-                    };
-                    if matches!(&a, rules::CellOp::Apply(crate::transform::Transform::Null))
-                        || same_key_rule(&a, &b)
-                    {
-                        continue;
-                    }
-                    let root = catalog
-                        .tables
-                        .iter()
-                        .find(|t| t.name == from.name)
-                        .and_then(|t| t.partition_root.as_ref());
-                    let location = plan.table_rules(None, &from.name, root).map(|r| {
-                        r.columns
-                            .get(fc)
-                            .map_or_else(|| r.location.clone(), |c| c.location.clone())
-                    });
-                    let suggestion = plan
-                        .table_rules(None, &fk.to, None)
-                        .and_then(|r| r.columns.get(tc))
-                        .map(|c| format!(" (the rule at {})", c.location))
-                        .unwrap_or_default();
-                    let d = Diagnostic {
-                        location,
-                        message: format!(
-                            "foreign key {} of {}: column {}.{fc} is {rule_a}, but the key it references, {}.{tc}, is {rule_b}; the foreign key would fail at the end of the run. Give {fc} the same rule and domain as {tc}{suggestion}, or \"null\"",
-                            fk.name, fk.from, from.name, to.name
-                        ),
-                    };
-                    if !out.contains(&d) {
-                        out.push(d);
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The `where` filters of the tables the source has, each checked against the server's parse.

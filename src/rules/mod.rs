@@ -9,6 +9,7 @@ pub mod bind;
 mod build;
 pub mod config;
 mod interp;
+pub mod keys;
 
 use std::collections::BTreeMap;
 use std::path::Path;

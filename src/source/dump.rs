@@ -198,6 +198,8 @@ pub struct DumpReader<R> {
     defs: HashMap<(Option<String>, QualifiedName), TableDef>,
     /// `ALTER TABLE … ATTACH PARTITION` and `PARTITION OF`: (database, child, parent).
     partitions: Vec<(Option<String>, QualifiedName, QualifiedName)>,
+    /// `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY`: (database, the key).
+    foreign_keys: Vec<(Option<String>, crate::schema::ForeignKey)>,
     /// Foreign tables left out: statements about them go too.
     dropped_foreign: std::collections::HashSet<QualifiedName>,
     /// Names the dump made views, or gave an INSERT rule: no data may go to them.
@@ -405,6 +407,7 @@ impl<R: Read> DumpReader<R> {
             db: None,
             defs: HashMap::new(),
             partitions: Vec::new(),
+            foreign_keys: Vec::new(),
             dropped_foreign: Default::default(),
             not_tables: Default::default(),
             blocks: 0,
@@ -1259,6 +1262,7 @@ impl<R: Read> DumpReader<R> {
                 // (A rule leaves the table's columns known: only its data is refused.)
                 self.not_tables.insert((self.db.clone(), name));
             }
+            Info::ForeignKey(fk) => self.foreign_keys.push((self.db.clone(), fk)),
             Info::None | Info::Refresh => {}
         }
     }
@@ -1554,6 +1558,8 @@ pub struct Prescan {
     /// How many of each secret kind, large-object and comment statement, and SQL comment the run
     /// will remove.
     pub notes: BTreeMap<String, u64>,
+    /// The foreign keys the dump adds (with their database in a pg_dumpall file).
+    pub foreign_keys: Vec<(Option<String>, crate::schema::ForeignKey)>,
 }
 
 impl Note {
@@ -1612,6 +1618,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
             .map(|(_, _, parent)| parent.clone());
     }
     out.blocks = out.tables.len();
+    out.foreign_keys = std::mem::take(&mut reader.foreign_keys);
     // Tables created without rows (partitioned parents hold none of their own).
     let mut defined: Vec<&(Option<String>, QualifiedName)> = reader.defs.keys().collect();
     defined.sort();

@@ -240,15 +240,7 @@ pub struct Catalog {
     pub key_columns: Vec<ForeignKey>,
 }
 
-/// A foreign key with its columns, in key order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignKey {
-    pub name: String,
-    pub from: QualifiedName,
-    pub from_columns: Vec<String>,
-    pub to: QualifiedName,
-    pub to_columns: Vec<String>,
-}
+pub use crate::schema::ForeignKey;
 
 impl Catalog {
     /// The tables whose rows are copied (plain tables and partition leaves), for binding rules.

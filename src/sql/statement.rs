@@ -59,6 +59,8 @@ pub enum Info {
     ForgetAll,
     /// `REFRESH MATERIALIZED VIEW`: runs what the view calls, in staging.
     Refresh,
+    /// `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY (…) REFERENCES t (…)`, columns named.
+    ForeignKey(crate::schema::ForeignKey),
     /// A view of this name, or a rule that turns an INSERT into it into something else: data for
     /// it would land elsewhere.
     NotATable(QualifiedName),
@@ -1383,6 +1385,9 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
             return Ok(Statement::Schema(Info::Attach(child, table)));
         }
     }
+    if let Some(fk) = foreign_key(c, &table) {
+        return Ok(Statement::Schema(Info::ForeignKey(fk)));
+    }
     // Subcommands: split at commas outside parentheses.
     let mut depth = 0i32;
     let mut starts = vec![c.i];
@@ -1419,6 +1424,54 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
     } else {
         Info::None
     }))
+}
+
+/// `ADD CONSTRAINT name FOREIGN KEY (a, b) REFERENCES t (x, y) …` as pg_dump writes it, one per
+/// ALTER TABLE; `None` for anything else (or a reference without its columns).
+fn foreign_key(c: &Cursor, table: &QualifiedName) -> Option<crate::schema::ForeignKey> {
+    let mut sub = Cursor {
+        text: c.text,
+        toks: c.toks[c.i..].to_vec(),
+        i: 0,
+        comments: false,
+        backslash_string: false,
+        unqualified: false,
+    };
+    if !(sub.eat("add") && sub.eat("constraint")) {
+        return None;
+    }
+    let name = sub.ident()?;
+    if !(sub.eat("foreign") && sub.eat("key")) {
+        return None;
+    }
+    let columns = |sub: &mut Cursor| -> Option<Vec<String>> {
+        if !sub.eat_kind(Kind::Open) {
+            return None;
+        }
+        let mut cols = Vec::new();
+        loop {
+            cols.push(sub.ident()?);
+            if sub.eat_kind(Kind::Close) {
+                return Some(cols);
+            }
+            if !sub.eat_kind(Kind::Comma) {
+                return None;
+            }
+        }
+    };
+    let from_columns = columns(&mut sub)?;
+    if !sub.eat("references") {
+        return None;
+    }
+    let to = sub.qualified()?;
+    let to_columns = columns(&mut sub)?;
+    (from_columns.len() == to_columns.len()).then(|| crate::schema::ForeignKey {
+        name,
+        from: table.clone(),
+        from_columns,
+        to,
+        to_columns,
+    })
 }
 
 /// `CREATE TABLE name (columns) …`: the columns, for data statements without a column list.
@@ -2109,6 +2162,38 @@ mod tests {
 
     fn class(s: &str) -> Statement {
         classify(s.as_bytes(), &Session::pg_dump())
+    }
+
+    #[test]
+    fn foreign_keys_are_read_with_their_columns() {
+        let q = |s: &str, t: &str| QualifiedName::new(s, t);
+        assert_eq!(
+            class("ALTER TABLE ONLY public.orders ADD CONSTRAINT orders_c_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);"),
+            Statement::Schema(Info::ForeignKey(crate::schema::ForeignKey {
+                name: "orders_c_fkey".into(),
+                from: q("public", "orders"),
+                from_columns: vec!["customer_id".into()],
+                to: q("public", "customers"),
+                to_columns: vec!["id".into()],
+            }))
+        );
+        assert_eq!(
+            class("ALTER TABLE \"Sales\".\"Lines\" ADD CONSTRAINT \"L fk\" FOREIGN KEY (\"Order\", n) REFERENCES \"Sales\".\"Orders\"(\"Id\", n) ON DELETE CASCADE NOT VALID;"),
+            Statement::Schema(Info::ForeignKey(crate::schema::ForeignKey {
+                name: "L fk".into(),
+                from: q("Sales", "Lines"),
+                from_columns: vec!["Order".into(), "n".into()],
+                to: q("Sales", "Orders"),
+                to_columns: vec!["Id".into(), "n".into()],
+            }))
+        );
+        // Without the referenced columns (the primary key): not followed.
+        assert_eq!(
+            class(
+                "ALTER TABLE ONLY public.a ADD CONSTRAINT f FOREIGN KEY (b) REFERENCES public.b;"
+            ),
+            Statement::Schema(Info::None)
+        );
     }
 
     #[test]
