@@ -371,3 +371,40 @@ fn a_role_that_may_not_create_databases_is_told_to_use_in_place() {
     );
     assert!(!exists(&stg, &format!("{}__next", stg.name)));
 }
+
+#[test]
+fn an_icu_staging_stays_icu_after_a_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1_000);
+    let stg = TestDb::new("swap_icu");
+    // Staging made again with the ICU locale provider (PostgreSQL 15+).
+    src.query(&format!("DROP DATABASE {}", stg.name));
+    src.query(&format!(
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu \
+         ICU_LOCALE 'en-US' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'",
+        stg.name
+    ));
+    let schema = pg_dump(&src, &["--schema-only"]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), schema).unwrap();
+    stg.load(file.path());
+    stg.query("CREATE TABLE qa_notes (id int PRIMARY KEY, note text)");
+    succeeded(
+        &mut refresh(
+            dir.path(),
+            &src,
+            &stg,
+            &["-q", "--refresh", "swap", "--drop-prev"],
+        ),
+        "a swap of an ICU staging",
+    );
+    assert_eq!(
+        stg.query(&format!(
+            "SELECT datlocprovider::text || ' ' || daticulocale || ' ' || datcollate FROM pg_database WHERE datname = '{}'",
+            stg.name
+        )),
+        "i en-US C.UTF-8"
+    );
+    assert_eq!(stg.query("SELECT count(*) FROM big"), "1000");
+    drop_beside(&stg);
+}

@@ -83,7 +83,9 @@ impl Swap {
                 "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba), \
                         pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, \
                         pg_catalog.pg_has_role(d.datdba, 'MEMBER'), \
-                        (SELECT r.rolcreatedb OR r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) \
+                        (SELECT r.rolcreatedb OR r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), \
+                        to_jsonb(d) ->> 'datlocprovider', \
+                        coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') \
                  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()",
                 &[],
             )
@@ -94,6 +96,17 @@ impl Swap {
         let (encoding, collate, ctype): (String, String, String) =
             (row.get(2), row.get(3), row.get(4));
         let (owns, createdb): (bool, bool) = (row.get(5), row.get(6));
+        // The locale provider (PostgreSQL 15+): an ICU (or, from 17, builtin) staging keeps it.
+        let provider = match (
+            row.get::<_, Option<String>>(7).as_deref(),
+            row.get::<_, Option<String>>(8),
+        ) {
+            (Some("i"), Some(l)) => format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", literal(&l)),
+            (Some("b"), Some(l)) => {
+                format!(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", literal(&l))
+            }
+            _ => String::new(),
+        };
         if !owns || !createdb {
             return Err(SwapError::NotAllowed(format!(
                 "--refresh swap builds a new database beside staging and renames it into place: \
@@ -168,7 +181,7 @@ impl Swap {
         };
         swap.drop_next().await?;
         let create = format!(
-            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}{provider}",
             quote_ident(&swap.next),
             quote_ident(&owner),
             literal(&encoding),
