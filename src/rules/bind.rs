@@ -311,110 +311,15 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                     descriptions.push("uncovered (kept)".to_string());
                 }
                 Some(cp) => {
-                    // (In a table whose other columns are anonymized: it holds their words.)
-                    if matches!(cp.op, ColumnOp::Transform(Transform::Keep))
-                        && rules
-                            .columns
-                            .values()
-                            .any(|c| !matches!(c.op, ColumnOp::Transform(Transform::Keep)))
-                        && table
-                            .meta
-                            .as_ref()
-                            .and_then(|m| m.get(i))
-                            .is_some_and(|m| m.type_name == "tsvector")
-                    {
-                        log::warn!(
-                            "{}: column {}.{col} is a tsvector kept as it is, in a table whose other columns are anonymized: it holds every word of the columns it is built from (names, emails); \"null\" it and rebuild it in staging with a fixture if the application searches",
-                            cp.location,
-                            table.name
-                        );
-                    }
-                    let limit = table
-                        .meta
-                        .as_ref()
-                        .and_then(|m| m.get(i))
-                        .and_then(|m| m.max_len);
-                    let fitted = match (&cp.op, limit) {
-                        (ColumnOp::Transform(t), Some(max)) if t.by_column().is_none() => {
-                            fit_to_column(t, max)
-                        }
-                        _ => None,
+                    let cx = ColumnCx {
+                        table,
+                        rules,
+                        position: &position,
+                        candidates: &candidates,
                     };
-                    let clamped = match &cp.op {
-                        ColumnOp::Transform(t) => table
-                            .meta
-                            .as_ref()
-                            .and_then(|m| m.get(i))
-                            .and_then(|m| clamp_to_column(t, m)),
-                        ColumnOp::Template(_) => None,
-                    };
-                    descriptions.push(match &fitted {
-                        Some(_) => {
-                            format!("{}, fitted to {} characters", cp.rule, limit.unwrap_or(0))
-                        }
-                        None => cp.rule.clone(),
-                    });
-                    ops.push(match &cp.op {
-                        ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
-                        ColumnOp::Transform(t) if !t.names_from().is_empty() => {
-                            let mut at = Vec::new();
-                            for name in t.names_from() {
-                                match position.get(name.as_str()) {
-                                    Some(&p) if p != i => at.push(p),
-                                    found => {
-                                        let why = if found.is_some() {
-                                            " (the column itself)".to_string()
-                                        } else {
-                                            suggest(name, &candidates)
-                                                .map(|s| format!(" (did you mean {s}?)"))
-                                                .unwrap_or_default()
-                                        };
-                                        diags.push(Diagnostic {
-                                            location: Some(cp.location.clone()),
-                                            message: format!(
-                                                "scrub of {}.{col} looks for the names in column {name}, which is not another column of the source{why}",
-                                                table.name
-                                            ),
-                                        });
-                                    }
-                                }
-                            }
-                            CellOp::ApplyWith(fitted.unwrap_or_else(|| t.clone()), at)
-                        }
-                        ColumnOp::Transform(t) => match t.by_column() {
-                            None => CellOp::Apply(
-                                fitted.or(clamped).unwrap_or_else(|| t.clone()),
-                            ),
-                            Some(by) => match position.get(by) {
-                                Some(&p) => {
-                                    CellOp::ApplyBy(clamped.unwrap_or_else(|| t.clone()), p)
-                                }
-                                None => {
-                                    let hint = suggest(by, &candidates)
-                                        .map(|s| format!(" (did you mean {s}?)"))
-                                        .unwrap_or_default();
-                                    diags.push(Diagnostic {
-                                        location: Some(cp.location.clone()),
-                                        message: format!(
-                                            "rule of {}.{col} is keyed by column {by}, which is not in the source{hint}",
-                                            table.name
-                                        ),
-                                    });
-                                    CellOp::Pass
-                                }
-                            },
-                        },
-                        ColumnOp::Template(pieces) => CellOp::Template(bind_template(
-                            pieces,
-                            rules,
-                            table,
-                            col,
-                            &position,
-                            &candidates,
-                            &cp.location,
-                            &mut diags,
-                        )),
-                    });
+                    let (op, description) = bind_rule(&cx, i, col, cp, &mut diags);
+                    ops.push(op);
+                    descriptions.push(description);
                 }
             }
         }
@@ -435,6 +340,126 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
     } else {
         Err(diags)
     }
+}
+
+/// The table a column's rule is bound in: its source table, its rules and its columns' positions.
+struct ColumnCx<'a> {
+    table: &'a SourceTable,
+    rules: &'a TablePlan,
+    position: &'a BTreeMap<&'a str, usize>,
+    candidates: &'a [&'a str],
+}
+
+/// What a table's rules say of one column, resolved against the source: the cell's operation
+/// (fitted to the column, keyed `by` another, reading the row's names) and its description.
+fn bind_rule(
+    cx: &ColumnCx,
+    i: usize,
+    col: &str,
+    cp: &super::build::ColumnPlan,
+    diags: &mut Vec<Diagnostic>,
+) -> (CellOp, String) {
+    let table = cx.table;
+    // (In a table whose other columns are anonymized: it holds their words.)
+    if matches!(cp.op, ColumnOp::Transform(Transform::Keep))
+        && cx
+            .rules
+            .columns
+            .values()
+            .any(|c| !matches!(c.op, ColumnOp::Transform(Transform::Keep)))
+        && table
+            .meta
+            .as_ref()
+            .and_then(|m| m.get(i))
+            .is_some_and(|m| m.type_name == "tsvector")
+    {
+        log::warn!(
+            "{}: column {}.{col} is a tsvector kept as it is, in a table whose other columns are anonymized: it holds every word of the columns it is built from (names, emails); \"null\" it and rebuild it in staging with a fixture if the application searches",
+            cp.location,
+            table.name
+        );
+    }
+    let limit = table
+        .meta
+        .as_ref()
+        .and_then(|m| m.get(i))
+        .and_then(|m| m.max_len);
+    let fitted = match (&cp.op, limit) {
+        (ColumnOp::Transform(t), Some(max)) if t.by_column().is_none() => fit_to_column(t, max),
+        _ => None,
+    };
+    let clamped = match &cp.op {
+        ColumnOp::Transform(t) => table
+            .meta
+            .as_ref()
+            .and_then(|m| m.get(i))
+            .and_then(|m| clamp_to_column(t, m)),
+        ColumnOp::Template(_) => None,
+    };
+    let description = match &fitted {
+        Some(_) => {
+            format!("{}, fitted to {} characters", cp.rule, limit.unwrap_or(0))
+        }
+        None => cp.rule.clone(),
+    };
+    let op = match &cp.op {
+        ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
+        ColumnOp::Transform(t) if !t.names_from().is_empty() => {
+            let mut at = Vec::new();
+            for name in t.names_from() {
+                match cx.position.get(name.as_str()) {
+                    Some(&p) if p != i => at.push(p),
+                    found => {
+                        let why = if found.is_some() {
+                            " (the column itself)".to_string()
+                        } else {
+                            suggest(name, cx.candidates)
+                                .map(|s| format!(" (did you mean {s}?)"))
+                                .unwrap_or_default()
+                        };
+                        diags.push(Diagnostic {
+                            location: Some(cp.location.clone()),
+                            message: format!(
+                                "scrub of {}.{col} looks for the names in column {name}, which is not another column of the source{why}",
+                                table.name
+                            ),
+                        });
+                    }
+                }
+            }
+            CellOp::ApplyWith(fitted.unwrap_or_else(|| t.clone()), at)
+        }
+        ColumnOp::Transform(t) => match t.by_column() {
+            None => CellOp::Apply(fitted.or(clamped).unwrap_or_else(|| t.clone())),
+            Some(by) => match cx.position.get(by) {
+                Some(&p) => CellOp::ApplyBy(clamped.unwrap_or_else(|| t.clone()), p),
+                None => {
+                    let hint = suggest(by, cx.candidates)
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
+                    diags.push(Diagnostic {
+                        location: Some(cp.location.clone()),
+                        message: format!(
+                            "rule of {}.{col} is keyed by column {by}, which is not in the source{hint}",
+                            table.name
+                        ),
+                    });
+                    CellOp::Pass
+                }
+            },
+        },
+        ColumnOp::Template(pieces) => CellOp::Template(bind_template(
+            pieces,
+            cx.rules,
+            table,
+            col,
+            cx.position,
+            cx.candidates,
+            &cp.location,
+            diags,
+        )),
+    };
+    (op, description)
 }
 
 /// A template's pieces with column names resolved to positions in the table's COPY row.
