@@ -407,7 +407,20 @@ fn bind_rule(
         ColumnOp::Transform(t) if !t.names_from().is_empty() => {
             let mut at = Vec::new();
             for name in t.names_from() {
+                // The names are replaced by their anonymized values, computed before this
+                // column: a template or another such scrub is not (its original would stay).
+                let derived = cx.rules.columns.get(name).is_some_and(|c| match &c.op {
+                    ColumnOp::Template(_) => true,
+                    ColumnOp::Transform(t) => !t.names_from().is_empty(),
+                });
                 match cx.position.get(name.as_str()) {
+                    Some(&p) if derived && p != i => diags.push(Diagnostic {
+                        location: Some(cp.location.clone()),
+                        message: format!(
+                            "scrub of {}.{col} looks for the names in column {name}, whose rule is a template or another names scrub: name the columns it is built from",
+                            table.name
+                        ),
+                    }),
                     Some(&p) if p != i => at.push(p),
                     found => {
                         let why = if found.is_some() {

@@ -772,4 +772,15 @@ fn the_names_detector_is_checked_where_written() {
             "r.toml:2:5: scrub of public.t.n looks for the names in column n, which is not another column of the source (the column itself)",
         ]
     );
+    // A template's original is never computed: its value would pass as it is.
+    let p = plan("[tables.t.columns]\nn = { scrub = { detectors = [\"names\"], names_from = [\"full\"] } }\nfull = { template = \"{first}\" }\nfirst = { fake = \"first_name\" }\n").unwrap();
+    let text: Vec<String> = bind(&p, &[source("t", &["n", "full", "first"])])
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        text,
+        ["r.toml:2:5: scrub of public.t.n looks for the names in column full, whose rule is a template or another names scrub: name the columns it is built from"]
+    );
 }

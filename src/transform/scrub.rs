@@ -306,14 +306,21 @@ impl Scrub {
     /// left (they would match initials everywhere); a name nulled by its rule becomes `[name]`.
     pub fn apply_with_names(&self, text: &str, names: &[(&str, Option<&str>)]) -> String {
         let mut out = self.apply(text);
-        // Longest first: "Anna-Lena" before "Anna".
-        let mut names: Vec<&(&str, Option<&str>)> = names
-            .iter()
-            .filter(|(n, _)| n.trim().chars().count() >= 2)
-            .collect();
-        names.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+        // Each value, and each word of a value of several ("Mary Ann": also "Mary" and "Ann"),
+        // longest first: "Anna-Lena" before "Anna".
+        let mut words: Vec<(&str, &str)> = Vec::new();
         for (name, replacement) in names {
-            out = replace_word(&out, name.trim(), replacement.unwrap_or("[name]"));
+            let with = replacement.unwrap_or("[name]");
+            words.push((name.trim(), with));
+            for part in name.split(|c: char| !c.is_alphanumeric() && c != '\'') {
+                words.push((part, with));
+            }
+        }
+        words.retain(|(w, _)| w.chars().count() >= 2);
+        words.sort_by_key(|(w, _)| std::cmp::Reverse(w.len()));
+        words.dedup_by(|a, b| a.0 == b.0);
+        for (word, with) in words {
+            out = replace_word(&out, word, with);
         }
         out
     }
@@ -445,32 +452,42 @@ impl Scrub {
     }
 }
 
-/// `text` with every whole-word, ASCII-case-insensitive occurrence of `word` replaced.
+/// `text` with every whole-word occurrence of `word` replaced, in any case (compared by Unicode
+/// lower case, character by character: `ÉMILE` is `Émile`, `İSMAIL` is `İsmail`).
 fn replace_word(text: &str, word: &str, with: &str) -> String {
-    let (t, w) = (text.as_bytes(), word.as_bytes());
-    let boundary = |i: usize| -> bool {
-        // A word boundary: no letter or digit on that side (any script).
-        let before = text[..i].chars().next_back();
-        !before.is_some_and(char::is_alphanumeric)
-    };
-    let after_ok =
-        |j: usize| -> bool { !text[j..].chars().next().is_some_and(char::is_alphanumeric) };
-    let mut out = String::with_capacity(text.len());
-    let (mut i, mut last) = (0, 0);
-    while i + w.len() <= t.len() {
-        if text.is_char_boundary(i)
-            && text.is_char_boundary(i + w.len())
-            && t[i..i + w.len()].eq_ignore_ascii_case(w)
-            && boundary(i)
-            && after_ok(i + w.len())
-        {
-            out.push_str(&text[last..i]);
-            out.push_str(with);
-            i += w.len();
-            last = i;
-        } else {
-            i += 1;
+    let target: Vec<char> = word.chars().flat_map(char::to_lowercase).collect();
+    // The length in bytes of a match of `target` at the start of `rest`, if one.
+    let match_at = |rest: &str| -> Option<usize> {
+        let mut seen = 0;
+        for (at, c) in rest.char_indices() {
+            for l in c.to_lowercase() {
+                if target.get(seen) != Some(&l) {
+                    return None;
+                }
+                seen += 1;
+            }
+            if seen == target.len() {
+                return Some(at + c.len_utf8());
+            }
         }
+        None
+    };
+    let alnum_before = |i: usize| text[..i].chars().next_back().is_some_and(char::is_alphanumeric);
+    let alnum_at = |j: usize| text[j..].chars().next().is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if !alnum_before(i) {
+            if let Some(len) = match_at(&text[i..]).filter(|len| !alnum_at(i + len)) {
+                out.push_str(&text[last..i]);
+                out.push_str(with);
+                i += len;
+                last = i;
+                continue;
+            }
+        }
+        i += text[i..].chars().next().map_or(1, char::len_utf8);
     }
     out.push_str(&text[last..]);
     out
@@ -690,5 +707,23 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("415.555.0134"));
+    }
+
+    #[test]
+    fn names_are_found_in_any_case_and_word_by_word() {
+        let s = Scrub::new(Vec::new()).with_names_from(vec!["first".into(), "last".into()]);
+        let out = s.apply_with_names(
+            "ÉMILE ÅSTRÖM phoned; émile too. İSMAIL called Mary, then Mary Ann; Annabel and Emilee stay",
+            &[
+                ("Émile", Some("Zoe")),
+                ("Åström", None),
+                ("İsmail", Some("Bo")),
+                ("Mary Ann", Some("Kim Lee")),
+            ],
+        );
+        assert_eq!(
+            out,
+            "Zoe [name] phoned; Zoe too. Bo called Kim Lee, then Kim Lee; Annabel and Emilee stay"
+        );
     }
 }
