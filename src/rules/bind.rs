@@ -107,13 +107,20 @@ fn check_fit(op: &ColumnOp, unique: bool, m: &ColumnMeta) -> Option<String> {
 /// does or must not be changed: a fake that does not promise unique values is drawn again until
 /// it fits (then cut), scrubbed or regex-replaced text is cut. Unique rules, `set` values and
 /// hashes are never cut (check refuses them when too long).
-/// Noise clamped to what a number column holds (numeric(p, s), the integer types), so that no
-/// result overflows it.
+/// Noise clamped to what a number column holds (numeric(p, s), the integer types), and `preserve`
+/// kept within an integer type's range, so that no result overflows it.
 fn clamp_to_column(t: &Transform, m: &ColumnMeta) -> Option<Transform> {
+    let int_max = match m.type_name.as_str() {
+        "smallint" => Some(i16::MAX as u128),
+        "integer" => Some(i32::MAX as u128),
+        "bigint" => Some(i64::MAX as u128),
+        _ => None,
+    };
     match t {
         Transform::Noise(n) if m.kind == TypeKind::Number => {
             n.within_type(&m.type_name).map(Transform::Noise)
         }
+        Transform::Hash(h) => int_max.map(|max| Transform::Hash(h.within_integer(max))),
         _ => None,
     }
 }

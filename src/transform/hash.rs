@@ -68,6 +68,8 @@ pub struct Hash {
     length: usize,
     /// Identifies this transform's key and domain in the per-thread round-key cache.
     id: u64,
+    /// `preserve` on an integer column: the largest value it holds (see [`Hash::within_integer`]).
+    int_max: Option<u128>,
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -81,7 +83,20 @@ impl Hash {
             format,
             length,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            int_max: None,
         }
+    }
+
+    /// `preserve` on an integer column whose values are at most `max` (and at least `-max - 1`):
+    /// an image past it is permuted again until it is not ("cycle walking": the permutation is
+    /// one cycle, so this stays a permutation, without fixed points, of the values the column
+    /// holds). Other formats are unchanged.
+    pub fn within_integer(&self, max: u128) -> Self {
+        let mut h = self.clone();
+        if self.format == HashFormat::Preserve {
+            h.int_max = Some(max);
+        }
+        h
     }
 
     /// The output length, unless it follows the input (`preserve`).
@@ -91,7 +106,24 @@ impl Hash {
 
     pub fn apply(&self, input: &str) -> String {
         if self.format == HashFormat::Preserve {
-            return preserve(&self.prf, self.id, input);
+            let mut out = preserve(&self.prf, self.id, input);
+            if let Some(max) = self.int_max {
+                let (negative, digits) = match input.strip_prefix('-') {
+                    Some(d) => (true, d),
+                    None => (false, input),
+                };
+                let limit = if negative { max + 1 } else { max };
+                let magnitude = |v: &str| v.trim_start_matches('-').parse::<u128>().ok();
+                // Only values the column can hold walk (they reach one it holds again).
+                if digits.bytes().all(|b| b.is_ascii_digit())
+                    && magnitude(input).is_some_and(|v| v <= limit)
+                {
+                    while magnitude(&out).is_some_and(|v| v > limit) {
+                        out = preserve(&self.prf, self.id, &out);
+                    }
+                }
+            }
+            return out;
         }
         // A drawn value equal to its input would leak it; draw again with a counter (deterministic).
         let mut attempt = 0u32;
@@ -684,6 +716,29 @@ mod tests {
         assert_eq!(outs.len(), all.len());
         assert!(!is_number("1.") && !is_number("-") && !is_number("1e") && !is_number("NaN"));
         assert!(is_number("+1.5E-3") && is_number("-0"));
+    }
+
+    #[test]
+    fn preserve_within_an_integer_type_stays_in_its_range() {
+        // smallint: every value from 10000 to 32767 (and their negatives down to -32768) maps to
+        // a distinct value the column holds, never itself.
+        let p = hash(HashFormat::Preserve, 0).within_integer(32767);
+        let mut seen = HashSet::new();
+        for i in (10_000..=32_767i64).chain(-32_768..=-10_000) {
+            let out = p.apply(&i.to_string());
+            let v: i64 = out.parse().unwrap();
+            assert!((-32_768..=32_767).contains(&v), "{i} -> {v}");
+            assert_ne!(v, i);
+            assert!(seen.insert(v), "{i} collides");
+        }
+        // Below the top digit count nothing changes.
+        assert_eq!(p.apply("4711"), hash(HashFormat::Preserve, 0).apply("4711"));
+        let big = hash(HashFormat::Preserve, 0).within_integer(i64::MAX as u128);
+        for i in 0..2000u64 {
+            let v = 9_200_000_000_000_000_000u64 + i * 1_000_000_007;
+            let out: u128 = big.apply(&v.to_string()).parse().unwrap();
+            assert!(out <= i64::MAX as u128, "{v} -> {out}");
+        }
     }
 
     #[test]
