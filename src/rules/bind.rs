@@ -224,19 +224,21 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                 continue;
             }
             if plan.uncovered == Uncovered::Fail {
-                uncovered.insert(
-                    (section, &table.name),
-                    Uncovered_ {
+                // Partitions under their partitioned table, once.
+                let entry = uncovered
+                    .entry((section, table.partition_of.as_ref().unwrap_or(&table.name)))
+                    .or_insert(Uncovered_ {
                         whole: true,
-                        columns: table
-                            .columns
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| (c.as_str(), table.meta.as_ref().and_then(|m| m.get(i))))
-                            .collect(),
+                        columns: Vec::new(),
                         rules_at: None,
-                    },
-                );
+                    });
+                for (i, c) in table.columns.iter().enumerate() {
+                    if !entry.columns.iter().any(|(e, _)| e == c) {
+                        entry
+                            .columns
+                            .push((c.as_str(), table.meta.as_ref().and_then(|m| m.get(i))));
+                    }
+                }
             }
             bound.push(BoundTable {
                 name: table.name.clone(),
@@ -599,7 +601,8 @@ fn drift_rule(col: &str, m: Option<&ColumnMeta>) -> (&'static str, String) {
     let lower = col.to_ascii_lowercase();
     let id_like =
         lower == "id" || lower.ends_with("_id") || lower.ends_with("id") && lower.len() <= 4;
-    let rule = if m.unique && m.kind == TypeKind::Number && id_like {
+    // An integer id (a key, or a reference to one): kept, as the key it points at is.
+    let rule = if m.kind == TypeKind::Number && id_like && (m.unique || m.not_null) {
         "\"keep\""
     } else if m.unique {
         "{ hash = { format = \"preserve\" }, unique = true }"
@@ -622,7 +625,7 @@ fn drift_rule(col: &str, m: Option<&ColumnMeta>) -> (&'static str, String) {
     } else if m.not_null {
         notes.push("NOT NULL".into());
     }
-    if rule == "\"keep\"" && !(m.unique && id_like) {
+    if rule == "\"keep\"" && !id_like {
         notes.push("review: no generic rule writes this type".into());
     }
     (rule, notes.join(", "))

@@ -703,8 +703,21 @@ fn drift_lines_paste_as_printed_and_suit_each_column() {
     let mut all = vec![customers];
     all.extend(parts);
     all.push(source("audit", &["who"]));
+    // Partitions of a table without rules: one section, under their partitioned table.
+    for n in ["events_p1", "events_p2"] {
+        let mut t = source(n, &["at"]);
+        t.partition_of = Some(QualifiedName::new("public", "events"));
+        all.push(t);
+    }
     let diags = bind(&p, &all).unwrap_err();
     let msg = diags.last().unwrap().to_string();
+    assert!(
+        msg.contains("  table public.events has no rules (columns: at)\n")
+            && msg.contains("\n[tables.events.columns]\nat = \"null\"\n")
+            && !msg.contains("events_p"),
+        "{msg}"
+    );
+    let msg = msg.replace("\n\n[tables.events.columns]\nat = \"null\"", "");
     let expected_tail = "[tables.audit.columns]
 who = \"null\"
 
@@ -733,6 +746,7 @@ coupon_id = \"null\"  # integer";
     }
     lines.push(blocks[0].to_string());
     let pasted = plan(&lines.join("\n")).unwrap();
+    all.retain(|t| !t.name.name.starts_with("events"));
     let bound = bind(&pasted, &all);
     assert!(bound.is_ok(), "{:?}", bound.err());
 }
@@ -783,4 +797,31 @@ fn the_names_detector_is_checked_where_written() {
         text,
         ["r.toml:2:5: scrub of public.t.n looks for the names in column full, whose rule is a template or another names scrub: name the columns it is built from"]
     );
+}
+
+#[test]
+fn a_reference_to_a_skipped_table_is_refused() {
+    let fk = crate::schema::ForeignKey {
+        name: "c_pid_fkey".into(),
+        from: QualifiedName::new("public", "child"),
+        from_columns: vec!["pid".into()],
+        to: QualifiedName::new("public", "parent"),
+        to_columns: vec!["id".into()],
+    };
+    let tables = [source("parent", &["id"]), source("child", &["id", "pid"])];
+    for (rule, problems) in [("\"keep\"", 1), ("\"null\"", 0)] {
+        let p = plan(&format!(
+            "[tables.parent]\nskip = true\n[tables.child.columns]\nid = \"keep\"\npid = {rule}\n"
+        ))
+        .unwrap();
+        let bound = bind(&p, &tables).unwrap();
+        let found = keys::key_problems(&p, &bound, &tables, &[(None, fk.clone())]);
+        assert_eq!(found.len(), problems, "{found:?}");
+        if problems == 1 {
+            assert_eq!(
+                found[0].to_string(),
+                "r.toml:5:7: foreign key c_pid_fkey of public.child: column pid references public.parent, which is skipped (loaded empty), so the foreign key would fail at the end of the run; copy public.parent too, or give pid the rule \"null\""
+            );
+        }
+    }
 }

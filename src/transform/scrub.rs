@@ -472,7 +472,12 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
         }
         None
     };
-    let alnum_before = |i: usize| text[..i].chars().next_back().is_some_and(char::is_alphanumeric);
+    let alnum_before = |i: usize| {
+        text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
+    };
     let alnum_at = |j: usize| text[j..].chars().next().is_some_and(char::is_alphanumeric);
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
