@@ -405,11 +405,11 @@ fn bind_rule(
             .and_then(|m| clamp_to_column(t, m)),
         ColumnOp::Template(_) => None,
     };
-    let description = match &fitted {
-        Some(_) => {
-            format!("{}, fitted to {} characters", cp.rule, limit.unwrap_or(0))
+    let description = match (&fitted, &cp.op, limit) {
+        (Some(_), _, Some(n)) | (None, ColumnOp::Template(_), Some(n)) => {
+            format!("{}, fitted to {n} characters", cp.rule)
         }
-        None => cp.rule.clone(),
+        _ => cp.rule.clone(),
     };
     let op = match &cp.op {
         ColumnOp::Transform(Transform::Keep) => CellOp::Pass,
@@ -470,16 +470,22 @@ fn bind_rule(
                 }
             },
         },
-        ColumnOp::Template(pieces) => CellOp::Template(bind_template(
-            pieces,
-            cx.rules,
-            table,
-            col,
-            cx.position,
-            cx.candidates,
-            &cp.location,
-            diags,
-        )),
+        ColumnOp::Template(pieces) => CellOp::Template({
+            let t = bind_template(
+                pieces,
+                cx.rules,
+                table,
+                col,
+                cx.position,
+                cx.candidates,
+                &cp.location,
+                diags,
+            );
+            match limit {
+                Some(n) => t.fitted(n),
+                None => t,
+            }
+        }),
     };
     (op, description)
 }

@@ -825,3 +825,27 @@ fn a_reference_to_a_skipped_table_is_refused() {
         }
     }
 }
+
+#[test]
+fn a_template_is_cut_to_its_column() {
+    let p = plan("[tables.u.columns]\nfirst = \"keep\"\nlogin = { template = \"{first}.{first}@example.com\" }\n").unwrap();
+    let bound = bind(
+        &p,
+        &[typed(
+            "u",
+            &[("first", "text", false), ("login", "character varying(12)", false)],
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        bound[0].rules[1],
+        "template = \"{first}.{first}@example.com\", fitted to 12 characters"
+    );
+    let TableAction::Copy { ops } = &bound[0].action else {
+        panic!("copy expected")
+    };
+    let CellOp::Template(t) = &ops[1] else {
+        panic!("template expected")
+    };
+    assert_eq!(t.render(|_| Some("Émilienne")), "Émilienne.Ém");
+}

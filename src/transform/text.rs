@@ -93,11 +93,19 @@ pub fn parse_template(s: &str) -> Result<Vec<Piece<String>>, TemplateError> {
 #[derive(Debug, Clone)]
 pub struct Template {
     pieces: Vec<Piece<usize>>,
+    /// Cut to this many characters (a `varchar(n)` or `char(n)` column).
+    max: Option<usize>,
 }
 
 impl Template {
     pub fn new(pieces: Vec<Piece<usize>>) -> Self {
-        Template { pieces }
+        Template { pieces, max: None }
+    }
+
+    /// Outputs cut to `max` characters, for a column that holds no more.
+    pub fn fitted(mut self, max: usize) -> Self {
+        self.max = Some(max);
+        self
     }
 
     /// Positions of the columns this template reads.
@@ -116,6 +124,9 @@ impl Template {
                 Piece::Literal(s) => out.push_str(s),
                 Piece::Column(i) => out.push_str(value(*i).unwrap_or("")),
             }
+        }
+        if let Some((cut, _)) = self.max.and_then(|m| out.char_indices().nth(m)) {
+            out.truncate(cut);
         }
         out
     }
