@@ -345,17 +345,20 @@ fn a_schema_of_600_tables_is_read_without_a_query_per_table() {
 fn fakes_fit_their_column_and_a_value_too_long_for_staging_names_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let src = TestDb::new("fit_src");
-    src.query(
-        "CREATE TABLE shop (id int PRIMARY KEY, city varchar(15) NOT NULL, label varchar(40)); \
-         INSERT INTO shop SELECT g, 'Town ' || g, 'label-secret-' || g FROM generate_series(1, 3000) g",
-    );
+    // (A domain's length and a domain over smallint bound their columns too.)
+    let ddl = "CREATE DOMAIN short_town AS varchar(6); CREATE DOMAIN qty AS smallint; \
+               CREATE TABLE shop (id int PRIMARY KEY, city varchar(15) NOT NULL, label varchar(40), \
+               town short_town, stock qty)";
+    src.query(&format!(
+        "{ddl}; INSERT INTO shop SELECT g, 'Town ' || g, 'label-secret-' || g, 'T' || (g % 100), 32000 - g % 50 \
+         FROM generate_series(1, 3000) g"
+    ));
     let stg = TestDb::new("fit_stg");
-    stg.query(
-        "CREATE TABLE shop (id int PRIMARY KEY, city varchar(15) NOT NULL, label varchar(40))",
-    );
+    stg.query(ddl);
     let rules = write_rules(
         dir.path(),
-        "[tables.shop.columns]\nid = \"keep\"\ncity = { fake = \"city\" }\nlabel = \"keep\"\n",
+        "[tables.shop.columns]\nid = \"keep\"\ncity = { fake = \"city\" }\nlabel = \"keep\"\n\
+         town = { fake = \"city\" }\nstock = { noise = { percent = 50 } }\n",
     );
     let check = run(anonymize()
         .args(["check", "--rules"])
@@ -373,8 +376,8 @@ fn fakes_fit_their_column_and_a_value_too_long_for_staging_names_the_limit() {
         "a fake city into varchar(15)",
     );
     assert_eq!(
-        stg.query("SELECT count(*), max(length(city)) <= 15, count(DISTINCT city) > 100 FROM shop"),
-        "3000|t|t"
+        stg.query("SELECT count(*), max(length(city)) <= 15, count(DISTINCT city) > 100, max(length(town)) <= 6, count(DISTINCT stock) > 10 FROM shop"),
+        "3000|t|t|t|t"
     );
     // Staging narrower than production: the load stops with the limit, table and column named,
     // and no value.

@@ -833,7 +833,10 @@ fn a_template_is_cut_to_its_column() {
         &p,
         &[typed(
             "u",
-            &[("first", "text", false), ("login", "character varying(12)", false)],
+            &[
+                ("first", "text", false),
+                ("login", "character varying(12)", false),
+            ],
         )],
     )
     .unwrap();

@@ -308,21 +308,29 @@ fn type_kind(base: &str, category: &str) -> TypeKind {
 }
 
 const COLUMNS_SQL: &str = r#"
-WITH RECURSIVE base(oid, typ) AS (
-    SELECT t.oid, t.oid FROM pg_type t
+WITH RECURSIVE base(oid, typ, typmod) AS (
+    SELECT t.oid, t.oid, -1 FROM pg_type t
     UNION ALL
-    SELECT b.oid, t.typbasetype FROM base b JOIN pg_type t ON t.oid = b.typ WHERE t.typtype = 'd'
+    -- A domain's own typmod (varchar(4) under it) is the first one met on the way down.
+    SELECT b.oid, t.typbasetype, CASE WHEN b.typmod >= 0 THEN b.typmod ELSE t.typtypmod END
+    FROM base b JOIN pg_type t ON t.oid = b.typ WHERE t.typtype = 'd'
 ), resolved AS (
-    SELECT b.oid, t.typname, t.typcategory FROM base b JOIN pg_type t ON t.oid = b.typ WHERE t.typtype <> 'd'
+    SELECT b.oid, b.typ AS base, b.typmod, t.typname, t.typcategory
+    FROM base b JOIN pg_type t ON t.oid = b.typ WHERE t.typtype <> 'd'
 ), single_unique AS (
     SELECT i.indrelid, i.indkey[0] AS attnum FROM pg_index i
     WHERE i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
 )
 SELECT n.nspname, c.relname, c.relkind::text, c.reltuples::bigint,
        rn.nspname AS root_schema, rc.relname AS root_name,
-       a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated <> '' AS generated,
+       a.attname,
+       -- A domain column is described by its base type and typmod (what bounds its values).
+       CASE WHEN r.base = a.atttypid THEN format_type(a.atttypid, a.atttypmod)
+            ELSE format_type(r.base, CASE WHEN a.atttypmod >= 0 THEN a.atttypmod ELSE r.typmod END) END,
+       a.attnotnull, a.attgenerated <> '' AS generated,
        r.typname, r.typcategory::text,
-       CASE WHEN r.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END AS max_len,
+       CASE WHEN r.typname IN ('varchar', 'bpchar')
+            THEN nullif(greatest(CASE WHEN a.atttypmod >= 0 THEN a.atttypmod ELSE r.typmod END - 4, 0), 0) END AS max_len,
        EXISTS (SELECT 1 FROM single_unique u WHERE u.indrelid = c.oid AND u.attnum = a.attnum) AS is_unique,
        -- Row-level security that would hide rows from this role (pg_dump refuses such a table too).
        c.relrowsecurity AND NOT (me.rolsuper OR me.rolbypassrls)
