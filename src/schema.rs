@@ -315,6 +315,9 @@ pub struct ColumnMeta {
     pub max_len: Option<usize>,
     /// The type as PostgreSQL writes it, for messages.
     pub type_name: String,
+    /// The columns of each other unique index this column is in: a composite one (`UNIQUE (day,
+    /// kind)`) or a partial one (`… WHERE NOT deleted`).
+    pub unique_with: Vec<Vec<String>>,
 }
 
 /// Type families, with domains resolved to their base type.

@@ -433,3 +433,39 @@ fn a_dry_run_says_unknown_for_a_table_never_analyzed() {
     );
     assert!(out.contains("0 warnings"), "{out}");
 }
+
+#[test]
+fn composite_and_partial_unique_indexes_are_checked_from_the_catalog() {
+    let src = TestDb::new("uniq_src");
+    src.query(
+        "CREATE TABLE cu (id int PRIMARY KEY, d date NOT NULL, k int NOT NULL, email text, deleted bool, \
+         UNIQUE (d, k)); CREATE UNIQUE INDEX cu_live_email ON cu (email) WHERE NOT deleted; \
+         INSERT INTO cu SELECT g, date '2024-01-01' + g, g % 3, 'u' || g || '@corp.example', false \
+         FROM generate_series(1, 100) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let check = |rules: &str| {
+        let path = write_rules(dir.path(), rules);
+        run(anonymize()
+            .env_remove("ANONYMIZE_KEY")
+            .args(["check", "--rules"])
+            .arg(&path)
+            .args(["--source", &src.url()]))
+    };
+    let o = check(
+        "[tables.cu.columns]\nid = \"keep\"\nd = { truncate = \"month\" }\nk = \"keep\"\n\
+         email = { fake = \"email\" }\ndeleted = \"keep\"\n",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("column public.cu.d is in the unique index on (d, k)")
+            && err.contains("column public.cu.email is in the unique index on (email)"),
+        "{err}"
+    );
+    let o = check(
+        "[tables.cu.columns]\nid = \"keep\"\nd = { shift = { days = 30, by = \"k\" } }\nk = \"keep\"\n\
+         email = { fake = \"email\", unique = true }\ndeleted = \"keep\"\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

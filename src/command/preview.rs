@@ -347,6 +347,7 @@ mod tests {
             kind: rules::TypeKind::Text,
             max_len,
             type_name: "character varying(5)".into(),
+            unique_with: Vec::new(),
         }
     }
 

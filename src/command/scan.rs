@@ -458,7 +458,7 @@ fn is_text(meta: Option<&ColumnMeta>) -> bool {
 
 /// The rule for a column, from its name, its values and its constraints.
 fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Suggestion> {
-    let unique = meta.is_some_and(|m| m.unique);
+    let unique = distinct_needed(meta);
     let by_values = |count: usize| k.non_null > 0 && count * 10 >= k.non_null * 8;
     let name = name_hint(column);
     let confidence = |by_name: bool, by_value: bool| match (by_name, by_value) {
@@ -585,6 +585,12 @@ fn suggest(column: &str, meta: Option<&ColumnMeta>, k: &ValueKinds) -> Option<Su
     })
 }
 
+/// Whether a column's values must stay distinct: a unique key, or a column of a composite or
+/// partial unique index.
+fn distinct_needed(meta: Option<&ColumnMeta>) -> bool {
+    meta.is_some_and(|m| m.unique || !m.unique_with.is_empty())
+}
+
 /// Columns that name the person (or account) a row belongs to: a `by` for dates of their events.
 const ENTITY_KEYS: &[&str] = &[
     "emp_no",
@@ -631,7 +637,7 @@ fn suggest_in(
             .iter()
             .any(|h| matches!(h, Some("email" | "phone" | "birth")))
         && is_text(meta)
-        && !meta.is_some_and(|m| m.unique)
+        && !distinct_needed(meta)
     {
         return Some(Suggestion {
             rule: "{ fake = \"name\" }".into(),
@@ -641,7 +647,9 @@ fn suggest_in(
         });
     }
     match name_hint(column) {
-        Some("money") if meta.is_none_or(|m| m.kind == TypeKind::Number) => {
+        Some("money")
+            if meta.is_none_or(|m| m.kind == TypeKind::Number) && !distinct_needed(meta) =>
+        {
             return Some(Suggestion {
                 rule: "{ noise = { percent = 10 } }".into(),
                 reason: "salaries or incomes (medium: name only)".into(),
@@ -665,6 +673,16 @@ fn suggest_in(
                     })
                 })
                 .filter(|c| *c != column);
+            // In a unique index, only an offset by another of its columns keeps rows apart.
+            let apart = meta.is_none_or(|m| {
+                !m.unique
+                    && m.unique_with
+                        .iter()
+                        .all(|g| by.is_some_and(|b| g.iter().any(|c| c == b)))
+            });
+            if !apart {
+                return suggest(column, meta, k);
+            }
             let sentinels: BTreeSet<&str> = values
                 .iter()
                 .map(|v| v.get(..10).unwrap_or(v))
@@ -702,7 +720,7 @@ fn suggest_in(
                 found.insert(detector);
             }
         }
-        if !found.is_empty() && !meta.is_some_and(|m| m.unique) {
+        if !found.is_empty() && !distinct_needed(meta) {
             let list: Vec<String> = found.iter().map(|d| format!("\"{d}\"")).collect();
             return Some(Suggestion {
                 rule: format!("{{ scrub = [{}] }}", list.join(", ")),
@@ -1034,6 +1052,7 @@ mod tests {
             kind,
             max_len,
             type_name: "t".into(),
+            unique_with: Vec::new(),
         };
         // A unique name column cannot take a non-unique fake: the keyed pseudonym instead.
         let unique_text = m(true, TypeKind::Text, None);
@@ -1090,6 +1109,7 @@ mod tests {
             kind,
             max_len: None,
             type_name: ty.into(),
+            unique_with: Vec::new(),
         };
         let table = |cols: &[(&str, ColumnMeta)]| SourceTable {
             name: QualifiedName::new("public", "t"),

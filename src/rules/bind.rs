@@ -31,6 +31,22 @@ fn check_fit(op: &ColumnOp, unique: bool, m: &ColumnMeta) -> Option<String> {
                 .to_string(),
         );
     }
+    // In a composite or partial unique index: distinct in, distinct out, or a date shifted by an
+    // offset per value of another column of the index (`by`), which keeps its rows apart.
+    for group in &m.unique_with {
+        // (Shifting a date is one-to-one for one offset; noise rounds, so it is not.)
+        let by_in_group = matches!(t, Some(Transform::Shift(_)))
+            && t.and_then(Transform::by_column)
+                .is_some_and(|b| group.iter().any(|g| g == b));
+        if !unique && !by_in_group {
+            return Some(format!(
+                "is in the unique index on ({}); its rule must promise distinct values \
+                 (\"keep\", hash = {{ format = \"preserve\" }}, a hash or fake with unique = true) \
+                 or take an offset by = another column of that index",
+                group.join(", ")
+            ));
+        }
+    }
     let kind_ok = match t {
         Some(Transform::Shift(_) | Transform::Truncate(_)) => {
             matches!(
@@ -608,9 +624,10 @@ fn drift_rule(col: &str, m: Option<&ColumnMeta>) -> (&'static str, String) {
     let id_like =
         lower == "id" || lower.ends_with("_id") || lower.ends_with("id") && lower.len() <= 4;
     // An integer id (a key, or a reference to one): kept, as the key it points at is.
-    let rule = if m.kind == TypeKind::Number && id_like && (m.unique || m.not_null) {
+    let unique = m.unique || !m.unique_with.is_empty();
+    let rule = if m.kind == TypeKind::Number && id_like && (unique || m.not_null) {
         "\"keep\""
-    } else if m.unique {
+    } else if unique {
         "{ hash = { format = \"preserve\" }, unique = true }"
     } else if !m.not_null {
         "\"null\""
@@ -626,7 +643,7 @@ fn drift_rule(col: &str, m: Option<&ColumnMeta>) -> (&'static str, String) {
         }
     };
     let mut notes = vec![m.type_name.clone()];
-    if m.unique {
+    if unique {
         notes.push("unique".into());
     } else if m.not_null {
         notes.push("NOT NULL".into());

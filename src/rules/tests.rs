@@ -530,6 +530,7 @@ fn typed(name: &str, cols: &[(&str, &str, bool)]) -> SourceTable {
                     },
                     max_len,
                     type_name: ty.to_string(),
+                    unique_with: Vec::new(),
                 }
             })
             .collect(),
@@ -673,6 +674,7 @@ fn drift_lines_paste_as_printed_and_suit_each_column() {
         kind,
         max_len: None,
         type_name: ty.into(),
+        unique_with: Vec::new(),
     };
     let text = "[tables.customers.columns]\nid = \"keep\"\n\n[tables.orders]\nwhere = \"true\"\n[tables.orders.columns]\nid = \"keep\"\n";
     let p = plan(text).unwrap();
@@ -851,4 +853,40 @@ fn a_template_is_cut_to_its_column() {
         panic!("template expected")
     };
     assert_eq!(t.render(|_| Some("Émilienne")), "Émilienne.Ém");
+}
+
+#[test]
+fn columns_of_composite_and_partial_unique_indexes_keep_rows_apart() {
+    let mut t = typed(
+        "ev",
+        &[
+            ("d", "date", false),
+            ("k", "integer", false),
+            ("email", "text", false),
+        ],
+    );
+    let meta = t.meta.as_mut().unwrap();
+    meta[0].unique_with = vec![vec!["d".into(), "k".into()]];
+    meta[1].unique_with = vec![vec!["d".into(), "k".into()]];
+    meta[2].unique_with = vec![vec!["email".into()]];
+    let check = |rules: &str| -> Vec<String> {
+        match bind(&plan(rules).unwrap(), std::slice::from_ref(&t)) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    };
+    assert_eq!(
+        check("[tables.ev.columns]\nd = { truncate = \"month\" }\nk = \"keep\"\nemail = { fake = \"email\" }\n"),
+        [
+            "r.toml:2:5: column public.ev.d is in the unique index on (d, k); its rule must promise distinct values (\"keep\", hash = { format = \"preserve\" }, a hash or fake with unique = true) or take an offset by = another column of that index",
+            "r.toml:4:9: column public.ev.email is in the unique index on (email); its rule must promise distinct values (\"keep\", hash = { format = \"preserve\" }, a hash or fake with unique = true) or take an offset by = another column of that index",
+        ]
+    );
+    // A date shifted by an offset per k keeps (d, k) apart; a unique fake keeps emails apart.
+    assert!(check("[tables.ev.columns]\nd = { shift = { days = 9, by = \"k\" } }\nk = \"keep\"\nemail = { fake = \"email\", unique = true }\n").is_empty());
+    // Noise by k rounds: not one-to-one.
+    assert_eq!(
+        check("[tables.ev.columns]\nd = \"keep\"\nk = { noise = { percent = 5, by = \"d\" } }\nemail = \"null\"\n").len(),
+        1
+    );
 }

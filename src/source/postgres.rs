@@ -369,6 +369,15 @@ const FOREIGN_KEYS_SQL: &str = "SELECT fn.nspname, f.relname, tn.nspname, t.reln
      JOIN pg_class t ON t.oid = k.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
      WHERE k.contype = 'f'";
 
+/// Unique indexes on plain columns other than a single column's whole-table one: (schema, table,
+/// the indexed columns). Expression indexes are left out (their columns are not named).
+const UNIQUE_GROUPS_SQL: &str = "SELECT n.nspname, c.relname, \
+            ARRAY(SELECT a.attname::text FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o) \
+                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) \
+     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE i.indisunique AND i.indexprs IS NULL AND (i.indnkeyatts > 1 OR i.indpred IS NOT NULL) \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
+
 /// Read the whole catalog in three queries.
 pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
     let rows = client
@@ -408,8 +417,23 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
                     kind: type_kind(row.get(10), row.get(11)),
                     max_len: max_len.map(|l| l as usize),
                     type_name: row.get::<_, &str>(7).to_string(),
+                    unique_with: Vec::new(),
                 },
             });
+    }
+    // Composite and partial unique indexes, on the columns they hold.
+    for r in client
+        .query(UNIQUE_GROUPS_SQL, &[])
+        .await
+        .map_err(query_err("reading the source's unique indexes"))?
+    {
+        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        let group: Vec<String> = r.get(2);
+        if let Some(t) = tables.iter_mut().find(|t| t.name == name) {
+            for c in t.columns.iter_mut().filter(|c| group.contains(&c.name)) {
+                c.meta.unique_with.push(group.clone());
+            }
+        }
     }
     let (mut sequences, mut unreadable_sequences) = (Vec::new(), Vec::new());
     for r in client
