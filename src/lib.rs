@@ -19,4 +19,5 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod sql;
+pub mod subset;
 pub mod transform;
