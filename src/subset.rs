@@ -62,7 +62,9 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub enum Role {
     /// No subset of its own: follows the sampled tables it reaches (if `follow`), else copied whole.
-    Plain { follow: bool },
+    Plain {
+        follow: bool,
+    },
     Sampled(Sample),
     /// Only the rows that kept rows reference.
     OnlyReferenced,
@@ -171,7 +173,9 @@ pub enum Filter {
     },
     /// Each reference of the row is NULL or to a kept row (a following table without a key that
     /// nothing references).
-    Refs { checks: Vec<(Vec<String>, Arc<KeySet>)> },
+    Refs {
+        checks: Vec<(Vec<String>, Arc<KeySet>)>,
+    },
 }
 
 /// A table's filter with its columns resolved for one bound table (a partition has its own column
@@ -399,13 +403,7 @@ impl Planner {
 fn cyclic_nodes(graph: &Graph, parts: &[Part]) -> BTreeSet<usize> {
     components(graph, parts)
         .into_iter()
-        .filter(|g| {
-            g.len() > 1
-                || graph
-                    .edges
-                    .iter()
-                    .any(|e| e.from == g[0] && e.to == g[0])
-        })
+        .filter(|g| g.len() > 1 || graph.edges.iter().any(|e| e.from == g[0] && e.to == g[0]))
         .flatten()
         .collect()
 }
@@ -618,8 +616,7 @@ impl State {
         scanner: &mut impl Scanner,
     ) -> Result<(), ScanError> {
         let cyclic = group.len() > 1
-            || p
-                .graph
+            || p.graph
                 .edges
                 .iter()
                 .any(|e| e.from == group[0] && e.to == group[0]);
@@ -638,7 +635,10 @@ impl State {
                     read += 1;
                     let (always, chosen) = judge.sample(values, always_sql);
                     if always || (chosen && state.outside_refs_hold(p, node, group, values)) {
-                        rows.push((always, values.iter().map(|v| v.map(str::to_string)).collect()));
+                        rows.push((
+                            always,
+                            values.iter().map(|v| v.map(str::to_string)).collect(),
+                        ));
                     }
                 })
                 .await?;
@@ -937,10 +937,7 @@ impl State {
                         .map(|e| {
                             let set = match &p.graph.nodes[e.to].key {
                                 Some(k) if *k == e.to_columns => Arc::clone(&kept[e.to]),
-                                _ => values[e.to]
-                                    .get(&e.to_columns)
-                                    .cloned()
-                                    .unwrap_or_default(),
+                                _ => values[e.to].get(&e.to_columns).cloned().unwrap_or_default(),
                             };
                             (e.from_columns.clone(), set)
                         })
@@ -1140,8 +1137,7 @@ mod tests {
                 break;
             }
         }
-        let whole =
-            |i: usize| !filtered[i] && !matches!(g.nodes[i].role, Role::OnlyReferenced);
+        let whole = |i: usize| !filtered[i] && !matches!(g.nodes[i].role, Role::OnlyReferenced);
         let col = |i: usize, name: &str| m.columns[i].iter().position(|c| c == name).unwrap();
         let always = |i: usize, id: usize| match &g.nodes[i].role {
             Role::Sampled(s) => s.always_keys.contains(id.to_string().as_bytes()),
@@ -1258,7 +1254,9 @@ mod tests {
             ..s.clone()
         };
         let differ = (0..1000)
-            .filter(|i| s.chooses(i.to_string().as_bytes()) != other.chooses(i.to_string().as_bytes()))
+            .filter(|i| {
+                s.chooses(i.to_string().as_bytes()) != other.chooses(i.to_string().as_bytes())
+            })
             .count();
         assert!(differ > 100, "{differ}");
     }

@@ -46,8 +46,14 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         scanned.tables.iter().filter_map(|t| t.rows).sum::<u64>(),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let bound = rules::bind(plan, &scanned.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
-    let problems = rules::keys::key_problems(plan, &bound, &scanned.tables, &scanned.foreign_keys);
+    let mut bound = rules::bind(plan, &scanned.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
+    let keys: Vec<_> = scanned
+        .foreign_keys
+        .iter()
+        .cloned()
+        .chain(plan.references.iter().map(|r| (None, r.key.clone())))
+        .collect();
+    let problems = rules::keys::key_problems(plan, &bound, &scanned.tables, &keys);
     if !problems.is_empty() {
         return Err(Error::Bind(Diagnostics(problems)));
     }
@@ -61,8 +67,11 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
             t.name
         ));
     }
+    if super::subset::wanted(plan) {
+        progress.phase("choosing the subset's rows (a pass over the dump's keys)");
+        super::subset::choose_in_dump(plan, &mut input, &scanned, &mut bound, policy)?;
+    }
     // The tables without rows in the dump were bound (their rules checked) but are not copied.
-    let mut bound = bound;
     bound.truncate(scanned.blocks);
     progress.run_started(
         &bound

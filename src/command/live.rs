@@ -27,6 +27,7 @@ pub async fn check_source(
             let keys: Vec<(Option<String>, pg::ForeignKey)> = catalog
                 .key_columns
                 .iter()
+                .chain(plan.references.iter().map(|r| &r.key))
                 .map(|k| (None, k.clone()))
                 .collect();
             let mut problems =
@@ -56,7 +57,6 @@ async fn filter_problems(
 ) -> Result<Vec<Diagnostic>, Error> {
     let mut out = Vec::new();
     for t in plan.tables.values() {
-        let Some(filter) = &t.filter else { continue };
         // A partitioned table's filter is checked on it (its partitions use the same one).
         if !catalog.tables.iter().any(|c| c.name == t.name) {
             continue;
@@ -67,14 +67,22 @@ async fn filter_problems(
             .find(|c| c.name == t.name)
             .map(|c| c.columns.iter().map(|c| c.name.clone()).collect())
             .unwrap_or_default();
-        if let Some(why) = pg::filter_problem(client, &t.name, &columns, filter)
-            .await
-            .map_err(db)?
-        {
-            out.push(Diagnostic {
-                location: Some(t.location.clone()),
-                message: format!("where of {}: {why}", t.name),
-            });
+        // `where`, and a subset's `always` condition: both read by the server.
+        let always = t.subset.as_ref().and_then(|s| {
+            let a = s.always.as_ref()?;
+            Some((a, s.location.clone(), "subset always"))
+        });
+        let filter = t.filter.as_ref().map(|f| (f, t.location.clone(), "where"));
+        for (text, location, what) in filter.into_iter().chain(always) {
+            if let Some(why) = pg::filter_problem(client, &t.name, &columns, text)
+                .await
+                .map_err(db)?
+            {
+                out.push(Diagnostic {
+                    location: Some(location),
+                    message: format!("{what} of {}: {why}", t.name),
+                });
+            }
         }
     }
     Ok(out)

@@ -11,3 +11,4 @@ pub mod preview;
 pub mod refresh;
 pub mod sample;
 pub mod scan;
+pub mod subset;

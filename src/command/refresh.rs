@@ -498,7 +498,11 @@ async fn run_opened(
         snapshot.catalog.tables.len(),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let bound = check_source(plan, &source, &snapshot.catalog).await?;
+    let mut bound = check_source(plan, &source, &snapshot.catalog).await?;
+    if super::subset::wanted(plan) {
+        progress.phase("choosing the subset's rows (reading keys in the snapshot)");
+        super::subset::choose_in_database(plan, &source, &snapshot.catalog, &mut bound).await?;
+    }
     role_warnings(&snapshot.catalog, progress);
     let prepared = Prepared {
         jobs: jobs(plan, &snapshot.catalog, bound),
@@ -740,7 +744,7 @@ impl Mover<'_> {
                         }
                     };
                     stats.rows_read = rows;
-                    stats.rows_written = rows;
+                    stats.rows_written = kept(&table, rows);
                     stats.bytes_written = bytes;
                     stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
                 }
@@ -822,7 +826,7 @@ impl Mover<'_> {
                                 )))?;
                         }
                         stats.rows_read = rows;
-                        stats.rows_written = rows;
+                        stats.rows_written = kept(&job.table, rows);
                         stats.bytes_written = bytes;
                         stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
                     }
@@ -1143,6 +1147,13 @@ impl Mover<'_> {
 }
 
 /// Stop between the steps of a refresh when SIGINT or SIGTERM asked for it.
+/// The rows of a table its subset kept, of `rows` read.
+fn kept(table: &BoundTable, rows: u64) -> u64 {
+    table.subset.as_ref().map_or(rows, |f| {
+        rows.saturating_sub(f.dropped.load(Ordering::Relaxed))
+    })
+}
+
 fn stop_if_asked() -> Result<(), PipelineError> {
     match crate::interrupt::requested() {
         Some(signal) => Err(PipelineError::Interrupted(signal)),

@@ -116,8 +116,16 @@ fn read<R: Read>(
             Ok(Some(Event::DataEnd { block, text })) => {
                 // A skipped INSERT run loses its statements, so its closing text goes too.
                 let skipped = matches!(tables[block].action, TableAction::Skip);
-                if skipped && matches!(*format, DataFormat::Insert { .. }) {
+                let insert = matches!(*format, DataFormat::Insert { .. });
+                if skipped && insert {
                     Slot::End(Vec::new())
+                } else if insert && tables[block].subset.is_some() {
+                    // Under a subset every kept tuple is a whole statement: the run's last `;` goes.
+                    let at = text.iter().position(|b| !b.is_ascii_whitespace());
+                    match at {
+                        Some(i) if text[i] == b';' => Slot::End(text[i + 1..].to_vec()),
+                        _ => Slot::End(text),
+                    }
                 } else {
                     Slot::End(text)
                 }
@@ -238,6 +246,15 @@ fn write(
                 }
                 if let Some((mut s, t0)) = current.take() {
                     s.seconds = t0.elapsed().as_secs_f64();
+                    if let Some(f) = tables
+                        .iter()
+                        .find(|t| t.name == s.name)
+                        .and_then(|t| t.subset.as_ref())
+                    {
+                        s.rows_written = s
+                            .rows_read
+                            .saturating_sub(f.dropped.load(std::sync::atomic::Ordering::Relaxed));
+                    }
                     progress.table_finished(&s);
                     report.tables.push(s);
                 }

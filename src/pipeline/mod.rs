@@ -185,6 +185,9 @@ pub enum PipelineError {
     /// Staging lacks tables or columns the run would load (found before anything was written).
     #[error("{0}")]
     TargetSchema(crate::diagnostic::Diagnostics),
+    /// The subset's rows could not be chosen.
+    #[error("choosing the subset: {0}")]
+    Subset(String),
     /// The transform threads could not be started.
     #[error("starting the transform threads: {0}")]
     Start(#[source] rayon::ThreadPoolBuildError),
@@ -214,6 +217,14 @@ pub fn process_batch(
     batch: Batch,
     buffers: &BufferPool,
 ) -> Result<Vec<u8>, Box<RowError>> {
+    // Text COPY rows are filtered in `process_rows`, which a database source calls directly.
+    let batch = match (&table.subset, format) {
+        (Some(_), DataFormat::Copy(CopyFormat::Text)) => batch,
+        (Some(filter), _) if !matches!(table.action, TableAction::Skip) => {
+            subset_batch(table, filter, format, batch, buffers)?
+        }
+        _ => batch,
+    };
     match format {
         DataFormat::Copy(CopyFormat::Text) => process_rows(
             table,
@@ -223,7 +234,7 @@ pub fn process_batch(
             buffers,
         ),
         DataFormat::Copy(f) => process_records(table, f, batch, buffers),
-        DataFormat::Insert { scs, positions } => process_tuples(
+        DataFormat::Insert { scs, positions, .. } => process_tuples(
             table,
             *scs,
             positions.as_deref().map(Vec::as_slice),
@@ -231,6 +242,120 @@ pub fn process_batch(
             buffers,
         ),
     }
+}
+
+/// The rows of a batch that its table's subset keeps, in the same format. An INSERT run's kept
+/// tuples each become a statement of their own (`header (…);`): dropping tuples from a statement
+/// that spans batches could not otherwise keep its text whole. Errors name the row, never a value.
+fn subset_batch(
+    table: &BoundTable,
+    filter: &crate::subset::RowFilter,
+    format: &DataFormat,
+    batch: Batch,
+    buffers: &BufferPool,
+) -> Result<Batch, Box<RowError>> {
+    let err = |i: usize, kind: RowErrorKind| {
+        Box::new(RowError {
+            table: table.name.clone(),
+            row: batch.first_row + i as u64,
+            line: None,
+            column: None,
+            kind,
+        })
+    };
+    let data = &batch.data;
+    let mut out = buffers.take(data.len());
+    let mut tuples = Vec::new();
+    match format {
+        DataFormat::Copy(CopyFormat::Text) => {
+            let text = std::str::from_utf8(data).map_err(|e| {
+                let row = memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count();
+                err(row, RowErrorKind::InvalidUtf8)
+            })?;
+            let mut fields: Vec<&str> = Vec::new();
+            for (i, line) in lines(text).enumerate() {
+                fields.clear();
+                copy::split(line, &mut fields);
+                let keep = filter
+                    .keeps(|c| match fields.get(c) {
+                        Some(f) => copy::decode(f).map_err(RowErrorKind::from),
+                        None => Err(RowErrorKind::ColumnCount {
+                            expected: table.columns.len(),
+                            found: fields.len(),
+                        }),
+                    })
+                    .map_err(|e| err(i, e))?;
+                if keep {
+                    out.extend_from_slice(line.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+        }
+        DataFormat::Copy(f) => {
+            for (i, record) in split_records(data, f).into_iter().enumerate() {
+                let body = std::str::from_utf8(record_body(record, f))
+                    .map_err(|_| err(i, RowErrorKind::InvalidUtf8))?;
+                let fields = f.fields(body).map_err(|e| err(i, e.into()))?;
+                let keep = filter
+                    .keeps(|c| match fields.get(c) {
+                        Some(v) => Ok(v.value.clone()),
+                        None => Err(RowErrorKind::ColumnCount {
+                            expected: table.columns.len(),
+                            found: fields.len(),
+                        }),
+                    })
+                    .map_err(|e| err(i, e))?;
+                if keep {
+                    out.extend_from_slice(record);
+                }
+            }
+        }
+        DataFormat::Insert {
+            scs,
+            positions,
+            header,
+        } => {
+            use crate::sql::literal;
+            let element_of = |c: usize| match positions {
+                None => Some(c),
+                Some(p) => p.iter().position(|x| *x == Some(c)),
+            };
+            for (i, &(from, to)) in batch.tuples.iter().enumerate() {
+                let tuple = &data[from as usize..to as usize];
+                let elements =
+                    literal::elements(tuple, *scs).map_err(|e| err(i, RowErrorKind::Tuple(e)))?;
+                let keep = filter
+                    .keeps(|c| {
+                        let e = element_of(c).and_then(|e| elements.get(e)).ok_or(
+                            RowErrorKind::ColumnCount {
+                                expected: table.columns.len(),
+                                found: elements.len(),
+                            },
+                        )?;
+                        literal::value(tuple, e, *scs).map_err(RowErrorKind::Tuple)
+                    })
+                    .map_err(|e| err(i, e))?;
+                if keep {
+                    out.extend_from_slice(header);
+                    let start = out.len() as u32;
+                    out.extend_from_slice(tuple);
+                    tuples.push((start, out.len() as u32));
+                    out.extend_from_slice(b";\n");
+                }
+            }
+            // Each batch's statements are whole; the run's closing text (the end of its last
+            // statement) loses its `;` in the writer.
+        }
+    }
+    let first_line = batch.first_line;
+    let first_row = batch.first_row;
+    buffers.give(batch.data);
+    Ok(Batch {
+        data: out,
+        tuples,
+        first_line,
+        first_row,
+    })
 }
 
 /// What one cell of a row becomes.
@@ -544,7 +669,7 @@ pub fn to_copy_text(
             let _ = offset;
             out
         }
-        DataFormat::Insert { scs, positions } => {
+        DataFormat::Insert { scs, positions, .. } => {
             use crate::sql::literal;
             let mut out = Vec::new();
             for (i, &(from, to)) in batch.tuples.iter().enumerate() {
@@ -637,6 +762,19 @@ pub fn process_rows(
     let ops = match &table.action {
         TableAction::Copy { ops } => ops,
         TableAction::Skip => return Ok(Vec::new()),
+    };
+    let data = match &table.subset {
+        Some(filter) => {
+            let batch = Batch {
+                data,
+                tuples: Vec::new(),
+                first_line,
+                first_row,
+            };
+            let format = DataFormat::Copy(CopyFormat::Text);
+            subset_batch(table, filter, &format, batch, buffers)?.data
+        }
+        None => data,
     };
     // One pass over the whole batch is much cheaper than one per row; on failure, find the row.
     // The fields are then sliced out of this one validated text, never checked again.

@@ -183,6 +183,8 @@ pub struct BoundTable {
     /// The rule of each column, for reports (`keep`, `fake = "email"`, `uncovered (kept)`).
     pub rules: Vec<String>,
     pub action: TableAction,
+    /// The rows a subset keeps (none: every row).
+    pub subset: Option<std::sync::Arc<crate::subset::RowFilter>>,
 }
 
 impl BoundTable {
@@ -193,6 +195,7 @@ impl BoundTable {
             columns: table.columns.clone(),
             rules: vec!["skip".into(); table.columns.len()],
             action: TableAction::Skip,
+            subset: None,
         }
     }
 
@@ -263,6 +266,7 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                 action: TableAction::Copy {
                     ops: vec![CellOp::Pass; table.columns.len()],
                 },
+                subset: None,
             });
             continue;
         };
@@ -353,6 +357,7 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
             columns: table.columns.clone(),
             rules: descriptions,
             action: TableAction::Copy { ops },
+            subset: None,
         });
     }
 

@@ -46,6 +46,43 @@ pub struct Plan {
     /// a database without its own section takes `tables`.
     pub databases: BTreeMap<String, BTreeMap<QualifiedName, TablePlan>>,
     pub policy: ObjectPolicy,
+    /// `[[references]]`: references the schema does not declare.
+    pub references: Vec<Reference>,
+    /// The keyed hash subsets sample with (the secret key under the `subset` domains).
+    pub subset_key: SubsetKey,
+}
+
+/// A reference from the rules file.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub key: crate::schema::ForeignKey,
+    pub location: Location,
+}
+
+/// The secret key, for nothing but the per-table subset domains.
+#[derive(Debug)]
+pub struct SubsetKey(SecretKey);
+
+impl SubsetKey {
+    /// The keyed hash of one table's sample: its own domain, `subset:` and the table's name.
+    pub fn table(&self, table: &QualifiedName) -> crate::transform::seed::Prf {
+        self.0.domain(&format!("subset:{table}"))
+    }
+}
+
+/// `subset = { … }` of a table.
+#[derive(Debug, Clone)]
+pub struct SubsetPlan {
+    /// `percent`: None for a table that only says `follow` or `only_referenced`.
+    pub percent: Option<f64>,
+    /// `always`: an SQL condition (database sources).
+    pub always: Option<String>,
+    /// `always_keys`: each key's values as text.
+    pub always_keys: Vec<Vec<String>>,
+    pub follow: bool,
+    pub only_referenced: bool,
+    pub key: Option<Vec<String>>,
+    pub location: Location,
 }
 
 /// Keep or drop a kind of object that is not table rows.
@@ -107,6 +144,7 @@ pub struct TablePlan {
     /// Table names (in the same schema, `*` matching any run of characters) that are this table's
     /// partitions when the source does not say so.
     pub partitions: Vec<String>,
+    pub subset: Option<SubsetPlan>,
 }
 
 impl TablePlan {
@@ -383,11 +421,24 @@ pub(super) fn build(
     let mut databases = BTreeMap::new();
     for (name, db) in &file.databases {
         let tables = build_tables(&mut b, &db.tables, env);
+        if let Some((_, t)) = tables.iter().find(|(_, t)| t.subset.is_some()) {
+            let span = name.span();
+            b.error(
+                span,
+                format!("{}: subsets apply to the tables of one database, not to the databases of a pg_dumpall file", t.name),
+            );
+        }
         databases.insert(name.get_ref().clone(), tables);
     }
+    let references = file
+        .references
+        .iter()
+        .filter_map(|r| reference(&mut b, r))
+        .collect();
     if !b.diags.is_empty() {
         return Err(b.diags);
     }
+    let subset_key = SubsetKey(b.key.clone());
     Ok(Plan {
         rules_file: src.file.clone(),
         source,
@@ -398,6 +449,205 @@ pub(super) fn build(
         tables,
         databases,
         policy,
+        references,
+        subset_key,
+    })
+}
+
+/// `table.column` (the table as in `[tables."…"]`) split at its last dot outside quotes.
+fn column_path(text: &str) -> Option<(QualifiedName, String)> {
+    let mut quoted = false;
+    let mut last = None;
+    for (i, ch) in text.char_indices() {
+        match ch {
+            '"' => quoted = !quoted,
+            '.' if !quoted => last = Some(i),
+            _ => {}
+        }
+    }
+    let at = last?;
+    let (table, column) = (&text[..at], &text[at + 1..]);
+    let column = match column.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+        Some(c) => c.replace("\"\"", "\""),
+        None => column.to_string(),
+    };
+    if column.is_empty() {
+        return None;
+    }
+    Some((QualifiedName::parse(table)?, column))
+}
+
+/// One `[[references]]` entry.
+fn reference(b: &mut Builder, r: &Spanned<config::ReferenceSpec>) -> Option<Reference> {
+    let side = |b: &mut Builder, names: &Spanned<config::Names>, what: &str| {
+        let list: Vec<&String> = match names.get_ref() {
+            config::Names::One(n) => vec![n],
+            config::Names::Many(v) => v.iter().collect(),
+        };
+        if list.is_empty() {
+            b.error(
+                names.span(),
+                format!("[[references]] {what}: name at least one column"),
+            );
+            return None;
+        }
+        let mut table: Option<QualifiedName> = None;
+        let mut columns = Vec::new();
+        for n in list {
+            let Some((t, c)) = column_path(n) else {
+                b.error(
+                    names.span(),
+                    format!("[[references]] {what}: \"{n}\" is not table.column (or schema.table.column)"),
+                );
+                return None;
+            };
+            if table.as_ref().is_some_and(|x| *x != t) {
+                b.error(
+                    names.span(),
+                    format!("[[references]] {what}: every column must be of the same table"),
+                );
+                return None;
+            }
+            table = Some(t);
+            columns.push(c);
+        }
+        Some((table?, columns))
+    };
+    let from = side(b, &r.get_ref().from, "from");
+    let to = side(b, &r.get_ref().to, "to");
+    let ((from, from_columns), (to, to_columns)) = (from?, to?);
+    if from_columns.len() != to_columns.len() {
+        b.error(
+            r.span(),
+            format!(
+                "[[references]]: from has {} column(s) and to has {}",
+                from_columns.len(),
+                to_columns.len()
+            ),
+        );
+        return None;
+    }
+    let location = b.at(r.span());
+    Some(Reference {
+        key: crate::schema::ForeignKey {
+            name: format!("[[references]] at {location}"),
+            from,
+            from_columns,
+            to,
+            to_columns,
+        },
+        location,
+    })
+}
+
+/// A table's `subset = { … }`.
+fn subset(
+    b: &mut Builder,
+    name: &QualifiedName,
+    spec: &Spanned<config::SubsetSpec>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<SubsetPlan> {
+    let s = spec.get_ref();
+    let mut ok = true;
+    let percent = match &s.percent {
+        Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 100.0) => {
+            b.error(
+                p.span(),
+                format!("{name}: subset percent must be above 0 and at most 100"),
+            );
+            ok = false;
+            None
+        }
+        Some(p) => Some(*p.get_ref()),
+        None => None,
+    };
+    let follow = s.follow.as_ref().is_none_or(|f| *f.get_ref());
+    let only_referenced = s.only_referenced.as_ref().is_some_and(|f| *f.get_ref());
+    let always = match &s.always {
+        Some(a) => match interpolate(a.get_ref(), env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                b.error(a.span(), format!("subset always: {e}"));
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let mut always_keys = Vec::new();
+    if let Some(keys) = &s.always_keys {
+        for k in keys.get_ref() {
+            let text = |v: &toml::Value| match v {
+                toml::Value::String(s) => Some(s.clone()),
+                toml::Value::Integer(i) => Some(i.to_string()),
+                toml::Value::Boolean(x) => Some(if *x { "t" } else { "f" }.to_string()),
+                _ => None,
+            };
+            let values = match k {
+                toml::Value::Array(parts) => parts.iter().map(text).collect::<Option<Vec<_>>>(),
+                v => text(v).map(|t| vec![t]),
+            };
+            match values {
+                Some(v) if !v.is_empty() => always_keys.push(v),
+                _ => {
+                    b.error(
+                        keys.span(),
+                        format!("{name}: always_keys takes strings, integers or booleans (a list of them for a key of several columns)"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let conflict = |b: &mut Builder, why: &str| {
+        b.error(
+            spec.span(),
+            format!("conflicting subset options for {name}: {why}"),
+        );
+    };
+    if only_referenced && (percent.is_some() || always.is_some() || !always_keys.is_empty()) {
+        conflict(b, "only_referenced keeps only the rows other rows reference, so it takes no percent, always or always_keys");
+        ok = false;
+    }
+    if only_referenced && s.follow.is_some() {
+        conflict(b, "only_referenced tables follow nothing; drop follow");
+        ok = false;
+    }
+    if percent.is_none() && !only_referenced && (always.is_some() || !always_keys.is_empty()) {
+        conflict(
+            b,
+            "always and always_keys add rows to a sample: give percent too",
+        );
+        ok = false;
+    }
+    if percent.is_some() && !follow {
+        conflict(
+            b,
+            "follow = false copies the table whole, which a percent contradicts",
+        );
+        ok = false;
+    }
+    if percent.is_none() && !only_referenced && follow && s.key.is_none() {
+        b.error(
+            spec.span(),
+            format!("{name}: subset needs percent, follow = false or only_referenced = true"),
+        );
+        ok = false;
+    }
+    let key = s.key.as_ref().map(|k| k.get_ref().clone());
+    if key.as_ref().is_some_and(|k| k.is_empty()) {
+        b.error(spec.span(), format!("{name}: subset key names no column"));
+        ok = false;
+    }
+    let location = b.at(spec.span());
+    ok.then_some(SubsetPlan {
+        percent,
+        always,
+        always_keys,
+        follow,
+        only_referenced,
+        key,
+        location,
     })
 }
 
@@ -545,6 +795,10 @@ fn build_tables(
             continue;
         }
         let location = b.at(span);
+        let subset = t.subset.as_ref().and_then(|s| subset(b, &name, s, env));
+        if let (Some(s), true) = (&t.subset, skip) {
+            b.error(s.span(), format!("conflicting options for table {name}: skip = true copies no rows, so it takes no subset"));
+        }
         tables.insert(
             name.clone(),
             TablePlan {
@@ -553,6 +807,7 @@ fn build_tables(
                 skip,
                 columns,
                 location,
+                subset,
                 partitions: t
                     .partitions
                     .iter()

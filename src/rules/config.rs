@@ -22,6 +22,37 @@ pub struct RulesFile {
     /// Rules for the tables of one database of a pg_dumpall file.
     #[serde(default)]
     pub databases: BTreeMap<Spanned<String>, DatabaseRules>,
+    /// References the schema does not declare (`[[references]]`).
+    #[serde(default)]
+    pub references: Vec<Spanned<ReferenceSpec>>,
+}
+
+/// `[[references]] from = "orders.customer_id"`, `to = "customers.id"` (lists for composite keys).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    pub from: Spanned<Names>,
+    pub to: Spanned<Names>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `subset = { percent = 10, always = "…", always_keys = [...], follow = false, only_referenced = true, key = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetSpec {
+    pub percent: Option<Spanned<f64>>,
+    pub always: Option<Spanned<String>>,
+    pub always_keys: Option<Spanned<Vec<toml::Value>>>,
+    pub follow: Option<Spanned<bool>>,
+    pub only_referenced: Option<Spanned<bool>>,
+    /// The columns that identify a row, for a table without a primary key.
+    pub key: Option<Spanned<Vec<String>>>,
 }
 
 /// What happens to objects that are not table rows.
@@ -80,6 +111,7 @@ pub struct TableRules {
     /// Names (with `*` wildcards) of this table's partitions, for sources that do not say which
     /// tables are partitions of which (a data-only dump).
     pub partitions: Option<Vec<Spanned<String>>>,
+    pub subset: Option<Spanned<SubsetSpec>>,
     pub columns: Option<BTreeMap<Spanned<String>, Spanned<ColumnRule>>>,
 }
 

@@ -77,6 +77,8 @@ pub enum DataFormat {
     Insert {
         scs: bool,
         positions: Option<Arc<Vec<Option<usize>>>>,
+        /// The run's INSERT header (`INSERT INTO t (…) VALUES `), which every statement of it has.
+        header: Arc<[u8]>,
     },
 }
 
@@ -200,6 +202,7 @@ pub struct DumpReader<R> {
     partitions: Vec<(Option<String>, QualifiedName, QualifiedName)>,
     /// `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY`: (database, the key).
     foreign_keys: Vec<(Option<String>, crate::schema::ForeignKey)>,
+    primary_keys: Vec<(Option<String>, QualifiedName, Vec<String>)>,
     /// Foreign tables left out: statements about them go too.
     dropped_foreign: std::collections::HashSet<QualifiedName>,
     /// Names the dump made views, or gave an INSERT rule: no data may go to them.
@@ -408,6 +411,7 @@ impl<R: Read> DumpReader<R> {
             defs: HashMap::new(),
             partitions: Vec::new(),
             foreign_keys: Vec::new(),
+            primary_keys: Vec::new(),
             dropped_foreign: Default::default(),
             not_tables: Default::default(),
             blocks: 0,
@@ -854,6 +858,7 @@ impl<R: Read> DumpReader<R> {
                 format: DataFormat::Insert {
                     scs,
                     positions: positions.map(Arc::new),
+                    header: canonical.clone().into(),
                 },
                 header: Vec::new(),
             });
@@ -1263,6 +1268,7 @@ impl<R: Read> DumpReader<R> {
                 self.not_tables.insert((self.db.clone(), name));
             }
             Info::ForeignKey(fk) => self.foreign_keys.push((self.db.clone(), fk)),
+            Info::PrimaryKey(t, cols) => self.primary_keys.push((self.db.clone(), t, cols)),
             Info::None | Info::Refresh => {}
         }
     }
@@ -1560,6 +1566,8 @@ pub struct Prescan {
     pub notes: BTreeMap<String, u64>,
     /// The foreign keys the dump adds (with their database in a pg_dumpall file).
     pub foreign_keys: Vec<(Option<String>, crate::schema::ForeignKey)>,
+    /// The primary keys the dump adds: (database, table, columns).
+    pub primary_keys: Vec<(Option<String>, QualifiedName, Vec<String>)>,
 }
 
 impl Note {
@@ -1619,6 +1627,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
     }
     out.blocks = out.tables.len();
     out.foreign_keys = std::mem::take(&mut reader.foreign_keys);
+    out.primary_keys = std::mem::take(&mut reader.primary_keys);
     // Tables created without rows (partitioned parents hold none of their own).
     let mut defined: Vec<&(Option<String>, QualifiedName)> = reader.defs.keys().collect();
     defined.sort();

@@ -203,6 +203,8 @@ pub struct CatalogTable {
     /// The top of the partition tree this leaf belongs to.
     pub partition_root: Option<QualifiedName>,
     pub columns: Vec<CatalogColumn>,
+    /// The primary key, or else the narrowest unique index of NOT NULL columns.
+    pub key: Option<Vec<String>>,
     pub row_estimate: i64,
 }
 
@@ -369,14 +371,20 @@ const FOREIGN_KEYS_SQL: &str = "SELECT fn.nspname, f.relname, tn.nspname, t.reln
      JOIN pg_class t ON t.oid = k.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
      WHERE k.contype = 'f'";
 
-/// Unique indexes on plain columns other than a single column's whole-table one: (schema, table,
-/// the indexed columns). Expression indexes are left out (their columns are not named).
+/// Unique indexes on plain columns: (schema, table, the indexed columns, primary key, partial, all
+/// columns NOT NULL, index name). Expression indexes are left out (their columns are not named).
 const UNIQUE_GROUPS_SQL: &str = "SELECT n.nspname, c.relname, \
             ARRAY(SELECT a.attname::text FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o) \
-                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) \
+                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), \
+            i.indisprimary, i.indpred IS NOT NULL, \
+            NOT EXISTS (SELECT 1 FROM unnest(i.indkey[0:i.indnkeyatts - 1]) k(n) \
+                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n WHERE NOT a.attnotnull), \
+            ic.relname::text \
      FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE i.indisunique AND i.indexprs IS NULL AND (i.indnkeyatts > 1 OR i.indpred IS NOT NULL) \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
+     JOIN pg_class ic ON ic.oid = i.indexrelid \
+     WHERE i.indisunique AND i.indexprs IS NULL \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+     ORDER BY 1, 2, 4 DESC, i.indnkeyatts, 7";
 
 /// Read the whole catalog in three queries.
 pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
@@ -400,6 +408,7 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
                 writable: row.get(15),
                 partition_root: root,
                 columns: Vec::new(),
+                key: None,
                 row_estimate: row.get::<_, i64>(3).max(0),
             });
         }
@@ -421,7 +430,8 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
                 },
             });
     }
-    // Composite and partial unique indexes, on the columns they hold.
+    // Composite and partial unique indexes, on the columns they hold; each table's key (its
+    // primary key, or the narrowest unique index of NOT NULL columns).
     for r in client
         .query(UNIQUE_GROUPS_SQL, &[])
         .await
@@ -429,9 +439,15 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
     {
         let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
         let group: Vec<String> = r.get(2);
+        let (primary, partial, not_null): (bool, bool, bool) = (r.get(3), r.get(4), r.get(5));
         if let Some(t) = tables.iter_mut().find(|t| t.name == name) {
-            for c in t.columns.iter_mut().filter(|c| group.contains(&c.name)) {
-                c.meta.unique_with.push(group.clone());
+            if t.key.is_none() && !partial && (primary || not_null) {
+                t.key = Some(group.clone());
+            }
+            if group.len() > 1 || partial {
+                for c in t.columns.iter_mut().filter(|c| group.contains(&c.name)) {
+                    c.meta.unique_with.push(group.clone());
+                }
             }
         }
     }
@@ -725,6 +741,7 @@ mod tests {
                 .strip_prefix("payment_")
                 .map(|_| QualifiedName::new("public", "payment")),
             columns: Vec::new(),
+            key: None,
             row_estimate: 0,
             foreign: false,
             rls_hides: false,

@@ -61,6 +61,8 @@ pub enum Info {
     Refresh,
     /// `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY (…) REFERENCES t (…)`, columns named.
     ForeignKey(crate::schema::ForeignKey),
+    /// `ALTER TABLE … ADD CONSTRAINT … PRIMARY KEY (…)`: the table and its key columns.
+    PrimaryKey(QualifiedName, Vec<String>),
     /// A view of this name, or a rule that turns an INSERT into it into something else: data for
     /// it would land elsewhere.
     NotATable(QualifiedName),
@@ -1385,8 +1387,8 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
             return Ok(Statement::Schema(Info::Attach(child, table)));
         }
     }
-    if let Some(fk) = foreign_key(c, &table) {
-        return Ok(Statement::Schema(Info::ForeignKey(fk)));
+    if let Some(info) = key_constraint(c, &table) {
+        return Ok(Statement::Schema(info));
     }
     // Subcommands: split at commas outside parentheses.
     let mut depth = 0i32;
@@ -1426,9 +1428,10 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
     }))
 }
 
-/// `ADD CONSTRAINT name FOREIGN KEY (a, b) REFERENCES t (x, y) …` as pg_dump writes it, one per
-/// ALTER TABLE; `None` for anything else (or a reference without its columns).
-fn foreign_key(c: &Cursor, table: &QualifiedName) -> Option<crate::schema::ForeignKey> {
+/// `ADD CONSTRAINT name FOREIGN KEY (a, b) REFERENCES t (x, y) …` or `ADD CONSTRAINT name PRIMARY
+/// KEY (a, b)` as pg_dump writes them, one per ALTER TABLE; `None` for anything else (or a
+/// reference without its columns).
+fn key_constraint(c: &Cursor, table: &QualifiedName) -> Option<Info> {
     let mut sub = Cursor {
         text: c.text,
         toks: c.toks[c.i..].to_vec(),
@@ -1441,9 +1444,6 @@ fn foreign_key(c: &Cursor, table: &QualifiedName) -> Option<crate::schema::Forei
         return None;
     }
     let name = sub.ident()?;
-    if !(sub.eat("foreign") && sub.eat("key")) {
-        return None;
-    }
     let columns = |sub: &mut Cursor| -> Option<Vec<String>> {
         if !sub.eat_kind(Kind::Open) {
             return None;
@@ -1459,18 +1459,26 @@ fn foreign_key(c: &Cursor, table: &QualifiedName) -> Option<crate::schema::Forei
             }
         }
     };
+    if sub.eat("primary") && sub.eat("key") {
+        return Some(Info::PrimaryKey(table.clone(), columns(&mut sub)?));
+    }
+    if !(sub.eat("foreign") && sub.eat("key")) {
+        return None;
+    }
     let from_columns = columns(&mut sub)?;
     if !sub.eat("references") {
         return None;
     }
     let to = sub.qualified()?;
     let to_columns = columns(&mut sub)?;
-    (from_columns.len() == to_columns.len()).then(|| crate::schema::ForeignKey {
-        name,
-        from: table.clone(),
-        from_columns,
-        to,
-        to_columns,
+    (from_columns.len() == to_columns.len()).then(|| {
+        Info::ForeignKey(crate::schema::ForeignKey {
+            name,
+            from: table.clone(),
+            from_columns,
+            to,
+            to_columns,
+        })
     })
 }
 
