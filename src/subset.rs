@@ -380,6 +380,54 @@ impl Planner {
         &self.graph
     }
 
+    /// What a subset would keep of each table that is not copied whole, from row estimates (a
+    /// database's catalog) without reading a row: (table, estimated rows, why). A following table
+    /// is estimated at the smallest percent it follows; a referenced-only table is not estimated.
+    pub fn estimates(
+        &self,
+        rows: &dyn Fn(&QualifiedName) -> Option<u64>,
+    ) -> Vec<(QualifiedName, Option<u64>, String)> {
+        let n = self.graph.nodes.len();
+        let mut fraction: Vec<Option<f64>> = self
+            .graph
+            .nodes
+            .iter()
+            .map(|x| match &x.role {
+                Role::Sampled(s) => Some(s.percent / 100.0),
+                _ => None,
+            })
+            .collect();
+        for _ in 0..n {
+            for e in &self.graph.edges {
+                if self.parts[e.from] == Part::Filtered
+                    && !matches!(self.graph.nodes[e.from].role, Role::Sampled(_))
+                {
+                    if let Some(f) = fraction[e.to] {
+                        fraction[e.from] = Some(fraction[e.from].map_or(f, |g: f64| g.min(f)));
+                    }
+                }
+            }
+        }
+        (0..n)
+            .filter(|&i| self.parts[i] != Part::Whole)
+            .map(|i| {
+                let node = &self.graph.nodes[i];
+                let (est, why) = match (&node.role, fraction[i]) {
+                    (Role::OnlyReferenced, _) => (None, "only rows that kept rows reference".to_string()),
+                    (Role::Sampled(s), _) => (
+                        rows(&node.name).map(|r| (r as f64 * s.percent / 100.0).round() as u64),
+                        format!("{}% sample, plus always rows and rows kept rows reference", s.percent),
+                    ),
+                    (_, f) => (
+                        rows(&node.name).zip(f).map(|(r, f)| (r as f64 * f).round() as u64),
+                        "rows whose references are kept, plus rows kept rows reference".to_string(),
+                    ),
+                };
+                (node.name.clone(), est, why)
+            })
+            .collect()
+    }
+
     /// Run the computation.
     pub async fn compute(self, scanner: &mut impl Scanner) -> Result<Outcome, ScanError> {
         let mut state = State::new(&self);

@@ -113,6 +113,18 @@ pub fn table(p: &Preview) -> String {
             out.push_str(&format!("    {} = {}\n", c.name, c.rule));
         }
     }
+    if !p.subset.is_empty() {
+        out.push_str("subset\n");
+        for t in &p.subset {
+            let read = t.read.map(|r| format!(" of {r}")).unwrap_or_default();
+            let kept = match (t.kept, t.exact) {
+                (Some(k), true) => format!("{k}{read} rows kept"),
+                (Some(k), false) => format!("about {k}{read} rows kept (catalog estimate)"),
+                (None, _) => "rows kept unknown until the run (no catalog estimate)".to_string(),
+            };
+            out.push_str(&format!("  {}: {kept}: {}\n", t.name, t.why));
+        }
+    }
     out.push_str(&format!("{} warnings\n", p.warnings()));
     out
 }
@@ -148,7 +160,20 @@ pub fn json(p: &Preview) -> String {
             })
         })
         .collect();
-    let doc = serde_json::json!({ "tables": tables, "warnings": p.warnings() });
+    let subset: Vec<serde_json::Value> = p
+        .subset
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name.to_string(),
+                "kept": t.kept,
+                "read": t.read,
+                "exact": t.exact,
+                "why": t.why,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "tables": tables, "subset": subset, "warnings": p.warnings() });
     format!(
         "{}\n",
         serde_json::to_string_pretty(&doc).expect("JSON values serialize")

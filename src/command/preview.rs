@@ -47,6 +47,18 @@ pub struct TablePreview {
 #[derive(Debug, Clone, Default)]
 pub struct Preview {
     pub tables: Vec<TablePreview>,
+    /// What the subset keeps of each table it filters.
+    pub subset: Vec<SubsetPreview>,
+}
+
+/// A table under a subset: the rows it keeps (counted in a dump, estimated in a database) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubsetPreview {
+    pub name: QualifiedName,
+    pub kept: Option<u64>,
+    pub read: Option<u64>,
+    pub exact: bool,
+    pub why: String,
 }
 
 impl Preview {
@@ -118,7 +130,78 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
         }
     }
     kept_copies(&mut preview);
+    if crate::command::subset::wanted(plan) {
+        preview.subset = subset_preview(plan)?;
+    }
     Ok(preview)
+}
+
+/// The subset's rows per table: computed exactly for a dump (a pass over its keys), estimated
+/// from the catalog for a database (no row read).
+fn subset_preview(plan: &Plan) -> Result<Vec<SubsetPreview>, Error> {
+    use crate::command::subset;
+    let policy = crate::command::open::dump_policy(plan);
+    match &plan.source {
+        crate::endpoint::Endpoint::Database(c) => {
+            let (tables, catalog) = crate::command::live::check_catalog(plan, c)?;
+            let bound = rules::bind(plan, &tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
+            let key = |n: &QualifiedName| {
+                catalog
+                    .tables
+                    .iter()
+                    .find(|t| t.name == *n)
+                    .and_then(|t| t.key.clone())
+            };
+            let Some(planner) =
+                subset::planner(plan, &tables, &bound, &key, &catalog.key_columns, true)
+                    .map_err(|d| Error::Bind(Diagnostics(d)))?
+            else {
+                return Ok(Vec::new());
+            };
+            // A partitioned table's estimate is its partitions' sum.
+            let rows = |n: &QualifiedName| -> Option<u64> {
+                let parts: Vec<&crate::source::postgres::CatalogTable> = catalog
+                    .tables
+                    .iter()
+                    .filter(|t| !t.partitioned)
+                    .filter(|t| t.name == *n || t.partition_root.as_ref() == Some(n))
+                    .collect();
+                parts.iter().map(|t| t.rows_estimate()).sum()
+            };
+            Ok(planner
+                .estimates(&rows)
+                .into_iter()
+                .map(|(name, kept, why)| SubsetPreview {
+                    read: rows(&name),
+                    name,
+                    kept,
+                    exact: false,
+                    why,
+                })
+                .collect())
+        }
+        source => {
+            let (mut input, scanned) = crate::command::open::open_and_scan(source, policy)?;
+            let mut bound =
+                rules::bind(plan, &scanned.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
+            let Some(outcome) =
+                subset::choose_in_dump(plan, &mut input, &scanned, &mut bound, policy)?
+            else {
+                return Ok(Vec::new());
+            };
+            Ok(outcome
+                .counts
+                .iter()
+                .map(|(name, c)| SubsetPreview {
+                    name: name.clone(),
+                    kept: Some(c.kept()),
+                    read: Some(c.read).filter(|r| *r > 0),
+                    exact: true,
+                    why: subset::reasons(c),
+                })
+                .collect())
+        }
+    }
 }
 
 /// Kept columns whose sampled values equal originals of a transformed column (a phone kept in

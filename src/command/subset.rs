@@ -223,44 +223,43 @@ pub fn apply(outcome: &Outcome, tables: &[SourceTable], bound: &mut [BoundTable]
     }
 }
 
-/// One line per table of the outcome, for the log and the dry run: rows read, kept, and why.
+/// Why a table's rows were kept: "62 sample, 3 always, …".
+pub fn reasons(c: &Counts) -> String {
+    let mut why = Vec::new();
+    for (n, what) in [
+        (c.sample, "sample"),
+        (c.always, "always"),
+        (c.follow, "following kept rows"),
+        (c.closure, "referenced by kept rows"),
+    ] {
+        if n > 0 {
+            why.push(format!("{n} {what}"));
+        }
+    }
+    if c.missing > 0 {
+        why.push(format!(
+            "{} reference(s) to rows the source does not have",
+            c.missing
+        ));
+    }
+    if why.is_empty() {
+        "none".into()
+    } else {
+        why.join(", ")
+    }
+}
+
+/// One line per table of the outcome, for the log: rows read, kept, and why.
 pub fn describe(counts: &BTreeMap<QualifiedName, Counts>) -> Vec<String> {
     counts
         .iter()
         .map(|(name, c)| {
-            let mut why = Vec::new();
-            for (n, what) in [
-                (c.sample, "sample"),
-                (c.always, "always"),
-                (c.follow, "following kept rows"),
-                (c.closure, "referenced by kept rows"),
-            ] {
-                if n > 0 {
-                    why.push(format!("{n} {what}"));
-                }
-            }
             let read = if c.read > 0 {
                 format!(" of {}", c.read)
             } else {
                 String::new()
             };
-            let missing = if c.missing > 0 {
-                format!(
-                    "; {} reference(s) to rows the source does not have",
-                    c.missing
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "{name}: {} kept{read}{}{missing}",
-                c.kept(),
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", why.join(", "))
-                }
-            )
+            format!("{name}: {} kept{read} ({})", c.kept(), reasons(c))
         })
         .collect()
 }
