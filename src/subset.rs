@@ -413,13 +413,20 @@ impl Planner {
             .map(|i| {
                 let node = &self.graph.nodes[i];
                 let (est, why) = match (&node.role, fraction[i]) {
-                    (Role::OnlyReferenced, _) => (None, "only rows that kept rows reference".to_string()),
+                    (Role::OnlyReferenced, _) => {
+                        (None, "only rows that kept rows reference".to_string())
+                    }
                     (Role::Sampled(s), _) => (
                         rows(&node.name).map(|r| (r as f64 * s.percent / 100.0).round() as u64),
-                        format!("{}% sample, plus always rows and rows kept rows reference", s.percent),
+                        format!(
+                            "{}% sample, plus always rows and rows kept rows reference",
+                            s.percent
+                        ),
                     ),
                     (_, f) => (
-                        rows(&node.name).zip(f).map(|(r, f)| (r as f64 * f).round() as u64),
+                        rows(&node.name)
+                            .zip(f)
+                            .map(|(r, f)| (r as f64 * f).round() as u64),
                         "rows whose references are kept, plus rows kept rows reference".to_string(),
                     ),
                 };

@@ -20,16 +20,37 @@ pub struct Summary {
 }
 
 pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
-    let (tables, keys) = match &plan.source {
+    // Each table's key and the source's foreign keys, for a subset.
+    let (tables, keys, primary, subset_keys) = match &plan.source {
         // (The catalog's check includes the foreign keys.)
-        Endpoint::Database(c) => (crate::command::live::check_catalog(plan, c)?.0, Vec::new()),
+        Endpoint::Database(c) => {
+            let (tables, catalog) = crate::command::live::check_catalog(plan, c)?;
+            let primary: Vec<_> = catalog
+                .tables
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), t.key.clone()?)))
+                .collect();
+            (tables, Vec::new(), primary, catalog.key_columns)
+        }
         other => {
             let scanned = crate::command::open::open_and_scan(
                 other,
                 crate::command::open::dump_policy(plan),
             )?
             .1;
-            (scanned.tables, scanned.foreign_keys)
+            let primary = scanned
+                .primary_keys
+                .iter()
+                .map(|(_, t, k)| (t.clone(), k.clone()))
+                .collect();
+            let fks = scanned
+                .foreign_keys
+                .iter()
+                .map(|(_, k)| k.clone())
+                .collect();
+            let mut keys = scanned.foreign_keys;
+            keys.extend(plan.references.iter().map(|r| (None, r.key.clone())));
+            (scanned.tables, keys, primary, fks)
         }
     };
     let bound = rules::bind(plan, &tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
@@ -37,6 +58,11 @@ pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
     if !problems.is_empty() {
         return Err(Error::Bind(Diagnostics(problems)));
     }
+    let key =
+        |n: &rules::QualifiedName| primary.iter().find(|(t, _)| t == n).map(|(_, k)| k.clone());
+    let database = matches!(plan.source, Endpoint::Database(_));
+    crate::command::subset::planner(plan, &tables, &bound, &key, &subset_keys, database)
+        .map_err(|d| Error::Bind(Diagnostics(d)))?;
     let mut summary = Summary {
         tables: bound.len(),
         skipped: 0,
