@@ -518,8 +518,8 @@ fn components(graph: &Graph, parts: &[Part]) -> Vec<Vec<usize>> {
         next: 0,
         out: Vec::new(),
     };
-    for v in 0..n {
-        if parts[v] == Part::Filtered && t.index[v].is_none() {
+    for (v, part) in parts.iter().enumerate() {
+        if *part == Part::Filtered && t.index[v].is_none() {
             visit(v, &out_edges, &mut t);
         }
     }

@@ -529,6 +529,7 @@ mod tests {
                     ],
                 ),
             ],
+            subset: Vec::new(),
         };
         kept_copies(&mut p);
         assert_eq!(

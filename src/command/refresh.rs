@@ -744,7 +744,7 @@ impl Mover<'_> {
                         }
                     };
                     stats.rows_read = rows;
-                    stats.rows_written = kept(&table, rows);
+                    stats.rows_written = kept(table, rows);
                     stats.bytes_written = bytes;
                     stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
                 }
