@@ -67,8 +67,10 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
             t.name
         ));
     }
-    if super::subset::wanted(plan) {
-        progress.phase("choosing the subset's rows (a pass over the dump's keys)");
+    if super::subset::involved(plan) {
+        if super::subset::wanted(plan) {
+            progress.phase("choosing the subset's rows (a pass over the dump's keys)");
+        }
         super::subset::choose_in_dump(plan, &mut input, &scanned, &mut bound, policy)?;
     }
     // The tables without rows in the dump were bound (their rules checked) but are not copied.

@@ -130,7 +130,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
         }
     }
     kept_copies(&mut preview);
-    if crate::command::subset::wanted(plan) {
+    if crate::command::subset::involved(plan) {
         preview.subset = subset_preview(plan)?;
     }
     Ok(preview)

@@ -499,8 +499,10 @@ async fn run_opened(
         t0.elapsed().as_secs_f64() * 1e3
     );
     let mut bound = check_source(plan, &source, &snapshot.catalog).await?;
-    if super::subset::wanted(plan) {
-        progress.phase("choosing the subset's rows (reading keys in the snapshot)");
+    if super::subset::involved(plan) {
+        if super::subset::wanted(plan) {
+            progress.phase("choosing the subset's rows (reading keys in the snapshot)");
+        }
         super::subset::choose_in_database(plan, &source, &snapshot.catalog, &mut bound).await?;
     }
     role_warnings(&snapshot.catalog, progress);

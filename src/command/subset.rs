@@ -18,6 +18,11 @@ pub fn wanted(plan: &Plan) -> bool {
     plan.tables.values().any(|t| t.subset.is_some())
 }
 
+/// Whether the rules say anything the subset code checks: a subset or a `[[references]]` entry.
+pub fn involved(plan: &Plan) -> bool {
+    wanted(plan) || !plan.references.is_empty()
+}
+
 /// The table a source table's rows belong to in the graph: a partition's root, else itself.
 fn root(t: &SourceTable) -> QualifiedName {
     t.partition_of.clone().unwrap_or_else(|| t.name.clone())
@@ -25,7 +30,8 @@ fn root(t: &SourceTable) -> QualifiedName {
 
 /// The computation's graph, or why it cannot be made (exit 2). `tables` and `bound` are the
 /// source's tables and their bound rules (same order); `keys` each table's key as the source
-/// declares it; `foreign_keys` the source's own. `None` when no table has a subset.
+/// declares it; `foreign_keys` the source's own. `None` when no table has a subset (the
+/// rules' references are still checked).
 pub fn planner(
     plan: &Plan,
     tables: &[SourceTable],
@@ -34,12 +40,13 @@ pub fn planner(
     foreign_keys: &[ForeignKey],
     database_source: bool,
 ) -> Result<Option<Planner>, Vec<Diagnostic>> {
-    if !wanted(plan) {
+    // References are checked even without a subset: a misspelled one is an error, not a no-op.
+    if !involved(plan) {
         return Ok(None);
     }
     let mut problems = Vec::new();
     if let Some(t) = tables.iter().find(|t| t.database.is_some()) {
-        if !database_source {
+        if !database_source && wanted(plan) {
             problems.push(Diagnostic {
                 location: None,
                 message: format!(
@@ -193,6 +200,9 @@ pub fn planner(
     }
     if !problems.is_empty() {
         return Err(problems);
+    }
+    if !wanted(plan) {
+        return Ok(None);
     }
     let graph = Graph { nodes, edges };
     let locations: BTreeMap<QualifiedName, _> = plan

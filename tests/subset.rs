@@ -1,0 +1,485 @@
+//! Subsets end to end: the demo database and pagila with 10 % of their customers, in dump mode
+//! (COPY and INSERT dumps) and database mode (in place and swap): every foreign key validated in
+//! staging, the same rows chosen by every mode and any --jobs, another key choosing other rows,
+//! and the refusals (no key, `always` on a dump, bad options) with their locations.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// The demo rules with a subset on customers.
+fn demo_rules(dir: &Path, subset: &str) -> String {
+    let text = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace(
+            "[tables.customers.columns]",
+            &format!("[tables.customers]\nsubset = {subset}\n\n[tables.customers.columns]"),
+        );
+    write_rules(dir, &text).display().to_string()
+}
+
+/// The pagila rules with 10 % of customers and only the addresses kept rows use.
+fn pagila_rules(dir: &Path) -> String {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/pagila.toml"))
+        .unwrap()
+        .replace(
+            "[tables.customer.columns]",
+            "[tables.customer]\nsubset = { percent = 10 }\n\n[tables.customer.columns]",
+        )
+        .replace(
+            "[tables.address.columns]",
+            "[tables.address]\nsubset = { only_referenced = true }\n\n[tables.address.columns]",
+        );
+    write_rules(dir, &text).display().to_string()
+}
+
+/// The keys of a table in staging, sorted, as one string.
+fn ids(db: &TestDb, table: &str, key: &str) -> String {
+    db.query(&format!(
+        "SELECT coalesce(string_agg({key}::text, ',' ORDER BY {key}), '') FROM {table}"
+    ))
+}
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.query(sql).parse().unwrap()
+}
+
+/// Anonymize a dump file into `target` with extra arguments; panics on failure.
+fn dump_run(rules: &str, source: &Path, target: &Path, extra: &[&str]) -> String {
+    let o = run(anonymize()
+        .args(["--rules", rules, "--source"])
+        .arg(source)
+        .arg("--target")
+        .arg(target)
+        .args(extra));
+    assert!(o.status.success(), "{}", stderr(&o));
+    stderr(&o)
+}
+
+/// A database loaded from a dump file (its constraints, foreign keys included, are checked as
+/// they are added).
+fn loaded(tag: &str, file: &Path) -> TestDb {
+    let db = TestDb::new(tag);
+    db.load(file);
+    db
+}
+
+/// Every foreign key of a database is validated (none left NOT VALID) and holds.
+fn foreign_keys_hold(db: &TestDb) {
+    assert_eq!(
+        db.query("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"),
+        "0"
+    );
+    let fks: Vec<String> = db
+        .query("SELECT conrelid::regclass::text || '|' || conname FROM pg_constraint WHERE contype = 'f'")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!fks.is_empty());
+    for fk in fks {
+        let (table, name) = fk.split_once('|').unwrap();
+        // Re-validating proves every row's reference holds.
+        db.query(&format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} {}",
+            db.query(&format!(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = '{name}' AND conrelid = '{table}'::regclass"
+            ))
+        ));
+    }
+}
+
+#[test]
+fn demo_subset_is_closed_and_the_same_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = demo_rules(dir.path(), "{ percent = 10 }");
+    let production = root().join("examples/production.sql");
+    let src = TestDb::demo("subsrc");
+
+    // Dump mode, with two --jobs values: identical files.
+    let (a, b) = (dir.path().join("a.sql"), dir.path().join("b.sql"));
+    dump_run(&rules, &production, &a, &["--jobs", "1"]);
+    dump_run(&rules, &production, &b, &["--jobs", "2"]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let from_dump = loaded("subdump", &a);
+    foreign_keys_hold(&from_dump);
+
+    // 10 % ± 2 points of the 1000 customers.
+    let kept = count(&from_dump, "SELECT count(*) FROM customers");
+    assert!((80..=120).contains(&kept), "{kept} customers kept");
+    // Every order, payment and address of a kept customer is there, nothing of a dropped one.
+    for (table, of_kept) in [("orders", "customer_id"), ("addresses", "customer_id")] {
+        let kept_ids = ids(&from_dump, "customers", "id");
+        let expected = count(
+            &src,
+            &format!(
+                "SELECT count(*) FROM {table} WHERE {of_kept} = ANY('{{{kept_ids}}}'::bigint[])"
+            ),
+        );
+        assert_eq!(
+            count(&from_dump, &format!("SELECT count(*) FROM {table}")),
+            expected,
+            "{table}"
+        );
+    }
+    let kept_orders = ids(&from_dump, "orders", "id");
+    assert_eq!(
+        count(&from_dump, "SELECT count(*) FROM payments"),
+        count(
+            &src,
+            &format!(
+                "SELECT count(*) FROM payments WHERE order_id = ANY('{{{kept_orders}}}'::bigint[])"
+            )
+        )
+    );
+
+    // Database mode, in place into a staging with the schema and its foreign keys: same rows.
+    let stg = TestDb::new("substg");
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(&schema, pg_dump(&src, &["--schema-only"])).unwrap();
+    stg.load(&schema);
+    let o = run(anonymize().args([
+        "--rules",
+        &rules,
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+        "--jobs",
+        "1",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    foreign_keys_hold(&stg);
+    for (table, key) in [
+        ("customers", "id"),
+        ("orders", "id"),
+        ("payments", "id"),
+        ("addresses", "id"),
+        ("audit_log", "id"),
+    ] {
+        assert_eq!(
+            ids(&stg, table, key),
+            ids(&from_dump, table, key),
+            "{table}"
+        );
+    }
+
+    // Swap with --create-schema into a database that does not exist yet: same rows.
+    let swapped = TestDb::new("subswap");
+    let o = run(anonymize().args([
+        "--rules",
+        &rules,
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&swapped),
+        "--refresh",
+        "swap",
+        "--create-schema",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    foreign_keys_hold(&swapped);
+    assert_eq!(
+        ids(&swapped, "customers", "id"),
+        ids(&from_dump, "customers", "id")
+    );
+    assert_eq!(
+        ids(&swapped, "payments", "id"),
+        ids(&from_dump, "payments", "id")
+    );
+
+    // Another key chooses other customers.
+    let other = dir.path().join("other.sql");
+    let o = run(anonymize()
+        .env("ANONYMIZE_KEY", "another-key-not-secret-987654")
+        .args(["--rules", &rules, "--source"])
+        .arg(&production)
+        .arg("--target")
+        .arg(&other));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other_db = loaded("subother", &other);
+    let same = count(
+        &other_db,
+        &format!(
+            "SELECT count(*) FROM customers WHERE id = ANY('{{{}}}'::bigint[])",
+            ids(&from_dump, "customers", "id")
+        ),
+    );
+    assert!(
+        same < kept / 2,
+        "{same} of {kept} customers chosen by both keys"
+    );
+}
+
+#[test]
+fn insert_dumps_choose_the_same_rows_as_copy_dumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = demo_rules(dir.path(), "{ percent = 10, always_keys = [1, 2] }");
+    let src = TestDb::demo("subins");
+    let copy = dir.path().join("copy.sql");
+    std::fs::write(&copy, pg_dump(&src, &[])).unwrap();
+    let copy_out = dir.path().join("copy-out.sql");
+    dump_run(&rules, &copy, &copy_out, &[]);
+    let reference = loaded("subinsref", &copy_out);
+    assert_eq!(
+        count(
+            &reference,
+            "SELECT count(*) FROM customers WHERE id IN (1, 2)"
+        ),
+        2
+    );
+    for (i, args) in [
+        vec!["--inserts"],
+        vec!["--rows-per-insert=7"],
+        vec!["--column-inserts"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let input = dir.path().join(format!("in{i}.sql"));
+        std::fs::write(&input, pg_dump(&src, args)).unwrap();
+        let out = dir.path().join(format!("out{i}.sql"));
+        dump_run(&rules, &input, &out, &[]);
+        let db = loaded("subinsout", &out);
+        foreign_keys_hold(&db);
+        for table in ["customers", "orders", "payments", "addresses", "audit_log"] {
+            assert_eq!(
+                ids(&db, table, "id"),
+                ids(&reference, table, "id"),
+                "{args:?} {table}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pagila_subset_keeps_partitions_and_referenced_addresses_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = pagila_rules(dir.path());
+    let src = TestDb::new("subpag");
+    src.load(&pagila_dir().join("pagila-schema.sql"));
+    src.load(&pagila_dir().join("pagila-data.sql"));
+    let dump = dir.path().join("pagila.sql");
+    std::fs::write(&dump, pg_dump(&src, &[])).unwrap();
+    let out = dir.path().join("out.sql");
+    let log = dump_run(&rules, &dump, &out, &["-v"]);
+    assert!(log.contains("public.customer: "), "{log}");
+    let from_dump = loaded("subpagout", &out);
+    foreign_keys_hold(&from_dump);
+
+    let kept = count(&from_dump, "SELECT count(*) FROM customer");
+    let total = count(&src, "SELECT count(*) FROM customer");
+    let percent = kept as f64 * 100.0 / total as f64;
+    assert!((8.0..=12.0).contains(&percent), "{kept} of {total}");
+    let customers = ids(&from_dump, "customer", "customer_id");
+    // Every rental of a kept customer; nothing of a dropped one.
+    let of_kept = format!("customer_id = ANY('{{{customers}}}'::int[])");
+    assert_eq!(
+        count(&from_dump, "SELECT count(*) FROM rental"),
+        count(
+            &src,
+            &format!("SELECT count(*) FROM rental WHERE {of_kept}")
+        )
+    );
+    // Every payment (all partitions) of a kept customer whose rental is kept too: pagila has
+    // payments whose rental is another customer's, and such a payment references two rows that
+    // must both be kept (the downward rule).
+    assert!(
+        count(
+            &src,
+            "SELECT count(*) FROM payment p JOIN rental r USING (rental_id) WHERE p.customer_id <> r.customer_id"
+        ) > 0
+    );
+    assert_eq!(
+        count(&from_dump, "SELECT count(*) FROM payment"),
+        count(
+            &src,
+            &format!(
+                "SELECT count(*) FROM payment WHERE {of_kept} AND rental_id IN (SELECT rental_id FROM rental WHERE {of_kept})"
+            )
+        )
+    );
+    // Addresses: exactly those of kept customers, staff and stores.
+    assert_eq!(
+        ids(&from_dump, "address", "address_id"),
+        src.query(&format!(
+            "SELECT string_agg(address_id::text, ',' ORDER BY address_id) FROM address WHERE address_id IN \
+             (SELECT address_id FROM customer WHERE customer_id = ANY('{{{customers}}}'::int[]) \
+              UNION SELECT address_id FROM staff UNION SELECT address_id FROM store)"
+        ))
+    );
+    // Tables without a subset are whole.
+    assert_eq!(
+        count(&from_dump, "SELECT count(*) FROM film"),
+        count(&src, "SELECT count(*) FROM film")
+    );
+
+    // Database mode: the same rows.
+    let stg = TestDb::new("subpagstg");
+    let o = run(anonymize().args([
+        "--rules",
+        &rules,
+        "--source",
+        &url(&src),
+        "--target",
+        &url(&stg),
+        "--refresh",
+        "swap",
+        "--create-schema",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    foreign_keys_hold(&stg);
+    for (table, key) in [
+        ("customer", "customer_id"),
+        ("payment", "payment_id"),
+        ("rental", "rental_id"),
+        ("address", "address_id"),
+    ] {
+        assert_eq!(
+            ids(&stg, table, key),
+            ids(&from_dump, table, key),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn where_applies_before_the_subset_and_always_adds_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::demo("subwhere");
+    let text = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace(
+            "[tables.customers.columns]",
+            "[tables.customers]\nwhere = \"id <= 500\"\nsubset = { percent = 10, always = \"(country = 'PT' AND id < 100) OR id = 900\" }\n\n[tables.customers.columns]",
+        );
+    let rules = write_rules(dir.path(), &text).display().to_string();
+    let out = dir.path().join("out.sql");
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            &rules,
+            "--source",
+            &url(&src),
+            "--create-schema",
+            "--target",
+        ])
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let db = loaded("subwhereout", &out);
+    foreign_keys_hold(&db);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM customers WHERE id > 500"),
+        0
+    );
+    // `always` adds rows within the `where` only (id 900 is outside it).
+    // Every Portuguese customer under 100 is there, whatever the sample says.
+    let de = src.query("SELECT string_agg(id::text, ',' ORDER BY id) FROM customers WHERE id < 100 AND country = 'PT'");
+    assert!(!de.is_empty());
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM customers WHERE id = ANY('{{{de}}}'::bigint[])")
+        ),
+        de.split(',').count() as i64
+    );
+    let kept = count(&db, "SELECT count(*) FROM customers");
+    assert!(kept > de.split(',').count() as i64 && kept < 250, "{kept}");
+}
+
+#[test]
+fn refusals_name_the_rule_and_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let production = root().join("examples/production.sql");
+    let fails = |rules: &str, source: &str, expected: &[&str]| {
+        let o = run(anonymize()
+            .args(["--rules", rules, "--source", source, "--target"])
+            .arg(dir.path().join("never.sql")));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        for e in expected {
+            assert!(err.contains(e), "{e:?} not in {err}");
+        }
+        assert!(!dir.path().join("never.sql").exists());
+    };
+    let p = production.to_str().unwrap();
+    // `always` needs a database.
+    let rules = demo_rules(dir.path(), "{ percent = 10, always = \"id < 3\" }");
+    fails(
+        &rules,
+        p,
+        &["rules.toml:28:10", "always is an SQL condition"],
+    );
+    // Out of range, misspelled, contradictory.
+    let rules = demo_rules(dir.path(), "{ percent = 0 }");
+    fails(&rules, p, &["rules.toml:28:22", "above 0 and at most 100"]);
+    let rules = demo_rules(dir.path(), "{ percnt = 10 }");
+    fails(&rules, p, &["did you mean `percent`"]);
+    let rules = demo_rules(dir.path(), "{ percent = 10, follow = false }");
+    fails(&rules, p, &["follow = false copies the table whole"]);
+    let rules = demo_rules(dir.path(), "{ percent = 10, always_keys = [[1, 2]] }");
+    fails(&rules, p, &["always_keys entry of 2 value(s)"]);
+
+    // A table without a key, in a database.
+    let src = TestDb::demo("subnokey");
+    src.query("ALTER TABLE payments DROP CONSTRAINT payments_pkey");
+    let text = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace(
+            "[tables.payments.columns]",
+            "[tables.payments]\nsubset = { percent = 5 }\n\n[tables.payments.columns]",
+        );
+    let rules = write_rules(dir.path(), &text).display().to_string();
+    fails(
+        &rules,
+        &url(&src),
+        &["public.payments", "needs a primary key"],
+    );
+    // Naming a key makes it work.
+    let text = text.replace(
+        "subset = { percent = 5 }",
+        "subset = { percent = 5, key = [\"id\"] }",
+    );
+    let rules = write_rules(dir.path(), &text).display().to_string();
+    let o = run(anonymize()
+        .args(["--rules", &rules, "--source", &url(&src), "--target"])
+        .arg(dir.path().join("ok.sql")));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A reference to a table the source does not have.
+    let text = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap()
+        + "\n[[references]]\nfrom = \"audit_log.id\"\nto = \"clients.id\"\n";
+    let rules = write_rules(dir.path(), &text).display().to_string();
+    fails(
+        &rules,
+        p,
+        &["[[references]]: public.clients is not a table of the source"],
+    );
+}
+
+#[test]
+fn declared_references_make_children_follow() {
+    // The demo's audit_log has no foreign key; a reference in the rules makes it follow
+    // customers (here by its id, for the test's sake).
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace(
+            "[tables.customers.columns]",
+            "[tables.customers]\nsubset = { percent = 10 }\n\n[tables.customers.columns]",
+        )
+        + "\n[[references]]\nfrom = [\"audit_log.id\"]\nto = [\"public.customers.id\"]\n";
+    let rules = write_rules(dir.path(), &text).display().to_string();
+    let out = dir.path().join("out.sql");
+    dump_run(&rules, &root().join("examples/production.sql"), &out, &[]);
+    let db = loaded("subrefs", &out);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_log WHERE id NOT IN (SELECT id FROM customers)"
+        ),
+        0
+    );
+    assert!(count(&db, "SELECT count(*) FROM audit_log") > 0);
+}
