@@ -186,6 +186,8 @@ pub struct RowFilter {
     /// Column positions of each check (for `Keys`, one entry).
     positions: Vec<Vec<usize>>,
     pub dropped: AtomicU64,
+    /// Why the table's rows were kept ("62 sample, 3 always, …"), for the run's report.
+    pub why: Option<String>,
 }
 
 impl RowFilter {
@@ -207,6 +209,7 @@ impl RowFilter {
             filter,
             positions,
             dropped: AtomicU64::new(0),
+            why: None,
         })
     }
 

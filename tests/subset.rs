@@ -99,7 +99,13 @@ fn demo_subset_is_closed_and_the_same_in_every_mode() {
 
     // Dump mode, with two --jobs values: identical files.
     let (a, b) = (dir.path().join("a.sql"), dir.path().join("b.sql"));
-    dump_run(&rules, &production, &a, &["--jobs", "1"]);
+    let report = dir.path().join("report.json");
+    dump_run(
+        &rules,
+        &production,
+        &a,
+        &["--jobs", "1", "--report", report.to_str().unwrap()],
+    );
     dump_run(&rules, &production, &b, &["--jobs", "2"]);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let from_dump = loaded("subdump", &a);
@@ -108,6 +114,31 @@ fn demo_subset_is_closed_and_the_same_in_every_mode() {
     // 10 % ± 2 points of the 1000 customers.
     let kept = count(&from_dump, "SELECT count(*) FROM customers");
     assert!((80..=120).contains(&kept), "{kept} customers kept");
+    // The report: rows read and kept per table, and why.
+    let report = success_report(&report);
+    let entry = |name: &str| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let customers = entry("public.customers");
+    assert_eq!(customers["rows_read"], 1000);
+    assert_eq!(customers["rows_written"], kept);
+    assert_eq!(customers["subset"], format!("{kept} sample"));
+    let orders = entry("public.orders");
+    assert_eq!(
+        orders["rows_written"],
+        count(&from_dump, "SELECT count(*) FROM orders")
+    );
+    assert!(orders["subset"]
+        .as_str()
+        .unwrap()
+        .ends_with("following kept rows"));
+    assert!(entry("public.audit_log").get("subset").is_none());
     // Every order, payment and address of a kept customer is there, nothing of a dropped one.
     for (table, of_kept) in [("orders", "customer_id"), ("addresses", "customer_id")] {
         let kept_ids = ids(&from_dump, "customers", "id");

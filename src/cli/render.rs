@@ -225,6 +225,10 @@ struct TableDoc<'a> {
     skipped: bool,
     /// Column → the rule applied to it.
     rules: std::collections::BTreeMap<&'a str, &'a str>,
+    /// With a subset: why the rows written were kept (of the partitioned table, for a
+    /// partition), e.g. "62 sample, 3 always, 40 referenced by kept rows".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subset: Option<&'a str>,
 }
 
 /// The JSON report of a run, successful or not: what was done, with passwords redacted and no
@@ -265,6 +269,7 @@ pub fn report(
                 .iter()
                 .map(|(c, r)| (c.as_str(), r.as_str()))
                 .collect(),
+            subset: t.subset.as_deref(),
         })
         .collect();
     let doc = ReportDoc {
@@ -379,6 +384,7 @@ mod tests {
                 seconds: 0.0001,
                 skipped: false,
                 rules: Vec::new(),
+                subset: None,
             }],
             seconds: 2.0,
         };

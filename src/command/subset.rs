@@ -228,7 +228,10 @@ pub fn planner(
 pub fn apply(outcome: &Outcome, tables: &[SourceTable], bound: &mut [BoundTable]) {
     for (t, b) in tables.iter().zip(bound.iter_mut()) {
         if let Some(f) = outcome.filters.get(&root(t)) {
-            b.subset = RowFilter::for_columns(Arc::clone(f), &b.columns).map(Arc::new);
+            b.subset = RowFilter::for_columns(Arc::clone(f), &b.columns).map(|mut rf| {
+                rf.why = outcome.counts.get(&root(t)).map(reasons);
+                Arc::new(rf)
+            });
         }
     }
 }

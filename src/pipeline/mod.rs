@@ -95,6 +95,8 @@ pub struct TableStats {
     pub skipped: bool,
     /// (column, rule) in column order, for reports.
     pub rules: Vec<(String, String)>,
+    /// Why the subset kept the rows it kept (of the partitioned table, for a partition).
+    pub subset: Option<String>,
 }
 
 impl TableStats {
@@ -114,6 +116,7 @@ impl TableStats {
                 .cloned()
                 .zip(table.rules.iter().cloned())
                 .collect(),
+            subset: table.subset.as_ref().and_then(|f| f.why.clone()),
         }
     }
 }
