@@ -250,6 +250,83 @@ impl RowFilter {
     }
 }
 
+/// At most this many keys are sent to the source server in one statement.
+pub const PUSHDOWN_MAX_KEYS: usize = 1_000_000;
+
+/// Types whose text form (as COPY writes it) reads back as a value equal to the one written, and
+/// whose arrays the server builds from an untyped literal (no domain, no typmod-dependent parse).
+fn pushdown_type(type_name: &str) -> bool {
+    let base = type_name.split('(').next().unwrap_or("").trim();
+    matches!(
+        base,
+        "smallint"
+            | "integer"
+            | "bigint"
+            | "numeric"
+            | "text"
+            | "character varying"
+            | "character"
+            | "uuid"
+            | "date"
+    )
+}
+
+/// A condition for a live source's `COPY (SELECT …)` that every row the filter keeps satisfies —
+/// `"id" = ANY ('{…}')` over the kept keys — so the server streams about the kept rows only (the
+/// filter still decides each row: the condition only narrows what is read). Only for a key filter
+/// on one indexed column (`indexed`: the catalog's primary or unique key is that column) of a type
+/// that reads back exactly, keeping at most a fifth of the table's estimated rows and at most
+/// [`PUSHDOWN_MAX_KEYS`]; otherwise `None` and the whole table is read. Keys are sorted, so the
+/// statement is the same on every run. Returns the condition and its number of keys (the
+/// condition holds production values: log the count, never the text).
+pub fn pushdown(
+    filter: &Filter,
+    indexed: Option<&[String]>,
+    type_of: impl Fn(&str) -> Option<String>,
+    rows_estimate: Option<u64>,
+) -> Option<(String, usize)> {
+    let Filter::Keys { columns, set } = filter else {
+        return None;
+    };
+    let [column] = columns.as_slice() else {
+        return None;
+    };
+    if indexed != Some(columns.as_slice()) || !pushdown_type(&type_of(column)?) {
+        return None;
+    }
+    let n = set.len();
+    if n > PUSHDOWN_MAX_KEYS || rows_estimate.is_some_and(|r| (n as u64).saturating_mul(5) > r) {
+        return None;
+    }
+    let mut keys: Vec<&str> = set
+        .iter()
+        .map(|k| std::str::from_utf8(k))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    keys.sort_unstable();
+    // An array literal ({"a","b\"c"}) inside a standard-conforming string literal ('' for ').
+    let mut sql = format!("{} = ANY ('{{", crate::schema::quote_ident(column));
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('"');
+        for c in k.chars() {
+            match c {
+                '\\' | '"' => {
+                    sql.push('\\');
+                    sql.push(c);
+                }
+                '\'' => sql.push_str("''"),
+                c => sql.push(c),
+            }
+        }
+        sql.push('"');
+    }
+    sql.push_str("}')");
+    Some((sql, n))
+}
+
 /// The outcome: a filter for each table that is not copied whole, and the counts.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -1013,6 +1090,36 @@ impl State {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn pushdown_quotes_sorted_keys_and_only_where_it_helps() {
+        let set: KeySet = ["b\"c", "a'b", "c\\d"]
+            .iter()
+            .map(|k| encode_key([Some(*k)]).unwrap())
+            .collect();
+        let keys = |cols: &[&str]| Filter::Keys {
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            set: Arc::new(set.clone()),
+        };
+        let id = vec!["id".to_string()];
+        let text = |_: &str| Some("character varying(20)".to_string());
+        assert_eq!(
+            pushdown(&keys(&["id"]), Some(&id), text, Some(100)),
+            Some((r#"id = ANY ('{"a''b","b\"c","c\\d"}')"#.to_string(), 3))
+        );
+        // Not for more than a fifth of the table, an unindexed or composite key, another type.
+        assert_eq!(pushdown(&keys(&["id"]), Some(&id), text, Some(14)), None);
+        assert!(pushdown(&keys(&["id"]), Some(&id), text, None).is_some());
+        assert_eq!(pushdown(&keys(&["id"]), None, text, Some(100)), None);
+        let pair = vec!["id".to_string(), "x".to_string()];
+        assert_eq!(pushdown(&keys(&["id", "x"]), Some(&pair), text, None), None);
+        let domain = |_: &str| Some("email_address".to_string());
+        assert_eq!(pushdown(&keys(&["id"]), Some(&id), domain, None), None);
+        let refs = Filter::Refs {
+            checks: vec![(id.clone(), Arc::new(set.clone()))],
+        };
+        assert_eq!(pushdown(&refs, Some(&id), text, None), None);
+    }
 
     /// Tables held in memory: each row's values by column name order of `columns`.
     struct Memory {

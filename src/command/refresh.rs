@@ -65,6 +65,8 @@ struct Job {
     /// The catalog's row estimate, for progress.
     rows: Option<u64>,
     copy_sql: String,
+    /// What the log shows of `copy_sql`: a subset's kept keys only as their number.
+    copy_sql_shown: String,
     bytes_read: AtomicU64,
     /// When its reader started streaming it: a table's time runs from its first row read to its last
     /// row loaded (readers run ahead of the loader).
@@ -101,9 +103,41 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
             let filter = plan
                 .table_rules(None, &t.name, t.partition_root.as_ref())
                 .and_then(|r| r.filter.as_deref());
+            // A subset's kept keys narrow what the server streams (the row filter still decides).
+            let pushed = b.subset.as_ref().and_then(|f| {
+                crate::subset::pushdown(
+                    &f.filter,
+                    t.key.as_deref(),
+                    |c| {
+                        t.columns
+                            .iter()
+                            .find(|x| x.name == c)
+                            .map(|x| x.meta.type_name.clone())
+                    },
+                    t.rows_estimate(),
+                )
+            });
+            let (copy_sql, copy_sql_shown) = match (filter, pushed) {
+                (f, None) => {
+                    let sql = pg::copy_out_sql(&b.name, &b.columns, f, None);
+                    (sql.clone(), sql)
+                }
+                (f, Some((keys, n))) => {
+                    let both = |k: &str| match f {
+                        Some(f) => format!("({f}) AND {k}"),
+                        None => k.to_string(),
+                    };
+                    let shown = format!("<key among the {n} kept>");
+                    (
+                        pg::copy_out_sql(&b.name, &b.columns, Some(&both(&keys)), None),
+                        pg::copy_out_sql(&b.name, &b.columns, Some(&both(&shown)), None),
+                    )
+                }
+            };
             Some(Job {
                 rows: t.rows_estimate(),
-                copy_sql: pg::copy_out_sql(&b.name, &b.columns, filter, None),
+                copy_sql,
+                copy_sql_shown,
                 table: Arc::new(b),
                 bytes_read: AtomicU64::new(0),
                 read_from: std::sync::OnceLock::new(),
@@ -565,7 +599,7 @@ async fn run_opened(
         options.jobs
     );
     for job in &prepared.jobs {
-        log::debug!("{}: {}", job.table.name, job.copy_sql);
+        log::debug!("{}: {}", job.table.name, job.copy_sql_shown);
     }
     let exec = Executor::new(options, readers.len()).map_err(|error| {
         Error::Pipeline(Box::new(RunFailure {
