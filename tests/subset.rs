@@ -128,16 +128,20 @@ fn demo_subset_is_closed_and_the_same_in_every_mode() {
     let customers = entry("public.customers");
     assert_eq!(customers["rows_read"], 1000);
     assert_eq!(customers["rows_written"], kept);
-    assert_eq!(customers["subset"], format!("{kept} sample"));
+    assert_eq!(
+        customers["subset"],
+        format!("{kept} of 1000 rows: {kept} sample")
+    );
     let orders = entry("public.orders");
     assert_eq!(
         orders["rows_written"],
         count(&from_dump, "SELECT count(*) FROM orders")
     );
-    assert!(orders["subset"]
-        .as_str()
-        .unwrap()
-        .ends_with("following kept rows"));
+    let orders_kept = orders["rows_written"].as_i64().unwrap();
+    assert_eq!(
+        orders["subset"],
+        format!("{orders_kept} of 3000 rows: {orders_kept} following kept rows")
+    );
     assert!(entry("public.audit_log").get("subset").is_none());
     // Every order, payment and address of a kept customer is there, nothing of a dropped one.
     for (table, of_kept) in [("orders", "customer_id"), ("addresses", "customer_id")] {
@@ -166,6 +170,7 @@ fn demo_subset_is_closed_and_the_same_in_every_mode() {
     );
 
     // Database mode, in place into a staging with the schema and its foreign keys: same rows.
+    let live_report = dir.path().join("live.json");
     let stg = TestDb::new("substg");
     let schema = dir.path().join("schema.sql");
     std::fs::write(&schema, pg_dump(&src, &["--schema-only"])).unwrap();
@@ -179,9 +184,25 @@ fn demo_subset_is_closed_and_the_same_in_every_mode() {
         &url(&stg),
         "--jobs",
         "1",
+        "--report",
+        live_report.to_str().unwrap(),
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     foreign_keys_hold(&stg);
+    // The server streamed only the kept customers and orders (their keys pushed down), and the
+    // report says why as the dump run did.
+    let live = success_report(&live_report);
+    for (name, doc) in [("public.customers", &customers), ("public.orders", &orders)] {
+        let e = live["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap();
+        assert_eq!(e["rows_read"], e["rows_written"], "{name}");
+        assert_eq!(e["rows_written"], doc["rows_written"], "{name}");
+        assert_eq!(e["subset"], doc["subset"], "{name}");
+    }
     for (table, key) in [
         ("customers", "id"),
         ("orders", "id"),
@@ -435,16 +456,34 @@ fn refusals_name_the_rule_and_its_location() {
         assert!(!dir.path().join("never.sql").exists());
     };
     let p = production.to_str().unwrap();
+    // The line of the subset in the demo rules, for the locations.
+    let line = |rules: &str| {
+        1 + std::fs::read_to_string(rules)
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("subset = "))
+            .unwrap()
+    };
     // `always` needs a database.
     let rules = demo_rules(dir.path(), "{ percent = 10, always = \"id < 3\" }");
     fails(
         &rules,
         p,
-        &["rules.toml:28:10", "always is an SQL condition"],
+        &[
+            &format!("rules.toml:{}:10", line(&rules)),
+            "always is an SQL condition",
+        ],
     );
     // Out of range, misspelled, contradictory.
     let rules = demo_rules(dir.path(), "{ percent = 0 }");
-    fails(&rules, p, &["rules.toml:28:22", "above 0 and at most 100"]);
+    fails(
+        &rules,
+        p,
+        &[
+            &format!("rules.toml:{}:22", line(&rules)),
+            "above 0 and at most 100",
+        ],
+    );
     let rules = demo_rules(dir.path(), "{ percnt = 10 }");
     fails(&rules, p, &["did you mean `percent`"]);
     let rules = demo_rules(dir.path(), "{ percent = 10, follow = false }");

@@ -229,7 +229,10 @@ pub fn apply(outcome: &Outcome, tables: &[SourceTable], bound: &mut [BoundTable]
     for (t, b) in tables.iter().zip(bound.iter_mut()) {
         if let Some(f) = outcome.filters.get(&root(t)) {
             b.subset = RowFilter::for_columns(Arc::clone(f), &b.columns).map(|mut rf| {
-                rf.why = outcome.counts.get(&root(t)).map(reasons);
+                rf.why = outcome.counts.get(&root(t)).map(|c| match c.read {
+                    0 => reasons(c),
+                    n => format!("{} of {n} rows: {}", c.kept(), reasons(c)),
+                });
                 Arc::new(rf)
             });
         }
