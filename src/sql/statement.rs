@@ -2674,8 +2674,12 @@ mod tests {
                 "{s}"
             );
         }
+        // A primary key changes no column (it is read as the table's key, for subsets).
+        assert_eq!(
+            info("ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);"),
+            Info::PrimaryKey(QualifiedName::new("public", "t"), vec!["id".into()])
+        );
         for s in [
-            "ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
             "ALTER TABLE public.t OWNER TO x;",
             "ALTER TABLE ONLY public.t ALTER COLUMN id SET DEFAULT nextval('s'::regclass);",
             "ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;",
