@@ -615,3 +615,146 @@ fn pushed_down_keys_read_back_exactly_and_stay_out_of_the_log() {
         assert_eq!(ids(&db, table, key), ids(&stg, table, key), "{table}");
     }
 }
+
+/// What a subset cannot follow is refused before anything is written (exit 2), never copied
+/// whole: a key or a foreign key on a generated column, and foreign keys between types that write
+/// equal values differently (`numeric(10,3)` → `numeric`, `varchar` → `char(4)`).
+#[test]
+fn generated_columns_and_mismatched_key_types_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |tag: &str, schema: &str, rules: &str, expected: &str| {
+        let src = TestDb::new(tag);
+        src.query(schema);
+        let rules = write_rules(dir.path(), rules).display().to_string();
+        let out = dir.path().join(format!("{tag}.sql"));
+        let o = run(anonymize()
+            .args([
+                "--rules",
+                &rules,
+                "--source",
+                &url(&src),
+                "--create-schema",
+                "--target",
+            ])
+            .arg(&out));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{tag}: {err}");
+        assert!(err.contains(expected), "{tag}: {expected:?} not in {err}");
+        assert!(!out.exists(), "{tag}");
+    };
+    refused(
+        "subgenkey",
+        "CREATE TABLE acct (n int NOT NULL, code text GENERATED ALWAYS AS ('A' || n) STORED PRIMARY KEY);
+         INSERT INTO acct (n) SELECT generate_series(1, 300)",
+        "[tables.acct]\nsubset = { percent = 10 }\n[tables.acct.columns]\nn = \"keep\"\n",
+        "needs a primary key or a unique key",
+    );
+    refused(
+        "subgenfk",
+        "CREATE TABLE acct (code text PRIMARY KEY);
+         CREATE TABLE note (id int PRIMARY KEY, n int,
+             acct_code text GENERATED ALWAYS AS ('A' || n) STORED REFERENCES acct);
+         INSERT INTO acct SELECT 'A' || generate_series(1, 300);
+         INSERT INTO note (id, n) SELECT i, i FROM generate_series(1, 300) i",
+        "[tables.acct]\nsubset = { percent = 10 }\n[tables.acct.columns]\ncode = \"keep\"\n\
+         [tables.note.columns]\nid = \"keep\"\nn = \"keep\"\n",
+        "foreign key of public.note (acct_code) → public.acct cannot be followed",
+    );
+    let numeric = "CREATE TABLE price (k numeric PRIMARY KEY);
+         CREATE TABLE item (id int PRIMARY KEY, k numeric(10,3) NOT NULL REFERENCES price);
+         INSERT INTO price SELECT g::numeric / 4 FROM generate_series(1, 200) g;
+         INSERT INTO item SELECT g, ((g % 200) + 1)::numeric / 4 FROM generate_series(1, 1000) g";
+    refused(
+        "subnum",
+        numeric,
+        "[tables.item]\nsubset = { percent = 10 }\n[tables.item.columns]\nid = \"keep\"\nk = \"keep\"\n\
+         [tables.price]\nsubset = { only_referenced = true }\n[tables.price.columns]\nk = \"keep\"\n",
+        "public.item.k is numeric(10,3) and public.price.k is numeric",
+    );
+    refused(
+        "subchar",
+        "CREATE TABLE tag (code char(4) PRIMARY KEY);
+         CREATE TABLE item_tag (id int PRIMARY KEY, code varchar(4) REFERENCES tag);
+         INSERT INTO tag SELECT 't' || g FROM generate_series(1, 50) g;
+         INSERT INTO item_tag SELECT g, 't' || ((g % 50) + 1) FROM generate_series(1, 500) g",
+        "[tables.tag]\nsubset = { percent = 10 }\n[tables.tag.columns]\ncode = \"keep\"\n\
+         [tables.item_tag.columns]\nid = \"keep\"\ncode = \"keep\"\n",
+        "public.item_tag.code is character varying(4) and public.tag.code is character(4)",
+    );
+}
+
+/// The source's DateStyle does not change which rows are chosen nor how dates are written (the
+/// source sessions write ISO as pg_dump does); keys that a rule transforms are not written into
+/// the statement the source server runs (and may log).
+#[test]
+fn date_keys_ignore_the_source_datestyle_and_transformed_keys_stay_off_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::new("subdate");
+    src.query(
+        "CREATE TABLE day (d date PRIMARY KEY, note text);
+         CREATE TABLE visit (id int PRIMARY KEY, d date REFERENCES day, email text UNIQUE);
+         INSERT INTO day SELECT DATE '2020-01-01' + i, 'n' FROM generate_series(0, 399) i;
+         INSERT INTO visit SELECT i, DATE '2020-01-01' + i % 400, 'p' || i || '@corp.example'
+             FROM generate_series(1, 1200) i;
+         CREATE TABLE member (email text PRIMARY KEY, n int);
+         INSERT INTO member SELECT 'm' || i || '@corp.example', i FROM generate_series(1, 500) i;
+         ANALYZE",
+    );
+    let rules = write_rules(
+        dir.path(),
+        "[tables.day]\nsubset = { percent = 10 }\n[tables.day.columns]\nd = \"keep\"\nnote = \"keep\"\n\
+         [tables.visit]\nsubset = { percent = 50 }\n[tables.visit.columns]\nid = \"keep\"\nd = \"keep\"\n\
+         email = { fake = \"email\", unique = true }\n\
+         [tables.member]\nsubset = { percent = 10 }\n[tables.member.columns]\n\
+         email = { fake = \"email\", unique = true }\nn = \"keep\"\n",
+    )
+    .display()
+    .to_string();
+    // A dump (pg_dump writes ISO whatever the database says) before the DateStyle changes.
+    let dump = dir.path().join("src.sql");
+    std::fs::write(&dump, pg_dump(&src, &[])).unwrap();
+    let from_dump = dir.path().join("from_dump.sql");
+    dump_run(&rules, &dump, &from_dump, &[]);
+    let name = src.query("SELECT current_database()");
+    src.query(&format!(
+        "ALTER DATABASE \"{name}\" SET DateStyle = 'SQL, DMY'; ALTER DATABASE \"{name}\" SET TimeZone = 'Asia/Kolkata'"
+    ));
+    let from_db = dir.path().join("from_db.sql");
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            &rules,
+            "-vv",
+            "--source",
+            &url(&src),
+            "--create-schema",
+            "--target",
+        ])
+        .arg(&from_db));
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    // day's kept dates (kept as they are) went to the server; visit's key is id, but its
+    // email is transformed: no email is in the log either way.
+    assert!(log.contains("<key among the "), "{log}");
+    assert!(
+        !log.contains("@corp.example"),
+        "a source email is in the log"
+    );
+    let member = log
+        .lines()
+        .find(|l| l.contains("public.member: COPY"))
+        .expect("member's statement is logged");
+    assert!(!member.contains("<key among"), "{member}");
+    assert_eq!(
+        ids(&loaded("subdatem", &from_db), "member", "n"),
+        ids(&loaded("subdaten", &from_dump), "member", "n")
+    );
+    let (a, b) = (loaded("subdatea", &from_dump), loaded("subdateb", &from_db));
+    for (table, key) in [("day", "d"), ("visit", "id")] {
+        assert_eq!(ids(&a, table, key), ids(&b, table, key), "{table}");
+    }
+    let kept = count(&b, "SELECT count(*) FROM day");
+    assert!((24..=56).contains(&kept), "{kept}");
+    assert!(ids(&b, "day", "d").starts_with("2020-"));
+    foreign_keys_hold(&b);
+}

@@ -104,6 +104,13 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
                 .table_rules(None, &t.name, t.partition_root.as_ref())
                 .and_then(|r| r.filter.as_deref());
             // A subset's kept keys narrow what the server streams (the row filter still decides).
+            // The keys are written into the statement, which the source server may log or show
+            // in pg_stat_activity: only keys that staging receives unchanged (`keep`) go there.
+            let kept_as_is = |c: &str| {
+                let i = b.columns.iter().position(|x| x == c);
+                matches!((&b.action, i), (TableAction::Copy { ops }, Some(i))
+                    if matches!(ops.get(i), Some(crate::rules::CellOp::Pass)))
+            };
             let pushed = b.subset.as_ref().and_then(|f| {
                 crate::subset::pushdown(
                     &f.filter,
@@ -111,7 +118,7 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
                     |c| {
                         t.columns
                             .iter()
-                            .find(|x| x.name == c)
+                            .find(|x| x.name == c && kept_as_is(c))
                             .map(|x| x.meta.type_name.clone())
                     },
                     t.rows_estimate(),

@@ -101,7 +101,8 @@ pub fn planner(
                 }
                 Some(k)
             }
-            None => keys(name),
+            // A key with a column that is not copied (a generated one) cannot be read.
+            None => keys(name).filter(|k| k.iter().all(|c| cols.contains(c))),
         };
         let role = match spec {
             None => Role::Plain { follow: true },
@@ -167,7 +168,29 @@ pub fn planner(
         };
         for (table, cols) in [(&from, &fk.from_columns), (&to, &fk.to_columns)] {
             if let Some(c) = cols.iter().find(|c| !columns[table].contains(c)) {
-                return Err(format!("{table} has no column {c}"));
+                return Err(format!("{table} has no column {c} that is copied"));
+            }
+        }
+        // Keys are compared as text: both ends must write equal values the same way.
+        if wanted(plan) {
+            let type_of = |table: &QualifiedName, c: &String| {
+                let t = tables.iter().find(|t| t.name == *table)?;
+                let i = t.columns.iter().position(|x| x == c)?;
+                Some(t.meta.as_ref()?.get(i)?.type_name.clone())
+            };
+            for (a, b) in fk.from_columns.iter().zip(&fk.to_columns) {
+                let (Some(ta), Some(tb)) = (type_of(&fk.from, a), type_of(&fk.to, b)) else {
+                    continue;
+                };
+                if let (Some(x), Some(y)) = (text_form(&ta), text_form(&tb)) {
+                    if x != y {
+                        return Err(format!(
+                            "{}.{a} is {ta} and {}.{b} is {tb}, which write equal values \
+                             differently (keys are compared as text); give both the same type",
+                            fk.from, fk.to
+                        ));
+                    }
+                }
             }
         }
         let e = Edge {
@@ -182,7 +205,22 @@ pub fn planner(
         Ok(())
     };
     for fk in foreign_keys {
-        let _ = add(fk, &mut edges);
+        // A foreign key on a column that is not copied (a generated one) cannot be followed: a
+        // subset would break it in staging.
+        if let Err(why) = add(fk, &mut edges) {
+            if wanted(plan) {
+                problems.push(Diagnostic {
+                    location: None,
+                    message: format!(
+                        "subset: the foreign key of {} ({}) → {} cannot be followed: {why} \
+                         (a generated column is not); a subset would break it in staging",
+                        fk.from,
+                        fk.from_columns.join(", "),
+                        fk.to
+                    ),
+                });
+            }
+        }
     }
     for r in &plan.references {
         let known = |n: &QualifiedName| tables.iter().any(|t| t.name == *n);
@@ -224,19 +262,58 @@ pub fn planner(
     })
 }
 
-/// Set each bound table's filter from the outcome (a partition takes its root's).
-pub fn apply(outcome: &Outcome, tables: &[SourceTable], bound: &mut [BoundTable]) {
+/// How a type writes its values as text, for the types whose forms are known to differ: integers
+/// alike, text and varchar alike, `char(n)` padded to n, `numeric(p, s)` with s decimals. `None`
+/// for the others (compared as they are).
+fn text_form(type_name: &str) -> Option<String> {
+    let (base, modifier) = match type_name.split_once('(') {
+        Some((b, m)) => (b.trim(), m.trim_end_matches(')').trim()),
+        None => (type_name.trim(), ""),
+    };
+    Some(match base {
+        "smallint" | "integer" | "bigint" => "integer".into(),
+        "text" | "character varying" => "text".into(),
+        "character" => format!(
+            "character({})",
+            if modifier.is_empty() { "1" } else { modifier }
+        ),
+        "numeric" => match modifier.split_once(',') {
+            Some((_, scale)) => format!("numeric, {} decimals", scale.trim()),
+            None if !modifier.is_empty() => "numeric, 0 decimals".into(),
+            None => "numeric".into(),
+        },
+        _ => return None,
+    })
+}
+
+/// Set each bound table's filter from the outcome (a partition takes its root's). A table whose
+/// filter needs a column it does not copy is an error, never a table copied whole.
+pub fn apply(
+    outcome: &Outcome,
+    tables: &[SourceTable],
+    bound: &mut [BoundTable],
+) -> Result<(), crate::error::Error> {
     for (t, b) in tables.iter().zip(bound.iter_mut()) {
         if let Some(f) = outcome.filters.get(&root(t)) {
-            b.subset = RowFilter::for_columns(Arc::clone(f), &b.columns).map(|mut rf| {
-                rf.why = outcome.counts.get(&root(t)).map(|c| match c.read {
-                    0 => reasons(c),
-                    n => format!("{} of {n} rows: {}", c.kept(), reasons(c)),
-                });
-                Arc::new(rf)
+            let Some(mut rf) = RowFilter::for_columns(Arc::clone(f), &b.columns) else {
+                return Err(crate::error::Error::Bind(crate::diagnostic::Diagnostics(
+                    vec![Diagnostic {
+                        location: None,
+                        message: format!(
+                            "subset of {}: its rows are chosen by columns it does not copy",
+                            t.name
+                        ),
+                    }],
+                )));
+            };
+            rf.why = outcome.counts.get(&root(t)).map(|c| match c.read {
+                0 => reasons(c),
+                n => format!("{} of {n} rows: {}", c.kept(), reasons(c)),
             });
+            b.subset = Some(Arc::new(rf));
         }
     }
+    Ok(())
 }
 
 /// Why a table's rows were kept: "62 sample, 3 always, …".
@@ -530,7 +607,7 @@ pub async fn choose_in_database(
     let mut scanner = DbScanner::new(client, plan, &planner, &tables);
     let outcome = planner.compute(&mut scanner).await.map_err(scan_error)?;
     log_outcome(&outcome, t0.elapsed().as_secs_f64());
-    apply(&outcome, &tables, bound);
+    apply(&outcome, &tables, bound)?;
     Ok(Some(outcome))
 }
 
@@ -648,7 +725,7 @@ pub fn choose_in_dump(
         .block_on(planner.compute(&mut collected))
         .map_err(scan_error)?;
     log_outcome(&outcome, t0.elapsed().as_secs_f64());
-    apply(&outcome, &scanned.tables, bound);
+    apply(&outcome, &scanned.tables, bound)?;
     super::open::rewind(input)?;
     Ok(Some(outcome))
 }

@@ -30,6 +30,16 @@ pub struct Snapshot {
     pub catalog: Catalog,
 }
 
+/// Every source session: read-only, row security off (a hidden row stops the run instead), names
+/// resolved in pg_catalog only, quotes as the standard says, and values written as pg_dump writes
+/// them whatever the server, database or role sets (ISO dates, which the transforms and staging
+/// read unambiguously, postgres intervals, exact floats): the text of a value, and so a subset's
+/// sample of it, does not change with DateStyle.
+const SESSION_SETTINGS: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+    SET row_security = off; SET search_path = pg_catalog, pg_temp; \
+    SET standard_conforming_strings = on; SET DateStyle = ISO; SET IntervalStyle = postgres; \
+    SET extra_float_digits = 3";
+
 /// Open the source's snapshot the way no DDL can change a copied table under it: the tables are
 /// listed, then locked (`ACCESS SHARE`, waiting at most `lock_timeout` for a migration that holds
 /// an exclusive lock) at the start of the transaction — a lock takes no snapshot — and only then is
@@ -42,10 +52,7 @@ pub async fn open_snapshot(
     lock_timeout: std::time::Duration,
 ) -> Result<Snapshot, DbError> {
     client
-        .batch_execute(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
-             SET search_path = pg_catalog, pg_temp; SET standard_conforming_strings = on",
-        )
+        .batch_execute(SESSION_SETTINGS)
         .await
         .map_err(query_err("making the source session read-only"))?;
     for attempt in 1..=5 {
@@ -144,11 +151,9 @@ async fn lock_tables(client: &Client, names: &[String]) -> Result<(), tokio_post
 /// only, as `check` and `scan` do.)
 pub async fn begin_snapshot(client: &Client) -> Result<String, DbError> {
     client
-        .batch_execute(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
-             SET search_path = pg_catalog, pg_temp; SET standard_conforming_strings = on; \
-             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        )
+        .batch_execute(&format!(
+            "{SESSION_SETTINGS}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        ))
         .await
         .map_err(query_err("opening a read-only snapshot on the source"))?;
     let row = client
@@ -170,9 +175,8 @@ pub async fn join_snapshot(c: &ConnInfo, snapshot: &str) -> Result<Client, DbErr
         .collect();
     client
         .batch_execute(&format!(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET row_security = off; \
-             SET search_path = pg_catalog, pg_temp; SET standard_conforming_strings = on; \
-             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+            "{SESSION_SETTINGS}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET TRANSACTION SNAPSHOT '{id}'"
         ))
         .await
         .map_err(query_err(
