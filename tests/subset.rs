@@ -681,6 +681,23 @@ fn generated_columns_and_mismatched_key_types_are_refused() {
          [tables.item_tag.columns]\nid = \"keep\"\ncode = \"keep\"\n",
         "public.item_tag.code is character varying(4) and public.tag.code is character(4)",
     );
+    // A partition's own `where`, which the key scan (through the root) would not see.
+    refused(
+        "subpartwhere",
+        "CREATE TABLE cust (id int PRIMARY KEY);
+         CREATE TABLE ev (id int, region text, cust_id int REFERENCES cust, PRIMARY KEY (id, region))
+             PARTITION BY LIST (region);
+         CREATE TABLE ev_eu PARTITION OF ev FOR VALUES IN ('eu');
+         CREATE TABLE ev_us PARTITION OF ev FOR VALUES IN ('us');
+         INSERT INTO cust SELECT generate_series(1, 400);
+         INSERT INTO ev SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g % 400 + 1
+             FROM generate_series(1, 2000) g",
+        "[tables.cust]\nsubset = { percent = 20 }\n[tables.cust.columns]\nid = \"keep\"\n\
+         [tables.ev.columns]\nid = \"keep\"\nregion = \"keep\"\ncust_id = \"keep\"\n\
+         [tables.ev_us]\nwhere = \"id > 1000\"\n\
+         [tables.ev_us.columns]\nid = \"keep\"\nregion = \"keep\"\ncust_id = \"keep\"\n",
+        "public.ev_us: with a subset, a partition cannot have its own `where`; put the filter on public.ev",
+    );
 }
 
 /// The source's DateStyle does not change which rows are chosen nor how dates are written (the
@@ -757,4 +774,35 @@ fn date_keys_ignore_the_source_datestyle_and_transformed_keys_stay_off_the_serve
     assert!((24..=56).contains(&kept), "{kept}");
     assert!(ids(&b, "day", "d").starts_with("2020-"));
     foreign_keys_hold(&b);
+}
+
+/// A hand-written dump's foreign keys without a constraint name or referenced columns (the
+/// primary key) are followed like pg_dump's: the same rows as the original dump.
+#[test]
+fn unnamed_foreign_keys_of_a_dump_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = demo_rules(dir.path(), "{ percent = 10 }");
+    let production = root().join("examples/production.sql");
+    let text = std::fs::read_to_string(&production).unwrap();
+    let hand = text
+        .replace(
+            "ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);",
+            "ADD FOREIGN KEY (customer_id) REFERENCES public.customers;",
+        )
+        .replace(
+            "ADD CONSTRAINT payments_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);",
+            "ADD FOREIGN KEY (order_id) REFERENCES public.orders;",
+        );
+    assert_ne!(hand, text);
+    let hand_dump = dir.path().join("hand.sql");
+    std::fs::write(&hand_dump, hand).unwrap();
+    let (a, b) = (dir.path().join("a.sql"), dir.path().join("b.sql"));
+    dump_run(&rules, &production, &a, &[]);
+    dump_run(&rules, &hand_dump, &b, &[]);
+    let (a, b) = (loaded("subhanda", &a), loaded("subhandb", &b));
+    foreign_keys_hold(&b);
+    for table in ["customers", "orders", "payments"] {
+        assert_eq!(ids(&a, table, "id"), ids(&b, table, "id"), "{table}");
+    }
+    assert!(count(&b, "SELECT count(*) FROM orders") < 1000);
 }

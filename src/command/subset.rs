@@ -75,15 +75,37 @@ pub fn planner(
     // Rules with a subset on a table the source does not copy.
     for t in plan.tables.values() {
         if t.subset.is_some() && index(&t.name).is_none() {
-            let why = if tables.iter().any(|s| s.name == t.name) {
-                "is not copied (skipped or foreign), so it takes no subset"
-            } else {
-                "is not a table of the source"
+            let source = tables.iter().find(|s| s.name == t.name);
+            let why = match source.and_then(|s| s.partition_of.as_ref()) {
+                Some(r) => {
+                    format!("is a partition of {r}: put the subset on {r}, its partitions follow")
+                }
+                None if source.is_some() => {
+                    "is not copied (skipped or foreign), so it takes no subset".into()
+                }
+                None => "is not a table of the source".into(),
             };
             problems.push(Diagnostic {
                 location: t.subset.as_ref().map(|s| s.location.clone()),
                 message: format!("subset of {}: the table {why}", t.name),
             });
+        }
+    }
+    // The key scan reads a partitioned table through its root, with the root's `where`: a
+    // partition's own filter would drop rows the subset counts as kept.
+    if wanted(plan) {
+        for t in tables.iter().filter(|t| t.partition_of.is_some()) {
+            if let Some(r) = plan.tables.get(&t.name).filter(|r| r.filter.is_some()) {
+                problems.push(Diagnostic {
+                    location: r.subset.as_ref().map(|s| s.location.clone()),
+                    message: format!(
+                        "{}: with a subset, a partition cannot have its own `where`; put the \
+                         filter on {}",
+                        t.name,
+                        root(t)
+                    ),
+                });
+            }
         }
     }
     let mut nodes = Vec::new();
@@ -254,8 +276,14 @@ pub fn planner(
             .map(|r| Diagnostic {
                 location: locations.get(&r.table).cloned(),
                 message: format!(
-                    "subset: {}: {} (add subset = {{ key = [\"…\"] }} naming columns that identify a row)",
-                    r.table, r.message
+                    "subset: {}: {} (add subset = {{ key = [\"…\"] }} naming columns that identify a row{})",
+                    r.table,
+                    r.message,
+                    if database_source {
+                        ""
+                    } else {
+                        "; from a dump, keys are read from its PRIMARY KEY constraints only"
+                    }
                 ),
             })
             .collect()

@@ -1626,8 +1626,22 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
             .map(|(_, _, parent)| parent.clone());
     }
     out.blocks = out.tables.len();
-    out.foreign_keys = std::mem::take(&mut reader.foreign_keys);
     out.primary_keys = std::mem::take(&mut reader.primary_keys);
+    // `REFERENCES t` without columns names t's primary key.
+    let primary = &out.primary_keys;
+    out.foreign_keys = std::mem::take(&mut reader.foreign_keys)
+        .into_iter()
+        .filter_map(|(db, mut fk)| {
+            if fk.to_columns.is_empty() {
+                let (_, _, cols) = primary.iter().find(|(d, t, _)| *d == db && *t == fk.to)?;
+                if cols.len() != fk.from_columns.len() {
+                    return None;
+                }
+                fk.to_columns = cols.clone();
+            }
+            Some((db, fk))
+        })
+        .collect();
     // Tables created without rows (partitioned parents hold none of their own).
     let mut defined: Vec<&(Option<String>, QualifiedName)> = reader.defs.keys().collect();
     defined.sort();

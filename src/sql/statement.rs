@@ -1428,9 +1428,9 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
     }))
 }
 
-/// `ADD CONSTRAINT name FOREIGN KEY (a, b) REFERENCES t (x, y) …` or `ADD CONSTRAINT name PRIMARY
-/// KEY (a, b)` as pg_dump writes them, one per ALTER TABLE; `None` for anything else (or a
-/// reference without its columns).
+/// `ADD [CONSTRAINT name] FOREIGN KEY (a, b) REFERENCES t [(x, y)] …` or `ADD [CONSTRAINT name]
+/// PRIMARY KEY (a, b)` as pg_dump (or a hand) writes them, one per ALTER TABLE; `None` for anything
+/// else. A reference without its columns has none (the primary key of `t`, resolved by the reader).
 fn key_constraint(c: &Cursor, table: &QualifiedName) -> Option<Info> {
     let mut sub = Cursor {
         text: c.text,
@@ -1440,10 +1440,13 @@ fn key_constraint(c: &Cursor, table: &QualifiedName) -> Option<Info> {
         backslash_string: false,
         unqualified: false,
     };
-    if !(sub.eat("add") && sub.eat("constraint")) {
+    if !sub.eat("add") {
         return None;
     }
-    let name = sub.ident()?;
+    let name = match sub.eat("constraint") {
+        true => sub.ident()?,
+        false => "(unnamed)".to_string(),
+    };
     let columns = |sub: &mut Cursor| -> Option<Vec<String>> {
         if !sub.eat_kind(Kind::Open) {
             return None;
@@ -1470,8 +1473,13 @@ fn key_constraint(c: &Cursor, table: &QualifiedName) -> Option<Info> {
         return None;
     }
     let to = sub.qualified()?;
-    let to_columns = columns(&mut sub)?;
-    (from_columns.len() == to_columns.len()).then(|| {
+    // Without a column list the reference is to the table's primary key: left empty here, for
+    // the reader to fill in from the dump's primary keys.
+    let to_columns = match sub.toks.get(sub.i).map(|t| t.kind) {
+        Some(Kind::Open) => columns(&mut sub)?,
+        _ => Vec::new(),
+    };
+    (to_columns.is_empty() || from_columns.len() == to_columns.len()).then(|| {
         Info::ForeignKey(crate::schema::ForeignKey {
             name,
             from: table.clone(),
@@ -2195,12 +2203,21 @@ mod tests {
                 to_columns: vec!["Id".into(), "n".into()],
             }))
         );
-        // Without the referenced columns (the primary key): not followed.
+        // Without the referenced columns (the primary key, which the reader fills in) or the
+        // constraint's name.
         assert_eq!(
-            class(
-                "ALTER TABLE ONLY public.a ADD CONSTRAINT f FOREIGN KEY (b) REFERENCES public.b;"
-            ),
-            Statement::Schema(Info::None)
+            class("ALTER TABLE public.a ADD FOREIGN KEY (b) REFERENCES public.b;"),
+            Statement::Schema(Info::ForeignKey(crate::schema::ForeignKey {
+                name: "(unnamed)".into(),
+                from: q("public", "a"),
+                from_columns: vec!["b".into()],
+                to: q("public", "b"),
+                to_columns: vec![],
+            }))
+        );
+        assert_eq!(
+            class("ALTER TABLE public.a ADD PRIMARY KEY (id);"),
+            Statement::Schema(Info::PrimaryKey(q("public", "a"), vec!["id".into()]))
         );
     }
 
