@@ -806,3 +806,32 @@ fn unnamed_foreign_keys_of_a_dump_are_followed() {
     }
     assert!(count(&b, "SELECT count(*) FROM orders") < 1000);
 }
+
+/// A dry run reads stdin once, for its samples: with a subset it says so (exit 2) instead of
+/// failing on an empty second read.
+#[test]
+fn a_dry_run_of_stdin_with_a_subset_asks_for_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = demo_rules(dir.path(), "{ percent = 10 }");
+    let o = anonymize()
+        .args(["--rules", &rules, "--source", "-", "--dry-run"])
+        .stdin(std::fs::File::open(root().join("examples/production.sql")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs the dump as a file"),
+        "{}",
+        stderr(&o)
+    );
+    // From the file, the dry run shows the subset.
+    let o = run(anonymize()
+        .args(["--rules", &rules, "--dry-run", "--source"])
+        .arg(root().join("examples/production.sql")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("public.customers: ") && out.contains(" sample"),
+        "{out}"
+    );
+}

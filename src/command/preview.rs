@@ -180,6 +180,11 @@ fn subset_preview(plan: &Plan) -> Result<Vec<SubsetPreview>, Error> {
                 })
                 .collect())
         }
+        crate::endpoint::Endpoint::Stdio if subset::wanted(plan) => Err(Error::Usage(
+            "--dry-run with a subset needs the dump as a file: stdin is read once, for the \
+             samples; save it to a file and dry-run that"
+                .into(),
+        )),
         source => {
             let (mut input, scanned) = crate::command::open::open_and_scan(source, policy)?;
             let mut bound =
