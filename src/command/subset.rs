@@ -234,11 +234,16 @@ pub fn planner(
                 problems.push(Diagnostic {
                     location: None,
                     message: format!(
-                        "subset: the foreign key of {} ({}) → {} cannot be followed: {why} \
-                         (a generated column is not); a subset would break it in staging",
+                        "subset: the foreign key of {} ({}) → {} cannot be followed: {why}{}; a \
+                         subset would break it in staging",
                         fk.from,
                         fk.from_columns.join(", "),
-                        fk.to
+                        fk.to,
+                        if why.ends_with("that is copied") {
+                            " (a generated column is not)"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
