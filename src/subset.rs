@@ -155,6 +155,8 @@ pub struct Counts {
     pub closure: u64,
     /// References of kept rows to rows the source does not have (or `where` removed).
     pub missing: u64,
+    /// `always_keys` entries that match no row of the source (or none `where` lets through).
+    pub always_unmatched: u64,
 }
 
 impl Counts {
@@ -1079,8 +1081,16 @@ impl State {
                         .collect(),
                 },
             };
+            let mut counts = self.counts[i].clone();
+            if let Role::Sampled(sample) = &node.role {
+                counts.always_unmatched = sample
+                    .always_keys
+                    .iter()
+                    .filter(|k| !kept[i].contains(*k))
+                    .count() as u64;
+            }
             out.filters.insert(node.name.clone(), Arc::new(filter));
-            out.counts.insert(node.name.clone(), self.counts[i].clone());
+            out.counts.insert(node.name.clone(), counts);
         }
         out
     }

@@ -835,3 +835,36 @@ fn a_dry_run_of_stdin_with_a_subset_asks_for_a_file() {
         "{out}"
     );
 }
+
+/// An `always_keys` entry that matches no row (a QA account that is gone) is said, as a warning
+/// and in the report, without stopping the run.
+#[test]
+fn always_keys_matching_no_row_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = demo_rules(dir.path(), "{ percent = 10, always_keys = [1, 99999] }");
+    let (out, report) = (dir.path().join("out.sql"), dir.path().join("r.json"));
+    let log = dump_run(
+        &rules,
+        &root().join("examples/production.sql"),
+        &out,
+        &["--report", report.to_str().unwrap()],
+    );
+    assert!(
+        log.contains("subset of public.customers: 1 always_keys entry matches no row"),
+        "{log}"
+    );
+    let report = success_report(&report);
+    let customers = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.customers")
+        .unwrap()
+        .clone();
+    let why = customers["subset"].as_str().unwrap();
+    assert!(
+        why.contains("1 always, 1 always_keys entry matching no row"),
+        "{why}"
+    );
+    assert!(loaded("subalways", &out).query("SELECT count(*) FROM customers WHERE id = 1") == "1");
+}

@@ -362,6 +362,13 @@ pub fn reasons(c: &Counts) -> String {
             why.push(format!("{n} {what}"));
         }
     }
+    if c.always_unmatched > 0 {
+        why.push(format!(
+            "{} always_keys entr{} matching no row",
+            c.always_unmatched,
+            if c.always_unmatched == 1 { "y" } else { "ies" }
+        ));
+    }
     if c.missing > 0 {
         why.push(format!(
             "{} reference(s) to rows the source does not have",
@@ -612,6 +619,20 @@ pub fn log_outcome(outcome: &Outcome, seconds: f64) {
     );
     for line in describe(&outcome.counts) {
         log::info!("subset: {line}");
+    }
+    // A QA account that is gone should not go unnoticed.
+    for (name, c) in &outcome.counts {
+        if c.always_unmatched > 0 {
+            log::warn!(
+                "subset of {name}: {} always_keys {} no row of the source",
+                c.always_unmatched,
+                if c.always_unmatched == 1 {
+                    "entry matches"
+                } else {
+                    "entries match"
+                }
+            );
+        }
     }
 }
 
