@@ -449,6 +449,15 @@ impl Planner {
             .collect()
     }
 
+    /// Whether a table (by its graph name) is copied whole: no subset reaches it.
+    pub fn copied_whole(&self, name: &QualifiedName) -> bool {
+        self.graph
+            .nodes
+            .iter()
+            .position(|n| n.name == *name)
+            .is_none_or(|i| self.parts[i] == Part::Whole)
+    }
+
     fn needs_scan(&self, i: usize) -> bool {
         self.parts[i] != Part::Whole
             || self

@@ -658,7 +658,7 @@ fn generated_columns_and_mismatched_key_types_are_refused() {
          INSERT INTO note (id, n) SELECT i, i FROM generate_series(1, 300) i",
         "[tables.acct]\nsubset = { percent = 10 }\n[tables.acct.columns]\ncode = \"keep\"\n\
          [tables.note.columns]\nid = \"keep\"\nn = \"keep\"\n",
-        "foreign key of public.note (acct_code) → public.acct cannot be followed",
+        "reference of public.note (acct_code) → public.acct cannot be followed",
     );
     let numeric = "CREATE TABLE price (k numeric PRIMARY KEY);
          CREATE TABLE item (id int PRIMARY KEY, k numeric(10,3) NOT NULL REFERENCES price);
@@ -696,8 +696,52 @@ fn generated_columns_and_mismatched_key_types_are_refused() {
          [tables.ev.columns]\nid = \"keep\"\nregion = \"keep\"\ncust_id = \"keep\"\n\
          [tables.ev_us]\nwhere = \"id > 1000\"\n\
          [tables.ev_us.columns]\nid = \"keep\"\nregion = \"keep\"\ncust_id = \"keep\"\n",
-        "public.ev_us: with a subset, a partition cannot have its own `where`; put the filter on public.ev",
+        "public.ev_us: with a subset on public.ev, a partition cannot have its own `where`",
     );
+    refused(
+        "subdatets",
+        "CREATE TABLE day (d date PRIMARY KEY);
+         CREATE TABLE event (id int PRIMARY KEY, at timestamp REFERENCES day);
+         INSERT INTO day VALUES ('2020-01-01'), ('2020-01-02');
+         INSERT INTO event VALUES (1, '2020-01-01'), (2, '2020-01-02')",
+        "[defaults]\nuncovered = \"keep\"\n[tables.day]\nsubset = { percent = 100 }\n",
+        "public.event.at is timestamp without time zone and public.day.d is date",
+    );
+    // Between tables the subset does not reach, such foreign keys are no concern: the run goes on.
+    let src = TestDb::new("subunrelated");
+    src.query(
+        "CREATE TABLE s (id int PRIMARY KEY);
+         CREATE TABLE tag (code char(4) PRIMARY KEY);
+         CREATE TABLE item_tag (id int PRIMARY KEY, code varchar(4) REFERENCES tag);
+         CREATE TABLE p (id int, r text, PRIMARY KEY (id, r)) PARTITION BY LIST (r);
+         CREATE TABLE p_a PARTITION OF p FOR VALUES IN ('a');
+         INSERT INTO s SELECT generate_series(1, 100);
+         INSERT INTO tag VALUES ('t1'); INSERT INTO item_tag VALUES (1, 't1');
+         INSERT INTO p VALUES (1, 'a'), (2, 'a')",
+    );
+    let rules = write_rules(
+        dir.path(),
+        "[defaults]\nuncovered = \"keep\"\n[tables.s]\nsubset = { percent = 10 }\n\
+         [tables.p_a]\nwhere = \"id > 1\"\n",
+    )
+    .display()
+    .to_string();
+    let out = dir.path().join("unrelated.sql");
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            &rules,
+            "--source",
+            &url(&src),
+            "--create-schema",
+            "--target",
+        ])
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let db = loaded("subunrelatedout", &out);
+    assert_eq!(db.query("SELECT count(*) FROM item_tag"), "1");
+    assert_eq!(db.query("SELECT count(*) FROM p"), "1");
+    assert!(count(&db, "SELECT count(*) FROM s") < 40);
 }
 
 /// The source's DateStyle does not change which rows are chosen nor how dates are written (the

@@ -93,21 +93,11 @@ pub fn planner(
     }
     // The key scan reads a partitioned table through its root, with the root's `where`: a
     // partition's own filter would drop rows the subset counts as kept.
-    if wanted(plan) {
-        for t in tables.iter().filter(|t| t.partition_of.is_some()) {
-            if let Some(r) = plan.tables.get(&t.name).filter(|r| r.filter.is_some()) {
-                problems.push(Diagnostic {
-                    location: r.subset.as_ref().map(|s| s.location.clone()),
-                    message: format!(
-                        "{}: with a subset, a partition cannot have its own `where`; put the \
-                         filter on {}",
-                        t.name,
-                        root(t)
-                    ),
-                });
-            }
-        }
-    }
+    let leaf_filters: Vec<&SourceTable> = tables
+        .iter()
+        .filter(|t| t.partition_of.is_some())
+        .filter(|t| plan.tables.get(&t.name).is_some_and(|r| r.filter.is_some()))
+        .collect();
     let mut nodes = Vec::new();
     for name in &names {
         let rules = plan.tables.get(name);
@@ -193,28 +183,6 @@ pub fn planner(
                 return Err(format!("{table} has no column {c} that is copied"));
             }
         }
-        // Keys are compared as text: both ends must write equal values the same way.
-        if wanted(plan) {
-            let type_of = |table: &QualifiedName, c: &String| {
-                let t = tables.iter().find(|t| t.name == *table)?;
-                let i = t.columns.iter().position(|x| x == c)?;
-                Some(t.meta.as_ref()?.get(i)?.type_name.clone())
-            };
-            for (a, b) in fk.from_columns.iter().zip(&fk.to_columns) {
-                let (Some(ta), Some(tb)) = (type_of(&fk.from, a), type_of(&fk.to, b)) else {
-                    continue;
-                };
-                if let (Some(x), Some(y)) = (text_form(&ta), text_form(&tb)) {
-                    if x != y {
-                        return Err(format!(
-                            "{}.{a} is {ta} and {}.{b} is {tb}, which write equal values \
-                             differently (keys are compared as text); give both the same type",
-                            fk.from, fk.to
-                        ));
-                    }
-                }
-            }
-        }
         let e = Edge {
             from: f,
             from_columns: fk.from_columns.clone(),
@@ -226,26 +194,18 @@ pub fn planner(
         }
         Ok(())
     };
+    // Foreign keys a subset cannot follow: on a column that is not copied (a generated one), or
+    // between types that write equal values differently (keys are compared as text). Refused
+    // below when the subset reaches either end; harmless between tables copied whole.
+    let mut unfollowable: Vec<(&ForeignKey, String, Option<crate::diagnostic::Location>)> =
+        Vec::new();
     for fk in foreign_keys {
-        // A foreign key on a column that is not copied (a generated one) cannot be followed: a
-        // subset would break it in staging.
-        if let Err(why) = add(fk, &mut edges) {
-            if wanted(plan) {
-                problems.push(Diagnostic {
-                    location: None,
-                    message: format!(
-                        "subset: the foreign key of {} ({}) → {} cannot be followed: {why}{}; a \
-                         subset would break it in staging",
-                        fk.from,
-                        fk.from_columns.join(", "),
-                        fk.to,
-                        if why.ends_with("that is copied") {
-                            " (a generated column is not)"
-                        } else {
-                            ""
-                        }
-                    ),
-                });
+        match add(fk, &mut edges) {
+            Err(why) => unfollowable.push((fk, format!("{why} (a generated column is not)"), None)),
+            Ok(()) => {
+                if let Some(why) = type_mismatch(tables, fk) {
+                    unfollowable.push((fk, why, None));
+                }
             }
         }
     }
@@ -256,6 +216,11 @@ pub fn planner(
             Some(n) => Err(format!("{n} is not a table of the source")),
             None => add(&r.key, &mut edges),
         };
+        if result.is_ok() {
+            if let Some(why) = type_mismatch(tables, &r.key) {
+                unfollowable.push((&r.key, why, Some(r.location.clone())));
+            }
+        }
         if let Err(why) = result {
             problems.push(Diagnostic {
                 location: Some(r.location.clone()),
@@ -275,7 +240,7 @@ pub fn planner(
         .values()
         .filter_map(|t| Some((t.name.clone(), t.subset.as_ref()?.location.clone())))
         .collect();
-    Planner::new(graph).map(Some).map_err(|refusals| {
+    let planner = Planner::new(graph).map_err(|refusals| {
         refusals
             .into_iter()
             .map(|r| Diagnostic {
@@ -291,19 +256,89 @@ pub fn planner(
                     }
                 ),
             })
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    })?;
+    // What the subset reaches cannot be read wrong.
+    for (fk, why, location) in unfollowable {
+        let root_of = |n: &QualifiedName| {
+            tables
+                .iter()
+                .find(|t| t.name == *n)
+                .map(root)
+                .unwrap_or_else(|| n.clone())
+        };
+        if planner.copied_whole(&root_of(&fk.from)) && planner.copied_whole(&root_of(&fk.to)) {
+            continue;
+        }
+        problems.push(Diagnostic {
+            location,
+            message: format!(
+                "subset: the reference of {} ({}) → {} cannot be followed: {why}; a subset would \
+                 break it in staging",
+                fk.from,
+                fk.from_columns.join(", "),
+                fk.to
+            ),
+        });
+    }
+    // The key scan reads a partitioned table through its root, with the root's `where`: a
+    // partition's own filter would drop rows the subset counts as kept.
+    for t in leaf_filters {
+        if !planner.copied_whole(&root(t)) {
+            problems.push(Diagnostic {
+                location: None,
+                message: format!(
+                    "{}: with a subset on {}, a partition cannot have its own `where`; put the \
+                     filter on {}",
+                    t.name,
+                    root(t),
+                    root(t)
+                ),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some(planner))
 }
 
-/// How a type writes its values as text, for the types whose forms are known to differ: integers
-/// alike, text and varchar alike, `char(n)` padded to n, `numeric(p, s)` with s decimals. `None`
-/// for the others (compared as they are).
-fn text_form(type_name: &str) -> Option<String> {
-    let (base, modifier) = match type_name.split_once('(') {
-        Some((b, m)) => (b.trim(), m.trim_end_matches(')').trim()),
-        None => (type_name.trim(), ""),
+/// Why the two ends of a reference would write equal values differently, if they would (from
+/// the catalog's types; a dump has none).
+fn type_mismatch(tables: &[SourceTable], fk: &ForeignKey) -> Option<String> {
+    let type_of = |table: &QualifiedName, c: &String| {
+        let t = tables.iter().find(|t| t.name == *table)?;
+        let i = t.columns.iter().position(|x| x == c)?;
+        Some(t.meta.as_ref()?.get(i)?.type_name.clone())
     };
-    Some(match base {
+    for (a, b) in fk.from_columns.iter().zip(&fk.to_columns) {
+        let (Some(ta), Some(tb)) = (type_of(&fk.from, a), type_of(&fk.to, b)) else {
+            continue;
+        };
+        if text_form(&ta) != text_form(&tb) {
+            return Some(format!(
+                "{}.{a} is {ta} and {}.{b} is {tb}, which write equal values differently (keys \
+                 are compared as text); give both the same type",
+                fk.from, fk.to
+            ));
+        }
+    }
+    None
+}
+
+/// How a type writes its values as text: two columns whose forms are equal write equal values
+/// the same way. Integers alike, text and varchar alike, `char(n)` padded to n (`bpchar` not),
+/// `numeric(p, s)` with s decimals; a precision does not change the form of times and intervals;
+/// any other type is its own form.
+fn text_form(type_name: &str) -> String {
+    let (base, modifier) = match type_name.split_once('(') {
+        Some((b, m)) => {
+            let (m, rest) = m.split_once(')').unwrap_or((m, ""));
+            (format!("{}{}", b.trim(), rest), m.trim())
+        }
+        None => (type_name.trim().to_string(), ""),
+    };
+    match base.as_str() {
         "smallint" | "integer" | "bigint" => "integer".into(),
         "text" | "character varying" => "text".into(),
         "character" => format!(
@@ -315,8 +350,15 @@ fn text_form(type_name: &str) -> Option<String> {
             None if !modifier.is_empty() => "numeric, 0 decimals".into(),
             None => "numeric".into(),
         },
-        _ => return None,
-    })
+        b if b.starts_with("timestamp")
+            || b.starts_with("time ")
+            || b == "time"
+            || b.starts_with("interval") =>
+        {
+            b.to_string()
+        }
+        _ => type_name.trim().to_string(),
+    }
 }
 
 /// Set each bound table's filter from the outcome (a partition takes its root's). A table whose

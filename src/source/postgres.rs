@@ -33,12 +33,12 @@ pub struct Snapshot {
 /// Every source session: read-only, row security off (a hidden row stops the run instead), names
 /// resolved in pg_catalog only, quotes as the standard says, and values written as pg_dump writes
 /// them whatever the server, database or role sets (ISO dates, which the transforms and staging
-/// read unambiguously, postgres intervals, exact floats): the text of a value, and so a subset's
+/// read unambiguously, postgres intervals, exact floats, hex bytea): the text of a value, and so a subset's
 /// sample of it, does not change with DateStyle.
 const SESSION_SETTINGS: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
     SET row_security = off; SET search_path = pg_catalog, pg_temp; \
     SET standard_conforming_strings = on; SET DateStyle = ISO; SET IntervalStyle = postgres; \
-    SET extra_float_digits = 3";
+    SET extra_float_digits = 3; SET bytea_output = hex";
 
 /// Open the source's snapshot the way no DDL can change a copied table under it: the tables are
 /// listed, then locked (`ACCESS SHARE`, waiting at most `lock_timeout` for a migration that holds
