@@ -849,6 +849,58 @@ fn unnamed_foreign_keys_of_a_dump_are_followed() {
         assert_eq!(ids(&a, table, "id"), ids(&b, table, "id"), "{table}");
     }
     assert!(count(&b, "SELECT count(*) FROM orders") < 1000);
+
+    // Forms this reader does not follow: refused (exit 2, nothing written), unless the rules
+    // declare the reference.
+    let inline = text
+        .replace(
+            "ALTER TABLE ONLY public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);\n",
+            "",
+        )
+        .replace(
+            "    customer_id integer NOT NULL,\n    total numeric(10,2)",
+            "    customer_id integer NOT NULL REFERENCES public.customers(id),\n    total numeric(10,2)",
+        );
+    let several = text.replace(
+        "ALTER TABLE ONLY public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);",
+        "ALTER TABLE ONLY public.orders ADD COLUMN extra int, ADD FOREIGN KEY (customer_id) REFERENCES public.customers(id);",
+    );
+    for (name, dump) in [("inline", inline), ("several", several)] {
+        assert_ne!(dump, text, "{name}");
+        let path = dir.path().join(format!("{name}.sql"));
+        std::fs::write(&path, &dump).unwrap();
+        let out = dir.path().join(format!("{name}.out.sql"));
+        let o = run(anonymize()
+            .args(["--rules", &rules, "--source"])
+            .arg(&path)
+            .arg("--target")
+            .arg(&out));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("declares a foreign key of public.orders inside CREATE TABLE"),
+            "{name}: {err}"
+        );
+        assert!(!out.exists());
+    }
+    // Declared in the rules, the reference is followed: the same rows again.
+    let declared = format!(
+        "{}\n[[references]]\nfrom = \"orders.customer_id\"\nto = \"customers.id\"\n",
+        std::fs::read_to_string(&rules).unwrap()
+    );
+    let declared_rules = dir.path().join("declared.toml");
+    std::fs::write(&declared_rules, declared).unwrap();
+    let c = dir.path().join("c.sql");
+    dump_run(
+        declared_rules.to_str().unwrap(),
+        &dir.path().join("several.sql"),
+        &c,
+        &[],
+    );
+    let c = loaded("subhandc", &c);
+    for table in ["customers", "orders", "payments"] {
+        assert_eq!(ids(&a, table, "id"), ids(&c, table, "id"), "{table}");
+    }
 }
 
 /// A dry run reads stdin once, for its samples: with a subset it says so (exit 2) instead of

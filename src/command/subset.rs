@@ -736,6 +736,23 @@ pub fn choose_in_dump(
     else {
         return Ok(None);
     };
+    // A foreign key this reader cannot read would be broken by the subset without a word.
+    let unread: Vec<Diagnostic> = scanned
+        .unread_references
+        .iter()
+        .filter(|(_, t)| !plan.references.iter().any(|r| r.key.from == *t))
+        .map(|(_, t)| Diagnostic {
+            location: None,
+            message: format!(
+                "subset: the dump declares a foreign key of {t} inside CREATE TABLE or among \
+                 several ALTER TABLE subcommands, which is not read; write it as ALTER TABLE … \
+                 ADD FOREIGN KEY (…) REFERENCES … (as pg_dump does), or list it in [[references]]"
+            ),
+        })
+        .collect();
+    if !unread.is_empty() {
+        return Err(Error::Bind(crate::diagnostic::Diagnostics(unread)));
+    }
     let t0 = std::time::Instant::now();
     super::open::rewind(input)?;
     let mut collected = Collected::new(&planner);

@@ -203,6 +203,8 @@ pub struct DumpReader<R> {
     /// `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY`: (database, the key).
     foreign_keys: Vec<(Option<String>, crate::schema::ForeignKey)>,
     primary_keys: Vec<(Option<String>, QualifiedName, Vec<String>)>,
+    /// Tables whose foreign keys are declared in a form this reader does not follow.
+    unread_references: Vec<(Option<String>, QualifiedName)>,
     /// Foreign tables left out: statements about them go too.
     dropped_foreign: std::collections::HashSet<QualifiedName>,
     /// Names the dump made views, or gave an INSERT rule: no data may go to them.
@@ -412,6 +414,7 @@ impl<R: Read> DumpReader<R> {
             partitions: Vec::new(),
             foreign_keys: Vec::new(),
             primary_keys: Vec::new(),
+            unread_references: Vec::new(),
             dropped_foreign: Default::default(),
             not_tables: Default::default(),
             blocks: 0,
@@ -1253,6 +1256,10 @@ impl<R: Read> DumpReader<R> {
                 self.forget(&def.name, true);
             }
             Info::CreateTable(def) => {
+                if def.references {
+                    self.unread_references
+                        .push((self.db.clone(), def.name.clone()));
+                }
                 self.not_tables.remove(&(self.db.clone(), def.name.clone()));
                 if def.partition {
                     if let Some(p) = def.parents.first() {
@@ -1268,6 +1275,16 @@ impl<R: Read> DumpReader<R> {
                 self.not_tables.insert((self.db.clone(), name));
             }
             Info::ForeignKey(fk) => self.foreign_keys.push((self.db.clone(), fk)),
+            Info::UnreadReference {
+                table,
+                forget,
+                unqualified,
+            } => {
+                if forget {
+                    self.forget(&table, unqualified);
+                }
+                self.unread_references.push((self.db.clone(), table));
+            }
             Info::PrimaryKey(t, cols) => self.primary_keys.push((self.db.clone(), t, cols)),
             Info::None | Info::Refresh => {}
         }
@@ -1568,6 +1585,9 @@ pub struct Prescan {
     pub foreign_keys: Vec<(Option<String>, crate::schema::ForeignKey)>,
     /// The primary keys the dump adds: (database, table, columns).
     pub primary_keys: Vec<(Option<String>, QualifiedName, Vec<String>)>,
+    /// Tables whose foreign keys the dump declares in a form this reader does not follow (inside
+    /// CREATE TABLE, or among several ALTER TABLE subcommands): (database, table).
+    pub unread_references: Vec<(Option<String>, QualifiedName)>,
 }
 
 impl Note {
@@ -1627,6 +1647,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
     }
     out.blocks = out.tables.len();
     out.primary_keys = std::mem::take(&mut reader.primary_keys);
+    out.unread_references = std::mem::take(&mut reader.unread_references);
     // `REFERENCES t` without columns names t's primary key.
     let primary = &out.primary_keys;
     out.foreign_keys = std::mem::take(&mut reader.foreign_keys)

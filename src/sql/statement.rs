@@ -41,6 +41,13 @@ pub enum Statement {
 pub enum Info {
     #[default]
     None,
+    /// An ALTER TABLE that declares a foreign key in a form this reader does not follow (among
+    /// several subcommands); `forget` when it also changes the table's columns (as `Forget`).
+    UnreadReference {
+        table: QualifiedName,
+        forget: bool,
+        unqualified: bool,
+    },
     /// The session settings after a SET, RESET, BEGIN, COMMIT, `set_config` or `\encoding`.
     Session(Session),
     /// A table and its columns, for data statements that name none.
@@ -182,6 +189,8 @@ pub struct TableDef {
     pub partition: bool,
     /// Some name in it had no schema.
     pub unqualified: bool,
+    /// It declares a foreign key (`REFERENCES`) inside, which this reader does not follow.
+    pub references: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1387,9 +1396,6 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
             return Ok(Statement::Schema(Info::Attach(child, table)));
         }
     }
-    if let Some(info) = key_constraint(c, &table) {
-        return Ok(Statement::Schema(info));
-    }
     // Subcommands: split at commas outside parentheses.
     let mut depth = 0i32;
     let mut starts = vec![c.i];
@@ -1401,6 +1407,13 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
             _ => {}
         }
     }
+    // A key is read from an ALTER TABLE of that one subcommand (as pg_dump writes them).
+    if starts.len() == 1 {
+        if let Some(info) = key_constraint(c, &table) {
+            return Ok(Statement::Schema(info));
+        }
+    }
+    let references = (c.i..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("references"));
     let changes = starts.iter().any(|&i| {
         let w = |k: usize| c.word_at(i + k);
         match w(0).as_deref() {
@@ -1421,7 +1434,13 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
             _ => false,
         }
     });
-    Ok(Statement::Schema(if changes {
+    Ok(Statement::Schema(if references {
+        Info::UnreadReference {
+            table,
+            forget: changes,
+            unqualified,
+        }
+    } else if changes {
         Info::Forget { table, unqualified }
     } else {
         Info::None
@@ -1504,6 +1523,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
         parents: Vec::new(),
         partition: false,
         unqualified: c.unqualified,
+        references: (c.i..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("references")),
     };
     // A top-level AS makes it CREATE TABLE … AS (a query's rows) or … AS EXECUTE.
     let mut depth = 0i32;
@@ -2218,6 +2238,23 @@ mod tests {
         assert_eq!(
             class("ALTER TABLE public.a ADD PRIMARY KEY (id);"),
             Statement::Schema(Info::PrimaryKey(q("public", "a"), vec!["id".into()]))
+        );
+        // Keys among several subcommands are not read: a reference is flagged, a column change
+        // still forgets the table's columns.
+        assert_eq!(
+            class("ALTER TABLE public.a ADD PRIMARY KEY (id), ADD FOREIGN KEY (b) REFERENCES public.b;"),
+            Statement::Schema(Info::UnreadReference {
+                table: q("public", "a"),
+                forget: false,
+                unqualified: false
+            })
+        );
+        assert_eq!(
+            class("ALTER TABLE public.a ADD PRIMARY KEY (id), ADD COLUMN x int;"),
+            Statement::Schema(Info::Forget {
+                table: q("public", "a"),
+                unqualified: false
+            })
         );
     }
 
