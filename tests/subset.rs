@@ -48,12 +48,34 @@ fn count(db: &TestDb, sql: &str) -> i64 {
 
 /// Anonymize a dump file into `target` with extra arguments; panics on failure.
 fn dump_run(rules: &str, source: &Path, target: &Path, extra: &[&str]) -> String {
-    let o = run(anonymize()
+    let o = to_file(rules, source.as_os_str(), target, extra);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stderr(&o)
+}
+
+/// Anonymize a source (a dump file or a database URL) into the file `target`.
+fn to_file(
+    rules: &str,
+    source: &std::ffi::OsStr,
+    target: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    run(anonymize()
         .args(["--rules", rules, "--source"])
         .arg(source)
         .arg("--target")
         .arg(target)
-        .args(extra));
+        .args(extra))
+}
+
+/// Anonymize a database, with the schema, into the file `target`; panics on failure.
+fn database_run(rules: &str, src: &TestDb, target: &Path, extra: &[&str]) -> String {
+    let o = to_file(
+        rules,
+        url(src).as_ref(),
+        target,
+        &[&["--create-schema"], extra].concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     stderr(&o)
 }
@@ -408,17 +430,7 @@ fn where_applies_before_the_subset_and_always_adds_rows() {
         );
     let rules = write_rules(dir.path(), &text).display().to_string();
     let out = dir.path().join("out.sql");
-    let o = run(anonymize()
-        .args([
-            "--rules",
-            &rules,
-            "--source",
-            &url(&src),
-            "--create-schema",
-            "--target",
-        ])
-        .arg(&out));
-    assert!(o.status.success(), "{}", stderr(&o));
+    database_run(&rules, &src, &out, &[]);
     let db = loaded("subwhereout", &out);
     foreign_keys_hold(&db);
     assert_eq!(
@@ -627,16 +639,7 @@ fn generated_columns_and_mismatched_key_types_are_refused() {
         src.query(schema);
         let rules = write_rules(dir.path(), rules).display().to_string();
         let out = dir.path().join(format!("{tag}.sql"));
-        let o = run(anonymize()
-            .args([
-                "--rules",
-                &rules,
-                "--source",
-                &url(&src),
-                "--create-schema",
-                "--target",
-            ])
-            .arg(&out));
+        let o = to_file(&rules, url(&src).as_ref(), &out, &["--create-schema"]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{tag}: {err}");
         assert!(err.contains(expected), "{tag}: {expected:?} not in {err}");
@@ -727,17 +730,7 @@ fn generated_columns_and_mismatched_key_types_are_refused() {
     .display()
     .to_string();
     let out = dir.path().join("unrelated.sql");
-    let o = run(anonymize()
-        .args([
-            "--rules",
-            &rules,
-            "--source",
-            &url(&src),
-            "--create-schema",
-            "--target",
-        ])
-        .arg(&out));
-    assert!(o.status.success(), "{}", stderr(&o));
+    database_run(&rules, &src, &out, &[]);
     let db = loaded("subunrelatedout", &out);
     assert_eq!(db.query("SELECT count(*) FROM item_tag"), "1");
     assert_eq!(db.query("SELECT count(*) FROM p"), "1");
@@ -781,19 +774,7 @@ fn date_keys_ignore_the_source_datestyle_and_transformed_keys_stay_off_the_serve
         "ALTER DATABASE \"{name}\" SET DateStyle = 'SQL, DMY'; ALTER DATABASE \"{name}\" SET TimeZone = 'Asia/Kolkata'"
     ));
     let from_db = dir.path().join("from_db.sql");
-    let o = run(anonymize()
-        .args([
-            "--rules",
-            &rules,
-            "-vv",
-            "--source",
-            &url(&src),
-            "--create-schema",
-            "--target",
-        ])
-        .arg(&from_db));
-    let log = stderr(&o);
-    assert!(o.status.success(), "{log}");
+    let log = database_run(&rules, &src, &from_db, &["-vv"]);
     // day's kept dates (kept as they are) went to the server; visit's key is id, but its
     // email is transformed: no email is in the log either way.
     assert!(log.contains("<key among the "), "{log}");

@@ -166,14 +166,15 @@ pub fn planner(
     }
     // The edges: the source's foreign keys and the rules' references, between copied tables.
     let mut edges: Vec<Edge> = Vec::new();
+    // The graph's name of a table a foreign key names: a partition's root.
+    let root_of = |n: &QualifiedName| {
+        tables
+            .iter()
+            .find(|t| t.name == *n)
+            .map(root)
+            .unwrap_or_else(|| n.clone())
+    };
     let add = |fk: &ForeignKey, edges: &mut Vec<Edge>| -> Result<(), String> {
-        let root_of = |n: &QualifiedName| {
-            tables
-                .iter()
-                .find(|t| t.name == *n)
-                .map(root)
-                .unwrap_or_else(|| n.clone())
-        };
         let (from, to) = (root_of(&fk.from), root_of(&fk.to));
         let (Some(f), Some(t)) = (index(&from), index(&to)) else {
             return Ok(());
@@ -260,13 +261,6 @@ pub fn planner(
     })?;
     // What the subset reaches cannot be read wrong.
     for (fk, why, location) in unfollowable {
-        let root_of = |n: &QualifiedName| {
-            tables
-                .iter()
-                .find(|t| t.name == *n)
-                .map(root)
-                .unwrap_or_else(|| n.clone())
-        };
         if planner.copied_whole(&root_of(&fk.from)) && planner.copied_whole(&root_of(&fk.to)) {
             continue;
         }

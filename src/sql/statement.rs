@@ -296,6 +296,11 @@ impl<'a> Cursor<'a> {
             .map(|w| w.into_owned())
     }
 
+    /// Whether the word appears anywhere from the current token on.
+    fn mentions(&self, word: &str) -> bool {
+        (self.i..self.toks.len()).any(|i| self.word_at(i).as_deref() == Some(word))
+    }
+
     fn peek_word(&self) -> Option<String> {
         self.word_at(self.i)
     }
@@ -1413,7 +1418,7 @@ fn alter_table(c: &mut Cursor) -> Result<Statement, String> {
             return Ok(Statement::Schema(info));
         }
     }
-    let references = (c.i..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("references"));
+    let references = c.mentions("references");
     let changes = starts.iter().any(|&i| {
         let w = |k: usize| c.word_at(i + k);
         match w(0).as_deref() {
@@ -1523,7 +1528,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
         parents: Vec::new(),
         partition: false,
         unqualified: c.unqualified,
-        references: (c.i..c.toks.len()).any(|i| c.word_at(i).as_deref() == Some("references")),
+        references: c.mentions("references"),
     };
     // A top-level AS makes it CREATE TABLE … AS (a query's rows) or … AS EXECUTE.
     let mut depth = 0i32;
