@@ -11,6 +11,8 @@ pub mod exit {
     pub const RUNTIME: i32 = 1;
     /// Usage, invalid rules, uncovered columns: nothing was written.
     pub const INVALID: i32 = 2;
+    /// `audit` (or a refresh with `--audit`) found original data in staging.
+    pub const FOUND: i32 = 3;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,9 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    /// The leak audit found something (its report says what; never a value).
+    #[error("{0}")]
+    Found(String),
     /// A run that failed while moving data, with what it had finished.
     #[error("{}", .0.error)]
     Pipeline(Box<RunFailure>),
@@ -46,9 +51,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Rules(_) | Error::Bind(_) => exit::INVALID,
+            Error::Found(_) => exit::FOUND,
             Error::Pipeline(f) => match f.error {
                 // The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
                 PipelineError::Interrupted(signal) => 128 + signal,
+                PipelineError::AuditFound(_) => exit::FOUND,
                 _ => exit::RUNTIME,
             },
             Error::Io { .. } | Error::Database(_) => exit::RUNTIME,

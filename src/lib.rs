@@ -4,6 +4,7 @@
 //! validated plan and binds it to the source's tables; `transform` holds the pure runtime
 //! transformers; `copy` is the COPY text codec; `cli` is the thin command-line layer.
 
+pub mod audit;
 pub mod buffers;
 pub mod cli;
 pub mod command;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod diagnostic;
 pub mod endpoint;
 pub mod error;
+pub mod fixtures;
 pub mod interrupt;
 pub mod pipeline;
 pub mod rules;

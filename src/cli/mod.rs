@@ -28,6 +28,8 @@ Exit codes:
   0  success
   1  runtime failure (bad data in the dump, I/O); the target is left as it was
   2  usage error, invalid rules, or uncovered columns; nothing was written
+  3  audit (or a refresh with --audit) found original data in staging; with --audit nothing was
+     committed or swapped in
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: stopped at the next batch, nothing kept
 
 The secret key is read from the environment variable named by [secret] key_env
@@ -87,6 +89,10 @@ pub struct Args {
     /// Swap: drop the old staging after the cut-over instead of keeping it as `<staging>__prev`.
     #[arg(long)]
     pub drop_prev: bool,
+    /// After the load, audit the new staging against the source (as `anonymize audit` does)
+    /// before it is committed or swapped in; a finding aborts the refresh (exit 3).
+    #[arg(long)]
+    pub audit: bool,
     /// Source sessions reading tables at once (a database source; the first holds the snapshot).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub source_connections: u16,
@@ -147,6 +153,34 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         target: Option<String>,
     },
+    /// Compare staging with its source for every transformed column: cells equal to their
+    /// original, original values anywhere in staging, kept columns that look like personal data,
+    /// staging objects the rules do not mention. Exit 0 when clean, 3 on a finding. Never prints a
+    /// value.
+    Audit {
+        /// The rules file (TOML).
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        /// The production database (URL) or dump file. Overrides [source] url.
+        #[arg(long, value_name = "URL|PATH")]
+        source: Option<String>,
+        /// The staging database (URL) or anonymized dump file. Overrides [target] url.
+        #[arg(long, value_name = "URL|PATH")]
+        target: Option<String>,
+        /// Output on stdout: a table for people or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Also write the JSON report here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Distinct original values (and rows compared) per column; beyond it a sample chosen
+        /// with the secret key, the same every night.
+        #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_values: u64,
+        /// Original values shorter than this many characters are not searched for.
+        #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..))]
+        min_length: u64,
+    },
     /// Sample every table of a source, detect likely personal data, and write a complete draft rules
     /// file (stdout, or --output) with a commented suggestion per detected column.
     Scan {
@@ -190,6 +224,29 @@ pub fn run(args: Args) -> Result<Outcome, Error> {
             source,
             target,
         }) => return run_check(rules, source.clone(), target.clone(), &env),
+        Some(Command::Audit {
+            rules,
+            source,
+            target,
+            format,
+            report,
+            max_values,
+            min_length,
+        }) => {
+            let settings = crate::audit::Settings {
+                max_values: usize::try_from(*max_values).unwrap_or(usize::MAX),
+                min_length: usize::try_from(*min_length).unwrap_or(usize::MAX),
+            };
+            return run_audit(
+                rules,
+                source.clone(),
+                target.clone(),
+                *format,
+                report.as_deref(),
+                settings,
+                &env,
+            );
+        }
         None => {}
     }
     let overrides = Overrides {
@@ -361,6 +418,68 @@ fn run_check(
     })
 }
 
+/// `anonymize audit`: the report on stdout (and in a file), exit 3 on a finding.
+fn run_audit(
+    rules: &std::path::Path,
+    source: Option<String>,
+    target: Option<String>,
+    format: Format,
+    report: Option<&std::path::Path>,
+    settings: crate::audit::Settings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Outcome, Error> {
+    let overrides = Overrides {
+        source,
+        target,
+        key_optional: false,
+    };
+    let plan = rules::load(rules, &overrides, env)?;
+    let outcome = crate::command::audit::run(&plan, settings)?;
+    let json = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&outcome).expect("the audit's types serialize")
+    );
+    if let Some(path) = report {
+        std::fs::write(path, &json).map_err(|source| Error::Io {
+            context: format!("writing the audit report {}", path.display()),
+            source,
+        })?;
+    }
+    let text = match format {
+        Format::Table => crate::audit::render_table(&outcome),
+        Format::Json => json,
+    };
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(source) => {
+            return Err(Error::Io {
+                context: "writing the audit".into(),
+                source,
+            })
+        }
+    }
+    if !outcome.clean() {
+        return Err(Error::Found(format!(
+            "audit: {} finding(s) in staging {}",
+            outcome.findings, plan.target
+        )));
+    }
+    to_stderr(&format!(
+        "anonymize: audit clean: {} transformed column(s) of {}, nothing of the originals in {}\n",
+        outcome.columns.len(),
+        plan.source,
+        plan.target
+    ));
+    Ok(Outcome {
+        report: Report::default(),
+    })
+}
+
 /// Held while a report is written: a second signal's report and the run's own never interleave.
 static REPORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -403,6 +522,7 @@ fn run_plan(
                 || std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
                 usize::from,
             ),
+            audit: args.audit.then(crate::audit::Settings::default),
         };
         return refresh::run(plan, options, progress, &refresh);
     }
@@ -414,6 +534,13 @@ fn run_plan(
     if plan.target.is_database() {
         return Err(Error::Usage(
             "a database target needs a database source; to load a dump, pipe it to psql".into(),
+        ));
+    }
+    if args.audit {
+        return Err(Error::Usage(
+            "--audit audits a staging database before it is committed; for a dump, run \
+             `anonymize audit --source prod.sql --target staging.sql` on the output"
+                .into(),
         ));
     }
     dump::run(plan, options, progress)
@@ -477,6 +604,13 @@ fn summary(args: &Args, plan: &rules::Plan, report: &Report) {
         other => other.to_string(),
     };
     to_stderr(&render::summary(report, &shown));
+    if let Some(a) = &report.audit {
+        to_stderr(&format!(
+            "anonymize: --audit: clean: {} transformed column(s) audited in {:.2}s, nothing of the originals in the new staging\n",
+            a.columns.len(),
+            a.seconds
+        ));
+    }
 }
 
 /// Write to stderr, ignoring a closed one (`2>&1 | head`): messages are never a reason to fail or
@@ -489,6 +623,9 @@ pub fn to_stderr(text: &str) {
 pub fn render_error(e: &Error) -> String {
     let mut msg = format!("anonymize: error: {e}");
     if let Error::Pipeline(failure) = e {
+        if let crate::pipeline::PipelineError::AuditFound(o) = &failure.error {
+            msg = format!("{}{msg}", crate::audit::render_table(o));
+        }
         let report = &failure.report;
         if !report.tables.is_empty() {
             // Enough to see how far it got; a schema of hundreds of tables would fill the screen.

@@ -210,6 +210,11 @@ struct ReportDoc<'a> {
     target: Option<String>,
     rows_written: u64,
     tables: Vec<TableDoc<'a>>,
+    /// `[[fixtures]]` applied after the data: staging's own rows, not anonymized.
+    fixtures: &'a [crate::fixtures::Applied],
+    /// `--audit`: the audit of the new staging (on a finding, the run failed with exit 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<&'a crate::audit::Outcome>,
     warnings: &'a [String],
 }
 
@@ -283,6 +288,14 @@ pub fn report(
         target: target.map(redact),
         rows_written: report.map_or(0, |r| r.rows_written()),
         tables,
+        fixtures: report.map(|r| r.fixtures.as_slice()).unwrap_or_default(),
+        audit: match result {
+            Err(Error::Pipeline(f)) => match &f.error {
+                crate::pipeline::PipelineError::AuditFound(o) => Some(o),
+                _ => None,
+            },
+            _ => report.and_then(|r| r.audit.as_ref()),
+        },
         warnings,
     };
     format!(
@@ -349,6 +362,12 @@ pub fn summary(report: &Report, target: &str) -> String {
     let read = report.tables.iter().map(|t| t.rows_read).sum();
     let total = format!("total ({} tables)", report.tables.len());
     out.push_str(&row(&total, read, rows, report.seconds));
+    for f in &report.fixtures {
+        out.push_str(&format!(
+            "  fixture {} ({}): {} statement(s), {} row(s), not anonymized\n",
+            f.file, f.kind, f.statements, f.rows
+        ));
+    }
     out.push_str(&format!(
         "anonymize: done: {} tables, {rows} rows written to {target} in {:.2}s ({:.0} rows/s)\n",
         report.tables.len(),
@@ -387,6 +406,7 @@ mod tests {
                 subset: None,
             }],
             seconds: 2.0,
+            ..Report::default()
         };
         let text = summary(&report, "x.sql");
         assert!(

@@ -99,6 +99,17 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         progress,
     )
     .map_err(Error::Pipeline)?;
+    let mut report = report;
+    if !plan.fixtures.is_empty() {
+        let (text, applied) = crate::fixtures::dump_text(&plan.fixtures);
+        std::io::Write::write_all(sink.writer(), text.as_bytes()).map_err(|source| {
+            Error::Pipeline(Box::new(RunFailure {
+                error: PipelineError::Write { stdout, source },
+                report: report.clone(),
+            }))
+        })?;
+        report.fixtures = applied;
+    }
     // The last moment to stop before the output takes the target's name.
     if let Some(signal) = crate::interrupt::requested() {
         return Err(Error::Pipeline(Box::new(RunFailure {

@@ -3,6 +3,7 @@
 //! `scan`. What they share — opening a dump (`open`), judging a database source before anything is
 //! written (`live`), sampling rows (`sample`) — lives beside them.
 
+pub mod audit;
 pub mod check;
 pub mod dump;
 pub mod live;

@@ -35,6 +35,8 @@ fn db(e: crate::db::DbError) -> Error {
 /// What a refresh takes besides the plan and the pipeline's options.
 #[derive(Debug, Clone)]
 pub struct RefreshOptions {
+    /// `--audit`: audit the new staging before it is committed or swapped in.
+    pub audit: Option<crate::audit::Settings>,
     /// Create the staging schema from the source's (`pg_dump --schema-only`) first.
     pub create_schema: bool,
     /// How long a lock may be waited for, on the source and on staging.
@@ -55,6 +57,7 @@ impl Default for RefreshOptions {
             source_connections: 2,
             swap: None,
             load_connections: 2,
+            audit: None,
         }
     }
 }
@@ -624,6 +627,7 @@ async fn run_opened(
         policy: plan.policy,
         lanes: &lanes,
         keep: &plan.keep_tables,
+        fixtures: &plan.fixtures,
     };
     let result = match target_client {
         Some(client) => {
@@ -636,6 +640,32 @@ async fn run_opened(
             let outcome = mover
                 .to_staging(&mut staging, schema.as_deref(), &mut report)
                 .await;
+            let outcome = match (outcome, refresh.audit) {
+                (Ok(()), Some(settings)) => {
+                    progress.phase("auditing the new staging against the source (--audit)");
+                    let bound: Vec<BoundTable> =
+                        prepared.jobs.iter().map(|j| (*j.table).clone()).collect();
+                    match super::audit::databases(
+                        plan,
+                        settings,
+                        &bound,
+                        &prepared.catalog,
+                        &readers[0],
+                        staging.client(),
+                        Instant::now(),
+                    )
+                    .await
+                    {
+                        Ok(o) if o.clean() => {
+                            report.audit = Some(o);
+                            stop_if_asked()
+                        }
+                        Ok(o) => Err(PipelineError::AuditFound(Box::new(o))),
+                        Err(e) => Err(PipelineError::Db(e)),
+                    }
+                }
+                (outcome, _) => outcome,
+            };
             match outcome {
                 Ok(()) => {
                     progress.phase("committing");
@@ -684,6 +714,8 @@ struct Mover<'a> {
     lanes: &'a [tokio_postgres::Client],
     /// `[target] keep_tables`.
     keep: &'a [QualifiedName],
+    /// `[[fixtures]]`, applied after the data.
+    fixtures: &'a [crate::fixtures::Fixture],
     options: &'a Options,
     progress: &'a dyn Progress,
     policy: crate::rules::ObjectPolicy,
@@ -1008,6 +1040,35 @@ impl Mover<'_> {
             staging.give_back_rebuild(rebuild.into_inner().unwrap_or_default());
         }
         self.large_objects_to_staging(staging).await?;
+        // Sequences first, so that a fixture drawing ids from them takes the ones after
+        // production's, as an application would.
+        self.progress.phase("setting sequences");
+        stop_if_asked()?;
+        staging
+            .set_sequences(&self.prepared.catalog.sequences)
+            .await?;
+        if !self.fixtures.is_empty() {
+            self.progress
+                .phase(&format!("applying {} fixture(s)", self.fixtures.len()));
+            stop_if_asked()?;
+            report.fixtures = match self.lanes.first() {
+                // In place: inside the refresh's transaction.
+                None => crate::fixtures::apply(staging.client(), self.fixtures).await?,
+                // A swap: on a loading session, committed before its indexes are built there
+                // (an open transaction holding the rows would make the builds wait on it).
+                Some(lane) => {
+                    let tx = |sql: &'static str| async move {
+                        lane.batch_execute(sql)
+                            .await
+                            .map_err(crate::db::query_err("running the fixtures' transaction"))
+                    };
+                    tx("BEGIN").await?;
+                    let applied = crate::fixtures::apply(lane, self.fixtures).await?;
+                    tx("COMMIT").await?;
+                    applied
+                }
+            };
+        }
         let (indexes, fks) = staging.pending_work();
         debug_pause("indexes");
         self.progress
@@ -1025,11 +1086,6 @@ impl Mover<'_> {
         stop_if_asked()?;
         staging.restore_foreign_keys().await?;
         staging.restore_triggers().await?;
-        self.progress.phase("setting sequences");
-        stop_if_asked()?;
-        staging
-            .set_sequences(&self.prepared.catalog.sequences)
-            .await?;
         self.progress
             .phase("refreshing materialized views from the anonymized tables");
         stop_if_asked()?;
@@ -1172,6 +1228,11 @@ impl Mover<'_> {
             write(&mut sink.borrow_mut(), text::LO_CLOSE.as_bytes())?;
         }
         let mut sink = sink.into_inner();
+        if !self.fixtures.is_empty() {
+            let (text, applied) = crate::fixtures::dump_text(self.fixtures);
+            write(&mut sink, text.as_bytes())?;
+            report.fixtures = applied;
+        }
         // Materialized views rebuilt from the anonymized rows once they are loaded, as pg_dump's
         // data section ends.
         for m in self

@@ -258,7 +258,7 @@ struct ValueKinds {
     json_paths: BTreeSet<(String, &'static str)>,
 }
 
-struct Detectors {
+pub(crate) struct Detectors {
     email_full: Regex,
     email_any: Regex,
     number_any: Regex,
@@ -266,7 +266,7 @@ struct Detectors {
 }
 
 impl Detectors {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let email = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
         Detectors {
             email_full: Regex::new(&format!("^{email}$")).expect("valid"),
@@ -276,8 +276,29 @@ impl Detectors {
         }
     }
 
+    /// The pieces of personal data inside a text (emails, and numbers read as a phone, card or
+    /// SSN; not IP addresses, whose digits turn up everywhere), with their kind.
+    pub(crate) fn spans<'v>(&self, v: &'v str) -> Vec<(&'static str, &'v str)> {
+        let mut out: Vec<(&'static str, &'v str)> = self
+            .email_any
+            .find_iter(v)
+            .map(|m| ("email", m.as_str()))
+            .collect();
+        let all = [Detector::Ssn, Detector::CreditCard, Detector::Phone];
+        for m in self.number_any.find_iter(v) {
+            let kind = match classify_number(m.as_str(), &all) {
+                Some(Detector::Ssn) => "ssn",
+                Some(Detector::CreditCard) => "card",
+                Some(Detector::Phone) => "phone",
+                _ => continue,
+            };
+            out.push((kind, m.as_str().trim()));
+        }
+        out
+    }
+
     /// The kind of a whole value, when it is one piece of personal data.
-    fn whole(&self, v: &str) -> Option<&'static str> {
+    pub(crate) fn whole(&self, v: &str) -> Option<&'static str> {
         let v = v.trim();
         if self.email_full.is_match(v) {
             return Some("email");
@@ -315,7 +336,7 @@ impl Detectors {
     }
 
     /// Detectors with findings inside free text.
-    fn inside(&self, v: &str, found: &mut BTreeSet<&'static str>) {
+    pub(crate) fn inside(&self, v: &str, found: &mut BTreeSet<&'static str>) {
         if self.email_any.is_match(v) {
             found.insert("email");
         }

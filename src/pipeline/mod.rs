@@ -126,6 +126,10 @@ impl TableStats {
 pub struct Report {
     pub tables: Vec<TableStats>,
     pub seconds: f64,
+    /// `[[fixtures]]` written after the data (their rows are not anonymized).
+    pub fixtures: Vec<crate::fixtures::Applied>,
+    /// `--audit`: the audit of the new staging.
+    pub audit: Option<crate::audit::Outcome>,
 }
 
 impl Report {
@@ -191,9 +195,19 @@ pub enum PipelineError {
     /// The subset's rows could not be chosen.
     #[error("choosing the subset: {0}")]
     Subset(String),
+    /// `--audit` found original data in the new staging: nothing was committed or swapped in.
+    #[error("{}", audit_message(.0))]
+    AuditFound(Box<crate::audit::Outcome>),
     /// The transform threads could not be started.
     #[error("starting the transform threads: {0}")]
     Start(#[source] rayon::ThreadPoolBuildError),
+}
+
+fn audit_message(o: &crate::audit::Outcome) -> String {
+    format!(
+        "--audit: {} finding(s) in the new staging (see the audit above); nothing was committed, staging is as it was",
+        o.findings
+    )
 }
 
 /// A failed run: why, and what it had finished before.

@@ -50,6 +50,8 @@ pub struct Plan {
     pub references: Vec<Reference>,
     /// The keyed hash subsets sample with (the secret key under the `subset` domains).
     pub subset_key: SubsetKey,
+    /// `[[fixtures]]`, read and validated, in the order the file gives them.
+    pub fixtures: Vec<crate::fixtures::Fixture>,
 }
 
 /// A reference from the rules file.
@@ -67,6 +69,11 @@ impl SubsetKey {
     /// The keyed hash of one table's sample: its own domain, `subset:` and the table's name.
     pub fn table(&self, table: &QualifiedName) -> crate::transform::seed::Prf {
         self.0.domain(&format!("subset:{table}"))
+    }
+
+    /// The keyed hash the leak audit samples and compares with (its own domain).
+    pub fn audit(&self) -> crate::transform::seed::SipKey {
+        crate::transform::seed::SipKey::from_digest(&self.0.domain("audit").digest(b"sample"))
     }
 }
 
@@ -435,6 +442,11 @@ pub(super) fn build(
         .iter()
         .filter_map(|r| reference(&mut b, r))
         .collect();
+    let fixtures = file
+        .fixtures
+        .iter()
+        .filter_map(|f| fixture(&mut b, f))
+        .collect();
     if !b.diags.is_empty() {
         return Err(b.diags);
     }
@@ -451,7 +463,87 @@ pub(super) fn build(
         policy,
         references,
         subset_key,
+        fixtures,
     })
+}
+
+/// One `[[fixtures]]` entry, its file read and validated now so that a broken fixture stops the
+/// run before anything is written.
+fn fixture(
+    b: &mut Builder,
+    spec: &Spanned<config::FixtureSpec>,
+) -> Option<crate::fixtures::Fixture> {
+    use crate::fixtures::{Body, Fixture};
+    let f = spec.get_ref();
+    let (path, csv) = match (&f.sql, &f.csv) {
+        (Some(p), None) => (p, false),
+        (None, Some(p)) => (p, true),
+        _ => {
+            b.error(
+                spec.span(),
+                "[[fixtures]]: give one of sql = \"FILE\" or csv = \"FILE\" (with table = \"…\")",
+            );
+            return None;
+        }
+    };
+    let file = path.get_ref().clone();
+    let text = match std::fs::read(&file) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                b.error(path.span(), format!("[[fixtures]] {file}: not UTF-8 text"));
+                return None;
+            }
+        },
+        Err(e) => {
+            b.error(
+                path.span(),
+                format!("[[fixtures]]: cannot read {file}: {e}"),
+            );
+            return None;
+        }
+    };
+    let body = match (csv, &f.table) {
+        (false, Some(t)) => {
+            b.error(
+                t.span(),
+                "[[fixtures]]: table = goes with a csv fixture (an SQL fixture names its tables)",
+            );
+            return None;
+        }
+        (false, None) => crate::fixtures::parse_sql(&file, &text).map(Body::Sql),
+        (true, None) => {
+            b.error(
+                spec.span(),
+                format!("[[fixtures]] {file}: a csv fixture needs table = \"schema.table\""),
+            );
+            return None;
+        }
+        (true, Some(t)) => {
+            let Some(table) = QualifiedName::parse(t.get_ref()) else {
+                b.error(
+                    t.span(),
+                    format!("[[fixtures]]: invalid table name {:?}", t.get_ref()),
+                );
+                return None;
+            };
+            crate::fixtures::parse_csv(&file, &text, table.clone()).map(|(columns, data, rows)| {
+                Body::Csv {
+                    table,
+                    columns,
+                    data,
+                    rows,
+                }
+            })
+        }
+    };
+    match body {
+        Ok(body) => Some(Fixture { file, body }),
+        Err(message) => {
+            b.error(path.span(), message);
+            None
+        }
+    }
 }
 
 /// `table.column` (the table as in `[tables."…"]`) split at its last dot outside quotes.

@@ -25,6 +25,18 @@ pub struct RulesFile {
     /// References the schema does not declare (`[[references]]`).
     #[serde(default)]
     pub references: Vec<Spanned<ReferenceSpec>>,
+    /// Test scenarios applied to staging after the data (`[[fixtures]]`).
+    #[serde(default)]
+    pub fixtures: Vec<Spanned<FixtureSpec>>,
+}
+
+/// `[[fixtures]] sql = "fixtures/qa.sql"`, or `csv = "fixtures/flags.csv"` with `table = "…"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureSpec {
+    pub sql: Option<Spanned<String>>,
+    pub csv: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
 }
 
 /// `[[references]] from = "orders.customer_id"`, `to = "customers.id"` (lists for composite keys).

@@ -102,7 +102,7 @@ fn bad_rules_give_located_messages() {
             "[tables.t]\nwehre = \"x\"\n",
             "r.toml:2:1: unknown key `wehre` (did you mean `where`?); expected one of `where`, `skip`, `partitions`, `subset`, `columns`",
         ),
-        ("[sourc]\nurl = \"x\"\n", "r.toml:1:2: unknown key `sourc` (did you mean `source`?); expected one of `source`, `target`, `secret`, `defaults`, `policy`, `tables`, `databases`, `references`"),
+        ("[sourc]\nurl = \"x\"\n", "r.toml:1:2: unknown key `sourc` (did you mean `source`?); expected one of `source`, `target`, `secret`, `defaults`, `policy`, `tables`, `databases`, `references`, `fixtures`"),
         (
             "[tables.t.columns]\na = { mask = { keep_last = \"4\" } }\n",
             "r.toml:2:28: invalid type: string \"4\", expected u32",

@@ -35,6 +35,13 @@ pub struct Snapshot {
 /// them whatever the server, database or role sets (ISO dates, which the transforms and staging
 /// read unambiguously, postgres intervals, exact floats, hex bytea): the text of a value, and so a subset's
 /// sample of it, does not change with DateStyle.
+/// How values print, set for the rest of a transaction: the source's settings, for reading
+/// staging the same way (the leak audit compares the two).
+pub const VALUE_SETTINGS_LOCAL: &str = "SET LOCAL row_security = off; \
+    SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL standard_conforming_strings = on; \
+    SET LOCAL DateStyle = ISO; SET LOCAL IntervalStyle = postgres; SET LOCAL extra_float_digits = 3; \
+    SET LOCAL bytea_output = hex";
+
 const SESSION_SETTINGS: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
     SET row_security = off; SET search_path = pg_catalog, pg_temp; \
     SET standard_conforming_strings = on; SET DateStyle = ISO; SET IntervalStyle = postgres; \

@@ -1,0 +1,877 @@
+//! The leak audit: staging compared with its source, for every transformed column.
+//!
+//! Two passes, each a stream of COPY text rows, so that memory stays bounded whatever the size of
+//! the databases:
+//! 1. the source: for each transformed column, a sample of its original values (all of them up to
+//!    `max_values` distinct ones; beyond that the ones with the smallest keyed hash, the same every
+//!    night) and, for rules that must change every value, the keyed hash of each sampled row's
+//!    value by its primary key;
+//! 2. staging: every table, every row — the original values searched for at once with
+//!    Aho-Corasick in the raw COPY line (any table, any column, inside JSON and arrays), the
+//!    sampled rows compared with their originals, kept text columns run through the `scan`
+//!    detectors.
+//!
+//! Findings name tables, columns, counts and kinds, never a value.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aho_corasick::AhoCorasick;
+
+use crate::command::scan::Detectors;
+use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
+use crate::transform::seed::SipKey;
+use crate::transform::Transform;
+
+/// How much the audit keeps in memory and what it searches for.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Distinct original values (and compared rows) kept per column.
+    pub max_values: usize,
+    /// Original values shorter than this (in characters) are not searched for: they turn up by
+    /// coincidence.
+    pub min_length: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_values: 100_000,
+            min_length: 6,
+        }
+    }
+}
+
+/// Kept text values examined by the detectors, per column.
+const KEPT_SAMPLE: usize = 5_000;
+
+/// Fake kinds drawn from a dictionary: such a value occurring elsewhere in staging proves nothing
+/// (a real customer and a fake one can both be called Williams), so these are compared row by row.
+const DICTIONARY_KINDS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "name",
+    "username",
+    "city",
+    "state",
+    "country",
+    "company",
+    "job_title",
+    "word",
+    "sentence",
+    "paragraph",
+    "zip",
+];
+
+/// What the audit does with one source column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Treat {
+    /// `keep`: its text values are run through the detectors in staging.
+    Kept,
+    /// A rule that replaces the whole value: compared row by row, and (unless drawn from a
+    /// dictionary) its values searched for everywhere.
+    Whole { search: bool },
+    /// A rule that replaces parts (scrub, json, regex): the personal data the detectors find in
+    /// the originals is searched for.
+    Parts,
+    /// Dates and numbers moved, rounded or nulled: nothing to search for, no row to compare
+    /// (a truncated date may already have been truncated).
+    Moved,
+    /// `shift`: compared row by row (a shift never gives the same date back).
+    Shifted,
+}
+
+fn treat(op: &CellOp, rule: &str) -> Treat {
+    fn of(t: &Transform, rule: &str) -> Treat {
+        match t {
+            Transform::Keep => Treat::Kept,
+            Transform::Fit(inner, _) => of(inner, rule),
+            Transform::Fake(_) => Treat::Whole {
+                search: !DICTIONARY_KINDS
+                    .iter()
+                    .any(|k| rule.starts_with(&format!("fake = \"{k}\""))),
+            },
+            Transform::Hash(_) | Transform::Mask(_) | Transform::Set(_) => {
+                Treat::Whole { search: true }
+            }
+            Transform::Scrub(_) | Transform::Json(_) | Transform::Regex(_) => Treat::Parts,
+            Transform::Shift(_) => Treat::Shifted,
+            Transform::Null | Transform::Truncate(_) | Transform::Noise(_) => Treat::Moved,
+        }
+    }
+    match op {
+        CellOp::Pass => Treat::Kept,
+        CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => of(t, rule),
+        CellOp::Template(_) => Treat::Whole { search: true },
+    }
+}
+
+/// One finding or result line, as reported.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ColumnResult {
+    pub table: String,
+    pub column: String,
+    pub rule: String,
+    /// Rows compared with their original by primary key (none when the rule may leave a value
+    /// as it was, or the table has no key).
+    pub rows_compared: u64,
+    /// Of those, cells equal to their original.
+    pub unchanged: u64,
+    /// Original values searched for in all of staging.
+    pub values_searched: u64,
+    /// More distinct values or rows than `--max-values`: a keyed sample was used.
+    pub sampled: bool,
+    /// Where original values of this column were found: staging table, column, cells.
+    pub found: Vec<Found>,
+    /// Why some check did not run on this column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Found {
+    pub table: String,
+    pub column: String,
+    pub cells: u64,
+}
+
+/// A kept staging column whose values look like personal data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KeptFinding {
+    pub table: String,
+    pub column: String,
+    /// Detector kind → values seen (of the sampled ones).
+    pub kinds: BTreeMap<String, u64>,
+    pub values_examined: u64,
+}
+
+/// A staging object the rules do not mention.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Unmentioned {
+    /// `table`, `column` or `materialized view`.
+    pub kind: &'static str,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    pub source: String,
+    pub target: String,
+    pub columns: Vec<ColumnResult>,
+    pub kept: Vec<KeptFinding>,
+    pub unmentioned: Vec<Unmentioned>,
+    pub settings: SettingsDoc,
+    pub findings: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SettingsDoc {
+    pub max_values: usize,
+    pub min_length: usize,
+}
+
+impl Outcome {
+    pub fn clean(&self) -> bool {
+        self.findings == 0
+    }
+}
+
+/// Keeps the `cap` entries with the smallest keys (keyed hashes), deduplicated by key.
+struct BottomK<V> {
+    cap: usize,
+    map: BTreeMap<u64, V>,
+    evicted: bool,
+}
+
+impl<V> BottomK<V> {
+    fn new(cap: usize) -> Self {
+        BottomK {
+            cap: cap.max(1),
+            map: BTreeMap::new(),
+            evicted: false,
+        }
+    }
+
+    fn wants(&self, h: u64) -> bool {
+        self.map.len() < self.cap || self.map.last_key_value().is_some_and(|(k, _)| h < *k)
+    }
+
+    fn insert(&mut self, h: u64, v: V) {
+        if self.map.contains_key(&h) {
+            return;
+        }
+        self.map.insert(h, v);
+        if self.map.len() > self.cap {
+            self.map.pop_last();
+            self.evicted = true;
+        }
+    }
+}
+
+struct Column {
+    table: usize,
+    index: usize,
+    name: String,
+    treat: Treat,
+    needles: BottomK<String>,
+    /// Index among its table's compared columns.
+    compared: Option<usize>,
+    result: ColumnResult,
+}
+
+struct Table {
+    name: QualifiedName,
+    columns: Vec<String>,
+    key: Option<Vec<usize>>,
+    /// Columns (indexes into `Audit::columns`) of this table.
+    audited: Vec<usize>,
+    /// Row index → value hashes of the compared columns (0 for NULL), sampled by key hash.
+    rows: BottomK<Vec<u64>>,
+    compared: usize,
+    kept: Vec<usize>,
+}
+
+/// The audit's state between its two passes.
+pub struct Audit {
+    key: SipKey,
+    settings: Settings,
+    tables: Vec<Table>,
+    by_name: HashMap<QualifiedName, usize>,
+    columns: Vec<Column>,
+    /// Hashes of kept text values (a searched-for value also kept elsewhere is no finding:
+    /// pagila's address.district often equals a kept city name).
+    kept_values: BottomK<()>,
+    detectors: Detectors,
+}
+
+/// A cell's keyed hash for the row-by-row comparison: 0 for NULL and for values with no letter
+/// or digit (an empty address line masked is still empty: no finding).
+fn cell_hash(key: &SipKey, v: Option<&str>) -> u64 {
+    match v {
+        Some(v) if v.chars().any(char::is_alphanumeric) => key.hash(v.as_bytes()) | 1,
+        _ => 0,
+    }
+}
+
+impl Audit {
+    /// Plan the audit of the tables of a bound rules file; `keys` gives each table's key columns.
+    pub fn new(
+        key: SipKey,
+        settings: Settings,
+        bound: &[BoundTable],
+        keys: &dyn Fn(&QualifiedName) -> Option<Vec<String>>,
+    ) -> Audit {
+        let mut a = Audit {
+            key,
+            settings,
+            tables: Vec::new(),
+            by_name: HashMap::new(),
+            columns: Vec::new(),
+            kept_values: BottomK::new(settings.max_values.saturating_mul(8)),
+            detectors: Detectors::new(),
+        };
+        for t in bound {
+            let TableAction::Copy { ops } = &t.action else {
+                continue;
+            };
+            let ti = a.tables.len();
+            let key = keys(&t.name).and_then(|k| {
+                k.iter()
+                    .map(|c| t.columns.iter().position(|x| x == c))
+                    .collect::<Option<Vec<usize>>>()
+            });
+            let mut table = Table {
+                name: t.name.clone(),
+                columns: t.columns.clone(),
+                key,
+                audited: Vec::new(),
+                rows: BottomK::new(settings.max_values),
+                compared: 0,
+                kept: Vec::new(),
+            };
+            for (i, op) in ops.iter().enumerate() {
+                let rule = t.rules.get(i).cloned().unwrap_or_default();
+                let treat = treat(op, &rule);
+                if treat == Treat::Kept {
+                    table.kept.push(i);
+                    continue;
+                }
+                let compares = matches!(treat, Treat::Whole { .. } | Treat::Shifted);
+                let note = match treat {
+                    Treat::Moved => Some(
+                        "moved, rounded or nulled: neither searched for nor compared".to_string(),
+                    ),
+                    Treat::Parts => Some(
+                        "replaces parts: the personal data found in its originals is searched for; rows are not compared"
+                            .to_string(),
+                    ),
+                    _ if table.key.is_none() => {
+                        Some("no primary key: rows are not compared".to_string())
+                    }
+                    _ => None,
+                };
+                let compared = (compares && table.key.is_some()).then(|| {
+                    table.compared += 1;
+                    table.compared - 1
+                });
+                table.audited.push(a.columns.len());
+                a.columns.push(Column {
+                    table: ti,
+                    index: i,
+                    name: t.columns[i].clone(),
+                    treat,
+                    needles: BottomK::new(settings.max_values),
+                    compared,
+                    result: ColumnResult {
+                        table: t.name.to_string(),
+                        column: t.columns[i].clone(),
+                        rule,
+                        rows_compared: 0,
+                        unchanged: 0,
+                        values_searched: 0,
+                        sampled: false,
+                        found: Vec::new(),
+                        note,
+                    },
+                });
+            }
+            a.by_name.insert(t.name.clone(), ti);
+            a.tables.push(table);
+        }
+        a
+    }
+
+    /// The source tables the first pass reads (name and columns, in COPY order).
+    pub fn source_tables(&self) -> Vec<(QualifiedName, Vec<String>)> {
+        self.tables
+            .iter()
+            .filter(|t| !t.audited.is_empty() || !t.kept.is_empty())
+            .map(|t| (t.name.clone(), t.columns.clone()))
+            .collect()
+    }
+
+    /// One source row (COPY text, without its newline) of `table`.
+    pub fn source_row(&mut self, table: &QualifiedName, line: &str) {
+        let Some(&ti) = self.by_name.get(table) else {
+            return;
+        };
+        let fields = decode_fields(line);
+        let t = &self.tables[ti];
+        let min = self.settings.min_length;
+        for &i in &t.kept {
+            if let Some(Some(v)) = fields.get(i) {
+                if v.chars().count() >= min {
+                    let h = self.key.hash(v.as_bytes());
+                    if self.kept_values.wants(h) {
+                        self.kept_values.insert(h, ());
+                    }
+                }
+            }
+        }
+        let mut compared = vec![0u64; t.compared];
+        for &ci in &t.audited {
+            let c = &mut self.columns[ci];
+            let v = fields.get(c.index).and_then(|f| f.as_deref());
+            if let Some(k) = c.compared {
+                compared[k] = cell_hash(&self.key, v);
+            }
+            let Some(v) = v else { continue };
+            match c.treat {
+                Treat::Whole { search: true } if v.chars().count() >= min => {
+                    let h = self.key.hash(v.as_bytes());
+                    if c.needles.wants(h) {
+                        c.needles.insert(h, v.to_string());
+                    }
+                }
+                Treat::Whole { .. } | Treat::Parts => {
+                    for (_, span) in self.detectors.spans(v) {
+                        if span.chars().count() >= min {
+                            let h = self.key.hash(span.as_bytes());
+                            if c.needles.wants(h) {
+                                c.needles.insert(h, span.to_string());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(key) = &t.key {
+            if t.compared > 0 {
+                let kh = row_key(&self.key, &fields, key);
+                let t = &mut self.tables[ti];
+                if t.rows.wants(kh) {
+                    t.rows.insert(kh, compared);
+                }
+            }
+        }
+    }
+
+    /// End of the first pass: the searcher for the second.
+    pub fn searcher(&mut self) -> Result<Searcher, String> {
+        let mut patterns: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        for (ci, c) in self.columns.iter_mut().enumerate() {
+            c.result.sampled = c.needles.evicted || self.tables[c.table].rows.evicted;
+            let needles = std::mem::take(&mut c.needles.map);
+            let mut searched = 0;
+            for (h, v) in needles {
+                if self.kept_values.map.contains_key(&h) {
+                    continue;
+                }
+                searched += 1;
+                let mut forms = vec![copy_escaped(&v)];
+                let json = serde_json::to_string(&v).unwrap_or_default();
+                let json = copy_escaped(&json[1..json.len().saturating_sub(1).max(1)]);
+                if json != forms[0] {
+                    forms.push(json);
+                }
+                for f in forms {
+                    let owners = patterns.entry(f).or_default();
+                    if owners.last() != Some(&ci) {
+                        owners.push(ci);
+                    }
+                }
+            }
+            c.result.values_searched = searched;
+        }
+        let (bytes, owners): (Vec<Vec<u8>>, Vec<Vec<usize>>) = patterns.into_iter().unzip();
+        let ac = if bytes.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::new(&bytes)
+                    .map_err(|e| format!("building the search for original values: {e}"))?,
+            )
+        };
+        Ok(Searcher {
+            ac,
+            owners,
+            found: BTreeMap::new(),
+            unchanged: vec![(0, 0); self.columns.len()],
+            kept: BTreeMap::new(),
+        })
+    }
+
+    /// The staging columns that are kept in the rules, for the detectors.
+    fn kept_in(&self, table: &QualifiedName, columns: &[String]) -> Vec<(usize, String)> {
+        let Some(&ti) = self.by_name.get(table) else {
+            return Vec::new();
+        };
+        let t = &self.tables[ti];
+        t.kept
+            .iter()
+            .filter_map(|&i| {
+                let name = &t.columns[i];
+                columns
+                    .iter()
+                    .position(|c| c == name)
+                    .map(|p| (p, name.clone()))
+            })
+            .collect()
+    }
+
+    /// How to read one staging table in the second pass.
+    pub fn staging_table(&self, table: &QualifiedName, columns: &[String]) -> StagingTable {
+        let compare = self.by_name.get(table).and_then(|&ti| {
+            let t = &self.tables[ti];
+            let key = t.key.as_ref()?;
+            let key: Option<Vec<usize>> = key
+                .iter()
+                .map(|&i| columns.iter().position(|c| *c == t.columns[i]))
+                .collect();
+            let cols: Vec<(usize, usize, usize)> = t
+                .audited
+                .iter()
+                .filter_map(|&ci| {
+                    let c = &self.columns[ci];
+                    let pos = columns.iter().position(|x| *x == c.name)?;
+                    Some((pos, c.compared?, ci))
+                })
+                .collect();
+            (!cols.is_empty()).then_some((ti, key?, cols))
+        });
+        StagingTable {
+            name: table.clone(),
+            columns: columns.to_vec(),
+            compare,
+            kept: self.kept_in(table, columns),
+            kept_seen: Vec::new(),
+        }
+    }
+}
+
+/// The key columns' values of a row, hashed.
+fn row_key(key: &SipKey, fields: &[Option<Cow<str>>], cols: &[usize]) -> u64 {
+    let mut buf = Vec::new();
+    for &i in cols {
+        match fields.get(i).and_then(|f| f.as_deref()) {
+            Some(v) => {
+                buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                buf.extend_from_slice(v.as_bytes());
+            }
+            None => buf.extend_from_slice(&u64::MAX.to_le_bytes()),
+        }
+    }
+    key.hash(&buf)
+}
+
+fn decode_fields(line: &str) -> Vec<Option<Cow<'_, str>>> {
+    let mut raw = Vec::new();
+    crate::copy::split(line, &mut raw);
+    // A field that cannot be decoded is compared as not equal: the audit reads what COPY wrote.
+    raw.iter()
+        .map(|f| crate::copy::decode(f).unwrap_or(None))
+        .collect()
+}
+
+/// A value as COPY text writes it (backslash, tab, newline and carriage return escaped).
+fn copy_escaped(v: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::copy::encode(Some(v), &mut out);
+    out
+}
+
+/// One staging table of the second pass.
+pub struct StagingTable {
+    name: QualifiedName,
+    columns: Vec<String>,
+    /// (source table, staging positions of its key, (staging position, compared index, column)).
+    #[allow(clippy::type_complexity)]
+    compare: Option<(usize, Vec<usize>, Vec<(usize, usize, usize)>)>,
+    kept: Vec<(usize, String)>,
+    kept_seen: Vec<u64>,
+}
+
+/// The second pass's state.
+pub struct Searcher {
+    ac: Option<AhoCorasick>,
+    owners: Vec<Vec<usize>>,
+    /// (source column, staging table, staging column) → cells.
+    found: BTreeMap<(usize, String, String), u64>,
+    /// Per source column: (rows compared, unchanged).
+    unchanged: Vec<(u64, u64)>,
+    /// (staging table, column) → (kind → values, values examined).
+    kept: BTreeMap<(String, String), (BTreeMap<String, u64>, u64)>,
+}
+
+impl Searcher {
+    /// One staging row (COPY text, without its newline).
+    pub fn row(&mut self, audit: &Audit, t: &mut StagingTable, line: &str) {
+        if let Some(ac) = &self.ac {
+            let mut seen: BTreeSet<(usize, usize)> = BTreeSet::new();
+            let mut tabs: Option<Vec<usize>> = None;
+            for m in ac.find_overlapping_iter(line) {
+                let tabs = tabs.get_or_insert_with(|| {
+                    line.bytes()
+                        .enumerate()
+                        .filter(|(_, b)| *b == b'\t')
+                        .map(|(i, _)| i)
+                        .collect()
+                });
+                let field = tabs.partition_point(|&p| p < m.start());
+                for &owner in &self.owners[m.pattern().as_usize()] {
+                    if seen.insert((owner, field)) {
+                        let col = t.columns.get(field).cloned().unwrap_or_default();
+                        *self
+                            .found
+                            .entry((owner, t.name.to_string(), col))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        if t.compare.is_none() && t.kept.is_empty() {
+            return;
+        }
+        let fields = decode_fields(line);
+        if let Some((ti, key, cols)) = &t.compare {
+            let kh = row_key(&audit.key, &fields, key);
+            if let Some(orig) = audit.tables[*ti].rows.map.get(&kh) {
+                for &(pos, k, ci) in cols {
+                    let now = cell_hash(&audit.key, fields.get(pos).and_then(|f| f.as_deref()));
+                    let u = &mut self.unchanged[ci];
+                    u.0 += 1;
+                    if orig[k] != 0 && orig[k] == now {
+                        u.1 += 1;
+                    }
+                }
+            }
+        }
+        if t.kept_seen.len() < t.kept.len() {
+            t.kept_seen.resize(t.kept.len(), 0);
+        }
+        for (k, (pos, name)) in t.kept.iter().enumerate() {
+            if t.kept_seen[k] >= KEPT_SAMPLE as u64 {
+                continue;
+            }
+            let Some(Some(v)) = fields.get(*pos) else {
+                continue;
+            };
+            t.kept_seen[k] += 1;
+            let entry = self
+                .kept
+                .entry((t.name.to_string(), name.clone()))
+                .or_default();
+            entry.1 += 1;
+            let kind = match audit.detectors.whole(v) {
+                Some(k @ ("email" | "card" | "ssn" | "iban" | "phone")) => Some(k),
+                _ => audit
+                    .detectors
+                    .spans(v)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .find(|k| matches!(*k, "email" | "card" | "ssn")),
+            };
+            if let Some(k) = kind {
+                *entry.0.entry(k.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    /// The results, with what the catalogs say staging has beyond the rules.
+    pub fn finish(
+        self,
+        audit: Audit,
+        unmentioned: Vec<Unmentioned>,
+        source: String,
+        target: String,
+        seconds: f64,
+    ) -> Outcome {
+        let mut columns: Vec<ColumnResult> = audit.columns.into_iter().map(|c| c.result).collect();
+        for ((owner, table, column), cells) in self.found {
+            columns[owner].found.push(Found {
+                table,
+                column,
+                cells,
+            });
+        }
+        for (c, (compared, unchanged)) in columns.iter_mut().zip(self.unchanged) {
+            c.rows_compared = compared;
+            c.unchanged = unchanged;
+        }
+        let kept: Vec<KeptFinding> = self
+            .kept
+            .into_iter()
+            .filter(|(_, (kinds, _))| !kinds.is_empty())
+            .map(|((table, column), (kinds, n))| KeptFinding {
+                table,
+                column,
+                kinds,
+                values_examined: n,
+            })
+            .collect();
+        // Email addresses in a kept column are personal data however few; the other detectors
+        // fire by chance on some values (a film title passing the IBAN checksum, an id passing
+        // Luhn's), so they count from a tenth of the values examined.
+        let kept: Vec<KeptFinding> = kept
+            .into_iter()
+            .filter_map(|mut k| {
+                let n = k.values_examined;
+                k.kinds
+                    .retain(|kind, seen| kind == "email" || (*seen >= 3 && *seen * 10 >= n));
+                (!k.kinds.is_empty()).then_some(k)
+            })
+            .collect();
+        let findings = columns
+            .iter()
+            .map(|c| c.unchanged + c.found.iter().map(|f| f.cells).sum::<u64>())
+            .sum::<u64>()
+            + kept.len() as u64
+            + unmentioned.len() as u64;
+        Outcome {
+            source,
+            target,
+            columns,
+            kept,
+            unmentioned,
+            settings: SettingsDoc {
+                max_values: audit.settings.max_values,
+                min_length: audit.settings.min_length,
+            },
+            findings,
+            seconds,
+        }
+    }
+}
+
+/// Staging objects the rules do not mention: tables neither copied from the source nor kept by
+/// `[target] keep_tables`, columns the source's tables do not have, materialized views the source
+/// does not have.
+pub fn unmentioned(
+    source: &BTreeMap<QualifiedName, BTreeSet<String>>,
+    staging: &BTreeMap<QualifiedName, BTreeSet<String>>,
+    keep_tables: &[QualifiedName],
+    source_matviews: &[QualifiedName],
+    staging_matviews: &[QualifiedName],
+) -> Vec<Unmentioned> {
+    let mut out = Vec::new();
+    for (t, cols) in staging {
+        match source.get(t) {
+            None if keep_tables.contains(t) => {}
+            None => out.push(Unmentioned {
+                kind: "table",
+                name: t.to_string(),
+            }),
+            Some(src) => out.extend(cols.difference(src).map(|c| Unmentioned {
+                kind: "column",
+                name: format!("{t}.{}", crate::schema::quote_ident(c)),
+            })),
+        }
+    }
+    out.extend(
+        staging_matviews
+            .iter()
+            .filter(|m| !source_matviews.contains(m))
+            .map(|m| Unmentioned {
+                kind: "materialized view",
+                name: m.to_string(),
+            }),
+    );
+    out
+}
+
+/// The audit as a table for people.
+pub fn render_table(o: &Outcome) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "anonymize audit: staging {} against source {}\n",
+        o.target, o.source
+    );
+    let width = o
+        .columns
+        .iter()
+        .map(|c| c.table.len() + c.column.len() + 1)
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "  {:width$}  {:>9}  {:>9}  {:>9}  {:>7}  finding",
+        "column", "compared", "unchanged", "searched", "found"
+    );
+    for c in &o.columns {
+        let found: u64 = c.found.iter().map(|f| f.cells).sum();
+        let what = if c.unchanged + found == 0 {
+            "none".to_string()
+        } else {
+            let mut parts = Vec::new();
+            if c.unchanged > 0 {
+                parts.push(format!("{} cell(s) equal to their original", c.unchanged));
+            }
+            for f in &c.found {
+                parts.push(format!(
+                    "originals in {}.{} ({} cell(s))",
+                    f.table,
+                    crate::schema::quote_ident(&f.column),
+                    f.cells
+                ));
+            }
+            parts.join("; ")
+        };
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:>9}  {:>9}  {:>9}  {:>7}  {what}{}{}",
+            format!("{}.{}", c.table, c.column),
+            c.rows_compared,
+            c.unchanged,
+            c.values_searched,
+            found,
+            if c.sampled { " (sampled)" } else { "" },
+            c.note
+                .as_deref()
+                .map(|n| format!(" [{n}]"))
+                .unwrap_or_default()
+        );
+    }
+    if o.kept.is_empty() {
+        out.push_str("  kept columns that look like personal data: none\n");
+    }
+    for k in &o.kept {
+        let kinds: Vec<String> = k.kinds.iter().map(|(k, n)| format!("{k} in {n}")).collect();
+        let _ = writeln!(
+            out,
+            "  kept column {}.{} looks like personal data: {} of {} values examined",
+            k.table,
+            k.column,
+            kinds.join(", "),
+            k.values_examined
+        );
+    }
+    if o.unmentioned.is_empty() {
+        out.push_str("  staging objects the rules do not mention: none\n");
+    }
+    for u in &o.unmentioned {
+        let _ = writeln!(out, "  {} {} is not in the rules", u.kind, u.name);
+    }
+    let _ = writeln!(
+        out,
+        "anonymize audit: {} transformed column(s), {} finding(s){} in {:.2}s",
+        o.columns.len(),
+        o.findings,
+        if o.columns.iter().any(|c| c.sampled) {
+            format!(
+                "; columns marked (sampled) had more than {} distinct values or rows (a keyed sample was audited)",
+                o.settings.max_values
+            )
+        } else {
+            String::new()
+        },
+        o.seconds
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bottom_k_keeps_the_smallest_keys_and_says_when_it_dropped_some() {
+        let mut b = BottomK::new(3);
+        for h in [9u64, 3, 7, 1, 3, 5] {
+            if b.wants(h) {
+                b.insert(h, h);
+            }
+        }
+        assert_eq!(b.map.keys().copied().collect::<Vec<_>>(), [1, 3, 5]);
+        assert!(b.evicted);
+        let mut small = BottomK::new(10);
+        small.insert(4, ());
+        assert!(!small.evicted);
+    }
+
+    #[test]
+    fn values_are_searched_in_the_forms_copy_and_json_write_them() {
+        assert_eq!(copy_escaped("a\tb\\c"), b"a\\tb\\\\c");
+        let unmentioned = unmentioned(
+            &BTreeMap::from([(
+                QualifiedName::new("public", "a"),
+                BTreeSet::from(["x".to_string()]),
+            )]),
+            &BTreeMap::from([
+                (
+                    QualifiedName::new("public", "a"),
+                    BTreeSet::from(["x".to_string(), "y".to_string()]),
+                ),
+                (QualifiedName::new("public", "b"), BTreeSet::new()),
+                (QualifiedName::new("public", "k"), BTreeSet::new()),
+            ]),
+            &[QualifiedName::new("public", "k")],
+            &[],
+            &[QualifiedName::new("public", "mv")],
+        );
+        let names: Vec<String> = unmentioned
+            .iter()
+            .map(|u| format!("{} {}", u.kind, u.name))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "column public.a.y",
+                "table public.b",
+                "materialized view public.mv"
+            ]
+        );
+    }
+}

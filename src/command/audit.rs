@@ -1,0 +1,264 @@
+//! `anonymize audit`: read the source and staging (two databases, or two dump files) and report
+//! what of the originals staging still holds (see [`crate::audit`]). Also run by a refresh with
+//! `--audit`, on the new staging before it is committed or swapped in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use tokio_postgres::Client;
+
+use super::open::{dump_policy, open_and_scan, rewind};
+use crate::audit::{self, Audit, Outcome, Settings};
+use crate::diagnostic::Diagnostics;
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::pipeline::{PipelineError, Report, RunFailure};
+use crate::rules::{self, BoundTable, Plan, QualifiedName, SourceTable};
+use crate::source::dump::{DataFormat, DumpPolicy, DumpReader, Event};
+use crate::source::postgres as pg;
+
+fn failed(error: PipelineError) -> Error {
+    Error::Pipeline(Box::new(RunFailure {
+        error,
+        report: Report::default(),
+    }))
+}
+
+/// Audit the plan's target against its source.
+pub fn run(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
+    match (&plan.source, &plan.target) {
+        (Endpoint::Database(s), Endpoint::Database(t)) => {
+            let runtime = crate::db::runtime(2).map_err(Error::runtime)?;
+            runtime.block_on(async {
+                let t0 = Instant::now();
+                let source = crate::db::connect(s).await.map_err(Error::Database)?;
+                let staging = crate::db::connect(t).await.map_err(Error::Database)?;
+                pg::begin_snapshot(&source).await.map_err(Error::Database)?;
+                staging
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(|e| {
+                        Error::Database(crate::db::query_err("opening a snapshot of staging")(e))
+                    })?;
+                let catalog = pg::read_catalog(&source).await.map_err(Error::Database)?;
+                let bound = rules::bind(plan, &catalog.source_tables())
+                    .map_err(|d| Error::Bind(Diagnostics(d)))?;
+                databases(plan, settings, &bound, &catalog, &source, &staging, t0)
+                    .await
+                    .map_err(Error::Database)
+            })
+        }
+        (Endpoint::File(_), Endpoint::File(_)) => dumps(plan, settings),
+        _ => Err(Error::Usage(
+            "audit compares two databases (postgres URLs) or two dump files (--source prod.sql \
+             --target staging.sql); stdin and stdout cannot be read twice"
+                .into(),
+        )),
+    }
+}
+
+/// The audit of a staging database (`staging`, a session that sees what is to be audited: a
+/// refresh's own transaction, or a read-only snapshot) against the source's snapshot.
+pub async fn databases(
+    plan: &Plan,
+    settings: Settings,
+    bound: &[BoundTable],
+    catalog: &pg::Catalog,
+    source: &Client,
+    staging: &Client,
+    t0: Instant,
+) -> Result<Outcome, crate::db::DbError> {
+    let keys: BTreeMap<QualifiedName, Vec<String>> = catalog
+        .tables
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.key.clone()?)))
+        .collect();
+    let mut a = Audit::new(plan.subset_key.audit(), settings, bound, &|t| {
+        keys.get(t).cloned()
+    });
+    for (table, columns) in a.source_tables() {
+        copy_lines(source, &table, &columns, "reading the source", |line| {
+            a.source_row(&table, line)
+        })
+        .await?;
+    }
+    let mut search = a.searcher().map_err(|message| crate::db::DbError::Query {
+        context: "audit".into(),
+        message,
+    })?;
+    // Staging read with the source's session settings, so that values print the same way.
+    staging
+        .batch_execute(pg::VALUE_SETTINGS_LOCAL)
+        .await
+        .map_err(crate::db::query_err("setting up the staging session"))?;
+    let staging_catalog = pg::read_catalog(staging).await?;
+    for t in staging_catalog
+        .tables
+        .iter()
+        .filter(|t| !t.partitioned && !t.foreign)
+    {
+        let columns: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        let mut st = a.staging_table(&t.name, &columns);
+        copy_lines(staging, &t.name, &columns, "reading staging", |line| {
+            search.row(&a, &mut st, line)
+        })
+        .await?;
+    }
+    let columns_of = |c: &pg::Catalog| -> BTreeMap<QualifiedName, BTreeSet<String>> {
+        c.tables
+            .iter()
+            .filter(|t| !t.partitioned)
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.columns.iter().map(|c| c.name.clone()).collect(),
+                )
+            })
+            .collect()
+    };
+    let matviews = |c: &pg::Catalog| -> Vec<QualifiedName> {
+        c.matviews.iter().map(|m| m.name.clone()).collect()
+    };
+    let unmentioned = audit::unmentioned(
+        &columns_of(catalog),
+        &columns_of(&staging_catalog),
+        &plan.keep_tables,
+        &matviews(catalog),
+        &matviews(&staging_catalog),
+    );
+    Ok(search.finish(
+        a,
+        unmentioned,
+        plan.source.to_string(),
+        plan.target.to_string(),
+        t0.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Every row of a table, as COPY text lines without their newline.
+async fn copy_lines(
+    client: &Client,
+    table: &QualifiedName,
+    columns: &[String],
+    what: &str,
+    mut each: impl FnMut(&str),
+) -> Result<(), crate::db::DbError> {
+    let err = |e: tokio_postgres::Error| crate::db::DbError::Query {
+        context: format!("audit: {what} {table}"),
+        message: crate::db::describe(&e),
+    };
+    let sql = pg::copy_out_sql(table, columns, None, None);
+    let stream = client.copy_out(&sql).await.map_err(err)?;
+    let mut stream = std::pin::pin!(stream);
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        pending.extend_from_slice(&chunk.map_err(err)?);
+        let mut start = 0;
+        while let Some(n) = memchr::memchr(b'\n', &pending[start..]) {
+            each(&String::from_utf8_lossy(&pending[start..start + n]));
+            start += n + 1;
+        }
+        pending.drain(..start);
+    }
+    if !pending.is_empty() {
+        each(&String::from_utf8_lossy(&pending));
+    }
+    Ok(())
+}
+
+/// The audit of a staging dump file against the source dump.
+fn dumps(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
+    let t0 = Instant::now();
+    let policy = dump_policy(plan);
+    let (mut input, scanned) = open_and_scan(&plan.source, policy)?;
+    let bound = rules::bind(plan, &scanned.tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
+    let keys: BTreeMap<QualifiedName, Vec<String>> = scanned
+        .primary_keys
+        .iter()
+        .map(|(_, t, k)| (t.clone(), k.clone()))
+        .collect();
+    let mut a = Audit::new(plan.subset_key.audit(), settings, &bound, &|t| {
+        keys.get(t).cloned()
+    });
+    rewind(&mut input)?;
+    each_dump_line(input, &scanned.tables, policy, |t, line| {
+        a.source_row(&t.name, line)
+    })?;
+    let mut search = a.searcher().map_err(Error::Usage)?;
+    let (mut staged, staging) = open_and_scan(&plan.target, policy)?;
+    rewind(&mut staged)?;
+    let mut tables: Vec<audit::StagingTable> = staging
+        .tables
+        .iter()
+        .map(|t| a.staging_table(&t.name, &t.columns))
+        .collect();
+    let names: Vec<&SourceTable> = staging.tables.iter().collect();
+    each_dump_line(staged, &staging.tables, policy, |t, line| {
+        if let Some(i) = names.iter().position(|n| n.name == t.name) {
+            search.row(&a, &mut tables[i], line)
+        }
+    })?;
+    let columns_of = |tables: &[SourceTable]| -> BTreeMap<QualifiedName, BTreeSet<String>> {
+        tables
+            .iter()
+            .map(|t| (t.name.clone(), t.columns.iter().cloned().collect()))
+            .collect()
+    };
+    let unmentioned = audit::unmentioned(
+        &columns_of(&scanned.tables),
+        &columns_of(&staging.tables),
+        &plan.keep_tables,
+        &[],
+        &[],
+    );
+    Ok(search.finish(
+        a,
+        unmentioned,
+        plan.source.to_string(),
+        plan.target.to_string(),
+        t0.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Every data row of a dump, as COPY text lines, with its table.
+fn each_dump_line(
+    input: std::fs::File,
+    tables: &[SourceTable],
+    policy: DumpPolicy,
+    mut each: impl FnMut(&SourceTable, &str),
+) -> Result<(), Error> {
+    let mut reader = DumpReader::new(input, 4096, 1 << 20).with_policy(policy);
+    let mut format = DataFormat::Copy(crate::copy::CopyFormat::Text);
+    while let Some(event) = reader.next_event().map_err(|e| failed(e.into()))? {
+        match event {
+            Event::DataStart { format: f, .. } => format = f,
+            Event::Rows {
+                block,
+                data,
+                tuples,
+                first_line,
+                ..
+            } => {
+                let Some(t) = tables.get(block) else { continue };
+                let batch = crate::pipeline::Batch {
+                    data,
+                    tuples,
+                    first_line: Some(first_line),
+                    first_row: 1,
+                };
+                let text = crate::pipeline::to_copy_text(&t.name, &format, &batch, t.columns.len())
+                    .map_err(|e| failed(e.into()))?;
+                let text = text.strip_suffix(b"\n").unwrap_or(&text);
+                if text.is_empty() {
+                    continue;
+                }
+                for line in text.split(|b| *b == b'\n') {
+                    each(t, &String::from_utf8_lossy(line));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
