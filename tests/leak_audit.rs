@@ -47,7 +47,80 @@ fn audit(src: &TestDb, stg: &TestDb, rules: &str) -> (usize, usize, usize) {
     assert_eq!(doc["rows_written"], total);
     assert_eq!(doc["target"], url(stg));
 
-    assert_no_leaks(src, stg, &doc, &data_dump(stg))
+    let counts = assert_no_leaks(src, stg, &doc, &data_dump(stg));
+    builtin_audit_is_clean(src, stg, rules, &doc);
+    counts
+}
+
+/// `anonymize audit` on the same staging: exit 0, and its report lists every transformed column
+/// of the run's report with no finding.
+fn builtin_audit_is_clean(src: &TestDb, stg: &TestDb, rules: &str, run: &serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("audit.json");
+    let o = run_audit(rules, src, stg, &report);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = read_report(&report);
+    assert_eq!(doc["findings"], 0, "{doc}");
+    let audited: std::collections::BTreeSet<String> = doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["unchanged"], 0, "{c}");
+            assert_eq!(c["found"].as_array().unwrap().len(), 0, "{c}");
+            format!(
+                "{}.{}",
+                c["table"].as_str().unwrap(),
+                c["column"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let transformed: std::collections::BTreeSet<String> = run["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            let table = t["name"].as_str().unwrap().to_string();
+            t["rules"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, r)| {
+                    let r = r.as_str().unwrap();
+                    r != "keep" && r != "skip" && !r.starts_with("uncovered")
+                })
+                .map(move |(c, _)| format!("{table}.{c}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(audited, transformed);
+    assert!(doc["kept"].as_array().unwrap().is_empty(), "{doc}");
+    assert!(doc["unmentioned"].as_array().unwrap().is_empty(), "{doc}");
+    eprintln!(
+        "anonymize audit: {} transformed columns, no finding, in {}s",
+        audited.len(),
+        doc["seconds"]
+    );
+}
+
+fn run_audit(
+    rules: &str,
+    src: &TestDb,
+    stg: &TestDb,
+    report: &std::path::Path,
+) -> std::process::Output {
+    run(anonymize()
+        .args([
+            "audit",
+            "--rules",
+            rules,
+            "--source",
+            &url(src),
+            "--target",
+            &url(stg),
+        ])
+        .arg("--report")
+        .arg(report))
 }
 
 #[test]
