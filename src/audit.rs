@@ -36,7 +36,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            max_values: 100_000,
+            max_values: 20_000,
             min_length: 6,
         }
     }
@@ -123,6 +123,10 @@ pub struct ColumnResult {
     pub sampled: bool,
     /// Where original values of this column were found: staging table, column, cells.
     pub found: Vec<Found>,
+    /// Short numbers of this column (a social security or phone number: at most 12 digits) found
+    /// in columns that a rule writes: a pseudonym in that shape equals some real value by chance
+    /// (1 in 10^9 for an SSN, per pair), so these are counted, not findings.
+    pub coincidental: u64,
     /// Why some check did not run on this column.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -332,6 +336,7 @@ impl Audit {
                         values_searched: 0,
                         sampled: false,
                         found: Vec::new(),
+                        coincidental: 0,
                         note,
                     },
                 });
@@ -361,7 +366,8 @@ impl Audit {
         let min = self.settings.min_length;
         for &i in &t.kept {
             if let Some(Some(v)) = fields.get(i) {
-                if v.chars().count() >= min {
+                // Words only: kept dates, times and numbers are no reason not to search.
+                if v.chars().count() >= min && !numeric_like(v) {
                     let h = self.key.hash(v.as_bytes());
                     if self.kept_values.wants(h) {
                         self.kept_values.insert(h, ());
@@ -378,13 +384,16 @@ impl Audit {
             }
             let Some(v) = v else { continue };
             match c.treat {
+                // An IP address drawn by a fake matches real ones' digits by chance
+                // (10.1.2.3 inside 10.1.2.34): addresses are compared row by row only.
+                Treat::Whole { search: true } if ip_like(v) => {}
                 Treat::Whole { search: true } if v.chars().count() >= min => {
                     let h = self.key.hash(v.as_bytes());
                     if c.needles.wants(h) {
                         c.needles.insert(h, v.to_string());
                     }
                 }
-                Treat::Whole { .. } | Treat::Parts => {
+                Treat::Whole { search: true } | Treat::Parts => {
                     for (_, span) in self.detectors.spans(v) {
                         if span.chars().count() >= min {
                             let h = self.key.hash(span.as_bytes());
@@ -410,9 +419,10 @@ impl Audit {
 
     /// End of the first pass: the searcher for the second.
     pub fn searcher(&mut self) -> Result<Searcher, String> {
-        let mut patterns: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        let mut patterns: HashMap<Vec<u8>, (Vec<usize>, bool)> = HashMap::new();
         for (ci, c) in self.columns.iter_mut().enumerate() {
-            c.result.sampled = c.needles.evicted || self.tables[c.table].rows.evicted;
+            c.result.sampled =
+                c.needles.evicted || (c.compared.is_some() && self.tables[c.table].rows.evicted);
             let needles = std::mem::take(&mut c.needles.map);
             let mut searched = 0;
             for (h, v) in needles {
@@ -426,21 +436,25 @@ impl Audit {
                 if json != forms[0] {
                     forms.push(json);
                 }
+                let short = short_number(&v);
                 for f in forms {
-                    let owners = patterns.entry(f).or_default();
+                    let (owners, low) = patterns.entry(f).or_insert((Vec::new(), short));
                     if owners.last() != Some(&ci) {
                         owners.push(ci);
                     }
+                    *low &= short;
                 }
             }
             c.result.values_searched = searched;
         }
-        let (bytes, owners): (Vec<Vec<u8>>, Vec<Vec<usize>>) = patterns.into_iter().unzip();
+        let (bytes, owners): (Vec<Vec<u8>>, Vec<(Vec<usize>, bool)>) = patterns.into_iter().unzip();
         let ac = if bytes.is_empty() {
             None
         } else {
             Some(
-                AhoCorasick::new(&bytes)
+                AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(&bytes)
                     .map_err(|e| format!("building the search for original values: {e}"))?,
             )
         };
@@ -448,6 +462,7 @@ impl Audit {
             ac,
             owners,
             found: BTreeMap::new(),
+            coincidental: vec![0; self.columns.len()],
             unchanged: vec![(0, 0); self.columns.len()],
             kept: BTreeMap::new(),
         })
@@ -472,7 +487,12 @@ impl Audit {
     }
 
     /// How to read one staging table in the second pass.
-    pub fn staging_table(&self, table: &QualifiedName, columns: &[String]) -> StagingTable {
+    pub fn staging_table(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+        searched: Vec<bool>,
+    ) -> StagingTable {
         let compare = self.by_name.get(table).and_then(|&ti| {
             let t = &self.tables[ti];
             let key = t.key.as_ref()?;
@@ -491,14 +511,46 @@ impl Audit {
                 .collect();
             (!cols.is_empty()).then_some((ti, key?, cols))
         });
+        let written = match self.by_name.get(table) {
+            Some(&ti) => columns
+                .iter()
+                .map(|c| {
+                    self.tables[ti]
+                        .audited
+                        .iter()
+                        .any(|&ci| self.columns[ci].name == *c)
+                })
+                .collect(),
+            None => vec![false; columns.len()],
+        };
         StagingTable {
             name: table.clone(),
             columns: columns.to_vec(),
+            written,
+            searched,
             compare,
             kept: self.kept_in(table, columns),
             kept_seen: Vec::new(),
         }
     }
+}
+
+/// Only digits, separators and time-zone letters: a date, time or number.
+fn numeric_like(v: &str) -> bool {
+    v.bytes()
+        .all(|b| b.is_ascii_digit() || b" -+:./,()T".contains(&b))
+}
+
+/// A number of at most 12 digits, with or without separators (an SSN, a phone number).
+fn short_number(v: &str) -> bool {
+    let digits = v.bytes().filter(u8::is_ascii_digit).count();
+    digits <= 12 && numeric_like(v)
+}
+
+/// An IP address, with or without a prefix length.
+fn ip_like(v: &str) -> bool {
+    let addr = v.split_once('/').map_or(v, |(a, _)| a);
+    addr.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// The key columns' values of a row, hashed.
@@ -541,12 +593,18 @@ pub struct StagingTable {
     compare: Option<(usize, Vec<usize>, Vec<(usize, usize, usize)>)>,
     kept: Vec<(usize, String)>,
     kept_seen: Vec<u64>,
+    /// Per staging column: whether a rule writes it (its values are a rule's outputs).
+    written: Vec<bool>,
+    /// Per staging column: whether it is searched (its type can hold text; all, from a dump).
+    searched: Vec<bool>,
 }
 
 /// The second pass's state.
 pub struct Searcher {
     ac: Option<AhoCorasick>,
-    owners: Vec<Vec<usize>>,
+    /// Per pattern: the columns whose originals it is, and whether it is a short number.
+    owners: Vec<(Vec<usize>, bool)>,
+    coincidental: Vec<u64>,
     /// (source column, staging table, staging column) → cells.
     found: BTreeMap<(usize, String, String), u64>,
     /// Per source column: (rows compared, unchanged).
@@ -560,17 +618,28 @@ impl Searcher {
     pub fn row(&mut self, audit: &Audit, t: &mut StagingTable, line: &str) {
         if let Some(ac) = &self.ac {
             let mut seen: BTreeSet<(usize, usize)> = BTreeSet::new();
-            let mut tabs: Option<Vec<usize>> = None;
-            for m in ac.find_overlapping_iter(line) {
-                let tabs = tabs.get_or_insert_with(|| {
-                    line.bytes()
-                        .enumerate()
-                        .filter(|(_, b)| *b == b'\t')
-                        .map(|(i, _)| i)
-                        .collect()
-                });
-                let field = tabs.partition_point(|&p| p < m.start());
-                for &owner in &self.owners[m.pattern().as_usize()] {
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b'\t', line.as_bytes()).chain([line.len()]);
+            // Field by field, skipping those whose type holds no text (numbers, dates).
+            let found = ends.enumerate().flat_map(|(field, end)| {
+                let text = &line[start..end];
+                start = end + 1;
+                let searched = t.searched.get(field).copied().unwrap_or(true);
+                searched
+                    .then(|| ac.find_iter(text).map(move |m| (field, m.pattern())))
+                    .into_iter()
+                    .flatten()
+            });
+            for (field, pattern) in found {
+                let (owners, short) = &self.owners[pattern.as_usize()];
+                let written = t.written.get(field).copied().unwrap_or(false);
+                for &owner in owners {
+                    if *short && written {
+                        if seen.insert((owner, field)) {
+                            self.coincidental[owner] += 1;
+                        }
+                        continue;
+                    }
                     if seen.insert((owner, field)) {
                         let col = t.columns.get(field).cloned().unwrap_or_default();
                         *self
@@ -646,9 +715,14 @@ impl Searcher {
                 cells,
             });
         }
-        for (c, (compared, unchanged)) in columns.iter_mut().zip(self.unchanged) {
+        for ((c, (compared, unchanged)), n) in columns
+            .iter_mut()
+            .zip(self.unchanged)
+            .zip(self.coincidental)
+        {
             c.rows_compared = compared;
             c.unchanged = unchanged;
+            c.coincidental = n;
         }
         let kept: Vec<KeptFinding> = self
             .kept
@@ -778,10 +852,14 @@ pub fn render_table(o: &Outcome) -> String {
             c.values_searched,
             found,
             if c.sampled { " (sampled)" } else { "" },
-            c.note
-                .as_deref()
-                .map(|n| format!(" [{n}]"))
-                .unwrap_or_default()
+            match (c.coincidental, c.note.as_deref()) {
+                (0, None) => String::new(),
+                (0, Some(n)) => format!(" [{n}]"),
+                (k, n) => format!(
+                    " [{k} short number(s) also in rule-written cells, by chance{}]",
+                    n.map(|n| format!("; {n}")).unwrap_or_default()
+                ),
+            }
         );
     }
     if o.kept.is_empty() {

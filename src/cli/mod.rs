@@ -175,7 +175,7 @@ pub enum Command {
         report: Option<PathBuf>,
         /// Distinct original values (and rows compared) per column; beyond it a sample chosen
         /// with the secret key, the same every night.
-        #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_values: u64,
         /// Original values shorter than this many characters are not searched for.
         #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..))]

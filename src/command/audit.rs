@@ -14,7 +14,7 @@ use crate::diagnostic::Diagnostics;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pipeline::{PipelineError, Report, RunFailure};
-use crate::rules::{self, BoundTable, Plan, QualifiedName, SourceTable};
+use crate::rules::{self, BoundTable, Plan, QualifiedName, SourceTable, TypeKind};
 use crate::source::dump::{DataFormat, DumpPolicy, DumpReader, Event};
 use crate::source::postgres as pg;
 
@@ -74,16 +74,30 @@ pub async fn databases(
         .iter()
         .filter_map(|t| Some((t.name.clone(), t.key.clone()?)))
         .collect();
-    let mut a = Audit::new(plan.subset_key.audit(), settings, bound, &|t| {
+    let a = Audit::new(plan.subset_key.audit(), settings, bound, &|t| {
         keys.get(t).cloned()
     });
-    for (table, columns) in a.source_tables() {
-        copy_lines(source, &table, &columns, "reading the source", |line| {
-            a.source_row(&table, line)
-        })
-        .await?;
-    }
-    let mut search = a.searcher().map_err(|message| crate::db::DbError::Query {
+    // Each pass reads on this thread and examines the rows on another.
+    let tables = a.source_tables();
+    let (mut a, _) = through_worker(
+        source,
+        tables,
+        "reading the source",
+        (a, None::<QualifiedName>),
+        |(a, current), m| match m {
+            Msg::Table(name, _) => *current = Some(name),
+            Msg::Rows(data) => {
+                if let Some(t) = current {
+                    for line in lines(&data) {
+                        a.source_row(t, &line);
+                    }
+                }
+            }
+        },
+    )
+    .await?;
+    log::info!("audit: source read in {:.2}s", t0.elapsed().as_secs_f64());
+    let search = a.searcher().map_err(|message| crate::db::DbError::Query {
         context: "audit".into(),
         message,
     })?;
@@ -93,18 +107,52 @@ pub async fn databases(
         .await
         .map_err(crate::db::query_err("setting up the staging session"))?;
     let staging_catalog = pg::read_catalog(staging).await?;
-    for t in staging_catalog
+    let tables: Vec<(QualifiedName, Vec<String>)> = staging_catalog
         .tables
         .iter()
         .filter(|t| !t.partitioned && !t.foreign)
-    {
-        let columns: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
-        let mut st = a.staging_table(&t.name, &columns);
-        copy_lines(staging, &t.name, &columns, "reading staging", |line| {
-            search.row(&a, &mut st, line)
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.columns.iter().map(|c| c.name.clone()).collect(),
+            )
         })
-        .await?;
-    }
+        .collect();
+    // Numbers, dates and timestamps cannot hold an original text value: their columns are not
+    // searched.
+    let searched: BTreeMap<QualifiedName, Vec<bool>> = staging_catalog
+        .tables
+        .iter()
+        .map(|t| {
+            let text = t.columns.iter().map(|c| {
+                !matches!(
+                    c.meta.kind,
+                    TypeKind::Number | TypeKind::Date | TypeKind::Timestamp
+                )
+            });
+            (t.name.clone(), text.collect())
+        })
+        .collect();
+    let (a, search, _) = through_worker(
+        staging,
+        tables,
+        "reading staging",
+        (a, search, None::<audit::StagingTable>),
+        move |(a, search, current), m| match m {
+            Msg::Table(name, columns) => {
+                let text = searched.get(&name).cloned().unwrap_or_default();
+                *current = Some(a.staging_table(&name, &columns, text))
+            }
+            Msg::Rows(data) => {
+                if let Some(st) = current {
+                    for line in lines(&data) {
+                        search.row(a, st, &line);
+                    }
+                }
+            }
+        },
+    )
+    .await?;
     let columns_of = |c: &pg::Catalog| -> BTreeMap<QualifiedName, BTreeSet<String>> {
         c.tables
             .iter()
@@ -136,35 +184,82 @@ pub async fn databases(
     ))
 }
 
-/// Every row of a table, as COPY text lines without their newline.
-async fn copy_lines(
+/// What a pass sends from the thread reading to the thread examining: a table starts (its name
+/// and columns), or a batch of its rows (whole COPY text lines).
+enum Msg {
+    Table(QualifiedName, Vec<String>),
+    Rows(Vec<u8>),
+}
+
+/// Bytes of rows per batch handed to the examining thread.
+const BATCH: usize = 1 << 18;
+
+fn lines(data: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    data.strip_suffix(b"\n")
+        .unwrap_or(data)
+        .split(|b| *b == b'\n')
+        .map(String::from_utf8_lossy)
+}
+
+/// Read every row of `tables` on `client` and hand them, in order, to `handle` running on a thread
+/// of its own with `state`, which comes back at the end. Reading and examining overlap.
+async fn through_worker<S: Send + 'static>(
     client: &Client,
-    table: &QualifiedName,
-    columns: &[String],
+    tables: Vec<(QualifiedName, Vec<String>)>,
     what: &str,
-    mut each: impl FnMut(&str),
-) -> Result<(), crate::db::DbError> {
-    let err = |e: tokio_postgres::Error| crate::db::DbError::Query {
-        context: format!("audit: {what} {table}"),
-        message: crate::db::describe(&e),
+    state: S,
+    mut handle: impl FnMut(&mut S, Msg) + Send + 'static,
+) -> Result<S, crate::db::DbError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
+    let worker = std::thread::Builder::new()
+        .name("audit".into())
+        .spawn(move || {
+            let mut state = state;
+            for m in rx {
+                handle(&mut state, m);
+            }
+            state
+        })
+        .map_err(|e| crate::db::DbError::Query {
+            context: "audit".into(),
+            message: format!("starting a thread: {e}"),
+        })?;
+    let gone = || crate::db::DbError::Query {
+        context: "audit".into(),
+        message: "the thread examining rows stopped (a bug in anonymize)".into(),
     };
-    let sql = pg::copy_out_sql(table, columns, None, None);
-    let stream = client.copy_out(&sql).await.map_err(err)?;
-    let mut stream = std::pin::pin!(stream);
-    let mut pending: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        pending.extend_from_slice(&chunk.map_err(err)?);
-        let mut start = 0;
-        while let Some(n) = memchr::memchr(b'\n', &pending[start..]) {
-            each(&String::from_utf8_lossy(&pending[start..start + n]));
-            start += n + 1;
+    let read = async {
+        for (table, columns) in tables {
+            let err = |e: tokio_postgres::Error| crate::db::DbError::Query {
+                context: format!("audit: {what} {table}"),
+                message: crate::db::describe(&e),
+            };
+            let sql = pg::copy_out_sql(&table, &columns, None, None);
+            tx.send(Msg::Table(table.clone(), columns))
+                .map_err(|_| gone())?;
+            let stream = client.copy_out(&sql).await.map_err(err)?;
+            let mut stream = std::pin::pin!(stream);
+            let mut batch: Vec<u8> = Vec::with_capacity(BATCH + 4096);
+            while let Some(chunk) = stream.next().await {
+                batch.extend_from_slice(&chunk.map_err(err)?);
+                if batch.len() >= BATCH {
+                    // Rows come one message each: a batch ends with a whole row.
+                    let cut = memchr::memrchr(b'\n', &batch).map_or(0, |i| i + 1);
+                    let rest = batch.split_off(cut);
+                    tx.send(Msg::Rows(std::mem::replace(&mut batch, rest)))
+                        .map_err(|_| gone())?;
+                }
+            }
+            if !batch.is_empty() {
+                tx.send(Msg::Rows(batch)).map_err(|_| gone())?;
+            }
         }
-        pending.drain(..start);
-    }
-    if !pending.is_empty() {
-        each(&String::from_utf8_lossy(&pending));
-    }
-    Ok(())
+        Ok::<(), crate::db::DbError>(())
+    };
+    let result = read.await;
+    drop(tx);
+    let state = worker.join().map_err(|_| gone())?;
+    result.map(|()| state)
 }
 
 /// The audit of a staging dump file against the source dump.
@@ -191,7 +286,7 @@ fn dumps(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
     let mut tables: Vec<audit::StagingTable> = staging
         .tables
         .iter()
-        .map(|t| a.staging_table(&t.name, &t.columns))
+        .map(|t| a.staging_table(&t.name, &t.columns, Vec::new()))
         .collect();
     let names: Vec<&SourceTable> = staging.tables.iter().collect();
     each_dump_line(staged, &staging.tables, policy, |t, line| {
