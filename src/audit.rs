@@ -42,6 +42,12 @@ impl Default for Settings {
     }
 }
 
+/// A pattern's columns (whose originals it is) and whether it is a short number.
+type Owners = (Vec<usize>, bool);
+
+/// Characters of a long original value that are searched for.
+const MAX_NEEDLE_CHARS: usize = 64;
+
 /// Kept text values examined by the detectors, per column.
 const KEPT_SAMPLE: usize = 5_000;
 
@@ -430,6 +436,12 @@ impl Audit {
                     continue;
                 }
                 searched += 1;
+                // A long value is searched for by its first characters: memory grows with
+                // the bytes searched for, and 64 characters of an original are evidence enough.
+                let v = match v.char_indices().nth(MAX_NEEDLE_CHARS) {
+                    Some((cut, _)) => v[..cut].to_string(),
+                    None => v,
+                };
                 let mut forms = vec![copy_escaped(&v)];
                 let json = serde_json::to_string(&v).unwrap_or_default();
                 let json = copy_escaped(&json[1..json.len().saturating_sub(1).max(1)]);
@@ -447,13 +459,14 @@ impl Audit {
             }
             c.result.values_searched = searched;
         }
-        let (bytes, owners): (Vec<Vec<u8>>, Vec<(Vec<usize>, bool)>) = patterns.into_iter().unzip();
+        let (bytes, owners): (Vec<Vec<u8>>, Vec<Owners>) = patterns.into_iter().unzip();
         let ac = if bytes.is_empty() {
             None
         } else {
             Some(
                 AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .ascii_case_insensitive(true)
                     .build(&bytes)
                     .map_err(|e| format!("building the search for original values: {e}"))?,
             )
@@ -541,6 +554,20 @@ fn numeric_like(v: &str) -> bool {
         .all(|b| b.is_ascii_digit() || b" -+:./,()T".contains(&b))
 }
 
+/// Whether a match stands on its own: no letter or digit continues it on either side (a zip
+/// code inside a card number, a short original inside a longer word are not that value).
+fn whole_word(text: &[u8], start: usize, end: usize) -> bool {
+    let alnum = |i: Option<&u8>| i.is_some_and(|b| b.is_ascii_alphanumeric());
+    let first = text.get(start);
+    let last = end.checked_sub(1).and_then(|i| text.get(i));
+    // COPY writes a tab or newline inside a value as `\t`, `\n`: the letter is no continuation.
+    let escaped_before = start >= 2 && text[start - 2] == b'\\';
+    let continues_before =
+        alnum(first) && start > 0 && alnum(text.get(start - 1)) && !escaped_before;
+    let continues_after = alnum(last) && alnum(text.get(end));
+    !continues_before && !continues_after
+}
+
 /// A number of at most 12 digits, with or without separators (an SSN, a phone number).
 fn short_number(v: &str) -> bool {
     let digits = v.bytes().filter(u8::is_ascii_digit).count();
@@ -603,7 +630,7 @@ pub struct StagingTable {
 pub struct Searcher {
     ac: Option<AhoCorasick>,
     /// Per pattern: the columns whose originals it is, and whether it is a short number.
-    owners: Vec<(Vec<usize>, bool)>,
+    owners: Vec<Owners>,
     coincidental: Vec<u64>,
     /// (source column, staging table, staging column) → cells.
     found: BTreeMap<(usize, String, String), u64>,
@@ -626,7 +653,11 @@ impl Searcher {
                 start = end + 1;
                 let searched = t.searched.get(field).copied().unwrap_or(true);
                 searched
-                    .then(|| ac.find_iter(text).map(move |m| (field, m.pattern())))
+                    .then(|| {
+                        ac.find_iter(text)
+                            .filter(move |m| whole_word(text.as_bytes(), m.start(), m.end()))
+                            .map(move |m| (field, m.pattern()))
+                    })
                     .into_iter()
                     .flatten()
             });
@@ -917,6 +948,17 @@ mod tests {
         let mut small = BottomK::new(10);
         small.insert(4, ());
         assert!(!small.evicted);
+    }
+
+    #[test]
+    fn a_match_must_stand_on_its_own() {
+        let t = b"call 4155550134 or x12345y, a\\tjohn@x.io";
+        assert!(whole_word(t, 5, 15));
+        // 12345 inside x12345y, 5555 inside the phone number.
+        assert!(!whole_word(t, 20, 25));
+        assert!(!whole_word(t, 8, 12));
+        // After a COPY escape.
+        assert!(whole_word(t, 31, 40));
     }
 
     #[test]

@@ -75,6 +75,7 @@ const REFUSED_FIRST_WORDS: &[&str] = &[
 
 /// Read an SQL fixture: its statements with their lines, or why it cannot be used (with the line).
 pub fn parse_sql(file: &str, text: &str) -> Result<Vec<Statement>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let buf = text.as_bytes();
     let mut splitter = Splitter::new(true);
     let mut statements = Vec::new();
@@ -95,14 +96,40 @@ pub fn parse_sql(file: &str, text: &str) -> Result<Vec<Statement>, String> {
             Some(Found::Statement { content, end }) => {
                 let line = line_of(content);
                 let stmt = &text[content..end];
-                let first = lexer::tokens(stmt.as_bytes(), true)
-                    .ok()
-                    .and_then(|toks| {
-                        toks.iter()
-                            .filter(|t| lexer::significant(t))
-                            .find_map(|t| lexer::word(stmt.as_bytes(), t))
-                            .map(|w| w.to_lowercase())
-                    })
+                let toks = lexer::tokens(stmt.as_bytes(), true).unwrap_or_default();
+                // psql runs a backslash command wherever it stands (`\!` runs a shell), and a
+                // dump's fixtures are read by psql.
+                if let Some(t) = toks.iter().find(|t| t.kind == lexer::Kind::Backslash) {
+                    return Err(format!(
+                        "fixture {file}:{}: psql meta-commands (\\…) are not run; write SQL statements",
+                        line_of(content + t.start)
+                    ));
+                }
+                // One statement each: a `;` inside one is legitimate only in a `BEGIN ATOMIC`
+                // body (a word `begin` elsewhere would otherwise hide a COMMIT behind it).
+                let words: Vec<String> = toks
+                    .iter()
+                    .filter_map(|t| lexer::word(stmt.as_bytes(), t))
+                    .map(|w| w.to_lowercase())
+                    .collect();
+                let inner = toks
+                    .iter()
+                    .filter(|t| t.kind == lexer::Kind::Semicolon)
+                    .any(|t| !stmt[t.end..].trim().is_empty());
+                if inner
+                    && !words
+                        .windows(2)
+                        .any(|w| w[0] == "begin" && w[1] == "atomic")
+                {
+                    return Err(format!(
+                        "fixture {file}:{line}: reads as several statements in one; end each with `;` (a word `begin` outside BEGIN ATOMIC confuses statement boundaries)"
+                    ));
+                }
+                let first = toks
+                    .iter()
+                    .filter(|t| lexer::significant(t))
+                    .find_map(|t| lexer::word(stmt.as_bytes(), t))
+                    .map(|w| w.to_lowercase())
                     .unwrap_or_default();
                 if REFUSED_FIRST_WORDS.contains(&first.as_str()) {
                     return Err(format!(
@@ -144,6 +171,10 @@ pub fn parse_csv(
     text: &str,
     table: QualifiedName,
 ) -> Result<(Vec<String>, Vec<u8>, u64), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // One kind of line end: PostgreSQL's CSV reader refuses a mix.
+    let text = text.replace("\r\n", "\n");
+    let text = text.as_str();
     let mut records = Records::new(text);
     let Some((header, _)) = records
         .next_record()
@@ -160,12 +191,29 @@ pub fn parse_csv(
             i + 1
         ));
     }
-    let body_start = records.pos;
     let mut rows = 0u64;
-    while let Some((fields, line)) = records
-        .next_record()
-        .map_err(|e| format!("fixture {file}:{e}"))?
-    {
+    // The records alone, without the blank lines between them (PostgreSQL would read one as a
+    // row of one empty field).
+    let mut data = Vec::new();
+    loop {
+        let at = records.skip_blank_lines();
+        let Some((fields, line)) = records
+            .next_record()
+            .map_err(|e| format!("fixture {file}:{e}"))?
+        else {
+            break;
+        };
+        let raw = &text[at..records.pos];
+        // psql ends the rows of a COPY in a script at a line `\.`, even in CSV.
+        if raw.trim_end_matches(['\n', '\r']) == "\\." {
+            return Err(format!(
+                "fixture {file}:{line}: a line `\\.` ends COPY data; quote it"
+            ));
+        }
+        data.extend_from_slice(raw.as_bytes());
+        if !data.ends_with(b"\n") {
+            data.push(b'\n');
+        }
         if fields.len() != columns.len() {
             return Err(format!(
                 "fixture {file}:{line}: {} field(s) where the header names {}",
@@ -174,20 +222,6 @@ pub fn parse_csv(
             ));
         }
         rows += 1;
-    }
-    let mut data = text.as_bytes()[body_start..].to_vec();
-    if !data.is_empty() && !data.ends_with(b"\n") {
-        data.push(b'\n');
-    }
-    // psql ends the rows of a COPY in a script at a line `\.`, even in CSV.
-    if let Some(n) = data
-        .split(|b| *b == b'\n')
-        .position(|l| l == b"\\." || l == b"\\.\r")
-    {
-        return Err(format!(
-            "fixture {file}:{}: a line `\\.` ends COPY data; quote it",
-            text[..body_start].matches('\n').count() + n + 1
-        ));
     }
     Ok((columns, data, rows))
 }
@@ -210,16 +244,17 @@ impl<'a> Records<'a> {
 
     /// The next record's fields and the line it starts on; an error says `line: why`.
     #[allow(clippy::type_complexity)]
-    fn next_record(&mut self) -> Result<Option<(Vec<String>, usize)>, String> {
-        // Blank lines between records are skipped, as they hold no row.
-        while self.text[self.pos..].starts_with('\n') || self.text[self.pos..].starts_with("\r\n") {
-            self.pos += if self.text[self.pos..].starts_with('\n') {
-                1
-            } else {
-                2
-            };
+    /// Skip blank lines (no row); returns where the next record starts.
+    fn skip_blank_lines(&mut self) -> usize {
+        while self.text[self.pos..].starts_with('\n') {
+            self.pos += 1;
             self.line += 1;
         }
+        self.pos
+    }
+
+    fn next_record(&mut self) -> Result<Option<(Vec<String>, usize)>, String> {
+        self.skip_blank_lines();
         if self.pos >= self.text.len() {
             return Ok(None);
         }
@@ -299,10 +334,8 @@ pub fn dump_text(fixtures: &[Fixture]) -> (String, Vec<Applied>) {
             Body::Sql(statements) => {
                 for s in statements {
                     out.push_str(&s.text);
-                    if !s.text.ends_with(';') {
-                        out.push(';');
-                    }
-                    out.push('\n');
+                    // A last statement without its `;` may end in a `--` comment.
+                    out.push_str(if s.text.ends_with(';') { "\n" } else { "\n;\n" });
                 }
                 applied.push(Applied {
                     file: f.file.clone(),
@@ -353,29 +386,26 @@ pub async fn apply(
     fixtures: &[Fixture],
 ) -> Result<Vec<Applied>, crate::db::DbError> {
     use futures_util::SinkExt;
+    let settings = session_settings(client).await?;
     let mut applied = Vec::new();
     for f in fixtures {
         match &f.body {
             Body::Sql(statements) => {
                 let mut rows = 0;
                 for s in statements {
-                    let messages = client.simple_query(&s.text).await.map_err(|e| {
+                    // The extended protocol runs exactly one statement: whatever the splitter
+                    // made of the text, the server refuses a second one (a hidden COMMIT).
+                    let n = client.execute(s.text.as_str(), &[]).await.map_err(|e| {
                         let position = e.as_db_error().and_then(|d| match d.position() {
                             Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
                             _ => None,
                         });
                         crate::db::DbError::Query {
                             context: format!("fixture {}:{}", f.file, error_line(s, position)),
-                            message: crate::db::describe_verbatim(&e),
+                            message: crate::db::describe(&e),
                         }
                     })?;
-                    rows += messages
-                        .iter()
-                        .map(|m| match m {
-                            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
-                            _ => 0,
-                        })
-                        .sum::<u64>();
+                    rows += n;
                 }
                 applied.push(Applied {
                     file: f.file.clone(),
@@ -402,7 +432,7 @@ pub async fn apply(
                         .map_or(String::new(), |n| format!(":{}", n + 1));
                     crate::db::DbError::Query {
                         context: format!("fixture {}{line} (into {table})", f.file),
-                        message: crate::db::describe_verbatim(&e),
+                        message: crate::db::describe(&e),
                     }
                 };
                 let sink = client
@@ -423,7 +453,56 @@ pub async fn apply(
             }
         }
     }
+    restore_settings(client, &settings).await?;
     Ok(applied)
+}
+
+/// The session's settings a statement can change (with `set_config(…, false)` or a `SET` inside
+/// a `DO` block), and who it runs as.
+async fn session_settings(
+    client: &tokio_postgres::Client,
+) -> Result<(Vec<(String, String)>, String), crate::db::DbError> {
+    let err = crate::db::query_err("reading the session's settings around the fixtures");
+    let rows = client
+        .query(
+            "SELECT name, setting FROM pg_settings WHERE context IN ('user', 'superuser') \
+             AND name NOT LIKE 'transaction\\_%' ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    let role: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(&err)?
+        .get(0);
+    Ok((rows.iter().map(|r| (r.get(0), r.get(1))).collect(), role))
+}
+
+/// Put back what the fixtures changed of the session, so that the rest of the refresh runs as
+/// before them (a `search_path` or `TimeZone` left behind would change what it does).
+async fn restore_settings(
+    client: &tokio_postgres::Client,
+    before: &(Vec<(String, String)>, String),
+) -> Result<(), crate::db::DbError> {
+    let after = session_settings(client).await?;
+    if after.1 != before.1 {
+        return Err(crate::db::DbError::Query {
+            context: "fixtures".into(),
+            message: "a fixture changed the role the refresh runs as (SET ROLE); fixtures may not"
+                .into(),
+        });
+    }
+    let err = crate::db::query_err("restoring the session's settings after the fixtures");
+    for ((name, value), (_, now)) in before.0.iter().zip(&after.0) {
+        if value != now {
+            client
+                .execute("SELECT set_config($1, $2, false)", &[name, value])
+                .await
+                .map_err(&err)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -446,6 +525,8 @@ mod tests {
             "copy t from stdin;",
             "SET search_path = x;",
             "\\connect x\n",
+            "INSERT INTO t VALUES (1) \\! touch x\n;",
+            "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'select 1';\nCOMMIT;",
         ] {
             let e = parse_sql("f.sql", &format!("SELECT 1;\n{bad}")).unwrap_err();
             assert!(e.starts_with("fixture f.sql:2:"), "{e}");
@@ -484,8 +565,12 @@ mod tests {
         assert!(parse_csv("f.csv", "", t.clone())
             .unwrap_err()
             .contains("empty"));
-        assert!(parse_csv("f.csv", "a\n\\.\n", t)
+        assert!(parse_csv("f.csv", "a\n\\.\n", t.clone())
             .unwrap_err()
             .contains(":2:"));
+        // A byte-order mark, mixed line ends and blank lines are not sent to the server.
+        let (cols, data, rows) = parse_csv("f.csv", "\u{feff}a,b\r\n1,2\n\n3,4\r\n\n", t).unwrap();
+        assert_eq!(cols, ["a", "b"]);
+        assert_eq!((data.as_slice(), rows), (&b"1,2\n3,4\n"[..], 2));
     }
 }

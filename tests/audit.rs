@@ -118,6 +118,52 @@ fn a_planted_original_email_is_found_without_being_shown() {
         .unwrap();
     assert_eq!(col["unchanged"], 1, "{col}");
     assert!(!all_output(&o, None).contains(&email));
+
+    // Upper-cased in a JSON document, with staging's time zone moved: still found.
+    stg.query(&format!(
+        "UPDATE customers SET email = 'x' || email WHERE id = {id}; \
+         UPDATE customers SET profile = jsonb_build_object('contact', upper('{email}')) WHERE id = {id} + 1; \
+         ALTER DATABASE {} SET TimeZone = 'Asia/Tokyo'",
+        stg.name
+    ));
+    let o = audit(rules, &src.url(), &stg.url(), &["--format", "json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let found: Vec<String> = doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["column"] == "email" && c["table"] == "public.customers")
+        .flat_map(|c| c["found"].as_array().unwrap().iter())
+        .map(|f| {
+            format!(
+                "{}.{}",
+                f["table"].as_str().unwrap(),
+                f["column"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        found.contains(&"public.customers.profile".to_string()),
+        "{found:?}"
+    );
+    assert!(!all_output(&o, None)
+        .to_lowercase()
+        .contains(&email.to_lowercase()));
+
+    // A refresh into a file has no staging to audit before it is written.
+    let o = run(anonymize()
+        .args([
+            "--rules",
+            rules,
+            "-q",
+            "--audit",
+            "--source",
+            &src.url(),
+            "--target",
+        ])
+        .arg(dir.path().join("out.sql")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]

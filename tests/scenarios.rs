@@ -10,7 +10,8 @@ use std::path::Path;
 use common::*;
 
 const FIXTURES: &str = "\n[[fixtures]]\nsql = \"tests/fixtures/qa/accounts.sql\"\n\n\
-    [[fixtures]]\ncsv = \"tests/fixtures/qa/addresses.csv\"\ntable = \"public.addresses\"\n";
+    [[fixtures]]\ncsv = \"tests/fixtures/qa/addresses.csv\"\ntable = \"public.addresses\"\n\n\
+    [[fixtures]]\nsql = \"tests/fixtures/qa/session.sql\"\n";
 
 fn rules_with(dir: &Path, extra: &str) -> String {
     let text = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap() + extra;
@@ -75,6 +76,12 @@ fn fixtures_are_in_staging_after_every_refresh_and_a_failing_one_changes_nothing
         assert!(rows.contains("qa.admin@acme.test") && rows.contains("qa.buyer@acme.test"));
         assert!(rows.contains("1 Test Street, Suite \"\"A\"\""), "{rows}");
         assert!(rows.contains("edge case; no address"), "{rows}");
+        // The last fixture's statement (no `;`, a comment at its end) ran, and the settings it
+        // changed (search_path, TimeZone) did not break the rest of the refresh.
+        assert!(
+            rows.contains("qa.buyer@acme.test") && rows.contains(",DE,"),
+            "{rows}"
+        );
         // Deterministic: the same rows every night, never twice.
         assert_eq!(
             seen.get_or_insert_with(|| rows.clone()),
@@ -114,7 +121,7 @@ fn fixtures_are_in_staging_after_every_refresh_and_a_failing_one_changes_nothing
         assert_eq!(o.status.code(), Some(1), "{strategy}: {}", stderr(&o));
         let err = stderr(&o);
         assert!(
-            err.contains("fixture tests/fixtures/qa/broken.sql:5: column \"no_such_column\""),
+            err.contains("fixture tests/fixtures/qa/broken.sql:5: column \"…\" does not exist"),
             "{err}"
         );
         assert_eq!(fingerprint(&stg), before, "{strategy}");
@@ -140,7 +147,7 @@ fn a_dump_gets_the_fixtures_appended_and_psql_loads_them() {
         .arg(&out));
     assert!(o.status.success(), "{}", stderr(&o));
     let doc = success_report(&dir.path().join("r.json"));
-    assert_eq!(doc["fixtures"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["fixtures"].as_array().unwrap().len(), 3);
     let db = TestDb::new("fxdump");
     db.load(&out);
     let rows = qa_rows(&db);
@@ -177,6 +184,15 @@ fn a_broken_fixture_file_stops_the_run_before_anything_is_written() {
         p.display().to_string()
     };
     let commit = write("commit.sql", "INSERT INTO customers VALUES (1);\nCOMMIT;\n");
+    // `begin` as a function's name would read as BEGIN ATOMIC and hide the COMMIT after it.
+    let hidden = write(
+        "hidden.sql",
+        "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'select 1';\nCOMMIT;\nSELECT 1;\n",
+    );
+    let meta = write(
+        "meta.sql",
+        "INSERT INTO customers VALUES (1)\n  \\! touch pwned\n;\n",
+    );
     let short = write("short.csv", "id,email\n1,a@acme.test\n2\n");
     let cases = [
         (
@@ -186,6 +202,14 @@ fn a_broken_fixture_file_stops_the_run_before_anything_is_written() {
         (
             format!("[[fixtures]]\nsql = \"{commit}\"\n"),
             format!("fixture {commit}:2: COMMIT statements are not run in a fixture"),
+        ),
+        (
+            format!("[[fixtures]]\nsql = \"{hidden}\"\n"),
+            format!("fixture {hidden}:1: reads as several statements in one"),
+        ),
+        (
+            format!("[[fixtures]]\nsql = \"{meta}\"\n"),
+            format!("fixture {meta}:2: psql meta-commands"),
         ),
         (
             format!("[[fixtures]]\ncsv = \"{short}\"\ntable = \"customers\"\n"),

@@ -524,6 +524,13 @@ fn run_plan(
             ),
             audit: args.audit.then(crate::audit::Settings::default),
         };
+        if args.audit && !plan.target.is_database() {
+            return Err(Error::Usage(
+                "--audit audits a staging database before it is committed; for a dump, run \
+                 `anonymize audit --source … --target staging.sql` on the output"
+                    .into(),
+            ));
+        }
         return refresh::run(plan, options, progress, &refresh);
     }
     if args.create_schema {

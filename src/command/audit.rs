@@ -35,6 +35,13 @@ pub fn run(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
                 let source = crate::db::connect(s).await.map_err(Error::Database)?;
                 let staging = crate::db::connect(t).await.map_err(Error::Database)?;
                 pg::begin_snapshot(&source).await.map_err(Error::Database)?;
+                // Both sides print timestamps in one zone, whatever their defaults.
+                source
+                    .batch_execute("SET TimeZone = 'UTC'")
+                    .await
+                    .map_err(|e| {
+                        Error::Database(crate::db::query_err("setting the time zone")(e))
+                    })?;
                 staging
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
@@ -281,7 +288,21 @@ fn dumps(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
         a.source_row(&t.name, line)
     })?;
     let mut search = a.searcher().map_err(Error::Usage)?;
+    if let Endpoint::File(p) = &plan.target {
+        if !p.exists() {
+            return Err(Error::Usage(format!(
+                "the staging dump {} does not exist",
+                p.display()
+            )));
+        }
+    }
     let (mut staged, staging) = open_and_scan(&plan.target, policy)?;
+    if staging.blocks == 0 {
+        return Err(Error::Usage(format!(
+            "the staging dump {} holds no table data: nothing to audit",
+            plan.target
+        )));
+    }
     rewind(&mut staged)?;
     let mut tables: Vec<audit::StagingTable> = staging
         .tables

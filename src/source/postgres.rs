@@ -40,7 +40,7 @@ pub struct Snapshot {
 pub const VALUE_SETTINGS_LOCAL: &str = "SET LOCAL row_security = off; \
     SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL standard_conforming_strings = on; \
     SET LOCAL DateStyle = ISO; SET LOCAL IntervalStyle = postgres; SET LOCAL extra_float_digits = 3; \
-    SET LOCAL bytea_output = hex";
+    SET LOCAL bytea_output = hex; SET LOCAL TimeZone = 'UTC'";
 
 const SESSION_SETTINGS: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
     SET row_security = off; SET search_path = pg_catalog, pg_temp; \
