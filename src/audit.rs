@@ -233,6 +233,9 @@ struct Column {
 struct Table {
     name: QualifiedName,
     columns: Vec<String>,
+    /// The columns the first pass reads, when not all (a database: no number or date that is
+    /// kept, nulled or moved).
+    read: Option<Vec<usize>>,
     key: Option<Vec<usize>>,
     /// Columns (indexes into `Audit::columns`) of this table.
     audited: Vec<usize>,
@@ -294,6 +297,7 @@ impl Audit {
             let mut table = Table {
                 name: t.name.clone(),
                 columns: t.columns.clone(),
+                read: None,
                 key,
                 audited: Vec::new(),
                 rows: BottomK::new(settings.max_values),
@@ -353,12 +357,73 @@ impl Audit {
         a
     }
 
+    /// Read only the columns the audit looks at: keys, columns searched or compared, kept ones
+    /// that can hold text (`text(table, column)`). For a database, where a COPY names its columns.
+    pub fn read_only_needed(&mut self, text: &dyn Fn(&QualifiedName, &str) -> bool) {
+        for t in &mut self.tables {
+            let mut read: BTreeSet<usize> = t.key.iter().flatten().copied().collect();
+            read.extend(
+                t.audited
+                    .iter()
+                    .map(|&ci| &self.columns[ci])
+                    .filter(|c| c.treat != Treat::Moved)
+                    .map(|c| c.index),
+            );
+            read.extend(
+                t.kept
+                    .iter()
+                    .copied()
+                    .filter(|&i| text(&t.name, &t.columns[i])),
+            );
+            t.read = Some(read.into_iter().collect());
+        }
+    }
+
     /// The source tables the first pass reads (name and columns, in COPY order).
     pub fn source_tables(&self) -> Vec<(QualifiedName, Vec<String>)> {
         self.tables
             .iter()
             .filter(|t| !t.audited.is_empty() || !t.kept.is_empty())
-            .map(|t| (t.name.clone(), t.columns.clone()))
+            .map(|t| {
+                let columns = match &t.read {
+                    Some(read) => read.iter().map(|&i| t.columns[i].clone()).collect(),
+                    None => t.columns.clone(),
+                };
+                (t.name.clone(), columns)
+            })
+            .collect()
+    }
+
+    /// The columns of a staging table the second pass reads (all from a dump): those that can hold
+    /// text (`text`), and the key and compared columns of its source table.
+    pub fn staging_read(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+        text: &[bool],
+    ) -> Vec<usize> {
+        let needed: BTreeSet<&str> = match self.by_name.get(table) {
+            Some(&ti) => {
+                let t = &self.tables[ti];
+                t.key
+                    .iter()
+                    .flatten()
+                    .map(|&i| t.columns[i].as_str())
+                    .chain(
+                        t.audited
+                            .iter()
+                            .map(|&ci| &self.columns[ci])
+                            .filter(|c| c.compared.is_some())
+                            .map(|c| c.name.as_str()),
+                    )
+                    .collect()
+            }
+            None => BTreeSet::new(),
+        };
+        (0..columns.len())
+            .filter(|&i| {
+                text.get(i).copied().unwrap_or(true) || needed.contains(columns[i].as_str())
+            })
             .collect()
     }
 
@@ -367,8 +432,15 @@ impl Audit {
         let Some(&ti) = self.by_name.get(table) else {
             return;
         };
-        let fields = decode_fields(line);
+        let mut fields = decode_fields(line);
         let t = &self.tables[ti];
+        if let Some(read) = &t.read {
+            let mut full = vec![None; t.columns.len()];
+            for (&i, f) in read.iter().zip(fields) {
+                full[i] = f;
+            }
+            fields = full;
+        }
         let min = self.settings.min_length;
         for &i in &t.kept {
             if let Some(Some(v)) = fields.get(i) {

@@ -81,9 +81,25 @@ pub async fn databases(
         .iter()
         .filter_map(|t| Some((t.name.clone(), t.key.clone()?)))
         .collect();
-    let a = Audit::new(plan.subset_key.audit(), settings, bound, &|t| {
+    let mut a = Audit::new(plan.subset_key.audit(), settings, bound, &|t| {
         keys.get(t).cloned()
     });
+    let text = |kind: &TypeKind| {
+        !matches!(
+            kind,
+            TypeKind::Number | TypeKind::Date | TypeKind::Timestamp
+        )
+    };
+    let kinds: BTreeMap<(&QualifiedName, &str), &TypeKind> = catalog
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .map(move |c| ((&t.name, c.name.as_str()), &c.meta.kind))
+        })
+        .collect();
+    a.read_only_needed(&|t, c| kinds.get(&(t, c)).is_none_or(|k| text(k)));
     // Each pass reads on this thread and examines the rows on another.
     let tables = a.source_tables();
     let (mut a, _) = through_worker(
@@ -114,32 +130,27 @@ pub async fn databases(
         .await
         .map_err(crate::db::query_err("setting up the staging session"))?;
     let staging_catalog = pg::read_catalog(staging).await?;
-    let tables: Vec<(QualifiedName, Vec<String>)> = staging_catalog
+    // Numbers, dates and timestamps cannot hold an original text value: their columns are
+    // neither read nor searched, unless they are a key or compared with their original.
+    let mut searched: BTreeMap<QualifiedName, Vec<bool>> = BTreeMap::new();
+    let mut tables: Vec<(QualifiedName, Vec<String>)> = Vec::new();
+    for t in staging_catalog
         .tables
         .iter()
         .filter(|t| !t.partitioned && !t.foreign)
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.columns.iter().map(|c| c.name.clone()).collect(),
-            )
-        })
-        .collect();
-    // Numbers, dates and timestamps cannot hold an original text value: their columns are not
-    // searched.
-    let searched: BTreeMap<QualifiedName, Vec<bool>> = staging_catalog
-        .tables
-        .iter()
-        .map(|t| {
-            let text = t.columns.iter().map(|c| {
-                !matches!(
-                    c.meta.kind,
-                    TypeKind::Number | TypeKind::Date | TypeKind::Timestamp
-                )
-            });
-            (t.name.clone(), text.collect())
-        })
-        .collect();
+    {
+        let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        let flags: Vec<bool> = t.columns.iter().map(|c| text(&c.meta.kind)).collect();
+        let read = a.staging_read(&t.name, &names, &flags);
+        if read.is_empty() {
+            continue;
+        }
+        tables.push((
+            t.name.clone(),
+            read.iter().map(|&i| names[i].clone()).collect(),
+        ));
+        searched.insert(t.name.clone(), read.iter().map(|&i| flags[i]).collect());
+    }
     let (a, search, _) = through_worker(
         staging,
         tables,
