@@ -449,20 +449,7 @@ fn run_audit(
         Format::Table => crate::audit::render_table(&outcome),
         Format::Json => json,
     };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(source) => {
-            return Err(Error::Io {
-                context: "writing the audit".into(),
-                source,
-            })
-        }
-    }
+    to_stdout(&text, "writing the audit")?;
     if !outcome.clean() {
         return Err(Error::Found(format!(
             "audit: {} finding(s) in staging {}",
@@ -577,20 +564,7 @@ fn dry_run(args: &Args, plan: &rules::Plan) -> Result<Outcome, Error> {
         Format::Table => render::table(&p),
         Format::Json => render::json(&p),
     };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(source) => {
-            return Err(Error::Io {
-                context: "writing the preview".into(),
-                source,
-            })
-        }
-    }
+    to_stdout(&text, "writing the preview")?;
     if args.strict && p.warnings() > 0 {
         return Err(Error::Usage(format!(
             "--strict: the sample shows {} weak rule warning(s)",
@@ -617,6 +591,21 @@ fn summary(args: &Args, plan: &rules::Plan, report: &Report) {
             a.columns.len(),
             a.seconds
         ));
+    }
+}
+
+/// Write a result to stdout; a reader that closed it (`| head`) has what it wanted.
+fn to_stdout(text: &str, what: &str) -> Result<(), Error> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Io {
+            context: what.into(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
