@@ -43,7 +43,15 @@ impl Default for Settings {
 }
 
 /// A pattern's columns (whose originals it is) and whether it is a short number.
-type Owners = (Vec<usize>, bool);
+/// A pattern's columns (whose originals it is) and, for a short number, its shape.
+type Owners = (Vec<usize>, Option<Shape>);
+
+/// The shapes of short numbers, as bits: which a column's rule writes, which a value has.
+type Shape = u8;
+const SSN: Shape = 1;
+const PHONE: Shape = 2;
+const CARD: Shape = 4;
+const ANY_NUMBER: Shape = 0xff;
 
 /// Characters of a long original value that are searched for.
 const MAX_NEEDLE_CHARS: usize = 64;
@@ -85,6 +93,33 @@ enum Treat {
     Moved,
     /// `shift`: compared row by row (a shift never gives the same date back).
     Shifted,
+}
+
+fn writes(op: &CellOp, treat: Treat) -> Shape {
+    fn scrub_of(t: &Transform) -> Option<&crate::transform::scrub::Scrub> {
+        match t {
+            Transform::Scrub(s) => Some(s),
+            Transform::Fit(inner, _) => scrub_of(inner),
+            _ => None,
+        }
+    }
+    use crate::transform::scrub::Detector;
+    let scrub = match op {
+        CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => scrub_of(t),
+        _ => None,
+    };
+    match (treat, scrub) {
+        (Treat::Kept, _) => 0,
+        (_, Some(s)) => s.numeric_detectors().iter().fold(0, |acc, d| {
+            acc | match d {
+                Detector::Ssn => SSN,
+                Detector::Phone => PHONE,
+                Detector::CreditCard => CARD,
+                _ => 0,
+            }
+        }),
+        _ => ANY_NUMBER,
+    }
 }
 
 fn treat(op: &CellOp, rule: &str) -> Treat {
@@ -130,7 +165,7 @@ pub struct ColumnResult {
     /// Where original values of this column were found: staging table, column, cells.
     pub found: Vec<Found>,
     /// Short numbers of this column (a social security or phone number: at most 12 digits) found
-    /// in columns that a rule writes: a pseudonym in that shape equals some real value by chance
+    /// in columns whose whole value a rule makes up (`fake`, `hash`, `mask`, …): a pseudonym in that shape equals some real value by chance
     /// (1 in 10^9 for an SSN, per pair), so these are counted, not findings.
     pub coincidental: u64,
     /// Why some check did not run on this column.
@@ -224,6 +259,10 @@ struct Column {
     index: usize,
     name: String,
     treat: Treat,
+    /// The short-number shapes its rule writes (a pseudonym there can equal a real number by
+    /// chance): all for a rule that makes up the whole value, a `json` or a `regex`; a `scrub`'s
+    /// own number detectors; none for a kept column.
+    writes: Shape,
     needles: BottomK<String>,
     /// Index among its table's compared columns.
     compared: Option<usize>,
@@ -334,6 +373,7 @@ impl Audit {
                     table: ti,
                     index: i,
                     name: t.columns[i].clone(),
+                    writes: writes(op, treat),
                     treat,
                     needles: BottomK::new(settings.max_values),
                     compared,
@@ -497,7 +537,7 @@ impl Audit {
 
     /// End of the first pass: the searcher for the second.
     pub fn searcher(&mut self) -> Result<Searcher, String> {
-        let mut patterns: HashMap<Vec<u8>, (Vec<usize>, bool)> = HashMap::new();
+        let mut patterns: HashMap<Vec<u8>, Owners> = HashMap::new();
         for (ci, c) in self.columns.iter_mut().enumerate() {
             c.result.sampled =
                 c.needles.evicted || (c.compared.is_some() && self.tables[c.table].rows.evicted);
@@ -520,13 +560,20 @@ impl Audit {
                 if json != forms[0] {
                     forms.push(json);
                 }
-                let short = short_number(&v);
+                let short = short_number(&v).then(|| match self.detectors.whole(&v) {
+                    Some("ssn") => SSN,
+                    Some("phone") => PHONE,
+                    Some("card") => CARD,
+                    _ => ANY_NUMBER,
+                });
                 for f in forms {
                     let (owners, low) = patterns.entry(f).or_insert((Vec::new(), short));
                     if owners.last() != Some(&ci) {
                         owners.push(ci);
                     }
-                    *low &= short;
+                    if *low != short {
+                        *low = None;
+                    }
                 }
             }
             c.result.values_searched = searched;
@@ -596,6 +643,9 @@ impl Audit {
                 .collect();
             (!cols.is_empty()).then_some((ti, key?, cols))
         });
+        // What a rule writes into each column: a short number of a shape it writes may be one of
+        // its pseudonyms equal to a real number by chance; of another shape (an SSN in a column
+        // that scrubs only phone numbers) it is the original text passing through.
         let written = match self.by_name.get(table) {
             Some(&ti) => columns
                 .iter()
@@ -603,10 +653,12 @@ impl Audit {
                     self.tables[ti]
                         .audited
                         .iter()
-                        .any(|&ci| self.columns[ci].name == *c)
+                        .map(|&ci| &self.columns[ci])
+                        .find(|col| col.name == *c)
+                        .map_or(0, |col| col.writes)
                 })
                 .collect(),
-            None => vec![false; columns.len()],
+            None => vec![0; columns.len()],
         };
         StagingTable {
             name: table.clone(),
@@ -692,8 +744,9 @@ pub struct StagingTable {
     compare: Option<(usize, Vec<usize>, Vec<(usize, usize, usize)>)>,
     kept: Vec<(usize, String)>,
     kept_seen: Vec<u64>,
-    /// Per staging column: whether a rule writes it (its values are a rule's outputs).
-    written: Vec<bool>,
+    /// Per staging column: whether a rule makes up its whole value (its values are a rule's
+    /// outputs).
+    written: Vec<Shape>,
     /// Per staging column: whether it is searched (its type can hold text; all, from a dump).
     searched: Vec<bool>,
 }
@@ -735,9 +788,9 @@ impl Searcher {
             });
             for (field, pattern) in found {
                 let (owners, short) = &self.owners[pattern.as_usize()];
-                let written = t.written.get(field).copied().unwrap_or(false);
+                let written = t.written.get(field).copied().unwrap_or(0);
                 for &owner in owners {
-                    if *short && written {
+                    if short.is_some_and(|shape| shape & written != 0) {
                         if seen.insert((owner, field)) {
                             self.coincidental[owner] += 1;
                         }
@@ -959,7 +1012,7 @@ pub fn render_table(o: &Outcome) -> String {
                 (0, None) => String::new(),
                 (0, Some(n)) => format!(" [{n}]"),
                 (k, n) => format!(
-                    " [{k} short number(s) also in rule-written cells, by chance{}]",
+                    " [{k} short number(s) also where a rule writes numbers of that shape, by chance{}]",
                     n.map(|n| format!("; {n}")).unwrap_or_default()
                 ),
             }

@@ -47,8 +47,8 @@ pub struct Applied {
     /// `sql` or `csv`.
     pub kind: &'static str,
     pub statements: usize,
-    /// Rows inserted, updated or deleted (as the server counted them; for a dump, the CSV's
-    /// records and none for SQL, which only psql runs).
+    /// Rows the server counted for each statement (inserted, updated, deleted, or returned by a
+    /// SELECT); for a dump, the CSV's records and none for SQL, which only psql runs.
     pub rows: u64,
 }
 
@@ -107,10 +107,16 @@ pub fn parse_sql(file: &str, text: &str) -> Result<Vec<Statement>, String> {
                 }
                 // One statement each: a `;` inside one is legitimate only in a `BEGIN ATOMIC`
                 // body (a word `begin` elsewhere would otherwise hide a COMMIT behind it).
+                // Words of the significant tokens, in order (punctuation as no word), so that
+                // `BEGIN ATOMIC` must be those two words next to each other.
                 let words: Vec<String> = toks
                     .iter()
-                    .filter_map(|t| lexer::word(stmt.as_bytes(), t))
-                    .map(|w| w.to_lowercase())
+                    .filter(|t| lexer::significant(t))
+                    .map(|t| {
+                        lexer::word(stmt.as_bytes(), t)
+                            .map(|w| w.to_lowercase())
+                            .unwrap_or_default()
+                    })
                     .collect();
                 let inner = toks
                     .iter()
@@ -485,6 +491,14 @@ async fn restore_settings(
     client: &tokio_postgres::Client,
     before: &(Vec<(String, String)>, String),
 ) -> Result<(), crate::db::DbError> {
+    // The timeouts first: a fixture's 1 ms statement_timeout would cancel the reading of the rest.
+    let err = crate::db::query_err("restoring the session's settings after the fixtures");
+    for (name, value) in before.0.iter().filter(|(n, _)| n.ends_with("_timeout")) {
+        client
+            .execute("SELECT set_config($1, $2, false)", &[name, value])
+            .await
+            .map_err(&err)?;
+    }
     let after = session_settings(client).await?;
     if after.1 != before.1 {
         return Err(crate::db::DbError::Query {
@@ -493,9 +507,14 @@ async fn restore_settings(
                 .into(),
         });
     }
-    let err = crate::db::query_err("restoring the session's settings after the fixtures");
-    for ((name, value), (_, now)) in before.0.iter().zip(&after.0) {
-        if value != now {
+    // By name: a fixture can add settings (the first DO block loads plpgsql's).
+    let now: std::collections::BTreeMap<&str, &str> = after
+        .0
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    for (name, value) in &before.0 {
+        if now.get(name.as_str()).is_some_and(|v| v != value) {
             client
                 .execute("SELECT set_config($1, $2, false)", &[name, value])
                 .await
@@ -527,6 +546,7 @@ mod tests {
             "\\connect x\n",
             "INSERT INTO t VALUES (1) \\! touch x\n;",
             "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'select 1';\nCOMMIT;",
+            "CREATE FUNCTION begin(atomic int) RETURNS int LANGUAGE sql AS 'select 1';\nCOMMIT;",
         ] {
             let e = parse_sql("f.sql", &format!("SELECT 1;\n{bad}")).unwrap_err();
             assert!(e.starts_with("fixture f.sql:2:"), "{e}");

@@ -102,6 +102,25 @@ fn a_planted_original_email_is_found_without_being_shown() {
     assert_eq!(col["found"][0]["cells"], 1);
     assert!(!all_output(&o, Some(&report)).contains(&email));
 
+    // A real SSN in a column that scrubs only phone numbers and emails is the original text
+    // passing through, not a pseudonym equal to it by chance.
+    let ssn = src.query("SELECT ssn FROM customers WHERE ssn IS NOT NULL ORDER BY id LIMIT 1");
+    stg.query(&format!(
+        "UPDATE orders SET shipping_note = 'ssn {ssn}' WHERE id = {order} + 1"
+    ));
+    let o = audit(rules, &src.url(), &stg.url(), &[]);
+    assert_eq!(o.status.code(), Some(3));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("public.customers.ssn "))
+        .unwrap();
+    assert!(
+        line.contains("originals in public.orders.shipping_note (1 cell(s))"),
+        "{table}"
+    );
+    assert!(!all_output(&o, None).contains(&ssn));
+
     // The same email as the customer's own: equal to its original in the same row.
     let id = src.query("SELECT min(id) FROM customers");
     stg.query(&format!(
@@ -308,6 +327,12 @@ fn staging_only_objects_and_kept_personal_data_are_findings_and_big_columns_are_
          CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(total) FROM orders GROUP BY 1",
     );
     stg.query("UPDATE orders SET status = 'mail ' || 'someone' || '@example.org' WHERE id % 7 = 0");
+    // A staging-only table holding a real street, and a materialized view showing it.
+    let street = src.query("SELECT street FROM addresses ORDER BY id LIMIT 1");
+    stg.query(&format!(
+        "INSERT INTO scratch VALUES (1, 'ship to {street}'); \
+         CREATE MATERIALIZED VIEW shipping AS SELECT note FROM scratch"
+    ));
     let o = audit("rules/customers.toml", &src.url(), &stg.url(), &[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -316,8 +341,9 @@ fn staging_only_objects_and_kept_personal_data_are_findings_and_big_columns_are_
         "column public.orders.internal is not in the rules",
         "materialized view public.order_totals is not in the rules",
         "kept column public.orders.status looks like personal data: email in",
+        "originals in public.scratch.note (1 cell(s)); originals in public.shipping.note (1 cell(s))",
     ] {
         assert!(out.contains(expected), "{expected}:\n{out}");
     }
-    assert!(!out.contains("@example.org"));
+    assert!(!out.contains("@example.org") && !out.contains(&street));
 }

@@ -76,7 +76,7 @@ fn fixtures_are_in_staging_after_every_refresh_and_a_failing_one_changes_nothing
         assert!(rows.contains("qa.admin@acme.test") && rows.contains("qa.buyer@acme.test"));
         assert!(rows.contains("1 Test Street, Suite \"\"A\"\""), "{rows}");
         assert!(rows.contains("edge case; no address"), "{rows}");
-        // The last fixture's statement (no `;`, a comment at its end) ran, and the settings it
+        // The last fixture ran (its last statement without `;`, a comment at its end), and the settings it
         // changed (search_path, TimeZone) did not break the rest of the refresh.
         assert!(
             rows.contains("qa.buyer@acme.test") && rows.contains(",DE,"),

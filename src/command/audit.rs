@@ -151,6 +151,35 @@ pub async fn databases(
         ));
         searched.insert(t.name.clone(), read.iter().map(|&i| flags[i]).collect());
     }
+    // Staging's populated materialized views are read like tables: one defined differently
+    // there could select what the rules removed.
+    for m in staging_catalog.matviews.iter().filter(|m| m.populated) {
+        let cols = staging
+            .query(
+                "SELECT a.attname::text, t.typcategory::text FROM pg_attribute a \
+                 JOIN pg_type t ON t.oid = a.atttypid \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&m.name.to_string()],
+            )
+            .await
+            .map_err(crate::db::query_err("reading staging's materialized views"))?;
+        let (names, flags): (Vec<String>, Vec<bool>) = cols
+            .iter()
+            .map(|r| {
+                let category: String = r.get(1);
+                (
+                    r.get::<_, String>(0),
+                    !matches!(category.as_str(), "N" | "D"),
+                )
+            })
+            .filter(|(_, text)| *text)
+            .unzip();
+        if !names.is_empty() {
+            tables.push((m.name.clone(), names));
+            searched.insert(m.name.clone(), flags);
+        }
+    }
     let (a, search, _) = through_worker(
         staging,
         tables,

@@ -265,6 +265,11 @@ pub struct Scrub {
 }
 
 impl Scrub {
+    /// The number-shaped detectors this scrub replaces (its pseudonyms have their shape).
+    pub fn numeric_detectors(&self) -> &[Detector] {
+        &self.numeric
+    }
+
     /// `replacements` holds, for each enabled detector, the standalone transform to apply.
     pub fn new(replacements: Vec<(Detector, Transform)>) -> Self {
         let enabled: Vec<Detector> = replacements.iter().map(|(d, _)| *d).collect();
