@@ -769,7 +769,8 @@ impl Searcher {
     /// One staging row (COPY text, without its newline).
     pub fn row(&mut self, audit: &Audit, t: &mut StagingTable, line: &str) {
         if let Some(ac) = &self.ac {
-            let mut seen: BTreeSet<(usize, usize)> = BTreeSet::new();
+            // Once per cell, source column and kind (a coincidence does not hide a finding).
+            let mut seen: BTreeSet<(usize, usize, bool)> = BTreeSet::new();
             let mut start = 0;
             let ends = memchr::memchr_iter(b'\t', line.as_bytes()).chain([line.len()]);
             // Field by field, skipping those whose type holds no text (numbers, dates).
@@ -791,12 +792,12 @@ impl Searcher {
                 let written = t.written.get(field).copied().unwrap_or(0);
                 for &owner in owners {
                     if short.is_some_and(|shape| shape & written != 0) {
-                        if seen.insert((owner, field)) {
+                        if seen.insert((owner, field, true)) {
                             self.coincidental[owner] += 1;
                         }
                         continue;
                     }
-                    if seen.insert((owner, field)) {
+                    if seen.insert((owner, field, false)) {
                         let col = t.columns.get(field).cloned().unwrap_or_default();
                         *self
                             .found
