@@ -56,7 +56,7 @@ const ANY_NUMBER: Shape = 0xff;
 /// Characters of a long original value that are searched for.
 const MAX_NEEDLE_CHARS: usize = 64;
 
-/// Kept text values examined by the detectors, per column.
+/// Kept text values examined by the detectors, per column (about; at most twice as many).
 const KEPT_SAMPLE: usize = 5_000;
 
 /// Fake kinds drawn from a dictionary: such a value occurring elsewhere in staging proves nothing
@@ -624,6 +624,7 @@ impl Audit {
         table: &QualifiedName,
         columns: &[String],
         searched: Vec<bool>,
+        rows: Option<u64>,
     ) -> StagingTable {
         let compare = self.by_name.get(table).and_then(|&ti| {
             let t = &self.tables[ti];
@@ -668,6 +669,13 @@ impl Audit {
             compare,
             kept: self.kept_in(table, columns),
             kept_seen: Vec::new(),
+            // Spread over the whole table: values whose keyed hash falls under this.
+            kept_below: match rows {
+                Some(n) if n > KEPT_SAMPLE as u64 => {
+                    (u64::MAX / n).saturating_mul(KEPT_SAMPLE as u64)
+                }
+                _ => u64::MAX,
+            },
         }
     }
 }
@@ -744,6 +752,9 @@ pub struct StagingTable {
     compare: Option<(usize, Vec<usize>, Vec<(usize, usize, usize)>)>,
     kept: Vec<(usize, String)>,
     kept_seen: Vec<u64>,
+    /// Kept values are examined when their keyed hash is at most this (a sample of about
+    /// `KEPT_SAMPLE` values spread over the table, not its first rows).
+    kept_below: u64,
     /// Per staging column: whether a rule makes up its whole value (its values are a rule's
     /// outputs).
     written: Vec<Shape>,
@@ -828,12 +839,15 @@ impl Searcher {
             t.kept_seen.resize(t.kept.len(), 0);
         }
         for (k, (pos, name)) in t.kept.iter().enumerate() {
-            if t.kept_seen[k] >= KEPT_SAMPLE as u64 {
+            if t.kept_seen[k] >= 2 * KEPT_SAMPLE as u64 {
                 continue;
             }
             let Some(Some(v)) = fields.get(*pos) else {
                 continue;
             };
+            if t.kept_below < u64::MAX && audit.key.hash(v.as_bytes()) > t.kept_below {
+                continue;
+            }
             t.kept_seen[k] += 1;
             let entry = self
                 .kept

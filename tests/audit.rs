@@ -347,3 +347,33 @@ fn staging_only_objects_and_kept_personal_data_are_findings_and_big_columns_are_
     }
     assert!(!out.contains("@example.org") && !out.contains(&street));
 }
+
+#[test]
+fn kept_columns_are_sampled_over_the_whole_table() {
+    let src = TestDb::new("audbsrc");
+    src.query(
+        "CREATE TABLE big_kept (id int PRIMARY KEY, note text); \
+         INSERT INTO big_kept SELECT g, CASE WHEN g > 17000 THEN 'user' || g || '@example.org' \
+         ELSE 'plain note ' || g END FROM generate_series(1, 20000) g",
+    );
+    let stg = TestDb::new("audbstg");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "[tables.big_kept.columns]\nid = \"keep\"\nnote = \"keep\"\n",
+    );
+    let rules = rules.to_str().unwrap();
+    let o = refresh(rules, &src, &stg, &["--create-schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stg.query("ANALYZE big_kept");
+    // The emails are all in the last 15 % of the rows: a sample of the first rows would miss them.
+    let o = audit(rules, &src.url(), &stg.url(), &["--format", "json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kept = &doc["kept"][0];
+    assert_eq!(kept["column"], "note", "{doc}");
+    let examined = kept["values_examined"].as_u64().unwrap();
+    let emails = kept["kinds"]["email"].as_u64().unwrap();
+    assert!((2500..=10000).contains(&examined), "{examined}");
+    assert!(emails * 100 / examined >= 8, "{emails} of {examined}");
+}

@@ -133,6 +133,11 @@ pub async fn databases(
     // Numbers, dates and timestamps cannot hold an original text value: their columns are
     // neither read nor searched, unless they are a key or compared with their original.
     let mut searched: BTreeMap<QualifiedName, Vec<bool>> = BTreeMap::new();
+    let rows: BTreeMap<QualifiedName, u64> = staging_catalog
+        .tables
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.rows_estimate()?)))
+        .collect();
     let mut tables: Vec<(QualifiedName, Vec<String>)> = Vec::new();
     for t in staging_catalog
         .tables
@@ -188,7 +193,8 @@ pub async fn databases(
         move |(a, search, current), m| match m {
             Msg::Table(name, columns) => {
                 let text = searched.get(&name).cloned().unwrap_or_default();
-                *current = Some(a.staging_table(&name, &columns, text))
+                let n = rows.get(&name).copied();
+                *current = Some(a.staging_table(&name, &columns, text, n))
             }
             Msg::Rows(data) => {
                 if let Some(st) = current {
@@ -347,7 +353,7 @@ fn dumps(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
     let mut tables: Vec<audit::StagingTable> = staging
         .tables
         .iter()
-        .map(|t| a.staging_table(&t.name, &t.columns, Vec::new()))
+        .map(|t| a.staging_table(&t.name, &t.columns, Vec::new(), t.rows))
         .collect();
     let names: Vec<&SourceTable> = staging.tables.iter().collect();
     each_dump_line(staged, &staging.tables, policy, |t, line| {
