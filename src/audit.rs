@@ -472,15 +472,20 @@ impl Audit {
         let Some(&ti) = self.by_name.get(table) else {
             return;
         };
-        let mut fields = decode_fields(line);
         let t = &self.tables[ti];
-        if let Some(read) = &t.read {
-            let mut full = vec![None; t.columns.len()];
-            for (&i, f) in read.iter().zip(fields) {
-                full[i] = f;
+        let fields = match &t.read {
+            None => decode_fields(line),
+            // Each field read put at its column's place, the others left NULL.
+            Some(read) => {
+                let mut raw = Vec::new();
+                crate::copy::split(line, &mut raw);
+                let mut full = vec![None; t.columns.len()];
+                for (&i, f) in read.iter().zip(&raw) {
+                    full[i] = decode_field(f);
+                }
+                full
             }
-            fields = full;
-        }
+        };
         let min = self.settings.min_length;
         for &i in &t.kept {
             if let Some(Some(v)) = fields.get(i) {
@@ -730,10 +735,13 @@ fn row_key(key: &SipKey, fields: &[Option<Cow<str>>], cols: &[usize]) -> u64 {
 fn decode_fields(line: &str) -> Vec<Option<Cow<'_, str>>> {
     let mut raw = Vec::new();
     crate::copy::split(line, &mut raw);
-    // A field that cannot be decoded is compared as not equal: the audit reads what COPY wrote.
-    raw.iter()
-        .map(|f| crate::copy::decode(f).unwrap_or(None))
-        .collect()
+    raw.into_iter().map(decode_field).collect()
+}
+
+/// A field that cannot be decoded is taken as NULL (never equal to an original): the audit reads
+/// what COPY wrote.
+fn decode_field(f: &str) -> Option<Cow<'_, str>> {
+    crate::copy::decode(f).unwrap_or(None)
 }
 
 /// A value as COPY text writes it (backslash, tab, newline and carriage return escaped).
@@ -895,27 +903,20 @@ impl Searcher {
             c.unchanged = unchanged;
             c.coincidental = n;
         }
-        let kept: Vec<KeptFinding> = self
-            .kept
-            .into_iter()
-            .filter(|(_, (kinds, _))| !kinds.is_empty())
-            .map(|((table, column), (kinds, n))| KeptFinding {
-                table,
-                column,
-                kinds,
-                values_examined: n,
-            })
-            .collect();
         // Email addresses in a kept column are personal data however few; the other detectors
         // fire by chance on some values (a film title passing the IBAN checksum, an id passing
         // Luhn's), so they count from a tenth of the values examined.
-        let kept: Vec<KeptFinding> = kept
+        let kept: Vec<KeptFinding> = self
+            .kept
             .into_iter()
-            .filter_map(|mut k| {
-                let n = k.values_examined;
-                k.kinds
-                    .retain(|kind, seen| kind == "email" || (*seen >= 3 && *seen * 10 >= n));
-                (!k.kinds.is_empty()).then_some(k)
+            .filter_map(|((table, column), (mut kinds, n))| {
+                kinds.retain(|kind, seen| kind == "email" || (*seen >= 3 && *seen * 10 >= n));
+                (!kinds.is_empty()).then_some(KeptFinding {
+                    table,
+                    column,
+                    kinds,
+                    values_examined: n,
+                })
             })
             .collect();
         let findings = columns

@@ -13,17 +13,9 @@ use crate::audit::{self, Audit, Outcome, Settings};
 use crate::diagnostic::Diagnostics;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::pipeline::{PipelineError, Report, RunFailure};
 use crate::rules::{self, BoundTable, Plan, QualifiedName, SourceTable, TypeKind};
-use crate::source::dump::{DataFormat, DumpPolicy, DumpReader, Event};
+use crate::source::dump::{DumpPolicy, DumpReader};
 use crate::source::postgres as pg;
-
-fn failed(error: PipelineError) -> Error {
-    Error::Pipeline(Box::new(RunFailure {
-        error,
-        report: Report::default(),
-    }))
-}
 
 /// Audit the plan's target against its source.
 pub fn run(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
@@ -35,13 +27,6 @@ pub fn run(plan: &Plan, settings: Settings) -> Result<Outcome, Error> {
                 let source = crate::db::connect(s).await.map_err(Error::Database)?;
                 let staging = crate::db::connect(t).await.map_err(Error::Database)?;
                 pg::begin_snapshot(&source).await.map_err(Error::Database)?;
-                // Both sides print timestamps in one zone, whatever their defaults.
-                source
-                    .batch_execute("SET TimeZone = 'UTC'")
-                    .await
-                    .map_err(|e| {
-                        Error::Database(crate::db::query_err("setting the time zone")(e))
-                    })?;
                 staging
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
@@ -76,6 +61,12 @@ pub async fn databases(
     staging: &Client,
     t0: Instant,
 ) -> Result<Outcome, crate::db::DbError> {
+    // Both sides print timestamps in one zone, whatever their defaults (staging's is set with
+    // the other output settings below). Only read from now on, the source session may change it.
+    source
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .map_err(crate::db::query_err("setting the source's time zone"))?;
     let keys: BTreeMap<QualifiedName, Vec<String>> = catalog
         .tables
         .iter()
@@ -391,36 +382,19 @@ fn each_dump_line(
     mut each: impl FnMut(&SourceTable, &str),
 ) -> Result<(), Error> {
     let mut reader = DumpReader::new(input, 4096, 1 << 20).with_policy(policy);
-    let mut format = DataFormat::Copy(crate::copy::CopyFormat::Text);
-    while let Some(event) = reader.next_event().map_err(|e| failed(e.into()))? {
-        match event {
-            Event::DataStart { format: f, .. } => format = f,
-            Event::Rows {
-                block,
-                data,
-                tuples,
-                first_line,
-                ..
-            } => {
-                let Some(t) = tables.get(block) else { continue };
-                let batch = crate::pipeline::Batch {
-                    data,
-                    tuples,
-                    first_line: Some(first_line),
-                    first_row: 1,
-                };
-                let text = crate::pipeline::to_copy_text(&t.name, &format, &batch, t.columns.len())
-                    .map_err(|e| failed(e.into()))?;
-                let text = text.strip_suffix(b"\n").unwrap_or(&text);
-                if text.is_empty() {
-                    continue;
-                }
+    super::sample::copy_text_batches(
+        &mut reader,
+        tables,
+        |block, text| {
+            let text = text()?;
+            let text = text.strip_suffix(b"\n").unwrap_or(&text);
+            if !text.is_empty() {
                 for line in text.split(|b| *b == b'\n') {
-                    each(t, &String::from_utf8_lossy(line));
+                    each(&tables[block], &String::from_utf8_lossy(line));
                 }
             }
-            _ => {}
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+        |_| {},
+    )
 }

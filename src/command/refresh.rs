@@ -643,12 +643,6 @@ async fn run_opened(
             let outcome = match (outcome, refresh.audit) {
                 (Ok(()), Some(settings)) => {
                     progress.phase("auditing the new staging against the source (--audit)");
-                    // Timestamps printed in one zone on both sides (the load is done: the
-                    // snapshot's session is only read from now on).
-                    if let Err(e) = readers[0].batch_execute("SET TimeZone = 'UTC'").await {
-                        staging.rollback().await;
-                        return Err(db(crate::db::query_err("setting the time zone")(e)));
-                    }
                     let bound: Vec<BoundTable> =
                         prepared.jobs.iter().map(|j| (*j.table).clone()).collect();
                     match super::audit::databases(

@@ -52,6 +52,49 @@ pub fn sample(
     let mut reader = DumpReader::new(input, 4096, 1 << 20)
         .with_policy(policy)
         .observing();
+    copy_text_batches(
+        &mut reader,
+        &tables,
+        |block, text| {
+            let sample = &mut samples[block];
+            let have = sample.iter().filter(|b| **b == b'\n').count();
+            if have < n {
+                for line in text()?.split_inclusive(|b| *b == b'\n').take(n - have) {
+                    sample.extend_from_slice(line);
+                }
+            }
+            Ok(())
+        },
+        |event| {
+            if let Event::Object { kind, text } = event {
+                match kind {
+                    ObjectKind::LargeObject => large_objects = true,
+                    ObjectKind::Comment => {
+                        comments.push(String::from_utf8_lossy(&text).into_owned())
+                    }
+                }
+            }
+        },
+    )?;
+    Ok(Sampled {
+        tables,
+        samples,
+        comments,
+        large_objects,
+        matviews: Vec::new(),
+    })
+}
+
+/// Read a dump's events to its end. Each batch of rows goes to `rows(block, text)`, where
+/// `text()` turns it into the standard COPY text whatever the dump's form (INSERT tuples, CSV,
+/// COPY options), only when called; every other event goes to `other`.
+#[allow(clippy::type_complexity)]
+pub fn copy_text_batches<R: std::io::Read>(
+    reader: &mut DumpReader<R>,
+    tables: &[SourceTable],
+    mut rows: impl FnMut(usize, &mut dyn FnMut() -> Result<Vec<u8>, Error>) -> Result<(), Error>,
+    mut other: impl FnMut(Event),
+) -> Result<(), Error> {
     let mut format = DataFormat::Copy(crate::copy::CopyFormat::Text);
     while let Some(event) = reader.next_event().map_err(|e| failed(e.into()))? {
         match event {
@@ -63,42 +106,23 @@ pub fn sample(
                 first_line,
                 ..
             } => {
-                let sample = &mut samples[block];
-                let have = sample.iter().filter(|b| **b == b'\n').count();
-                if have >= n {
-                    continue;
-                }
+                let Some(t) = tables.get(block) else { continue };
                 let batch = crate::pipeline::Batch {
                     data,
                     tuples,
                     first_line: Some(first_line),
                     first_row: 1,
                 };
-                let text = crate::pipeline::to_copy_text(
-                    &tables[block].name,
-                    &format,
-                    &batch,
-                    tables[block].columns.len(),
-                )
-                .map_err(|e| failed(e.into()))?;
-                for line in text.split_inclusive(|b| *b == b'\n').take(n - have) {
-                    sample.extend_from_slice(line);
-                }
+                let mut text = || {
+                    crate::pipeline::to_copy_text(&t.name, &format, &batch, t.columns.len())
+                        .map_err(|e| failed(e.into()))
+                };
+                rows(block, &mut text)?;
             }
-            Event::Object { kind, text } => match kind {
-                ObjectKind::LargeObject => large_objects = true,
-                ObjectKind::Comment => comments.push(String::from_utf8_lossy(&text).into_owned()),
-            },
-            _ => {}
+            other_event => other(other_event),
         }
     }
-    Ok(Sampled {
-        tables,
-        samples,
-        comments,
-        large_objects,
-        matviews: Vec::new(),
-    })
+    Ok(())
 }
 
 fn sample_database(
