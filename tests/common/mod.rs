@@ -317,6 +317,23 @@ pub fn url(db: &TestDb) -> String {
     db.url()
 }
 
+/// One md5 over every row of the demo's customers, orders and addresses: "staging as it was".
+pub fn demo_fingerprint(db: &TestDb) -> String {
+    db.query(
+        "SELECT md5(string_agg(t, ',' ORDER BY t)) FROM \
+         (SELECT c::text AS t FROM customers c UNION ALL SELECT o::text FROM orders o \
+          UNION ALL SELECT a::text FROM addresses a) x",
+    )
+}
+
+/// Whether a swap left its `<staging>__next` database behind.
+pub fn next_left_behind(db: &TestDb) -> bool {
+    db.query(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{}__next'",
+        db.name
+    )) != "0"
+}
+
 /// pg_dump of a test database with extra arguments (e.g. `--data-only`), as text.
 pub fn pg_dump(db: &TestDb, extra: &[&str]) -> String {
     succeeded(db.client("pg_dump").args(extra).arg(&db.name), "pg_dump")
