@@ -106,6 +106,7 @@ fn writes(op: &CellOp, treat: Treat) -> Shape {
     use crate::transform::scrub::Detector;
     let scrub = match op {
         CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => scrub_of(t),
+        CellOp::When(w) => return writes(&w.default, treat),
         _ => None,
     };
     match (treat, scrub) {
@@ -126,7 +127,8 @@ fn treat(op: &CellOp, rule: &str) -> Treat {
     fn of(t: &Transform, rule: &str) -> Treat {
         match t {
             Transform::Keep => Treat::Kept,
-            Transform::Fit(inner, _) => of(inner, rule),
+            Transform::Fit(inner, _) | Transform::Guarded(inner, _) => of(inner, rule),
+            Transform::External(_) => Treat::Whole { search: true },
             Transform::Fake(_) => Treat::Whole {
                 search: !DICTIONARY_KINDS
                     .iter()
@@ -144,6 +146,10 @@ fn treat(op: &CellOp, rule: &str) -> Treat {
         CellOp::Pass => Treat::Kept,
         CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => of(t, rule),
         CellOp::Template(_) => Treat::Whole { search: true },
+        // A conditional rule that keeps some rows puts originals in staging on purpose: its
+        // column is not searched (the report says so). Otherwise, as its default.
+        CellOp::When(w) if w.branches.iter().any(|b| matches!(b.op, CellOp::Pass)) => Treat::Moved,
+        CellOp::When(w) => treat(&w.default, rule),
     }
 }
 
@@ -352,6 +358,10 @@ impl Audit {
                 }
                 let compares = matches!(treat, Treat::Whole { .. } | Treat::Shifted);
                 let note = match treat {
+                    Treat::Moved if matches!(op, CellOp::When(_)) => Some(
+                        "a conditional rule keeps some rows as they are: neither searched for nor compared"
+                            .to_string(),
+                    ),
                     Treat::Moved => Some(
                         "moved, rounded or nulled: neither searched for nor compared".to_string(),
                     ),

@@ -13,6 +13,7 @@ pub mod db;
 pub mod diagnostic;
 pub mod endpoint;
 pub mod error;
+pub mod external;
 pub mod fixtures;
 pub mod interrupt;
 pub mod pipeline;

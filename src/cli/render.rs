@@ -64,11 +64,19 @@ pub fn table(p: &Preview) -> String {
         }
         for c in transformed {
             out.push_str(&format!("  {}  {}\n", c.name, c.rule));
-            for (original, anonymized) in &c.samples {
+            for (k, (original, anonymized)) in c.samples.iter().enumerate() {
+                let branch = c
+                    .branches
+                    .get(k)
+                    .map(|b| format!("  [{b}]"))
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "    {} → {}\n",
+                    "    {} → {}{branch}\n",
                     pad(&shorten(original.as_deref()), SHOWN),
-                    shorten(anonymized.as_deref())
+                    pad(
+                        &shorten(anonymized.as_deref()),
+                        if branch.is_empty() { 0 } else { SHOWN }
+                    ),
                 ));
             }
             for w in &c.warnings {
@@ -141,7 +149,13 @@ pub fn json(p: &Preview) -> String {
                     let samples: Vec<serde_json::Value> = c
                         .samples
                         .iter()
-                        .map(|(o, a)| serde_json::json!({ "original": o, "anonymized": a }))
+                        .enumerate()
+                        .map(|(k, (o, a))| match c.branches.get(k) {
+                            Some(b) => {
+                                serde_json::json!({ "original": o, "anonymized": a, "branch": b })
+                            }
+                            None => serde_json::json!({ "original": o, "anonymized": a }),
+                        })
                         .collect();
                     serde_json::json!({
                         "name": c.name,
@@ -234,6 +248,16 @@ struct TableDoc<'a> {
     /// partition), e.g. "62 sample, 3 always, 40 referenced by kept rows".
     #[serde(skip_serializing_if = "Option::is_none")]
     subset: Option<&'a str>,
+    /// Column → rows per alternative of its conditional rule, in the rule's order.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    branches: std::collections::BTreeMap<&'a str, Vec<BranchDoc<'a>>>,
+}
+
+/// The rows one alternative of a conditional rule took.
+#[derive(serde::Serialize)]
+struct BranchDoc<'a> {
+    branch: &'a str,
+    rows: u64,
 }
 
 /// The JSON report of a run, successful or not: what was done, with passwords redacted and no
@@ -275,6 +299,22 @@ pub fn report(
                 .map(|(c, r)| (c.as_str(), r.as_str()))
                 .collect(),
             subset: t.subset.as_deref(),
+            branches: t
+                .branches
+                .iter()
+                .map(|(c, counts)| {
+                    (
+                        c.as_str(),
+                        counts
+                            .iter()
+                            .map(|(b, n)| BranchDoc {
+                                branch: b.as_str(),
+                                rows: *n,
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
         })
         .collect();
     let doc = ReportDoc {
@@ -404,6 +444,7 @@ mod tests {
                 skipped: false,
                 rules: Vec::new(),
                 subset: None,
+                branches: Vec::new(),
             }],
             seconds: 2.0,
             ..Report::default()

@@ -54,7 +54,8 @@ pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
         }
     };
     let bound = rules::bind(plan, &tables).map_err(|d| Error::Bind(Diagnostics(d)))?;
-    let problems = rules::keys::key_problems(plan, &bound, &tables, &keys);
+    let mut problems = rules::keys::key_problems(plan, &bound, &tables, &keys);
+    problems.extend(probe_commands(&bound));
     if !problems.is_empty() {
         return Err(Error::Bind(Diagnostics(problems)));
     }
@@ -94,6 +95,45 @@ pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
         }
     }
     Ok(summary)
+}
+
+/// Start every external command the rules name and send it one made-up value (never data): a
+/// command that cannot start, crashes or breaks the protocol is a problem of the rules.
+fn probe_commands(bound: &[rules::BoundTable]) -> Vec<rules::Diagnostic> {
+    fn externals<'a>(op: &'a rules::CellOp, out: &mut Vec<&'a crate::external::Command>) {
+        match op {
+            rules::CellOp::Apply(t) => out.extend(t.external()),
+            rules::CellOp::When(w) => {
+                for b in &w.branches {
+                    externals(&b.op, out);
+                }
+                externals(&w.default, out);
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    for t in bound {
+        let TableAction::Copy { ops } = &t.action else {
+            continue;
+        };
+        for (op, column) in ops.iter().zip(&t.columns) {
+            let mut found = Vec::new();
+            externals(op, &mut found);
+            for command in found {
+                let tried = command
+                    .run(&["anonymize-check-probe"])
+                    .and_then(|_| command.finish());
+                if let Err(e) = tried {
+                    problems.push(rules::Diagnostic {
+                        location: None,
+                        message: format!("command of {}.{column}: {e}", t.name),
+                    });
+                }
+            }
+        }
+    }
+    problems
 }
 
 /// Tables and columns the run would write that staging does not have (read from its catalog; no

@@ -31,6 +31,8 @@ pub struct ColumnPreview {
     pub transformed: bool,
     /// (original, anonymized) per sampled row.
     pub samples: Vec<(Option<String>, Option<String>)>,
+    /// Under a conditional rule: the alternative each sampled row took (`if …` or `else`).
+    pub branches: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -308,11 +310,25 @@ fn compare(
             None if transformed => weak_spots(&samples, meta.and_then(|m| m.get(c))),
             None => Vec::new(),
         };
+        let branches = match ops.get(c) {
+            Some(CellOp::When(w)) => rows_in
+                .iter()
+                .map(|row| {
+                    let mut get = |p: usize| {
+                        Ok::<_, ()>(row.get(p).cloned().flatten().map(std::borrow::Cow::Owned))
+                    };
+                    w.choose(&mut get)
+                        .map_or_else(|_| "?".to_string(), |k| w.label(k).to_string())
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         columns.push(ColumnPreview {
             name: name.clone(),
             rule: table.rules[c].clone(),
             transformed,
             samples,
+            branches,
             warnings,
         });
     }
@@ -499,6 +515,7 @@ mod tests {
                 .iter()
                 .map(|v| (Some(v.to_string()), Some("x".to_string())))
                 .collect(),
+            branches: Vec::new(),
             warnings: Vec::new(),
         };
         let table = |name: &str, columns| TablePreview {

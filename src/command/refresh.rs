@@ -829,12 +829,14 @@ impl Mover<'_> {
                 debug_pause("load");
                 let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
                 stats.seconds = from.elapsed().as_secs_f64();
+                stats.count_branches(table);
                 self.progress.table_finished(&stats);
                 report.tables.push(stats);
             }
             Ok::<_, PipelineError>(())
         };
-        try_join(load, self.read_all(senders)).await.map(|_| ())
+        try_join(load, self.read_all(senders)).await?;
+        crate::pipeline::finish_commands(self.prepared.jobs.iter().map(|j| j.table.as_ref()))
     }
 
     /// A swap's load: tables on several sessions of the new staging at once, session k taking
@@ -931,6 +933,7 @@ impl Mover<'_> {
                     }
                     let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
                     stats.seconds = from.elapsed().as_secs_f64();
+                    stats.count_branches(&job.table);
                     self.progress.table_finished(&stats);
                     done.push((i, stats));
                 }
@@ -1037,6 +1040,7 @@ impl Mover<'_> {
             // -j does, while the others still load.
             let rebuild = std::sync::Mutex::new(staging.take_rebuild());
             self.move_lanes(&sessions, &rebuild, report).await?;
+            crate::pipeline::finish_commands(self.prepared.jobs.iter().map(|j| j.table.as_ref()))?;
             staging.give_back_rebuild(rebuild.into_inner().unwrap_or_default());
         }
         self.large_objects_to_staging(staging).await?;

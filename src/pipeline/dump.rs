@@ -255,6 +255,9 @@ fn write(
                             .rows_read
                             .saturating_sub(f.dropped.load(std::sync::atomic::Ordering::Relaxed));
                     }
+                    if let Some(t) = tables.iter().find(|t| t.name == s.name) {
+                        s.count_branches(t);
+                    }
                     progress.table_finished(&s);
                     report.tables.push(s);
                 }
@@ -262,6 +265,9 @@ fn write(
             Slot::Note(n) => *notes.entry(n.describe()).or_default() += 1,
             Slot::Failed(e) => fail!(e),
         }
+    }
+    if let Err(e) = super::finish_commands(tables.iter()) {
+        fail!(e)
     }
     if let Err(e) = out.flush() {
         fail!(werr(e))

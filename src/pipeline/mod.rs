@@ -13,6 +13,7 @@
 //! slowest stage sets the pace. Cells without a rule are copied as the bytes they came in; only
 //! transformed cells are decoded, transformed and re-encoded.
 
+mod branch;
 mod dump;
 mod executor;
 mod live;
@@ -25,6 +26,7 @@ use crate::copy::{self, CodecError};
 use crate::rules::{BoundTable, CellOp, QualifiedName, TableAction};
 use crate::source::dump::{DataFormat, DumpError};
 use crate::transform::ValueError;
+pub use branch::finish_commands;
 pub use dump::run_dump;
 pub use executor::{BatchResult, Executor, Feed, Queue, Ticket};
 pub use live::{load_table, read_table, BatchSender, Batches, TableOut};
@@ -97,6 +99,8 @@ pub struct TableStats {
     pub rules: Vec<(String, String)>,
     /// Why the subset kept the rows it kept (of the partitioned table, for a partition).
     pub subset: Option<String>,
+    /// Under conditional rules: per column, the rows each alternative took (`if …`, `else`).
+    pub branches: Vec<(String, Vec<(String, u64)>)>,
 }
 
 impl TableStats {
@@ -117,7 +121,23 @@ impl TableStats {
                 .zip(table.rules.iter().cloned())
                 .collect(),
             subset: table.subset.as_ref().and_then(|f| f.why.clone()),
+            branches: Vec::new(),
         }
+    }
+
+    /// Take the rows per alternative of the table's conditional rules (once its rows are done).
+    pub fn count_branches(&mut self, table: &BoundTable) {
+        let TableAction::Copy { ops } = &table.action else {
+            return;
+        };
+        self.branches = ops
+            .iter()
+            .zip(&table.columns)
+            .filter_map(|(op, c)| match op {
+                CellOp::When(w) => Some((c.clone(), w.counted())),
+                _ => None,
+            })
+            .collect();
     }
 }
 
@@ -162,6 +182,9 @@ pub enum RowErrorKind {
     Value(#[from] ValueError),
     #[error(transparent)]
     Tuple(#[from] crate::sql::literal::TupleError),
+    /// A condition reads a column as a number or boolean, and this row's value is not one.
+    #[error("a condition reads this column as {0}, and the row's value is not one")]
+    ConditionType(&'static str),
     #[error("element {0} of the VALUES tuple is a generated column, which takes DEFAULT only")]
     GeneratedValue(usize),
     /// A CSV value written with a line of its own that is `\.`: psql would end the block there.
@@ -198,6 +221,9 @@ pub enum PipelineError {
     /// `--audit` found original data in the new staging: nothing was committed or swapped in.
     #[error("{}", audit_message(.0))]
     AuditFound(Box<crate::audit::Outcome>),
+    /// An external command misbehaved after its last batch (extra lines, a failing exit).
+    #[error("{0}")]
+    Command(String),
     /// The transform threads could not be started.
     #[error("starting the transform threads: {0}")]
     Start(#[source] rayon::ThreadPoolBuildError),
@@ -383,20 +409,38 @@ enum Cell {
     Value(Option<String>),
 }
 
-/// The cells of one row under a table's operations. `decode(c)` reads column `c`'s value (the
-/// caller knows its format); errors name the column.
-fn transform_row<'a>(
-    ops: &[CellOp],
+/// Whether an operation reads other columns' anonymized values (a template, a scrub looking for
+/// the row's names), in any alternative.
+fn reads_outputs(op: &CellOp) -> bool {
+    match op {
+        CellOp::Template(_) | CellOp::ApplyWith(..) => true,
+        CellOp::When(w) => {
+            w.branches.iter().any(|b| reads_outputs(&b.op)) || reads_outputs(&w.default)
+        }
+        _ => false,
+    }
+}
+
+/// The cells of one row under its operations (`ops`: the table's, with each conditional rule's
+/// alternative chosen). `decode(c)` reads column `c`'s value (the caller knows its format);
+/// errors name the column. External cells take their values from `ext` (row `row` of the batch).
+fn transform_row<'a, 't>(
+    ops: &[&'t CellOp],
+    row: usize,
+    ext: Option<&std::cell::RefCell<branch::Externals<'t>>>,
     decode: &dyn Fn(usize) -> Result<Option<Cow<'a, str>>, RowErrorKind>,
     cells: &mut Vec<Cell>,
 ) -> Result<(), (usize, RowErrorKind)> {
     cells.clear();
-    for (c, op) in ops.iter().enumerate() {
+    for (c, op) in ops.iter().copied().enumerate() {
         cells.push(match op {
             CellOp::Pass | CellOp::Template(_) | CellOp::ApplyWith(..) => Cell::Same,
             CellOp::Apply(t) => {
                 let v = decode(c).map_err(|e| (c, e))?;
-                Cell::Value(t.apply(v.as_deref()).map_err(|e| (c, e.into()))?)
+                match (ext, t.external()) {
+                    (Some(x), Some(_)) => Cell::Value(x.borrow_mut().cell(row, c, t, v.as_deref())),
+                    _ => Cell::Value(t.apply(v.as_deref()).map_err(|e| (c, e.into()))?),
+                }
             }
             CellOp::ApplyBy(t, by) => {
                 let v = decode(c).map_err(|e| (c, e))?;
@@ -406,10 +450,11 @@ fn transform_row<'a>(
                         .map_err(|e| (c, e.into()))?,
                 )
             }
+            CellOp::When(_) => unreachable!("a row's conditional rules are chosen before"),
         });
     }
     // A scrub that looks for the row's names reads their original and anonymized values.
-    for (c, op) in ops.iter().enumerate() {
+    for (c, op) in ops.iter().copied().enumerate() {
         let CellOp::ApplyWith(t, from) = op else {
             continue;
         };
@@ -434,7 +479,7 @@ fn transform_row<'a>(
                 .map_err(|e| (c, e.into()))?,
         );
     }
-    for (c, op) in ops.iter().enumerate() {
+    for (c, op) in ops.iter().copied().enumerate() {
         let CellOp::Template(t) = op else { continue };
         // NULL stays NULL under a template too.
         if decode(c).map_err(|e| (c, e))?.is_none() {
@@ -490,43 +535,63 @@ fn process_records(
     let _ = text;
     let mut out = buffers.take(data.len() + data.len() / 2);
     let mut cells = Vec::with_capacity(ops.len());
-    let mut pos = 0usize;
-    for (i, record) in split_records(data, format).into_iter().enumerate() {
-        let body = std::str::from_utf8(record_body(record, format)).expect("UTF-8 checked");
-        let fields = format
-            .fields(body)
-            .map_err(|e| err(i, pos, None, RowErrorKind::Codec(e)))?;
-        if fields.len() != ops.len() {
-            return Err(err(
-                i,
-                pos,
-                None,
-                RowErrorKind::ColumnCount {
-                    expected: ops.len(),
-                    found: fields.len(),
-                },
-            ));
-        }
-        let decode = |c: usize| -> Result<Option<Cow<'_, str>>, RowErrorKind> {
-            Ok(fields[c].value.clone())
-        };
-        transform_row(ops, &decode, &mut cells).map_err(|(c, e)| err(i, pos, Some(c), e))?;
-        let record_start = out.len();
-        for (c, cell) in cells.iter().enumerate() {
-            if c > 0 {
-                out.push(format.delimiter());
+    let mut choices = branch::Choices::new(ops);
+    let ext = branch::has_external(ops).then(|| branch::Externals::new(ops.len()));
+    let records = split_records(data, format);
+    // With external commands, a first pass collects their values and a second writes the rows.
+    for _ in 0..if ext.is_some() { 2 } else { 1 } {
+        let writing = ext.as_ref().is_none_or(|x| x.borrow().answering());
+        let mut pos = 0usize;
+        for (i, record) in records.iter().enumerate() {
+            let body = std::str::from_utf8(record_body(record, format)).expect("UTF-8 checked");
+            let fields = format
+                .fields(body)
+                .map_err(|e| err(i, pos, None, RowErrorKind::Codec(e)))?;
+            if fields.len() != ops.len() {
+                return Err(err(
+                    i,
+                    pos,
+                    None,
+                    RowErrorKind::ColumnCount {
+                        expected: ops.len(),
+                        found: fields.len(),
+                    },
+                ));
             }
-            match cell {
-                Cell::Same => out.extend_from_slice(fields[c].raw.as_bytes()),
-                Cell::Value(v) => format.encode(v.as_deref(), &mut out),
+            let decode = |c: usize| -> Result<Option<Cow<'_, str>>, RowErrorKind> {
+                Ok(fields[c].value.clone())
+            };
+            let eff = choices
+                .row(&mut |c| decode(c), writing)
+                .map_err(|(c, e)| err(i, pos, Some(c), e))?;
+            transform_row(eff, i, ext.as_ref(), &decode, &mut cells)
+                .map_err(|(c, e)| err(i, pos, Some(c), e))?;
+            if !writing {
+                pos += record.len();
+                continue;
             }
+            let record_start = out.len();
+            for (c, cell) in cells.iter().enumerate() {
+                if c > 0 {
+                    out.push(format.delimiter());
+                }
+                match cell {
+                    Cell::Same => out.extend_from_slice(fields[c].raw.as_bytes()),
+                    Cell::Value(v) => format.encode(v.as_deref(), &mut out),
+                }
+            }
+            // The record's own line end (`\r\n` in a CSV file written on Windows).
+            out.extend_from_slice(&record[body.len()..]);
+            if matches!(format, CopyFormat::Csv(_)) && has_end_marker_line(&out[record_start..]) {
+                return Err(err(i, pos, None, RowErrorKind::EndMarkerInField));
+            }
+            pos += record.len();
         }
-        // The record's own line end (`\r\n` in a CSV file written on Windows).
-        out.extend_from_slice(&record[body.len()..]);
-        if matches!(format, CopyFormat::Csv(_)) && has_end_marker_line(&out[record_start..]) {
-            return Err(err(i, pos, None, RowErrorKind::EndMarkerInField));
+        if let Some(x) = ext.as_ref().filter(|_| !writing) {
+            x.borrow_mut()
+                .run(records.len())
+                .map_err(|(c, e)| err(0, 0, Some(c), e))?;
         }
-        pos += record.len();
     }
     buffers.give(batch.data);
     Ok(out)
@@ -596,53 +661,74 @@ fn process_tuples(
     };
     let mut out = buffers.take(data.len() + data.len() / 2);
     let mut cells = Vec::with_capacity(ops.len());
-    let mut at = 0usize;
-    for (i, &(from, to)) in batch.tuples.iter().enumerate() {
-        let (from, to) = (from as usize, to as usize);
-        out.extend_from_slice(&data[at..from]);
-        let tuple = &data[from..to];
-        let elements = literal::elements(tuple, scs)
-            .map_err(|e| err(i, from, None, RowErrorKind::Tuple(e)))?;
-        if elements.len() != arity {
-            return Err(err(
-                i,
-                from,
-                None,
-                RowErrorKind::ColumnCount {
-                    expected: arity,
-                    found: elements.len(),
-                },
-            ));
-        }
-        if let Some(p) = positions {
-            if let Some(e) = p
-                .iter()
-                .zip(&elements)
-                .position(|(c, e)| c.is_none() && e.kind != Const::Default)
-            {
-                return Err(err(i, from, None, RowErrorKind::GeneratedValue(e + 1)));
+    let mut choices = branch::Choices::new(ops);
+    let ext = branch::has_external(ops).then(|| branch::Externals::new(ops.len()));
+    // With external commands, a first pass collects their values and a second writes the rows.
+    for _ in 0..if ext.is_some() { 2 } else { 1 } {
+        let writing = ext.as_ref().is_none_or(|x| x.borrow().answering());
+        let mut at = 0usize;
+        for (i, &(from, to)) in batch.tuples.iter().enumerate() {
+            let (from, to) = (from as usize, to as usize);
+            if writing {
+                out.extend_from_slice(&data[at..from]);
             }
-        }
-        let decode = |c: usize| -> Result<Option<Cow<'_, str>>, RowErrorKind> {
-            literal::value(tuple, &elements[element_of[c]], scs).map_err(RowErrorKind::Tuple)
-        };
-        transform_row(ops, &decode, &mut cells).map_err(|(c, e)| err(i, from, Some(c), e))?;
-        let mut prev = 0;
-        for (e, el) in elements.iter().enumerate() {
-            out.extend_from_slice(&tuple[prev..el.start]);
-            let cell = positions.map_or(Some(e), |p| p[e]).map(|c| &cells[c]);
-            match cell {
-                Some(Cell::Value(v)) if el.kind != Const::Default => {
-                    literal::encode(v.as_deref(), el, tuple, scs, &mut out)
+            let tuple = &data[from..to];
+            let elements = literal::elements(tuple, scs)
+                .map_err(|e| err(i, from, None, RowErrorKind::Tuple(e)))?;
+            if elements.len() != arity {
+                return Err(err(
+                    i,
+                    from,
+                    None,
+                    RowErrorKind::ColumnCount {
+                        expected: arity,
+                        found: elements.len(),
+                    },
+                ));
+            }
+            if let Some(p) = positions {
+                if let Some(e) = p
+                    .iter()
+                    .zip(&elements)
+                    .position(|(c, e)| c.is_none() && e.kind != Const::Default)
+                {
+                    return Err(err(i, from, None, RowErrorKind::GeneratedValue(e + 1)));
                 }
-                _ => out.extend_from_slice(&tuple[el.start..el.end]),
             }
-            prev = el.end;
+            let decode = |c: usize| -> Result<Option<Cow<'_, str>>, RowErrorKind> {
+                literal::value(tuple, &elements[element_of[c]], scs).map_err(RowErrorKind::Tuple)
+            };
+            let eff = choices
+                .row(&mut |c| decode(c), writing)
+                .map_err(|(c, e)| err(i, from, Some(c), e))?;
+            transform_row(eff, i, ext.as_ref(), &decode, &mut cells)
+                .map_err(|(c, e)| err(i, from, Some(c), e))?;
+            at = to;
+            if !writing {
+                continue;
+            }
+            let mut prev = 0;
+            for (e, el) in elements.iter().enumerate() {
+                out.extend_from_slice(&tuple[prev..el.start]);
+                let cell = positions.map_or(Some(e), |p| p[e]).map(|c| &cells[c]);
+                match cell {
+                    Some(Cell::Value(v)) if el.kind != Const::Default => {
+                        literal::encode(v.as_deref(), el, tuple, scs, &mut out)
+                    }
+                    _ => out.extend_from_slice(&tuple[el.start..el.end]),
+                }
+                prev = el.end;
+            }
+            out.extend_from_slice(&tuple[prev..]);
         }
-        out.extend_from_slice(&tuple[prev..]);
-        at = to;
+        if let Some(x) = ext.as_ref().filter(|_| !writing) {
+            x.borrow_mut()
+                .run(batch.tuples.len())
+                .map_err(|(c, e)| err(0, 0, Some(c), e))?;
+        } else {
+            out.extend_from_slice(&data[at..]);
+        }
     }
-    out.extend_from_slice(&data[at..]);
     buffers.give(batch.data);
     Ok(out)
 }
@@ -760,8 +846,8 @@ fn split_records<'a>(data: &'a [u8], format: &CopyFormat) -> Vec<&'a [u8]> {
 
 /// Transform one batch of COPY rows. Pass-through cells are copied as bytes. The output buffer
 /// comes from `buffers`, and `data` goes back to it once transformed.
-pub fn process_rows(
-    table: &BoundTable,
+pub fn process_rows<'t>(
+    table: &'t BoundTable,
     data: Vec<u8>,
     first_line: Option<u64>,
     first_row: u64,
@@ -819,123 +905,161 @@ pub fn process_rows(
         }
         return Ok(data);
     }
-    let has_templates = ops
-        .iter()
-        .any(|o| matches!(o, CellOp::Template(_) | CellOp::ApplyWith(..)));
+    let has_templates = ops.iter().any(reads_outputs);
+    let mut choices = branch::Choices::new(ops);
+    let ext = branch::has_external(ops).then(|| branch::Externals::new(ops.len()));
     let mut out = buffers.take(data.len() + data.len() / 2);
     let mut fields: Vec<&str> = Vec::with_capacity(ops.len());
     let mut outputs: Vec<Option<Option<String>>> = Vec::with_capacity(ops.len());
-    let mut rows = copy::Rows::new(text);
-    let mut i = 0;
-    while rows.next_row(&mut fields) {
-        if fields.len() != ops.len() {
-            return Err(err(
-                i,
-                None,
-                RowErrorKind::ColumnCount {
-                    expected: ops.len(),
-                    found: fields.len(),
-                },
-            ));
-        }
-        // The anonymized value of an applied column: decode, transform; errors name the cell.
-        let apply = |c: usize, t: &crate::transform::Transform, by: Option<usize>| {
-            let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
-            match by {
-                None => t.apply(v.as_deref()),
-                Some(b) => {
-                    let k = copy::decode(fields[b]).map_err(|e| err(i, Some(b), e.into()))?;
-                    t.apply_by(v.as_deref(), k.as_deref())
+    // With external commands, a first pass collects their values and a second writes the rows.
+    let passes = if ext.is_some() { 2 } else { 1 };
+    for _ in 0..passes {
+        let writing = ext.as_ref().is_none_or(|x| x.borrow().answering());
+        let mut rows = copy::Rows::new(text);
+        let mut i = 0;
+        while rows.next_row(&mut fields) {
+            if fields.len() != ops.len() {
+                return Err(err(
+                    i,
+                    None,
+                    RowErrorKind::ColumnCount {
+                        expected: ops.len(),
+                        found: fields.len(),
+                    },
+                ));
+            }
+            let eff: &[&CellOp] = if choices.is_plain() {
+                choices
+                    .row(&mut |_| Ok(None), false)
+                    .map_err(|(c, e)| err(i, Some(c), e))?
+            } else {
+                choices
+                    .row(
+                        &mut |c| copy::decode(fields[c]).map_err(RowErrorKind::from),
+                        writing,
+                    )
+                    .map_err(|(c, e)| err(i, Some(c), e))?
+            };
+            // The anonymized value of an applied column: decode, transform; errors name the cell.
+            let apply = |c: usize, t: &'t crate::transform::Transform, by: Option<usize>| {
+                let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
+                if let (Some(x), Some(_)) = (&ext, t.external()) {
+                    return Ok(x.borrow_mut().cell(i, c, t, v.as_deref()));
                 }
-            }
-            .map_err(|e| err(i, Some(c), e.into()))
-        };
-        // A scrub looking for the row's names: their original and anonymized values (computed
-        // in `outputs` when the row has templates or such scrubs, else the original).
-        let with_names = |c: usize,
-                          t: &crate::transform::Transform,
-                          from: &[usize],
-                          outputs: &[Option<Option<String>>]| {
-            let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
-            let mut originals = Vec::with_capacity(from.len());
-            for &r in from {
-                originals.push(copy::decode(fields[r]).map_err(|e| err(i, Some(r), e.into()))?);
-            }
-            let names: Vec<(&str, Option<&str>)> = from
-                .iter()
-                .zip(&originals)
-                .filter_map(|(&r, o)| {
-                    let o = o.as_deref()?;
-                    Some(match outputs.get(r) {
-                        Some(Some(v)) => (o, v.as_deref()),
-                        _ => (o, Some(o)),
-                    })
-                })
-                .collect();
-            t.apply_with_names(v.as_deref(), &names)
+                match by {
+                    None => t.apply(v.as_deref()),
+                    Some(b) => {
+                        let k = copy::decode(fields[b]).map_err(|e| err(i, Some(b), e.into()))?;
+                        t.apply_by(v.as_deref(), k.as_deref())
+                    }
+                }
                 .map_err(|e| err(i, Some(c), e.into()))
-        };
-        if has_templates {
-            // Templates read other columns' anonymized values, so compute those first.
-            outputs.clear();
-            for (c, op) in ops.iter().enumerate() {
-                outputs.push(match op {
-                    CellOp::Apply(t) => Some(apply(c, t, None)?),
-                    CellOp::ApplyBy(t, b) => Some(apply(c, t, Some(*b))?),
-                    CellOp::Pass | CellOp::Template(_) | CellOp::ApplyWith(..) => None,
-                });
-            }
-            // Then the scrubs that read those (a template may read them in turn).
-            for (c, op) in ops.iter().enumerate() {
-                if let CellOp::ApplyWith(t, from) = op {
-                    let v = with_names(c, t, from, &outputs)?;
-                    outputs[c] = Some(v);
-                }
-            }
-        }
-        for (c, (f, op)) in fields.iter().zip(ops).enumerate() {
-            if c > 0 {
-                out.push(b'\t');
-            }
-            match op {
-                CellOp::Pass => out.extend_from_slice(f.as_bytes()),
-                CellOp::Apply(t) => match outputs.get(c) {
-                    Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
-                    _ => copy::encode(apply(c, t, None)?.as_deref(), &mut out),
-                },
-                CellOp::ApplyBy(t, b) => match outputs.get(c) {
-                    Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
-                    _ => copy::encode(apply(c, t, Some(*b))?.as_deref(), &mut out),
-                },
-                CellOp::ApplyWith(t, from) => match outputs.get(c) {
-                    Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
-                    _ => copy::encode(with_names(c, t, from, &outputs)?.as_deref(), &mut out),
-                },
-                // NULL stays NULL under a template too, as under every rule but "null".
-                CellOp::Template(_) if *f == "\\N" => out.extend_from_slice(b"\\N"),
-                CellOp::Template(t) => {
-                    // Pass-through columns a template reads are decoded here.
-                    let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
-                    for r in t.columns() {
-                        if !matches!(
-                            ops[r],
-                            CellOp::Apply(_) | CellOp::ApplyBy(..) | CellOp::ApplyWith(..)
-                        ) {
-                            decoded[r] = copy::decode(fields[r])
-                                .map_err(|e| err(i, Some(r), e.into()))?
-                                .map(|v| v.into_owned());
+            };
+            if !writing {
+                // First pass: only the external cells' values.
+                for (c, op) in eff.iter().copied().enumerate() {
+                    if let CellOp::Apply(t) = op {
+                        if t.external().is_some() {
+                            apply(c, t, None)?;
                         }
                     }
-                    let rendered = t.render(|r| match &outputs[r] {
-                        Some(v) => v.as_deref(),
-                        None => decoded[r].as_deref(),
+                }
+                i += 1;
+                continue;
+            }
+            // A scrub looking for the row's names: their original and anonymized values (computed
+            // in `outputs` when the row has templates or such scrubs, else the original).
+            let with_names = |c: usize,
+                              t: &crate::transform::Transform,
+                              from: &[usize],
+                              outputs: &[Option<Option<String>>]| {
+                let v = copy::decode(fields[c]).map_err(|e| err(i, Some(c), e.into()))?;
+                let mut originals = Vec::with_capacity(from.len());
+                for &r in from {
+                    originals.push(copy::decode(fields[r]).map_err(|e| err(i, Some(r), e.into()))?);
+                }
+                let names: Vec<(&str, Option<&str>)> = from
+                    .iter()
+                    .zip(&originals)
+                    .filter_map(|(&r, o)| {
+                        let o = o.as_deref()?;
+                        Some(match outputs.get(r) {
+                            Some(Some(v)) => (o, v.as_deref()),
+                            _ => (o, Some(o)),
+                        })
+                    })
+                    .collect();
+                t.apply_with_names(v.as_deref(), &names)
+                    .map_err(|e| err(i, Some(c), e.into()))
+            };
+            if has_templates {
+                // Templates read other columns' anonymized values, so compute those first.
+                outputs.clear();
+                for (c, op) in eff.iter().copied().enumerate() {
+                    outputs.push(match op {
+                        CellOp::Apply(t) => Some(apply(c, t, None)?),
+                        CellOp::ApplyBy(t, b) => Some(apply(c, t, Some(*b))?),
+                        _ => None,
                     });
-                    copy::encode(Some(&rendered), &mut out);
+                }
+                // Then the scrubs that read those (a template may read them in turn).
+                for (c, op) in eff.iter().copied().enumerate() {
+                    if let CellOp::ApplyWith(t, from) = op {
+                        let v = with_names(c, t, from, &outputs)?;
+                        outputs[c] = Some(v);
+                    }
                 }
             }
+            for (c, (f, op)) in fields.iter().zip(eff.iter().copied()).enumerate() {
+                if c > 0 {
+                    out.push(b'\t');
+                }
+                match op {
+                    CellOp::Pass => out.extend_from_slice(f.as_bytes()),
+                    CellOp::Apply(t) => match outputs.get(c) {
+                        Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
+                        _ => copy::encode(apply(c, t, None)?.as_deref(), &mut out),
+                    },
+                    CellOp::ApplyBy(t, b) => match outputs.get(c) {
+                        Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
+                        _ => copy::encode(apply(c, t, Some(*b))?.as_deref(), &mut out),
+                    },
+                    CellOp::ApplyWith(t, from) => match outputs.get(c) {
+                        Some(Some(v)) => copy::encode(v.as_deref(), &mut out),
+                        _ => copy::encode(with_names(c, t, from, &outputs)?.as_deref(), &mut out),
+                    },
+                    // NULL stays NULL under a template too, as under every rule but "null".
+                    CellOp::Template(_) if *f == "\\N" => out.extend_from_slice(b"\\N"),
+                    CellOp::Template(t) => {
+                        // Pass-through columns a template reads are decoded here.
+                        let mut decoded: Vec<Option<String>> = vec![None; fields.len()];
+                        for r in t.columns() {
+                            if !matches!(
+                                eff[r],
+                                CellOp::Apply(_) | CellOp::ApplyBy(..) | CellOp::ApplyWith(..)
+                            ) {
+                                decoded[r] = copy::decode(fields[r])
+                                    .map_err(|e| err(i, Some(r), e.into()))?
+                                    .map(|v| v.into_owned());
+                            }
+                        }
+                        let rendered = t.render(|r| match &outputs[r] {
+                            Some(v) => v.as_deref(),
+                            None => decoded[r].as_deref(),
+                        });
+                        copy::encode(Some(&rendered), &mut out);
+                    }
+                    CellOp::When(_) => unreachable!("a row's conditional rules are chosen above"),
+                }
+            }
+            out.push(b'\n');
+            i += 1;
         }
-        out.push(b'\n');
-        i += 1;
+        if let Some(x) = &ext {
+            if !writing {
+                x.borrow_mut().run(i).map_err(|(c, e)| err(0, Some(c), e))?;
+            }
+        }
     }
     buffers.give(data);
     Ok(out)

@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::build::{ColumnOp, Plan, TablePlan, Uncovered};
+use super::build::{ColumnOp, ColumnPlan, Plan, TablePlan, Uncovered};
 use super::{suggest, Diagnostic, QualifiedName};
 pub use crate::schema::{ColumnMeta, SourceTable, TypeKind};
+use crate::transform::condition::{self, ColType, Condition, EvalError};
 use crate::transform::text::{Piece, Template};
 use crate::transform::Transform;
 
@@ -166,6 +167,98 @@ pub enum CellOp {
     /// reads their original and anonymized values.
     ApplyWith(Transform, Vec<usize>),
     Template(Template),
+    /// A conditional rule: the first branch whose condition holds on the row's original values,
+    /// else the default.
+    When(std::sync::Arc<WhenOp>),
+}
+
+/// One bound `when` alternative.
+#[derive(Debug)]
+pub struct Branch {
+    pub condition: Condition,
+    pub op: CellOp,
+    /// `if <condition>`, for reports and previews.
+    pub label: String,
+    unique: bool,
+    location: super::Location,
+}
+
+/// A conditional rule bound to a table: its branches, its default, and the rows each took.
+#[derive(Debug)]
+pub struct WhenOp {
+    pub branches: Vec<Branch>,
+    pub default: CellOp,
+    /// Every column a condition reads.
+    pub reads: Vec<usize>,
+    /// Rows per alternative (the branches', then the default's).
+    counts: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl WhenOp {
+    fn new(branches: Vec<Branch>, default: CellOp) -> Self {
+        let mut reads: Vec<usize> = branches
+            .iter()
+            .flat_map(|b| b.condition.columns().iter().copied())
+            .collect();
+        reads.sort_unstable();
+        reads.dedup();
+        let counts = (0..=branches.len())
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        WhenOp {
+            branches,
+            default,
+            reads,
+            counts,
+        }
+    }
+
+    /// The alternative a row takes: the index of the first branch whose condition holds, or
+    /// `branches.len()` for the default. `get` reads a column's original value.
+    pub fn choose<'a, E>(
+        &self,
+        get: &mut dyn FnMut(usize) -> Result<Option<std::borrow::Cow<'a, str>>, E>,
+    ) -> Result<usize, EvalError<E>> {
+        for (k, b) in self.branches.iter().enumerate() {
+            if b.condition.eval(get)? {
+                return Ok(k);
+            }
+        }
+        Ok(self.branches.len())
+    }
+
+    /// The operation of alternative `k` (as [`WhenOp::choose`] numbers them).
+    pub fn op(&self, k: usize) -> &CellOp {
+        self.branches.get(k).map_or(&self.default, |b| &b.op)
+    }
+
+    /// The label of alternative `k`: `if <condition>`, or `else`.
+    pub fn label(&self, k: usize) -> &str {
+        self.branches.get(k).map_or("else", |b| b.label.as_str())
+    }
+
+    /// Count rows that took each alternative (`counts[k]` rows took alternative `k`).
+    pub fn count(&self, counts: &[u64]) {
+        for (c, n) in self.counts.iter().zip(counts) {
+            if *n > 0 {
+                c.fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// (label, rows) per alternative, so far.
+    pub fn counted(&self) -> Vec<(String, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                (
+                    self.label(k).to_string(),
+                    c.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -312,11 +405,19 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                 rules.columns.get(col),
                 table.meta.as_ref().and_then(|m| m.get(i)),
             ) {
-                if let Some(problem) = check_fit(&cp.op, cp.unique, meta) {
-                    diags.push(Diagnostic {
-                        location: Some(cp.location.clone()),
-                        message: format!("column {}.{col} {problem}", table.name),
-                    });
+                // Every alternative of a conditional rule meets the column's constraints.
+                let alternatives = cp
+                    .when
+                    .iter()
+                    .map(|b| (&b.op, b.unique, &b.location))
+                    .chain([(&cp.op, cp.unique, &cp.location)]);
+                for (op, unique, location) in alternatives {
+                    if let Some(problem) = check_fit(op, unique, meta) {
+                        diags.push(Diagnostic {
+                            location: Some(location.clone()),
+                            message: format!("column {}.{col} {problem}", table.name),
+                        });
+                    }
                 }
             }
             match rules.columns.get(col) {
@@ -346,7 +447,11 @@ pub fn bind(plan: &Plan, source: &[SourceTable]) -> Result<Vec<BoundTable>, Vec<
                         position: &position,
                         candidates: &candidates,
                     };
-                    let (op, description) = bind_rule(&cx, i, col, cp, &mut diags);
+                    let (op, description) = if cp.when.is_empty() {
+                        bind_rule(&cx, i, col, cp, &mut diags)
+                    } else {
+                        bind_when(&cx, i, col, cp, &mut diags)
+                    };
                     ops.push(op);
                     descriptions.push(description);
                 }
@@ -386,7 +491,7 @@ fn bind_rule(
     cx: &ColumnCx,
     i: usize,
     col: &str,
-    cp: &super::build::ColumnPlan,
+    cp: &ColumnPlan,
     diags: &mut Vec<Diagnostic>,
 ) -> (CellOp, String) {
     let table = cx.table;
@@ -415,6 +520,10 @@ fn bind_rule(
         .and_then(|m| m.get(i))
         .and_then(|m| m.max_len);
     let fitted = match (&cp.op, limit) {
+        // A command's answers are checked against the column's length as they come.
+        (ColumnOp::Transform(Transform::External(c)), Some(max)) => Some(Transform::External(
+            std::sync::Arc::new(c.with_max_chars(max)),
+        )),
         (ColumnOp::Transform(t), Some(max)) if t.by_column().is_none() => fit_to_column(t, max),
         _ => None,
     };
@@ -439,9 +548,11 @@ fn bind_rule(
             for name in t.names_from() {
                 // The names are replaced by their anonymized values, computed before this
                 // column: a template or another such scrub is not (its original would stay).
-                let derived = cx.rules.columns.get(name).is_some_and(|c| match &c.op {
-                    ColumnOp::Template(_) => true,
-                    ColumnOp::Transform(t) => !t.names_from().is_empty(),
+                let derived = cx.rules.columns.get(name).is_some_and(|c| {
+                    c.alternatives().any(|op| match op {
+                        ColumnOp::Template(_) => true,
+                        ColumnOp::Transform(t) => !t.names_from().is_empty(),
+                    })
                 });
                 match cx.position.get(name.as_str()) {
                     Some(&p) if derived && p != i => diags.push(Diagnostic {
@@ -511,6 +622,215 @@ fn bind_rule(
     (op, description)
 }
 
+/// A conditional rule bound: each branch's condition to the table's columns (type-checked), each
+/// alternative's rule as a cell operation, and, in a column that must stay unique, the proof
+/// that no two alternatives can write the same value (see [`distinct_alternatives`]).
+fn bind_when(
+    cx: &ColumnCx,
+    i: usize,
+    col: &str,
+    cp: &ColumnPlan,
+    diags: &mut Vec<Diagnostic>,
+) -> (CellOp, String) {
+    let table = cx.table;
+    let meta = table.meta.as_ref().and_then(|m| m.get(i));
+    let col_type = |p: usize| -> ColType {
+        match table.meta.as_ref().and_then(|m| m.get(p)) {
+            None => ColType::Unknown,
+            Some(m) if m.type_name == "boolean" => ColType::Bool,
+            Some(m) if m.kind == TypeKind::Number => ColType::Number,
+            Some(_) => ColType::Text,
+        }
+    };
+    let mut branches = Vec::with_capacity(cp.when.len());
+    let mut failed = false;
+    for b in &cp.when {
+        let mut known = true;
+        for (name, offset) in b.condition.columns() {
+            if !cx.position.contains_key(name.as_str()) {
+                let hint = suggest(&name, cx.candidates)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                diags.push(Diagnostic {
+                    location: Some(b.at.locate(offset)),
+                    message: format!(
+                        "condition of {}.{col}: column {name} is not in the source{hint}",
+                        table.name
+                    ),
+                });
+                known = false;
+            }
+        }
+        if !known {
+            failed = true;
+            continue;
+        }
+        let resolve = |n: &str| cx.position.get(n).map(|&p| (p, col_type(p)));
+        let condition = match condition::bind(&b.condition, &resolve) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    diags.push(Diagnostic {
+                        location: Some(b.at.locate(e.offset)),
+                        message: format!("condition of {}.{col}: {}", table.name, e.message),
+                    });
+                }
+                failed = true;
+                continue;
+            }
+        };
+        let branch = ColumnPlan {
+            rule: b.rule.clone(),
+            op: b.op.clone(),
+            unique: b.unique,
+            location: b.location.clone(),
+            when: Vec::new(),
+        };
+        let (op, _) = bind_rule(cx, i, col, &branch, diags);
+        branches.push(Branch {
+            condition,
+            op,
+            label: format!("if {}", b.text),
+            unique: b.unique,
+            location: b.location.clone(),
+        });
+    }
+    let (default, _) = bind_rule(cx, i, col, cp, diags);
+    if failed {
+        return (CellOp::Pass, cp.rule.clone());
+    }
+    let must_be_distinct = cp.unique || meta.is_some_and(|m| m.unique || !m.unique_with.is_empty());
+    let default_unique = cp.unique || matches!(default, CellOp::Pass);
+    let mut default = default;
+    if must_be_distinct {
+        if let Err(why) = distinct_alternatives(i, &mut branches, &mut default, default_unique) {
+            diags.push(Diagnostic {
+                location: Some(cp.location.clone()),
+                message: format!(
+                    "column {}.{col} must stay unique, and its alternatives could write the same value twice: {why}",
+                    table.name
+                ),
+            });
+        }
+    }
+    let op = WhenOp::new(branches, default);
+    (CellOp::When(std::sync::Arc::new(op)), cp.rule.clone())
+}
+
+/// What an alternative of a unique column writes, for telling whether two can collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// The original (`keep`).
+    Original,
+    /// NULL, which never collides.
+    Null,
+    /// Values carrying a keyed tag of the input of at least 96 bits (a unique fake, a unique hash
+    /// that is not `preserve`): two such rules collide no more often than one does with itself.
+    Tagged,
+    /// Distinct values of some other shape (`preserve`, a command's promise).
+    Other,
+}
+
+fn writes(op: &CellOp, unique: bool) -> Writes {
+    let t = match op {
+        CellOp::Pass => return Writes::Original,
+        CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => t,
+        _ => return Writes::Other,
+    };
+    match t.innermost() {
+        Transform::Null => Writes::Null,
+        Transform::Keep => Writes::Original,
+        Transform::Fake(f) if f.is_unique() => Writes::Tagged,
+        Transform::Hash(h) if unique && h.output_len().is_some() => Writes::Tagged,
+        _ => Writes::Other,
+    }
+}
+
+/// Whether a unique column's alternatives can never write the same value twice, and if so the
+/// branches' rules guarded so that they cannot. The decision:
+/// - kept values never collide with each other, NULLs never collide;
+/// - two tagged rules (unique fakes, unique hashes other than `preserve`) collide no more than
+///   one rule does with itself;
+/// - a tagged rule next to a `keep` branch: the keep branch's condition must test the column
+///   itself (its `AND` parts that read only this column, e.g. `email LIKE '%@acme.test'`); every
+///   value the tagged rule writes is checked against that test while the rows are written, and
+///   a value that passes it stops the run (it could be a kept value). A kept default has no
+///   condition, so it cannot be told apart, and is refused next to a generating branch;
+/// - any other rule (`preserve`, a command) is accepted only as the column's one writing rule
+///   beside NULLs.
+fn distinct_alternatives(
+    col: usize,
+    branches: &mut [Branch],
+    default: &mut CellOp,
+    default_unique: bool,
+) -> Result<(), String> {
+    let kinds: Vec<Writes> = branches
+        .iter()
+        .map(|b| writes(&b.op, b.unique))
+        .chain([writes(default, default_unique)])
+        .collect();
+    let name = |k: usize| {
+        if k < branches.len() {
+            format!("branch {} (at {})", k + 1, branches[k].location)
+        } else {
+            "the default".to_string()
+        }
+    };
+    let writing: Vec<usize> = (0..kinds.len())
+        .filter(|&k| kinds[k] != Writes::Null)
+        .collect();
+    if let Some(&o) = writing.iter().find(|&&k| kinds[k] == Writes::Other) {
+        if writing.len() > 1 {
+            return Err(format!(
+                "{} writes distinct values of its own kind (a preserve hash or a command), which could equal the values of another alternative; give every non-null alternative a unique fake or hash, or keep",
+                name(o)
+            ));
+        }
+        return Ok(());
+    }
+    let tagged = kinds.contains(&Writes::Tagged);
+    if !tagged {
+        return Ok(());
+    }
+    let mut guards = Vec::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        if *kind != Writes::Original {
+            continue;
+        }
+        if k == branches.len() {
+            return Err("the default keeps values and another alternative generates them, so a generated value could equal a kept one; keep in a branch whose condition tests the column (e.g. email LIKE '%@acme.test') and generate in the default".to_string());
+        }
+        match branches[k].condition.guard(col) {
+            Some(g) => guards.push(g),
+            None => {
+                return Err(format!(
+                    "{} keeps values with a condition that does not test the column itself, so a generated value could equal a kept one; add a test of the column to it (e.g. email LIKE '%@acme.test')",
+                    name(k)
+                ))
+            }
+        }
+    }
+    if guards.is_empty() {
+        return Ok(());
+    }
+    let guards: std::sync::Arc<[condition::Guard]> = guards.into();
+    let guard = |op: &mut CellOp| {
+        if let CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) = op {
+            *t = Transform::Guarded(Box::new(t.clone()), guards.clone());
+        }
+    };
+    for (k, kind) in kinds.iter().enumerate() {
+        if *kind == Writes::Tagged {
+            if k < branches.len() {
+                guard(&mut branches[k].op);
+            } else {
+                guard(default);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A template's pieces with column names resolved to positions in the table's COPY row.
 #[allow(clippy::too_many_arguments)] // (the pieces of one column's binding, all borrowed)
 fn bind_template(
@@ -528,8 +848,11 @@ fn bind_template(
         bound.push(match p {
             Piece::Literal(s) => Piece::Literal(s.clone()),
             Piece::Column(name) => {
-                let referenced = rules.columns.get(name).map(|c| &c.op);
-                if matches!(referenced, Some(ColumnOp::Template(_))) {
+                let referenced = rules.columns.get(name);
+                if referenced.is_some_and(|c| {
+                    c.alternatives()
+                        .any(|op| matches!(op, ColumnOp::Template(_)))
+                }) {
                     diags.push(Diagnostic {
                         location: Some(location.clone()),
                         message: format!("template of {}.{col} uses {name}, which is itself a template; templates read plain columns", table.name),

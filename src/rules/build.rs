@@ -188,6 +188,67 @@ pub struct ColumnPlan {
     pub op: ColumnOp,
     pub unique: bool,
     pub location: Location,
+    /// `when` alternatives, tried in order before `op` (the default).
+    pub when: Vec<BranchPlan>,
+}
+
+impl ColumnPlan {
+    /// Every rule a row of this column can get: the branches', then the default.
+    pub fn alternatives(&self) -> impl Iterator<Item = &ColumnOp> {
+        self.when.iter().map(|b| &b.op).chain([&self.op])
+    }
+}
+
+/// One `when` alternative: its condition (parsed, bound to columns later) and its rule.
+#[derive(Debug, Clone)]
+pub struct BranchPlan {
+    pub condition: crate::transform::condition::Parsed,
+    /// The condition as written, for reports and previews (rules-file text, never data).
+    pub text: String,
+    pub at: ConditionText,
+    pub rule: String,
+    pub op: ColumnOp,
+    pub unique: bool,
+    pub location: Location,
+}
+
+/// Where a condition's text is in the rules file, to point at a byte of it.
+#[derive(Debug, Clone)]
+pub struct ConditionText {
+    /// The location of the condition's first character (of its string, when `exact` is false).
+    start: Location,
+    /// Whether the string is written without escapes, so offsets in it are offsets in the file.
+    exact: bool,
+    text: String,
+}
+
+impl ConditionText {
+    /// The place in the rules file of byte `offset` of the condition.
+    pub fn locate(&self, offset: usize) -> Location {
+        let Location::Rules { file, line, col } = &self.start else {
+            return self.start.clone();
+        };
+        if !self.exact {
+            return self.start.clone();
+        }
+        let mut end = offset.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &self.text[..end];
+        match before.rfind('\n') {
+            None => Location::Rules {
+                file: file.clone(),
+                line: *line,
+                col: col + before.chars().count(),
+            },
+            Some(nl) => Location::Rules {
+                file: file.clone(),
+                line: line + before.matches('\n').count(),
+                col: before[nl + 1..].chars().count() + 1,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -867,16 +928,8 @@ fn build_tables(
         let mut columns = BTreeMap::new();
         for (col, rule) in t.columns.iter().flatten() {
             let col = col.get_ref();
-            if let Some((op, text, unique)) = build_rule(b, &name, col, rule, false) {
-                columns.insert(
-                    col.clone(),
-                    ColumnPlan {
-                        rule: text,
-                        op,
-                        unique,
-                        location: b.at(rule.span()),
-                    },
-                );
+            if let Some(plan) = build_column(b, &name, col, rule) {
+                columns.insert(col.clone(), plan);
             }
         }
         if tables.contains_key(&name) {
@@ -910,6 +963,136 @@ fn build_tables(
         );
     }
     tables
+}
+
+/// Build a column's rule, with its `when` alternatives.
+fn build_column(
+    b: &mut Builder,
+    table: &QualifiedName,
+    column: &str,
+    rule: &Spanned<ColumnRule>,
+) -> Option<ColumnPlan> {
+    let location = b.at(rule.span());
+    let t = match rule.get_ref() {
+        ColumnRule::Rule(t) if t.when.is_some() || t.otherwise.is_some() => t,
+        _ => {
+            let (op, text, unique) = build_rule(b, table, column, rule, false)?;
+            return Some(ColumnPlan {
+                rule: text,
+                op,
+                unique,
+                location,
+                when: Vec::new(),
+            });
+        }
+    };
+    let Some(when) = &t.when else {
+        let e = t.otherwise.as_ref()?;
+        b.error(
+            e.span(),
+            "else gives the default of a rule with when = [...]; this rule has no when",
+        );
+        return None;
+    };
+    let default = match &t.otherwise {
+        Some(e) => {
+            let options = t.unique.is_some()
+                || t.locale.is_some()
+                || t.domain.is_some()
+                || t.max_length.is_some()
+                || t.timeout.is_some();
+            if !present_kinds(t).is_empty() || options {
+                b.error(e.span(), "else gives a \"keep\" or \"null\" default; a transform default is the rule's own key (fake = …) with its options, not both");
+                return None;
+            }
+            if let ColumnRule::Rule(_) = e.get_ref() {
+                b.error(e.span(), "else takes \"keep\" or \"null\"; give a transform default as the rule's own key, next to when");
+                return None;
+            }
+            build_rule(b, table, column, e, false)
+        }
+        None if present_kinds(t).is_empty() => {
+            b.error(rule.span(), format!("rule for {table}.{column} has when = [...] but no default: give the rule's own transform (e.g. fake = \"email\"), or else = \"keep\" or \"null\", so that no row escapes a rule"));
+            return None;
+        }
+        None => build_rule(b, table, column, rule, false),
+    };
+    if when.get_ref().is_empty() {
+        b.error(
+            when.span(),
+            "when needs at least one { if = \"…\", then = … }",
+        );
+        return None;
+    }
+    let mut branches = Vec::new();
+    let mut ok = default.is_some();
+    for w in when.get_ref() {
+        let spec = w.get_ref();
+        if let ColumnRule::Rule(inner) = spec.then.get_ref() {
+            if inner.when.is_some() || inner.otherwise.is_some() {
+                b.error(spec.then.span(), "a branch's rule cannot have its own when or else; list every condition in this when, first match wins");
+                ok = false;
+                continue;
+            }
+        }
+        let text = spec.condition.get_ref();
+        let at = condition_text(b, spec.condition.span(), text);
+        let condition = match crate::transform::condition::parse(text) {
+            Ok(p) => p,
+            Err(e) => {
+                b.diags.push(Diagnostic {
+                    location: Some(at.locate(e.offset)),
+                    message: format!("condition of {table}.{column}: {}", e.message),
+                });
+                ok = false;
+                continue;
+            }
+        };
+        let Some((op, rule, unique)) = build_rule(b, table, column, &spec.then, false) else {
+            ok = false;
+            continue;
+        };
+        branches.push(BranchPlan {
+            condition,
+            text: text.clone(),
+            at,
+            rule,
+            op,
+            unique,
+            location: b.at(w.span()),
+        });
+    }
+    let (op, default_text, default_unique) = default?;
+    if !ok {
+        return None;
+    }
+    let described: Vec<String> = branches
+        .iter()
+        .map(|br| format!("if {} then {}", br.text, br.rule))
+        .collect();
+    Some(ColumnPlan {
+        rule: format!("when [{}] else {default_text}", described.join("; ")),
+        unique: default_unique && branches.iter().all(|br| br.unique),
+        op,
+        location,
+        when: branches,
+    })
+}
+
+/// Where a condition string's text starts in the rules file, and whether its bytes are the
+/// file's (no escapes), so that a problem can point at a byte of the condition.
+fn condition_text(b: &Builder, span: Range<usize>, text: &str) -> ConditionText {
+    let raw = b.src.text().get(span.clone()).unwrap_or("");
+    let quote = ["'''", "\"\"\"", "'", "\""]
+        .into_iter()
+        .find(|q| raw.starts_with(q) && raw.len() >= 2 * q.len() && raw.ends_with(q));
+    let exact = quote.filter(|q| raw.get(q.len()..raw.len() - q.len()) == Some(text));
+    let start = exact.map_or(span.start, |q| span.start + q.len());
+    ConditionText {
+        start: b.src.location(start),
+        exact: exact.is_some(),
+        text: text.to_string(),
+    }
 }
 
 /// Build one column rule. Returns the op, its description and whether it is unique.
@@ -964,7 +1147,25 @@ fn build_rule(
             );
         }
     }
-    if nested && matches!(kind, RuleKind::Json | RuleKind::Template) {
+    if nested && (t.when.is_some() || t.otherwise.is_some()) {
+        b.error(
+            span,
+            "when and else apply to a column's rule, not inside a json rule",
+        );
+        return None;
+    }
+    if let Some(x) = t.timeout.as_ref().filter(|_| kind != RuleKind::Command) {
+        b.error(
+            x.span(),
+            format!("timeout applies to command only, not to {}", kind.key()),
+        );
+    }
+    if nested
+        && matches!(
+            kind,
+            RuleKind::Json | RuleKind::Template | RuleKind::Command
+        )
+    {
         b.error(
             span,
             format!("{} cannot be used inside a json rule", kind.key()),
@@ -991,11 +1192,12 @@ fn build_rule(
         RuleKind::Regex => build_regex(b, t, &cx)?,
         RuleKind::Template => build_template(b, t, &cx)?,
         RuleKind::Json => build_json(b, t, &cx)?,
+        RuleKind::Command => build_command(b, t, &cx)?,
     };
     if let Some(u) = t
         .unique
         .as_ref()
-        .filter(|_| unique && !matches!(kind, RuleKind::Hash | RuleKind::Fake))
+        .filter(|_| unique && !matches!(kind, RuleKind::Hash | RuleKind::Fake | RuleKind::Command))
     {
         b.error(u.span(), format!(
             "{} cannot promise unique values; use hash = {{ format = \"preserve\" }} or a unique fake kind (email, username, url, uuid, ipv6)",
@@ -1500,6 +1702,53 @@ fn build_json(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(Colum
     ))
 }
 
+/// `command = ["program", "arg", …]`, with `timeout` (seconds per batch, 30 by default).
+fn build_command(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(ColumnOp, String)> {
+    let c = t.command.as_ref()?;
+    let argv = c.get_ref();
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        b.error(
+            c.span(),
+            "command needs a program: command = [\"python3\", \"rules/tokenize.py\"]",
+        );
+        return None;
+    }
+    let timeout = match &t.timeout {
+        None => 30.0,
+        Some(x) => {
+            let v = *x.get_ref();
+            if !(v > 0.0 && v <= 86400.0) {
+                b.error(
+                    x.span(),
+                    "timeout is in seconds, more than 0 and at most 86400",
+                );
+                return None;
+            }
+            v
+        }
+    };
+    let prf = b.prf("command", cx.domain);
+    let seed: crate::external::SeedFn =
+        std::sync::Arc::new(move |v: &str| prf.digest(v.as_bytes()));
+    let command = crate::external::Command::new(
+        argv.clone(),
+        seed,
+        std::time::Duration::from_secs_f64(timeout),
+        None,
+    );
+    let desc = format!(
+        "command = [{}]",
+        argv.iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Some((
+        ColumnOp::Transform(Transform::External(std::sync::Arc::new(command))),
+        desc,
+    ))
+}
+
 fn fake_transform(
     b: &Builder,
     kind: FakeKind,
@@ -1560,10 +1809,11 @@ enum RuleKind {
     Regex,
     Template,
     Json,
+    Command,
 }
 
 impl RuleKind {
-    const ALL: [RuleKind; 11] = [
+    const ALL: [RuleKind; 12] = [
         RuleKind::Set,
         RuleKind::Mask,
         RuleKind::Hash,
@@ -1575,6 +1825,7 @@ impl RuleKind {
         RuleKind::Regex,
         RuleKind::Template,
         RuleKind::Json,
+        RuleKind::Command,
     ];
 
     /// The key that names it in the rules file.
@@ -1591,6 +1842,7 @@ impl RuleKind {
             RuleKind::Regex => "regex",
             RuleKind::Template => "template",
             RuleKind::Json => "json",
+            RuleKind::Command => "command",
         }
     }
 
@@ -1608,6 +1860,7 @@ impl RuleKind {
             RuleKind::Regex => t.regex.is_some(),
             RuleKind::Template => t.template.is_some(),
             RuleKind::Json => t.json.is_some(),
+            RuleKind::Command => t.command.is_some(),
         }
     }
 }

@@ -149,11 +149,30 @@ pub struct RuleTable {
     pub regex: Option<Spanned<RegexSpec>>,
     pub template: Option<Spanned<String>>,
     pub json: Option<Spanned<BTreeMap<String, Spanned<ColumnRule>>>>,
+    /// An external command: `command = ["python3", "rules/tokenize.py"]`.
+    pub command: Option<Spanned<Vec<String>>>,
+    /// Seconds a command may take over one batch of values (command only).
+    pub timeout: Option<Spanned<f64>>,
+    /// Conditional alternatives, first match wins: `when = [{ if = "…", then = … }]`.
+    pub when: Option<Spanned<Vec<Spanned<WhenSpec>>>>,
+    /// The rule of rows no `when` condition selects, when it is `"keep"` or `"null"` (a transform
+    /// is given as the rule's own key instead).
+    #[serde(rename = "else")]
+    pub otherwise: Option<Spanned<ColumnRule>>,
     // Common options.
     pub locale: Option<Spanned<String>>,
     pub unique: Option<Spanned<bool>>,
     pub domain: Option<Spanned<String>>,
     pub max_length: Option<Spanned<u32>>,
+}
+
+/// One alternative of a conditional rule: `{ if = "country = 'DE'", then = { fake = "email" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    #[serde(rename = "if")]
+    pub condition: Spanned<String>,
+    pub then: Spanned<ColumnRule>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,8 +16,12 @@ use std::path::Path;
 
 pub use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 pub use crate::schema::{quote_ident, split_identifiers, QualifiedName};
-pub use bind::{bind, BoundTable, CellOp, ColumnMeta, SourceTable, TableAction, TypeKind};
-pub use build::{Choice, ColumnOp, ColumnPlan, ObjectPolicy, Plan, Strategy, TablePlan, Uncovered};
+pub use bind::{
+    bind, BoundTable, Branch, CellOp, ColumnMeta, SourceTable, TableAction, TypeKind, WhenOp,
+};
+pub use build::{
+    BranchPlan, Choice, ColumnOp, ColumnPlan, ObjectPolicy, Plan, Strategy, TablePlan, Uncovered,
+};
 
 /// Why the rules could not be used. Rendered one problem per line.
 #[derive(Debug, thiserror::Error)]

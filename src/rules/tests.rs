@@ -88,7 +88,7 @@ fn bad_rules_give_located_messages() {
     let cases: &[(&str, &str)] = &[
         (
             "[tables.t.columns]\na = { fakee = \"email\" }\n",
-            "r.toml:2:7: unknown key `fakee` (did you mean `fake`?); expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`, `max_length`",
+            "r.toml:2:7: unknown key `fakee` (did you mean `fake`?); expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `command`, `timeout`, `when`, `else`, `locale`, `unique`, `domain`, `max_length`",
         ),
         (
             "[tables.t.columns]\na = \"kep\"\n",
@@ -110,7 +110,7 @@ fn bad_rules_give_located_messages() {
         ("[tables.t.columns\n", "r.toml:1:18: invalid table header\nexpected `.`, `]`"),
         (
             "[tables.t.columns]\na = { phone = 1 }\n",
-            "r.toml:2:7: unknown key `phone`; expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `locale`, `unique`, `domain`, `max_length`",
+            "r.toml:2:7: unknown key `phone`; expected one of `set`, `mask`, `hash`, `fake`, `shift`, `truncate`, `noise`, `scrub`, `regex`, `template`, `json`, `command`, `timeout`, `when`, `else`, `locale`, `unique`, `domain`, `max_length`",
         ),
     ];
     for (text, want) in cases {
@@ -153,7 +153,7 @@ p = { set = [1] }
         "r.toml:11:27: invalid regex pattern: error: unclosed group",
         "r.toml:12:18: unclosed `{` in template (write `{{` for a literal brace)",
         "r.toml:13:5: rule for public.t.j has 2 transforms (hash, fake); give exactly one",
-        "r.toml:14:5: rule for public.t.k has no transform; give exactly one of set, mask, hash, fake, shift, truncate, noise, scrub, regex, template, json",
+        "r.toml:14:5: rule for public.t.k has no transform; give exactly one of set, mask, hash, fake, shift, truncate, noise, scrub, regex, template, json, command",
         "r.toml:15:18: unknown truncate unit \"week\"; expected one of day, month, year",
         "r.toml:16:41: template cannot be used inside a json rule",
         "r.toml:16:25: invalid JSON path: a path starts with `$` in \"nope\"",

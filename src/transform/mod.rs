@@ -5,6 +5,7 @@
 //! knows about databases or the COPY format, or looks anything up by name. Errors name what is wrong
 //! with a value, never the value itself.
 
+pub mod condition;
 pub mod dates;
 pub mod fake;
 pub mod hash;
@@ -30,6 +31,13 @@ pub enum ValueError {
     /// the path describes, and what it meant to reach would be copied as it is.
     #[error("JSON path {0} meets an array where it names a key, or an object where it names an index; write [*] or the key")]
     JsonShape(String),
+    /// An external command failed (its message names the command and counts, never a value).
+    #[error("{0}")]
+    Command(String),
+    /// A generated value of a unique column passes the test of a `keep` branch's condition, so
+    /// it could equal a kept value.
+    #[error("a generated value passes the column test of a keep branch's condition, so it could equal a kept value of this unique column; make the keep condition's test of the column narrower")]
+    CouldEqualKept,
 }
 
 /// A built transform: everything resolved, `Send + Sync`, no I/O.
@@ -51,12 +59,45 @@ pub enum Transform {
     /// varchar(n) / char(n)): a fake is drawn again until it fits, other text is cut. Never
     /// around a rule that promises unique values.
     Fit(Box<Transform>, usize),
+    /// An external command (`command = [...]`): the one transform that talks to a process. The
+    /// pipeline sends it whole batches; `apply` sends one value.
+    External(std::sync::Arc<crate::external::Command>),
+    /// A rule of a unique column beside `keep` branches: an output that passes a keep branch's
+    /// test of the column is refused (it could equal a kept value).
+    Guarded(Box<Transform>, std::sync::Arc<[condition::Guard]>),
 }
 
 impl Transform {
+    /// The rule under its wrappers (`Fit`, `Guarded`).
+    pub fn innermost(&self) -> &Transform {
+        match self {
+            Transform::Fit(inner, _) | Transform::Guarded(inner, _) => inner.innermost(),
+            other => other,
+        }
+    }
+
+    /// The external command this rule runs, if it is one.
+    pub fn external(&self) -> Option<&crate::external::Command> {
+        match self.innermost() {
+            Transform::External(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// `out`, unless a guard refuses it (see [`Transform::Guarded`]).
+    pub fn guard(&self, out: Option<String>) -> Result<Option<String>, ValueError> {
+        match (self, &out) {
+            (Transform::Guarded(_, guards), Some(v)) if guards.iter().any(|g| g.matches(v)) => {
+                Err(ValueError::CouldEqualKept)
+            }
+            _ => Ok(out),
+        }
+    }
+
     /// The most characters an output can have, when the rule fixes it (for fitting varchar(n)).
     pub fn max_output_chars(&self) -> Option<usize> {
         match self {
+            Transform::Guarded(inner, _) => inner.max_output_chars(),
             Transform::Set(s) => Some(s.chars().count()),
             Transform::Hash(h) => h.output_len(),
             Transform::Fake(f) => f.max_len(),
@@ -89,7 +130,7 @@ impl Transform {
     pub fn names_from(&self) -> &[String] {
         match self {
             Transform::Scrub(s) => s.names_from(),
-            Transform::Fit(inner, _) => inner.names_from(),
+            Transform::Fit(inner, _) | Transform::Guarded(inner, _) => inner.names_from(),
             _ => &[],
         }
     }
@@ -105,6 +146,9 @@ impl Transform {
             return Ok(None);
         };
         Ok(Some(match self {
+            Transform::Guarded(inner, _) => {
+                return self.guard(inner.apply_with_names(value, names)?)
+            }
             Transform::Scrub(s) => s.apply_with_names(v, names),
             Transform::Fit(inner, max) => {
                 let out = inner.apply_with_names(value, names)?.unwrap_or_default();
@@ -119,7 +163,7 @@ impl Transform {
         match self {
             Transform::Shift(s) => s.by_column(),
             Transform::Noise(n) => n.by_column(),
-            Transform::Fit(inner, _) => inner.by_column(),
+            Transform::Fit(inner, _) | Transform::Guarded(inner, _) => inner.by_column(),
             _ => None,
         }
     }
@@ -141,6 +185,7 @@ impl Transform {
             Transform::Fit(inner, max) => Ok(inner
                 .apply_by(value, key)?
                 .map(|out| inner.fit(v, out, *max))),
+            Transform::Guarded(inner, _) => self.guard(inner.apply_by(value, key)?),
             other => other.apply(value),
         }
     }
@@ -150,8 +195,18 @@ impl Transform {
         let Some(v) = value else {
             return Ok(None);
         };
-        if let Transform::Fit(inner, max) = self {
-            return Ok(inner.apply(value)?.map(|out| inner.fit(v, out, *max)));
+        match self {
+            Transform::Fit(inner, max) => {
+                return Ok(inner.apply(value)?.map(|out| inner.fit(v, out, *max)))
+            }
+            Transform::Guarded(inner, _) => return self.guard(inner.apply(value)?),
+            Transform::External(c) => {
+                let mut out = c
+                    .run(&[v])
+                    .map_err(|e| ValueError::Command(e.to_string()))?;
+                return Ok(out.pop());
+            }
+            _ => {}
         }
         Ok(Some(match self {
             Transform::Keep => v.to_string(),
@@ -166,7 +221,9 @@ impl Transform {
             Transform::Scrub(s) => s.apply(v),
             Transform::Regex(r) => r.apply(v),
             Transform::Json(j) => j.apply(v)?,
-            Transform::Fit(..) => unreachable!("applied above"),
+            Transform::Fit(..) | Transform::Guarded(..) | Transform::External(_) => {
+                unreachable!("applied above")
+            }
         }))
     }
 }
