@@ -281,3 +281,52 @@ fn broken_commands_fail_the_run_and_leave_staging_as_it_was() {
     let o = run(anonymize().arg("check").arg("--rules").arg(&r));
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// (id, notes, first_name, country) of every customer, as JSON from the database.
+fn customers_of(db: &TestDb) -> Vec<(i64, Option<String>, String, Option<String>)> {
+    let json = db.query(
+        "SELECT json_agg(json_build_array(id, notes, first_name, country) ORDER BY id) FROM customers",
+    );
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn insert_dumps_batch_commands_and_branch_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::demo("cmdisrc");
+    let dump = dir.path().join("inserts.sql");
+    std::fs::write(&dump, pg_dump(&src, &["--inserts"])).unwrap();
+    let r = rules(dir.path(), "r.toml", &command("upper.py", ""), PHONE);
+    let text = std::fs::read_to_string(&r).unwrap().replace(
+        "first_name = { fake = \"first_name\" }",
+        "first_name = { fake = \"first_name\", when = [{ if = \"country = 'GB'\", then = \"keep\" }] }",
+    );
+    assert!(text.contains("country = 'GB'"));
+    std::fs::write(&r, text).unwrap();
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(&r)
+        .arg("--source")
+        .arg(&dump)
+        .arg("--target")
+        .arg(dir.path().join("out.sql"))
+        .arg("-q"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = std::fs::read_to_string(dir.path().join("out.sql")).unwrap();
+    assert!(out.contains("INSERT INTO public.customers"), "still INSERTs");
+    let stg = TestDb::new("cmdistg");
+    stg.load(&dir.path().join("out.sql"));
+    let (before, after) = (customers_of(&src), customers_of(&stg));
+    assert_eq!(before.len(), after.len());
+    let mut kept = 0;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a.1, b.1.as_ref().map(|n| n.to_uppercase()), "{}", b.0);
+        if b.3.as_deref() == Some("GB") {
+            kept += 1;
+            assert_eq!(a.2, b.2);
+        } else {
+            assert_ne!(a.2, b.2);
+        }
+    }
+    assert!(kept > 100, "{kept}");
+}

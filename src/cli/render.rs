@@ -402,6 +402,12 @@ pub fn summary(report: &Report, target: &str) -> String {
     let read = report.tables.iter().map(|t| t.rows_read).sum();
     let total = format!("total ({} tables)", report.tables.len());
     out.push_str(&row(&total, read, rows, report.seconds));
+    for t in &report.tables {
+        for (column, counts) in &t.branches {
+            let each: Vec<String> = counts.iter().map(|(b, n)| format!("{b}: {n}")).collect();
+            out.push_str(&format!("  {}.{column} rows by branch: {}\n", t.name, each.join(", ")));
+        }
+    }
     for f in &report.fixtures {
         out.push_str(&format!(
             "  fixture {} ({}): {} statement(s), {} row(s), not anonymized\n",

@@ -536,6 +536,9 @@ fn bind_rule(
         ColumnOp::Template(_) => None,
     };
     let description = match (&fitted, &cp.op, limit) {
+        (_, ColumnOp::Transform(Transform::External(_)), Some(n)) => {
+            format!("{}, answers of at most {n} characters", cp.rule)
+        }
         (Some(_), _, Some(n)) | (None, ColumnOp::Template(_), Some(n)) => {
             format!("{}, fitted to {n} characters", cp.rule)
         }
