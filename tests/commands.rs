@@ -313,7 +313,10 @@ fn insert_dumps_batch_commands_and_branch_too() {
         .arg("-q"));
     assert!(o.status.success(), "{}", stderr(&o));
     let out = std::fs::read_to_string(dir.path().join("out.sql")).unwrap();
-    assert!(out.contains("INSERT INTO public.customers"), "still INSERTs");
+    assert!(
+        out.contains("INSERT INTO public.customers"),
+        "still INSERTs"
+    );
     let stg = TestDb::new("cmdistg");
     stg.load(&dir.path().join("out.sql"));
     let (before, after) = (customers_of(&src), customers_of(&stg));

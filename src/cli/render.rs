@@ -405,7 +405,11 @@ pub fn summary(report: &Report, target: &str) -> String {
     for t in &report.tables {
         for (column, counts) in &t.branches {
             let each: Vec<String> = counts.iter().map(|(b, n)| format!("{b}: {n}")).collect();
-            out.push_str(&format!("  {}.{column} rows by branch: {}\n", t.name, each.join(", ")));
+            out.push_str(&format!(
+                "  {}.{column} rows by branch: {}\n",
+                t.name,
+                each.join(", ")
+            ));
         }
     }
     for f in &report.fixtures {

@@ -305,11 +305,6 @@ fn compare(
             .zip(&rows_out)
             .map(|(i, o)| (i.get(c).cloned().flatten(), o.get(c).cloned().flatten()))
             .collect();
-        let warnings = match ops.get(c).and_then(scrub_of) {
-            Some(scrub) => scrub_spots(scrub, &samples),
-            None if transformed => weak_spots(&samples, meta.and_then(|m| m.get(c))),
-            None => Vec::new(),
-        };
         let branches = match ops.get(c) {
             Some(CellOp::When(w)) => rows_in
                 .iter()
@@ -322,6 +317,25 @@ fn compare(
                 })
                 .collect(),
             _ => Vec::new(),
+        };
+        // Rows a conditional rule keeps on purpose are not weak spots.
+        let examined: Vec<(Option<String>, Option<String>)> = match ops.get(c) {
+            Some(CellOp::When(w)) => samples
+                .iter()
+                .zip(&branches)
+                .filter(|(_, b)| {
+                    (0..=w.branches.len())
+                        .find(|&k| w.label(k) == b.as_str())
+                        .is_none_or(|k| !matches!(w.op(k), CellOp::Pass))
+                })
+                .map(|(s, _)| s.clone())
+                .collect(),
+            _ => samples.clone(),
+        };
+        let warnings = match ops.get(c).and_then(scrub_of) {
+            Some(scrub) => scrub_spots(scrub, &examined),
+            None if transformed => weak_spots(&examined, meta.and_then(|m| m.get(c))),
+            None => Vec::new(),
         };
         columns.push(ColumnPreview {
             name: name.clone(),

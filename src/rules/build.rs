@@ -1397,8 +1397,12 @@ fn build_fake(b: &mut Builder, t: &RuleTable, cx: &RuleContext) -> Option<(Colum
         return None;
     }
     let desc = format!(
-        "fake = \"{}\"{}",
+        "fake = \"{}\"{}{}",
         kind.name(),
+        match locale {
+            Locale::En => String::new(),
+            other => format!(", locale = \"{}\"", other.name()),
+        },
         if unique { ", unique" } else { "" }
     );
     Some((

@@ -109,6 +109,20 @@ impl Locale {
         })
     }
 
+    /// The locale as the rules file writes it (`de_de`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::FrFr => "fr_fr",
+            Locale::DeDe => "de_de",
+            Locale::ItIt => "it_it",
+            Locale::PtBr => "pt_br",
+            Locale::NlNl => "nl_nl",
+            Locale::JaJp => "ja_jp",
+            Locale::ZhCn => "zh_cn",
+        }
+    }
+
     /// The locale's part of a fake rule's default domain, written out so that renaming a variant
     /// cannot change a pseudonym (these are the names the first releases derived from `Debug`;
     /// `tests/golden.rs` pins the outputs).
