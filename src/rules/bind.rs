@@ -732,20 +732,23 @@ enum Writes {
     Tagged,
     /// Distinct values of some other shape (`preserve`, a command's promise).
     Other,
+    /// Values with no promise of being distinct.
+    Repeats,
 }
 
 fn writes(op: &CellOp, unique: bool) -> Writes {
     let t = match op {
         CellOp::Pass => return Writes::Original,
         CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => t,
-        _ => return Writes::Other,
+        _ => return Writes::Repeats,
     };
     match t.innermost() {
         Transform::Null => Writes::Null,
         Transform::Keep => Writes::Original,
         Transform::Fake(f) if f.is_unique() => Writes::Tagged,
         Transform::Hash(h) if unique && h.output_len().is_some() => Writes::Tagged,
-        _ => Writes::Other,
+        _ if unique => Writes::Other,
+        _ => Writes::Repeats,
     }
 }
 
@@ -779,6 +782,12 @@ fn distinct_alternatives(
             "the default".to_string()
         }
     };
+    if let Some(r) = kinds.iter().position(|k| *k == Writes::Repeats) {
+        return Err(format!(
+            "{} does not promise distinct values; give it unique = true (a fake kind or hash that can promise it), keep, or \"null\"",
+            name(r)
+        ));
+    }
     let writing: Vec<usize> = (0..kinds.len())
         .filter(|&k| kinds[k] != Writes::Null)
         .collect();

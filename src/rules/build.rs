@@ -1072,7 +1072,8 @@ fn build_column(
         .collect();
     Some(ColumnPlan {
         rule: format!("when [{}] else {default_text}", described.join("; ")),
-        unique: default_unique && branches.iter().all(|br| br.unique),
+        // The default's own promise; each branch carries its own.
+        unique: default_unique,
         op,
         location,
         when: branches,

@@ -890,3 +890,165 @@ fn columns_of_composite_and_partial_unique_indexes_keep_rows_apart() {
         1
     );
 }
+
+/// A table `people (id, email, country)` with a unique email column, bound to `rules` (the
+/// `[tables.people.columns]` lines); the bound email operation or every problem.
+fn bind_people(rules: &str) -> Result<CellOp, String> {
+    let p = plan(&format!(
+        "[tables.people.columns]\nid = \"keep\"\ncountry = \"keep\"\n{rules}"
+    ))?;
+    let mut t = source("people", &["id", "email", "country"]);
+    let meta = |kind, ty: &str, unique| ColumnMeta {
+        not_null: true,
+        unique,
+        kind,
+        max_len: None,
+        type_name: ty.into(),
+        unique_with: Vec::new(),
+    };
+    t.meta = Some(vec![
+        meta(TypeKind::Number, "integer", true),
+        meta(TypeKind::Text, "text", true),
+        meta(TypeKind::Text, "text", false),
+    ]);
+    let bound = bind(&p, &[t]).map_err(|d| {
+        d.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    match &bound[0].action {
+        TableAction::Copy { ops } => Ok(ops[1].clone()),
+        TableAction::Skip => Err("skipped".into()),
+    }
+}
+
+/// The value the bound email rule writes for a row (email, country).
+fn people_email(op: &CellOp, email: &str, country: &str) -> Result<Option<String>, String> {
+    let CellOp::When(w) = op else {
+        return Err(format!("not a conditional rule: {op:?}"));
+    };
+    let row = ["1", email, country];
+    let mut get = |p: usize| Ok::<_, ()>(Some(std::borrow::Cow::Borrowed(row[p])));
+    let k = w.choose(&mut get).map_err(|_| "eval".to_string())?;
+    match w.op(k) {
+        CellOp::Pass => Ok(Some(email.to_string())),
+        CellOp::Apply(t) => t.apply(Some(email)).map_err(|e| e.to_string()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn unique_columns_stay_unique_across_branches() {
+    // Keep + unique fakes: accepted; the kept row is kept, the others generated.
+    let op = bind_people(
+        "email = { fake = \"email\", unique = true, when = [\n  { if = \"email LIKE '%@acme.test'\", then = \"keep\" },\n  { if = \"country = 'DE'\", then = { fake = \"email\", locale = \"de_DE\", unique = true } },\n] }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        people_email(&op, "qa@acme.test", "DE").unwrap().as_deref(),
+        Some("qa@acme.test")
+    );
+    let de = people_email(&op, "ann@corp.test", "DE").unwrap().unwrap();
+    let us = people_email(&op, "ann@corp.test", "US").unwrap().unwrap();
+    assert!(
+        de != us && !de.ends_with("@acme.test") && !us.contains("ann@"),
+        "{de} {us}"
+    );
+
+    // A keep test that every generated value passes: the guard stops each generated row.
+    let op = bind_people(
+        "email = { fake = \"email\", unique = true, when = [{ if = \"email ~ '@example\\\\.'\", then = \"keep\" }] }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        people_email(&op, "x@example.com", "US").unwrap().as_deref(),
+        Some("x@example.com")
+    );
+    let refused = people_email(&op, "ann@corp.test", "US").unwrap_err();
+    assert!(refused.contains("could equal a kept value"), "{refused}");
+
+    // Refused: a keep whose condition does not test the column; a kept default beside a
+    // generator; a preserve hash beside a keep; preserve and a fake.
+    for (rules, expected) in [
+        (
+            "email = { fake = \"email\", unique = true, when = [{ if = \"country = 'DE'\", then = \"keep\" }] }",
+            "does not test the column itself",
+        ),
+        (
+            "email = { else = \"keep\", when = [{ if = \"email LIKE 'a%'\", then = { fake = \"email\", unique = true } }] }",
+            "the default keeps values",
+        ),
+        (
+            "email = { hash = { format = \"preserve\" }, unique = true, when = [{ if = \"email LIKE '%@acme.test'\", then = \"keep\" }] }",
+            "preserve hash or a command",
+        ),
+        (
+            "email = { hash = { format = \"preserve\" }, unique = true, when = [{ if = \"country = 'DE'\", then = { fake = \"email\", unique = true } }] }",
+            "preserve hash or a command",
+        ),
+        (
+            "email = { fake = \"email\", unique = true, when = [{ if = \"country = 'DE'\", then = { fake = \"email\" } }] }",
+            "does not promise distinct values",
+        ),
+    ] {
+        let e = bind_people(&format!("{rules}\n")).unwrap_err();
+        assert!(e.contains(expected), "{rules}: {e}");
+        assert!(e.contains("r.toml:"), "{e}");
+    }
+    // Accepted: two tagged generators; keep beside null; a preserve hash beside null.
+    for rules in [
+        "email = { fake = \"email\", unique = true, when = [{ if = \"country = 'DE'\", then = { hash = { length = 32 }, unique = true } }] }",
+        "email = { fake = \"email\", unique = true, when = [{ if = \"email LIKE '%@acme.test'\", then = \"keep\" }, { if = \"country = 'XX'\", then = { fake = \"uuid\", unique = true } }] }",
+        "email = { hash = { format = \"preserve\" }, unique = true, when = [{ if = \"country = 'XX'\", then = { set = \"x\" } }] }",
+    ] {
+        match bind_people(&format!("{rules}\n")) {
+            Ok(_) => {}
+            Err(e) if rules.contains("set = ") => {
+                assert!(e.contains("must promise distinct values"), "{e}")
+            }
+            Err(e) => panic!("{rules}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn conditions_are_located_and_checked_against_columns() {
+    let e = bind_people(
+        "email = { fake = \"email\", unique = true, when = [{ if = \"contry = 'DE'\", then = \"keep\" }] }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("r.toml:4:58: condition of public.people.email: column contry is not in the source (did you mean country?)"),
+        "{e}"
+    );
+    let e = bind_people(
+        "email = { fake = \"email\", unique = true, when = [{ if = \"email LIKE 'x%' AND id = 'one'\", then = \"keep\" }] }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("r.toml:4:") && e.contains("condition of public.people.email"),
+        "{e}"
+    );
+    let e = err("[tables.people.columns]\nemail = { fake = \"email\", when = [{ if = \"email LIKE\", then = \"keep\" }] }\n");
+    assert!(e.starts_with("r.toml:2:"), "{e}");
+    // An escaped string points at the condition's start.
+    let e = bind_people(
+        "email = { fake = \"email\", unique = true, when = [{ if = \"\\u0063ontry = 'DE'\", then = \"keep\" }] }\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("r.toml:4:57:"), "{e}");
+    // when inside json, a branch's own when, timeout off a command, else with a transform.
+    for (rules, expected) in [
+        ("p = { json = { \"$.a\" = { fake = \"email\", when = [{ if = \"true\", then = \"keep\" }] } } }", "not inside a json rule"),
+        ("p = { fake = \"email\", when = [{ if = \"true\", then = { fake = \"email\", when = [] } }] }", "cannot have its own when"),
+        ("p = { fake = \"email\", timeout = 3 }", "timeout applies to command only"),
+        ("p = { else = { fake = \"email\" }, when = [{ if = \"true\", then = \"keep\" }] }", "else takes"),
+        ("p = { fake = \"email\", when = [] }", "at least one"),
+        ("p = { command = [] }", "command needs a program"),
+        ("p = { command = [\"x\"], timeout = 0 }", "timeout is in seconds"),
+    ] {
+        let e = err(&format!("[tables.t.columns]\n{rules}\n"));
+        assert!(e.contains(expected), "{rules}: {e}");
+    }
+}
