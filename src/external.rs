@@ -39,6 +39,10 @@ const FINISH_GRACE: Duration = Duration::from_secs(5);
 const THREAD_GRACE: Duration = Duration::from_millis(100);
 /// The reader thread sends at most this many lines in one message.
 const MAX_CHUNK_LINES: usize = 1024;
+/// The longest answer line read (an answer is one cell; PostgreSQL's own limit is 1 GB).
+const MAX_LINE_BYTES: usize = 64 << 20;
+/// How often a wait for answers looks for a signal to stop.
+const INTERRUPT_TICK: Duration = Duration::from_millis(100);
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -125,6 +129,8 @@ pub enum CommandError {
     },
     #[error("command `{command}` exited ({status}) after its input ended")]
     Failed { command: String, status: ExitStatus },
+    #[error("stopped waiting for command `{command}`: the run was interrupted")]
+    Interrupted { command: String },
 }
 
 fn describe_exit(status: &Option<ExitStatus>) -> String {
@@ -132,6 +138,37 @@ fn describe_exit(status: &Option<ExitStatus>) -> String {
         Some(status) => format!("exited ({status})"),
         None => "closed its output without exiting".to_owned(),
     }
+}
+
+/// Run `f` on the one thread that starts every command process, and wait for its result. The
+/// thread lives as long as anonymize: a process started from it is killed when anonymize dies
+/// (the death signal goes with the thread that forked), never when a short-lived thread that
+/// happened to need a process ends.
+fn on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    type Job = Box<dyn FnOnce() + Send>;
+    static SPAWNER: std::sync::OnceLock<Mutex<Sender<Job>>> = std::sync::OnceLock::new();
+    let queue = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("anonymize-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("a thread to start commands from");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send(job)
+        .expect("the spawner thread runs as long as the process");
+    rx.recv().expect("the spawner thread answers every job")
 }
 
 /// An external command transforming values; shared by worker threads.
@@ -303,7 +340,18 @@ impl Command {
         let mut answers = Vec::with_capacity(sent);
         let mut write_error = None;
         while answers.len() < sent {
-            match proc.output.recv_timeout(remaining(deadline)) {
+            // A signal to stop is heeded within a tick, whatever the timeout.
+            if crate::interrupt::requested().is_some() {
+                return Err(CommandError::Interrupted {
+                    command: self.name(),
+                });
+            }
+            let tick = remaining(deadline).min(INTERRUPT_TICK);
+            let received = match proc.output.recv_timeout(tick) {
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                other => other,
+            };
+            match received {
                 Ok(Msg::Lines(lines)) => {
                     for line in lines {
                         if answers.len() == sent {
@@ -367,7 +415,8 @@ impl Command {
         #[cfg(test)]
         self.spawned
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Proc::spawn(&self.argv).map_err(|source| CommandError::Spawn {
+        let argv = self.argv.clone();
+        on_spawner(move || Proc::spawn(&argv)).map_err(|source| CommandError::Spawn {
             command: self.name(),
             source,
         })
@@ -460,15 +509,29 @@ impl Proc {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut child = std::process::Command::new(program)
+        let mut command = std::process::Command::new(program);
+        command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // A traceback could quote a value.
             .stderr(Stdio::null())
             // Its own process group, so that its children can be killed along with it.
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        // Killed with anonymize, even by SIGKILL: no command outlives the run. (The signal
+        // follows the thread that forks, which is why every process starts on `on_spawner`'s.)
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let (input, batches) = mpsc::channel();
@@ -554,7 +617,16 @@ fn read_loop(stdout: ChildStdout, events: Sender<Msg>) {
     let mut chunk = Vec::new();
     loop {
         let mut line = Vec::new();
-        match reader.read_until(b'\n', &mut line) {
+        // (An answer line is bounded: a command printing without end must not exhaust memory.)
+        let read = io::Read::take(&mut reader, MAX_LINE_BYTES as u64).read_until(b'\n', &mut line);
+        let read = match read {
+            Ok(n) if n == MAX_LINE_BYTES && line.last() != Some(&b'\n') => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("an answer line longer than {} MiB", MAX_LINE_BYTES >> 20),
+            )),
+            other => other,
+        };
+        match read {
             Ok(0) => {
                 if !chunk.is_empty() {
                     let _ = events.send(Msg::Lines(chunk));
@@ -721,10 +793,16 @@ enum AnswerError {
 /// Decodes one answer line (without its line end) into its "value".
 fn decode_answer(line: &[u8]) -> Result<String, AnswerError> {
     let text = std::str::from_utf8(line).map_err(|_| AnswerError::InvalidUtf8)?;
-    match fast_decode(text) {
-        Some(value) => Ok(value),
-        None => slow_decode(text),
+    let value = match fast_decode(text) {
+        Some(value) => value,
+        None => slow_decode(text)?,
+    };
+    if value.contains('\0') {
+        return Err(AnswerError::Bad(
+            "a value with a NUL character, which PostgreSQL text cannot hold",
+        ));
     }
+    Ok(value)
 }
 
 /// The general case: any JSON object with a string "value" (other keys ignored).
@@ -904,6 +982,18 @@ for line in sys.stdin:
             assert!(!debug.contains(secret), "{debug}");
         }
         assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[test]
+    fn a_nul_character_is_a_bad_answer() {
+        assert!(matches!(
+            decode_answer(b"{\"value\":\"a\\u0000b\"}"),
+            Err(AnswerError::Bad(_))
+        ));
+        assert_eq!(
+            decode_answer(b"{\"value\":\"a\\u0001b\"}"),
+            Ok("a\u{1}b".into())
+        );
     }
 
     #[test]

@@ -333,3 +333,65 @@ fn insert_dumps_batch_commands_and_branch_too() {
     }
     assert!(kept > 100, "{kept}");
 }
+
+/// The processes whose command line mentions `needle` (from /proc).
+fn processes_running(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(needle))
+        .count()
+}
+
+#[test]
+fn a_signal_stops_a_wait_on_a_command_and_no_command_outlives_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of hang.py under a name no other test uses, to count its processes.
+    let script = dir.path().join("hang-for-signals.py");
+    std::fs::copy(root().join("tests/fixtures/commands/hang.py"), &script).unwrap();
+    let rule = format!(
+        "{{ command = [\"python3\", \"{}\"], timeout = 600 }}",
+        script.display()
+    );
+    let r = rules(dir.path(), "hang.toml", &rule, PHONE);
+    let needle = script.display().to_string();
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let mut child = anonymize()
+            .arg("--rules")
+            .arg(&r)
+            .arg("--target")
+            .arg(dir.path().join("never.sql"))
+            .arg("-q")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while processes_running(&needle) == 0 {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "the command never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let stopped = std::time::Instant::now();
+        let status = child.wait().unwrap();
+        assert!(stopped.elapsed().as_secs() < 5, "{:?}", stopped.elapsed());
+        if signal == libc::SIGINT {
+            assert_eq!(status.code(), Some(130));
+        }
+        assert!(!dir.path().join("never.sql").exists());
+        let gone = std::time::Instant::now();
+        while processes_running(&needle) > 0 {
+            assert!(
+                gone.elapsed().as_secs() < 5,
+                "a command outlived anonymize ({signal})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

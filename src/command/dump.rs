@@ -98,7 +98,13 @@ pub fn run(plan: &Plan, options: &Options, progress: &dyn Progress) -> Result<Re
         policy,
         progress,
     )
-    .map_err(Error::Pipeline)?;
+    .map_err(|mut f| {
+        // A failure while a signal asked the run to stop (a command's wait cut short) is that stop.
+        if let Some(signal) = crate::interrupt::requested() {
+            f.error = PipelineError::Interrupted(signal);
+        }
+        Error::Pipeline(f)
+    })?;
     let mut report = report;
     if !plan.fixtures.is_empty() {
         let (text, applied) = crate::fixtures::dump_text(&plan.fixtures);

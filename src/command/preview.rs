@@ -131,6 +131,8 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Preview, Error> {
                 .push(compare(table, source.meta.as_deref(), sample, rows)?);
         }
     }
+    // Commands end as at the end of a run: extra lines or a failing exit show here too.
+    crate::pipeline::finish_commands(bound.iter()).map_err(failed)?;
     kept_copies(&mut preview);
     if crate::command::subset::involved(plan) {
         preview.subset = subset_preview(plan)?;

@@ -641,7 +641,17 @@ fn bind_when(
         match table.meta.as_ref().and_then(|m| m.get(p)) {
             None => ColType::Unknown,
             Some(m) if m.type_name == "boolean" => ColType::Bool,
-            Some(m) if m.kind == TypeKind::Number => ColType::Number,
+            // (money prints a currency sign, oid and reg* are names or handles: text.)
+            Some(m)
+                if m.kind == TypeKind::Number
+                    && !matches!(
+                        m.type_name.as_str(),
+                        "money" | "oid" | "xid" | "xid8" | "cid" | "tid"
+                    )
+                    && !m.type_name.starts_with("reg") =>
+            {
+                ColType::Number
+            }
             Some(_) => ColType::Text,
         }
     };

@@ -908,7 +908,10 @@ fn bind_people(rules: &str) -> Result<CellOp, String> {
     };
     t.meta = Some(vec![
         meta(TypeKind::Number, "integer", true),
-        meta(TypeKind::Text, "text", true),
+        ColumnMeta {
+            not_null: false,
+            ..meta(TypeKind::Text, "text", true)
+        },
         meta(TypeKind::Text, "text", false),
     ]);
     let bound = bind(&p, &[t]).map_err(|d| {
@@ -987,6 +990,11 @@ fn unique_columns_stay_unique_across_branches() {
             "email = { hash = { format = \"preserve\" }, unique = true, when = [{ if = \"country = 'DE'\", then = { fake = \"email\", unique = true } }] }",
             "preserve hash or a command",
         ),
+        // A null branch does not make the others' collisions go away.
+        (
+            "email = { hash = { format = \"preserve\" }, unique = true, when = [{ if = \"email IS NULL\", then = \"null\" }, { if = \"id <= 5\", then = \"keep\" }] }",
+            "preserve hash or a command",
+        ),
         (
             "email = { fake = \"email\", unique = true, when = [{ if = \"country = 'DE'\", then = { fake = \"email\" } }] }",
             "does not promise distinct values",
@@ -996,6 +1004,9 @@ fn unique_columns_stay_unique_across_branches() {
         assert!(e.contains(expected), "{rules}: {e}");
         assert!(e.contains("r.toml:"), "{e}");
     }
+    // A null branch beside a unique default, on a nullable unique column.
+    bind_people("email = { fake = \"email\", unique = true, when = [{ if = \"id > 90\", then = \"null\" }] }\n")
+        .unwrap();
     // Accepted: two tagged generators; keep beside null; a preserve hash beside null.
     for rules in [
         "email = { fake = \"email\", unique = true, when = [{ if = \"country = 'DE'\", then = { hash = { length = 32 }, unique = true } }] }",

@@ -105,7 +105,7 @@ enum TokKind {
     /// Double-quoted identifier, as written.
     QIdent(String),
     Str(String),
-    Num(f64),
+    Num(Number),
     LParen,
     RParen,
     Comma,
@@ -278,8 +278,8 @@ fn lex(text: &str) -> Result<Vec<Tok>, CondError> {
                     return Err(CondError::new(start, "trailing junk after numeric literal"));
                 }
                 i = j;
-                match text[start..j].parse::<f64>() {
-                    Ok(v) if v.is_finite() => TokKind::Num(v),
+                match Number::parse(&text[start..j]) {
+                    Some(v) if v.f.is_finite() => TokKind::Num(v),
                     _ => {
                         return Err(CondError::new(
                             start,
@@ -347,7 +347,7 @@ struct Expr {
 enum ExprKind {
     Col(String),
     Str(String),
-    Num(f64),
+    Num(Number),
     Bool(bool),
     Null,
     /// Unary minus; the expression starts at the minus sign.
@@ -697,7 +697,7 @@ impl<'t> Parser<'t> {
         let t = self.peek().clone();
         let kind = match &t.kind {
             TokKind::Str(s) => ExprKind::Str(s.clone()),
-            TokKind::Num(v) => ExprKind::Num(*v),
+            TokKind::Num(v) => ExprKind::Num(v.clone()),
             TokKind::QIdent(name) => {
                 self.columns.push((name.clone(), t.start));
                 ExprKind::Col(name.clone())
@@ -1007,7 +1007,7 @@ enum BExpr {
         kind: ColKind,
     },
     Text(String),
-    Num(f64),
+    Num(Number),
     Bool(bool),
     Null,
     Neg(Box<BExpr>),
@@ -1162,13 +1162,13 @@ impl Binder<'_> {
                 }
             },
             ExprKind::Str(s) => (BExpr::Text(s.clone()), Ty::Text),
-            ExprKind::Num(v) => (BExpr::Num(*v), Ty::Number),
+            ExprKind::Num(v) => (BExpr::Num(v.clone()), Ty::Number),
             ExprKind::Bool(v) => (BExpr::Bool(*v), Ty::Bool),
             ExprKind::Null => (BExpr::Null, Ty::Null),
             ExprKind::Neg(x) => {
                 let b = self.bind_expect(x, Ty::Number, e.start, "unary minus needs a number");
                 let b = match b {
-                    BExpr::Num(v) => BExpr::Num(-v),
+                    BExpr::Num(v) => BExpr::Num(v.neg()),
                     other => BExpr::Neg(Box::new(other)),
                 };
                 (b, Ty::Number)
@@ -1370,7 +1370,7 @@ pub fn bind(
 enum Val<'s> {
     Null,
     Text(Cow<'s, str>),
-    Num(f64),
+    Num(Number),
     Bool(bool),
 }
 
@@ -1385,11 +1385,111 @@ fn tri(v: Option<bool>) -> Val<'static> {
     v.map_or(Val::Null, Val::Bool)
 }
 
-/// Parses a PostgreSQL number text (`12.50`, `1e3`, `NaN`, `Infinity`, `-Infinity`).
-fn parse_number(s: &str) -> Option<f64> {
-    // Rust accepts "NaN", "inf" and "infinity" (any case, optional sign), which covers PostgreSQL's
-    // `NaN`, `Infinity` and `-Infinity`.
-    s.trim().parse::<f64>().ok()
+/// A number of a condition: compared exactly when both sides are plain decimals (`bigint` ids,
+/// `numeric` amounts: a 64-bit float cannot tell 9007199254740992 from 9007199254740993), else
+/// as 64-bit floats (exponents, `NaN`, `Infinity`).
+#[derive(Debug, Clone)]
+pub(crate) struct Number {
+    f: f64,
+    exact: Option<Decimal>,
+}
+
+/// A plain decimal: its sign, its digits (the integer part without leading zeros, then the
+/// fraction without trailing zeros) and how many of them are the integer part.
+#[derive(Debug, Clone)]
+struct Decimal {
+    negative: bool,
+    digits: smallvec::SmallVec<[u8; 32]>,
+    int_len: usize,
+}
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Number) -> bool {
+        cmp_num(self, other) == Ordering::Equal
+    }
+}
+
+impl Number {
+    /// A PostgreSQL number text (`12.50`, `-7`, `1e3`, `NaN`, `Infinity`, `-Infinity`).
+    fn parse(s: &str) -> Option<Number> {
+        let t = s.trim();
+        // Rust accepts "NaN", "inf" and "infinity" (any case, optional sign), which covers
+        // PostgreSQL's `NaN`, `Infinity` and `-Infinity`.
+        let f = t.parse::<f64>().ok()?;
+        Some(Number {
+            f,
+            exact: Decimal::parse(t),
+        })
+    }
+
+    fn from_count(n: usize) -> Number {
+        let text = n.to_string();
+        Number {
+            f: n as f64,
+            exact: Decimal::parse(&text),
+        }
+    }
+
+    fn neg(&self) -> Number {
+        Number {
+            f: -self.f,
+            exact: self.exact.as_ref().map(|d| Decimal {
+                negative: !d.negative && !d.digits.is_empty(),
+                digits: d.digits.clone(),
+                int_len: d.int_len,
+            }),
+        }
+    }
+}
+
+impl Decimal {
+    fn parse(t: &str) -> Option<Decimal> {
+        let (negative, body) = match t.as_bytes().first() {
+            Some(b'-') => (true, &t[1..]),
+            Some(b'+') => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
+            return None;
+        }
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        let mut digits = smallvec::SmallVec::new();
+        digits.extend_from_slice(int.as_bytes());
+        digits.extend_from_slice(frac.as_bytes());
+        Some(Decimal {
+            negative: negative && !digits.is_empty(),
+            digits,
+            int_len: int.len(),
+        })
+    }
+
+    fn cmp(&self, other: &Decimal) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (negative, _) => {
+                // More integer digits is larger; then digit by digit (trailing zeros are gone,
+                // so a shorter fraction that is a prefix is the smaller).
+                let magnitude = self
+                    .int_len
+                    .cmp(&other.int_len)
+                    .then_with(|| self.digits.cmp(&other.digits));
+                if negative {
+                    magnitude.reverse()
+                } else {
+                    magnitude
+                }
+            }
+        }
+    }
+}
+
+/// Parses a PostgreSQL number text.
+fn parse_number(s: &str) -> Option<Number> {
+    Number::parse(s)
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -1403,8 +1503,13 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// PostgreSQL float ordering: NaN equals NaN and sorts above everything else.
-fn cmp_num(a: f64, b: f64) -> Ordering {
+/// Exact for two plain decimals; else PostgreSQL float ordering: NaN equals NaN and sorts above
+/// everything else.
+fn cmp_num(a: &Number, b: &Number) -> Ordering {
+    if let (Some(x), Some(y)) = (&a.exact, &b.exact) {
+        return x.cmp(y);
+    }
+    let (a, b) = (a.f, b.f);
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Greater,
@@ -1416,7 +1521,7 @@ fn cmp_num(a: f64, b: f64) -> Ordering {
 fn compare(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
     match (a, b) {
         (Val::Text(x), Val::Text(y)) => Some(x.as_ref().cmp(y.as_ref())),
-        (Val::Num(x), Val::Num(y)) => Some(cmp_num(*x, *y)),
+        (Val::Num(x), Val::Num(y)) => Some(cmp_num(x, y)),
         (Val::Bool(x), Val::Bool(y)) => Some(x.cmp(y)),
         _ => None,
     }
@@ -1446,18 +1551,18 @@ fn eval_expr<'s, 'a: 's, E>(
             }
         }
         BExpr::Text(s) => Val::Text(Cow::Borrowed(s.as_str())),
-        BExpr::Num(v) => Val::Num(*v),
+        BExpr::Num(v) => Val::Num(v.clone()),
         BExpr::Bool(v) => Val::Bool(*v),
         BExpr::Null => Val::Null,
         BExpr::Neg(x) => match eval_expr(x, get)? {
-            Val::Num(v) => Val::Num(-v),
+            Val::Num(v) => Val::Num(v.neg()),
             _ => Val::Null,
         },
         BExpr::Func(f, x) => match eval_expr(x, get)? {
             Val::Text(s) => match f {
                 Func::Lower => Val::Text(Cow::Owned(s.to_lowercase())),
                 Func::Upper => Val::Text(Cow::Owned(s.to_uppercase())),
-                Func::Length => Val::Num(s.chars().count() as f64),
+                Func::Length => Val::Num(Number::from_count(s.chars().count())),
             },
             _ => Val::Null,
         },
@@ -1663,6 +1768,33 @@ mod tests {
 
     fn run(text: &str, row: &[(usize, Option<&str>)]) -> bool {
         eval_row(text, row).unwrap_or_else(|e| panic!("eval {text:?}: {e:?}"))
+    }
+
+    #[test]
+    fn plain_decimals_compare_exactly() {
+        let age = |v: &'static str| vec![(AGE, Some(v))];
+        // Beyond 2^53 a float cannot tell these apart; a bigint id list must.
+        assert!(!run("age = 9007199254740993", &age("9007199254740992")));
+        assert!(run("age = 9007199254740993", &age("9007199254740993")));
+        assert!(!run(
+            "age IN (12345678901234568)",
+            &age("12345678901234567")
+        ));
+        assert!(run("age < 12345678901234568", &age("12345678901234567")));
+        assert!(run("age = 12.5", &age("12.50")));
+        assert!(run("age = 12.5", &age("0012.500")));
+        assert!(!run("age > 12.5", &age("12.50")));
+        assert!(run("age > 12.5", &age("12.500001")));
+        assert!(run("age < -0.25", &age("-0.5")));
+        assert!(run("age = 0", &age("-0.000")));
+        assert!(run("age > -1", &age("0")));
+        assert!(run("age = -7", &age("-7")));
+        assert!(
+            run("age = 1000", &age("1e3")),
+            "exponents compare as floats"
+        );
+        assert!(run("age > 1000", &age("Infinity")));
+        assert!(run("length(email) = 3", &[(EMAIL, Some("abc"))]));
     }
 
     /// Three-valued result: Some(true), Some(false) or None (unknown), via `NOT (text)`.
