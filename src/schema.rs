@@ -302,6 +302,9 @@ pub struct SourceTable {
     pub database: Option<String>,
     /// A foreign table: never read, so its only rule is `skip = true`.
     pub foreign: bool,
+    /// Each column's type as a dump's `CREATE TABLE` writes it (`integer`, `text[]`), where a
+    /// dump says and `meta` is not known: conditions of `when` rules are typed by it.
+    pub declared_types: Vec<Option<String>>,
 }
 
 /// What the catalog says about a column, as far as rules care.

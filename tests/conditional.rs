@@ -394,6 +394,17 @@ fn broken_conditions_stop_the_run_with_their_place() {
             "condition of public.customers.email",
         ],
     );
+    // A dump's CREATE TABLE types the columns too (salary numeric, id integer).
+    refused(
+        dir.path(),
+        &email("country = 'DE' AND salary = 'high'"),
+        &[&format!("bad.toml:{line}:"), "salary"],
+    );
+    refused(
+        dir.path(),
+        &email("length(id) > 3"),
+        &[&format!("bad.toml:{line}:")],
+    );
     let src = TestDb::demo("whentypes");
     refused_on(
         Some(&url(&src)),

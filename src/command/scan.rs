@@ -1140,6 +1140,7 @@ mod tests {
             rows: None,
             database: None,
             foreign: false,
+            declared_types: Vec::new(),
         };
         let at = |t: &SourceTable, i: usize, values: &[&str]| {
             let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();

@@ -1112,6 +1112,7 @@ mod tests {
             rows: None,
             database: None,
             foreign: false,
+            declared_types: Vec::new(),
         };
         bind(&plan, &[source]).unwrap().remove(0)
     }

@@ -639,7 +639,11 @@ fn bind_when(
     let meta = table.meta.as_ref().and_then(|m| m.get(i));
     let col_type = |p: usize| -> ColType {
         match table.meta.as_ref().and_then(|m| m.get(p)) {
-            None => ColType::Unknown,
+            None => table
+                .declared_types
+                .get(p)
+                .and_then(Option::as_deref)
+                .map_or(ColType::Unknown, declared_type),
             Some(m) if m.type_name == "boolean" => ColType::Bool,
             // (money prints a currency sign, oid and reg* are names or handles: text.)
             Some(m)
@@ -728,6 +732,33 @@ fn bind_when(
     }
     let op = WhenOp::new(branches, default);
     (CellOp::When(std::sync::Arc::new(op)), cp.rule.clone())
+}
+
+/// A condition's type for a column of a type as a dump's `CREATE TABLE` writes it: numbers and
+/// booleans by their names (and aliases), arrays and the other built-in types as text, and a type
+/// of the schema (a domain, an enum: qualified or unknown here) left to the condition's use.
+fn declared_type(t: &str) -> ColType {
+    if t.ends_with(']') || t.starts_with('"') || t.contains('.') {
+        return if t.ends_with(']') {
+            ColType::Text
+        } else {
+            ColType::Unknown
+        };
+    }
+    let first = t.split(' ').next().unwrap_or("");
+    match first {
+        "smallint" | "integer" | "int" | "int2" | "int4" | "int8" | "bigint" | "numeric"
+        | "decimal" | "real" | "float" | "float4" | "float8" | "double" | "smallserial"
+        | "serial" | "bigserial" | "serial2" | "serial4" | "serial8" => ColType::Number,
+        "boolean" | "bool" => ColType::Bool,
+        "text" | "character" | "char" | "varchar" | "bpchar" | "name" | "citext" | "date"
+        | "timestamp" | "timestamptz" | "time" | "timetz" | "interval" | "uuid" | "json"
+        | "jsonb" | "inet" | "cidr" | "macaddr" | "macaddr8" | "bytea" | "xml" | "tsvector"
+        | "tsquery" | "money" | "oid" | "bit" | "varbit" | "point" | "line" | "box" | "polygon"
+        | "circle" | "path" | "lseg" | "int4range" | "int8range" | "numrange" | "daterange"
+        | "tsrange" | "tstzrange" => ColType::Text,
+        _ => ColType::Unknown,
+    }
 }
 
 /// What an alternative of a unique column writes, for telling whether two can collide.

@@ -275,6 +275,7 @@ fn source(name: &str, cols: &[&str]) -> SourceTable {
         rows: None,
         database: None,
         foreign: false,
+        declared_types: Vec::new(),
     }
 }
 

@@ -942,6 +942,39 @@ impl<R: Read> DumpReader<R> {
         Ok((names, Some(positions)))
     }
 
+    /// The types the dump's `CREATE TABLE` gives `columns` of a table (a parent's for inherited
+    /// ones); `None` for a column it does not say.
+    fn declared_types(
+        &self,
+        db: &Option<String>,
+        t: &QualifiedName,
+        columns: &[String],
+    ) -> Vec<Option<String>> {
+        fn collect(
+            reader: &DumpReader<impl Read>,
+            db: &Option<String>,
+            t: &QualifiedName,
+            depth: usize,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) {
+            let Some(def) = reader.defs.get(&(db.clone(), t.clone())) else {
+                return;
+            };
+            if depth > 32 {
+                return;
+            }
+            for (c, ty) in &def.types {
+                out.entry(c.clone()).or_insert_with(|| ty.clone());
+            }
+            for p in &def.parents {
+                collect(reader, db, p, depth + 1, out);
+            }
+        }
+        let mut types = std::collections::BTreeMap::new();
+        collect(self, db, t, 0, &mut types);
+        columns.iter().map(|c| types.get(c).cloned()).collect()
+    }
+
     /// A table's columns in order (with whether each is generated), parents' first.
     fn columns_of(&self, db: &Option<String>, t: &QualifiedName) -> Option<Vec<(String, bool)>> {
         self.columns_of_depth(db, t, 0)
@@ -1618,6 +1651,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
                 columns,
                 ..
             } => out.tables.push(SourceTable {
+                declared_types: reader.declared_types(&database, &table, &columns),
                 name: table,
                 columns,
                 partition_of: None,
@@ -1694,6 +1728,7 @@ pub fn prescan<R: Read>(input: R, policy: DumpPolicy) -> Result<Prescan, DumpErr
             rows: Some(0),
             database: db.clone(),
             foreign: false,
+            declared_types: Vec::new(),
         });
     }
     Ok(out)

@@ -271,6 +271,7 @@ impl Catalog {
                     rows: t.rows_estimate(),
                     database: None,
                     foreign: t.foreign,
+                    declared_types: Vec::new(),
                 }
             })
             .collect()

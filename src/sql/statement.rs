@@ -191,6 +191,9 @@ pub struct TableDef {
     pub unqualified: bool,
     /// It declares a foreign key (`REFERENCES`) inside, which this reader does not follow.
     pub references: bool,
+    /// Each column's type as written (`integer`, `character varying`, `public.email_address`,
+    /// `text[]`), words only, without a length or precision.
+    pub types: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1529,6 +1532,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
         partition: false,
         unqualified: c.unqualified,
         references: c.mentions("references"),
+        types: Default::default(),
     };
     // A top-level AS makes it CREATE TABLE … AS (a query's rows) or … AS EXECUTE.
     let mut depth = 0i32;
@@ -1556,7 +1560,7 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
         return Ok(Statement::Schema(Info::CreateTable(def)));
     }
     if c.eat_kind(Kind::Open) {
-        def.columns = table_elements(c);
+        def.columns = table_elements(c, &mut def.types);
     }
     if c.eat("inherits") && c.eat_kind(Kind::Open) {
         while let Some(p) = c.qualified() {
@@ -1571,7 +1575,10 @@ fn create_table(c: &mut Cursor) -> Result<Statement, String> {
 }
 
 /// The column definitions of a table's element list (after its `(`), up to the matching `)`.
-fn table_elements(c: &mut Cursor) -> Option<Vec<(String, bool)>> {
+fn table_elements(
+    c: &mut Cursor,
+    types: &mut std::collections::BTreeMap<String, String>,
+) -> Option<Vec<(String, bool)>> {
     let mut columns = Vec::new();
     let mut known = true;
     loop {
@@ -1613,6 +1620,7 @@ fn table_elements(c: &mut Cursor) -> Option<Vec<(String, bool)>> {
                     unqualified: false,
                 };
                 let name = sub.ident()?;
+                types.insert(name.clone(), column_type(&sub));
                 // GENERATED ALWAYS AS ( expr ) STORED: not in COPY data; identity columns are.
                 let words: Vec<Option<String>> =
                     (0..sub.toks.len()).map(|i| sub.word_at(i)).collect();
@@ -1630,6 +1638,53 @@ fn table_elements(c: &mut Cursor) -> Option<Vec<(String, bool)>> {
         }
     }
     known.then_some(columns)
+}
+
+/// A column definition's type from the cursor after its name: its words (and dots, and `[]`)
+/// up to the first constraint or option keyword, without what parentheses hold.
+fn column_type(c: &Cursor) -> String {
+    const ENDS: &[&str] = &[
+        "not",
+        "null",
+        "default",
+        "constraint",
+        "primary",
+        "unique",
+        "check",
+        "references",
+        "generated",
+        "collate",
+        "compression",
+        "storage",
+    ];
+    let mut out = String::new();
+    let mut depth = 0i32;
+    for i in c.i..c.toks.len() {
+        let t = &c.toks[i];
+        match t.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth -= 1,
+            _ if depth > 0 => {}
+            Kind::Word | Kind::QuotedIdent => {
+                let w = c.word_at(i).unwrap_or_default();
+                if t.kind == Kind::Word && ENDS.contains(&w.as_str()) {
+                    break;
+                }
+                if !out.is_empty() && !out.ends_with('.') {
+                    out.push(' ');
+                }
+                if t.kind == Kind::QuotedIdent {
+                    out.push('"');
+                }
+                out.push_str(&w);
+            }
+            Kind::Dot => out.push('.'),
+            Kind::OpenBracket => out.push('['),
+            Kind::CloseBracket => out.push(']'),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Cut `[ENCRYPTED] PASSWORD 'secret'` out of CREATE/ALTER ROLE, USER or GROUP.
@@ -2868,6 +2923,27 @@ mod tests {
                 ("i".into(), false),
             ])
         );
+        let types: Vec<(&str, &str)> = d
+            .types
+            .iter()
+            .map(|(c, t)| (c.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                ("Email", "text"),
+                ("g", "integer"),
+                ("i", "int"),
+                ("id", "integer"),
+                ("n", "numeric"),
+            ]
+        );
+        let d = def("CREATE TABLE t (a character varying(20) COLLATE pg_catalog.\"C\", b public.email_address NOT NULL, c text[], d timestamp(3) with time zone, e double precision);");
+        assert_eq!(d.types["a"], "character varying");
+        assert_eq!(d.types["b"], "public.email_address");
+        assert_eq!(d.types["c"], "text[]");
+        assert_eq!(d.types["d"], "timestamp with time zone");
+        assert_eq!(d.types["e"], "double precision");
         let d = def("CREATE TABLE c (extra int) INHERITS (public.p);");
         assert_eq!(d.parents, vec![QualifiedName::new("public", "p")]);
         let d = def("CREATE TABLE p_1 PARTITION OF p FOR VALUES IN (1);");
