@@ -108,13 +108,7 @@ fn an_upper_casing_command_is_the_same_in_both_modes_runs_and_jobs() {
     // Database mode writes the same values.
     let src = TestDb::demo("cmdsrc");
     let stg = TestDb::demo("cmdstg");
-    let o = run(anonymize().arg("--rules").arg(&upper).args([
-        "--source",
-        &url(&src),
-        "--target",
-        &url(&stg),
-        "-q",
-    ]));
+    let o = run(&mut refresh_with(&upper, &src, &stg));
     assert!(o.status.success(), "{}", stderr(&o));
     let staged = customer_column(
         &pg_dump(&stg, &["--data-only", "-t", "public.customers"]),

@@ -243,10 +243,7 @@ fn each_demo_row_gets_its_branch_in_dump_and_database_mode() {
 fn pagila_customers_branch_on_store_and_email() {
     let dir = tempfile::tempdir().unwrap();
     let pagila = pagila_dir();
-    let dump = dir.path().join("pagila.sql");
-    let mut text = std::fs::read_to_string(pagila.join("pagila-schema.sql")).unwrap();
-    text.push_str(&std::fs::read_to_string(pagila.join("pagila-data.sql")).unwrap());
-    std::fs::write(&dump, &text).unwrap();
+    let (dump, text) = pagila_dump(dir.path());
     let rules = std::fs::read_to_string(root().join("tests/fixtures/pagila.toml")).unwrap();
     let customer = "first_name  = { fake = \"first_name\" }\nlast_name   = { fake = \"last_name\" }\nemail       = { fake = \"email\", unique = true }\naddress_id";
     assert!(
@@ -315,13 +312,7 @@ fn pagila_customers_branch_on_store_and_email() {
     src.load(&pagila.join("pagila-data.sql"));
     let stg = TestDb::new("whenpstg");
     stg.load(&pagila.join("pagila-schema.sql"));
-    let o = run(anonymize().arg("--rules").arg(&when).args([
-        "--source",
-        &url(&src),
-        "--target",
-        &url(&stg),
-        "-q",
-    ]));
+    let o = run(&mut refresh_with(&when, &src, &stg));
     assert!(o.status.success(), "{}", stderr(&o));
     let staged = rows(&pg_dump(&stg, &["--data-only", "-t", "public.customer"]));
     assert_eq!(staged, got, "database mode writes what dump mode writes");

@@ -96,11 +96,7 @@ fn regex_numbers(text: &str) -> Vec<String> {
 #[test]
 fn pagila_output_loads_with_counts_fks_and_no_pii() {
     let dir = tempfile::tempdir().unwrap();
-    let pagila = pagila_dir();
-    let dump = dir.path().join("pagila.sql");
-    let mut text = std::fs::read_to_string(pagila.join("pagila-schema.sql")).unwrap();
-    text.push_str(&std::fs::read_to_string(pagila.join("pagila-data.sql")).unwrap());
-    std::fs::write(&dump, &text).unwrap();
+    let (dump, text) = pagila_dump(dir.path());
     let out = anonymize_file("tests/fixtures/pagila.toml", &dump, dir.path());
     let db = TestDb::new("pagila");
     db.load(&dir.path().join("out.sql"));
@@ -124,8 +120,8 @@ fn pagila_output_loads_with_counts_fks_and_no_pii() {
     );
     // tsvector and array columns came through unchanged: the same checksum as in the source.
     let source = TestDb::new("pagila_src");
-    source.load(&pagila.join("pagila-schema.sql"));
-    source.load(&pagila.join("pagila-data.sql"));
+    source.load(&pagila_dir().join("pagila-schema.sql"));
+    source.load(&pagila_dir().join("pagila-data.sql"));
     let sums = "SELECT md5(string_agg(film_id || ':' || fulltext::text || ':' || \
                 coalesce(special_features::text, 'NULL'), ',' ORDER BY film_id)) FROM film";
     assert_eq!(db.query(sums), source.query(sums));

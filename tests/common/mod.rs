@@ -376,6 +376,24 @@ pub fn demo_refresh(src: &TestDb, stg: &TestDb) -> Command {
     c
 }
 
+/// A refresh of `src` into `stg` with the rules file at `rules`, quiet.
+pub fn refresh_with(rules: &Path, src: &TestDb, stg: &TestDb) -> Command {
+    let mut c = anonymize();
+    c.arg("--rules")
+        .arg(rules)
+        .args(["--source", &url(src), "--target", &url(stg), "-q"]);
+    c
+}
+
+/// pagila's schema and data as one plain dump in `dir`: its path and text.
+pub fn pagila_dump(dir: &Path) -> (PathBuf, String) {
+    let dump = dir.join("pagila.sql");
+    let mut text = std::fs::read_to_string(pagila_dir().join("pagila-schema.sql")).unwrap();
+    text.push_str(&std::fs::read_to_string(pagila_dir().join("pagila-data.sql")).unwrap());
+    std::fs::write(&dump, &text).unwrap();
+    (dump, text)
+}
+
 /// Anonymize a dump file into `dir/out.sql`; returns the output text.
 pub fn anonymize_file(rules: &str, source: &Path, dir: &Path) -> String {
     let target = dir.join("out.sql");
