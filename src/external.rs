@@ -133,6 +133,22 @@ pub enum CommandError {
     Interrupted { command: String },
 }
 
+impl CommandError {
+    /// The index in its batch of the value a failure is about (the answer that was wrong, or the
+    /// first one that never came), when it is about one.
+    pub fn value_index(&self) -> Option<usize> {
+        match self {
+            CommandError::BadAnswer { line_in_batch, .. }
+            | CommandError::InvalidUtf8 { line_in_batch, .. }
+            | CommandError::TooLong { line_in_batch, .. } => line_in_batch.checked_sub(1),
+            CommandError::Exited { answered, .. }
+            | CommandError::Timeout { answered, .. }
+            | CommandError::InputClosed { answered, .. } => Some(*answered),
+            _ => None,
+        }
+    }
+}
+
 fn describe_exit(status: &Option<ExitStatus>) -> String {
     match status {
         Some(status) => format!("exited ({status})"),

@@ -384,6 +384,18 @@ fn run_scan(
     })
 }
 
+/// A failure while a signal asked to stop (a wait on a command cut short) is that stop: exit
+/// 130 or 143, not a problem of the rules or the data.
+fn stopped_by_signal(e: Error) -> Error {
+    match crate::interrupt::requested() {
+        Some(signal) => Error::Pipeline(Box::new(crate::pipeline::RunFailure {
+            error: crate::pipeline::PipelineError::Interrupted(signal),
+            report: Report::default(),
+        })),
+        None => e,
+    }
+}
+
 /// `anonymize check`: the rules against the source's schema, no row read, no key needed.
 fn run_check(
     rules: &std::path::Path,
@@ -398,7 +410,7 @@ fn run_check(
         key_optional: true,
     };
     let plan = rules::load(rules, &overrides, env)?;
-    let s = check::run(&plan, with_target)?;
+    let s = check::run(&plan, with_target).map_err(stopped_by_signal)?;
     to_stderr(&format!(
         "anonymize: check passed: {} tables ({} skipped), {} columns ({} transformed, {} kept) in {}{}\n",
         s.tables,
@@ -559,7 +571,8 @@ fn dry_run(args: &Args, plan: &rules::Plan) -> Result<Outcome, Error> {
             sample: args.sample,
             tables,
         },
-    )?;
+    )
+    .map_err(stopped_by_signal)?;
     let text = match args.format {
         Format::Table => render::table(&p),
         Format::Json => render::json(&p),

@@ -155,20 +155,26 @@ impl<'t> Externals<'t> {
     }
 
     /// Send every command its batch and keep the answers for the second pass. `rows`: the rows
-    /// of the batch. A failure names the column (the command's message names no value).
-    pub(super) fn run(&mut self, rows: usize) -> Result<(), (usize, RowErrorKind)> {
+    /// of the batch. A failure names the row and column of the value it is about, or of the
+    /// batch's first (the command's message names no value).
+    pub(super) fn run(&mut self, rows: usize) -> Result<(), (usize, usize, RowErrorKind)> {
         self.answers = vec![None; rows * self.columns];
         for (t, values, slots) in std::mem::take(&mut self.groups) {
             let Some(command) = t.external() else {
                 continue;
             };
-            let column = slots.first().map_or(0, |s| s.1);
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-            let answers = command
-                .run(&refs)
-                .map_err(|e| (column, ValueError::Command(e.to_string()).into()))?;
+            let answers = command.run(&refs).map_err(|e| {
+                let (row, column) = e
+                    .value_index()
+                    .and_then(|k| slots.get(k))
+                    .or(slots.first())
+                    .copied()
+                    .unwrap_or((0, 0));
+                (row, column, ValueError::Command(e.to_string()).into())
+            })?;
             for (answer, (row, c)) in answers.into_iter().zip(slots) {
-                let answer = t.guard(Some(answer)).map_err(|e| (c, e.into()))?;
+                let answer = t.guard(Some(answer)).map_err(|e| (row, c, e.into()))?;
                 self.answers[row * self.columns + c] = answer;
             }
         }

@@ -588,9 +588,10 @@ fn process_records(
             pos += record.len();
         }
         if let Some(x) = ext.as_ref().filter(|_| !writing) {
-            x.borrow_mut()
-                .run(records.len())
-                .map_err(|(c, e)| err(0, 0, Some(c), e))?;
+            x.borrow_mut().run(records.len()).map_err(|(r, c, e)| {
+                let offset = records[..r].iter().map(|x| x.len()).sum();
+                err(r, offset, Some(c), e)
+            })?;
         }
     }
     buffers.give(batch.data);
@@ -724,7 +725,10 @@ fn process_tuples(
         if let Some(x) = ext.as_ref().filter(|_| !writing) {
             x.borrow_mut()
                 .run(batch.tuples.len())
-                .map_err(|(c, e)| err(0, 0, Some(c), e))?;
+                .map_err(|(r, c, e)| {
+                    let offset = batch.tuples.get(r).map_or(0, |t| t.0 as usize);
+                    err(r, offset, Some(c), e)
+                })?;
         } else {
             out.extend_from_slice(&data[at..]);
         }
@@ -1057,7 +1061,9 @@ pub fn process_rows<'t>(
         }
         if let Some(x) = &ext {
             if !writing {
-                x.borrow_mut().run(i).map_err(|(c, e)| err(0, Some(c), e))?;
+                x.borrow_mut()
+                    .run(i)
+                    .map_err(|(r, c, e)| err(r, Some(c), e))?;
             }
         }
     }

@@ -644,19 +644,7 @@ fn bind_when(
                 .get(p)
                 .and_then(Option::as_deref)
                 .map_or(ColType::Unknown, declared_type),
-            Some(m) if m.type_name == "boolean" => ColType::Bool,
-            // (money prints a currency sign, oid and reg* are names or handles: text.)
-            Some(m)
-                if m.kind == TypeKind::Number
-                    && !matches!(
-                        m.type_name.as_str(),
-                        "money" | "oid" | "xid" | "xid8" | "cid" | "tid"
-                    )
-                    && !m.type_name.starts_with("reg") =>
-            {
-                ColType::Number
-            }
-            Some(_) => ColType::Text,
+            Some(m) => catalog_type(m),
         }
     };
     let mut branches = Vec::with_capacity(cp.when.len());
@@ -734,30 +722,53 @@ fn bind_when(
     (CellOp::When(std::sync::Arc::new(op)), cp.rule.clone())
 }
 
-/// A condition's type for a column of a type as a dump's `CREATE TABLE` writes it: numbers and
-/// booleans by their names (and aliases), arrays and the other built-in types as text, and a type
-/// of the schema (a domain, an enum: qualified or unknown here) left to the condition's use.
-fn declared_type(t: &str) -> ColType {
-    if t.ends_with(']') || t.starts_with('"') || t.contains('.') {
-        return if t.ends_with(']') {
-            ColType::Text
-        } else {
-            ColType::Unknown
-        };
+/// A condition's type for a column as the catalog describes it: numbers (not money, oid, reg*:
+/// their text is not a plain number), booleans, text (char(n) without its padding, citext only
+/// through lower()/upper()), dates and timestamps as their ISO text, and every other type
+/// compared by its text for equality only (an enum, a uuid, json: their order is their type's).
+fn catalog_type(m: &ColumnMeta) -> ColType {
+    let name = m.type_name.as_str();
+    match m.kind {
+        _ if name == "boolean" => ColType::Bool,
+        TypeKind::Number
+            if !matches!(name, "money" | "oid" | "xid" | "xid8" | "cid" | "tid")
+                && !name.starts_with("reg") =>
+        {
+            ColType::Number
+        }
+        TypeKind::Text
+            if name == "bpchar" || name == "character" || name.starts_with("character(") =>
+        {
+            ColType::Char
+        }
+        TypeKind::Text if name == "citext" || name.ends_with(".citext") => ColType::CaseInsensitive,
+        TypeKind::Text | TypeKind::Date | TypeKind::Timestamp => ColType::Text,
+        _ => ColType::Opaque,
     }
-    let first = t.split(' ').next().unwrap_or("");
+}
+
+/// A condition's type for a column of a type as a dump's `CREATE TABLE` writes it, by the same
+/// families as [`catalog_type`]; a type of the schema (a domain, an enum) is opaque, since the
+/// dump's data does not say what it is built on.
+fn declared_type(t: &str) -> ColType {
+    if t.ends_with("citext") {
+        return ColType::CaseInsensitive;
+    }
+    if t.ends_with(']') || t.starts_with('"') || t.contains('.') {
+        return ColType::Opaque;
+    }
+    let mut words = t.split(' ');
+    let first = words.next().unwrap_or("");
     match first {
         "smallint" | "integer" | "int" | "int2" | "int4" | "int8" | "bigint" | "numeric"
         | "decimal" | "real" | "float" | "float4" | "float8" | "double" | "smallserial"
         | "serial" | "bigserial" | "serial2" | "serial4" | "serial8" => ColType::Number,
         "boolean" | "bool" => ColType::Bool,
-        "text" | "character" | "char" | "varchar" | "bpchar" | "name" | "citext" | "date"
-        | "timestamp" | "timestamptz" | "time" | "timetz" | "interval" | "uuid" | "json"
-        | "jsonb" | "inet" | "cidr" | "macaddr" | "macaddr8" | "bytea" | "xml" | "tsvector"
-        | "tsquery" | "money" | "oid" | "bit" | "varbit" | "point" | "line" | "box" | "polygon"
-        | "circle" | "path" | "lseg" | "int4range" | "int8range" | "numrange" | "daterange"
-        | "tsrange" | "tstzrange" => ColType::Text,
-        _ => ColType::Unknown,
+        "character" | "char" if words.next() == Some("varying") => ColType::Text,
+        "character" | "char" | "bpchar" => ColType::Char,
+        "text" | "varchar" | "name" | "date" | "timestamp" | "timestamptz" | "time" | "timetz"
+        | "interval" => ColType::Text,
+        _ => ColType::Opaque,
     }
 }
 

@@ -44,6 +44,14 @@ pub enum ColType {
     Text,
     Number,
     Bool,
+    /// `char(n)`: text whose trailing spaces do not count (PostgreSQL pads it).
+    Char,
+    /// A type compared by its text only for equality (`=`, `<>`, `IN`) and patterns: its order is
+    /// the type's, not its text's (an enum, a uuid, inet, json, an array, a type of the schema).
+    Opaque,
+    /// `citext`: PostgreSQL compares it without case, so every comparison must say so with
+    /// `lower()` or `upper()`.
+    CaseInsensitive,
     Unknown,
 }
 
@@ -955,6 +963,27 @@ fn like_general(segs: &[Vec<Option<char>>], s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------------------
 // Binding and type checking
 
+/// The two-character escapes (`\x`) of a regular expression, in order (`\\` is one).
+fn escapes(pattern: &str) -> impl Iterator<Item = &str> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = pattern.as_bytes();
+        while i + 1 < b.len() {
+            if b[i] == b'\\' {
+                let start = i;
+                i += 2;
+                // (Escapes of ASCII letters only matter here; others are one byte on.)
+                if pattern.is_char_boundary(start + 2) {
+                    return Some(&pattern[start..start + 2]);
+                }
+                continue;
+            }
+            i += 1;
+        }
+        None
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ty {
     Text,
@@ -998,6 +1027,8 @@ enum ColKind {
     Text,
     Number,
     Bool,
+    /// Text with trailing spaces dropped.
+    Char,
 }
 
 #[derive(Debug, Clone)]
@@ -1104,6 +1135,37 @@ impl Binder<'_> {
         }
     }
 
+    /// The declared type of `e` when it is a column itself.
+    fn col_type(&self, e: &Expr) -> Option<ColType> {
+        match &e.kind {
+            ExprKind::Col(name) => (self.resolve)(name).map(|(_, t)| t),
+            _ => None,
+        }
+    }
+
+    /// Refuse what a column's type does not compare by its text: a case-insensitive column
+    /// anywhere but inside lower()/upper()/length() and IS NULL, an opaque one in an ordering.
+    fn check_text_meaning(&mut self, e: &Expr, at: usize, ordering: bool) {
+        match self.col_type(e) {
+            Some(ColType::CaseInsensitive) => {
+                let msg = format!(
+                    "{} is citext, which PostgreSQL compares without case: compare lower({}) instead",
+                    self.desc(e),
+                    self.text.get(e.start..e.end).unwrap_or("")
+                );
+                self.err(at, msg);
+            }
+            Some(ColType::Opaque) if ordering => {
+                let msg = format!(
+                    "{} orders by its type, not by its text: compare it with =, <>, IN or a pattern",
+                    self.desc(e)
+                );
+                self.err(at, msg);
+            }
+            _ => {}
+        }
+    }
+
     fn is_unknown_col(&self, e: &Expr) -> bool {
         match &e.kind {
             ExprKind::Col(name) => matches!((self.resolve)(name), Some((_, ColType::Unknown))),
@@ -1144,7 +1206,8 @@ impl Binder<'_> {
                 }
                 Some((pos, ct)) => {
                     let kind = match ct {
-                        ColType::Text => ColKind::Text,
+                        ColType::Text | ColType::Opaque | ColType::CaseInsensitive => ColKind::Text,
+                        ColType::Char => ColKind::Char,
                         ColType::Number => ColKind::Number,
                         ColType::Bool => ColKind::Bool,
                         ColType::Unknown => match hint {
@@ -1154,7 +1217,7 @@ impl Binder<'_> {
                         },
                     };
                     let ty = match kind {
-                        ColKind::Text => Ty::Text,
+                        ColKind::Text | ColKind::Char => Ty::Text,
                         ColKind::Number => Ty::Number,
                         ColKind::Bool => Ty::Bool,
                     };
@@ -1190,6 +1253,9 @@ impl Binder<'_> {
                 rhs,
             } => {
                 let ((lb, lt), (rb, rt)) = self.bind_pair(lhs, rhs);
+                let ordering = !matches!(op, CmpOp::Eq | CmpOp::Ne);
+                self.check_text_meaning(lhs, *op_at, ordering);
+                self.check_text_meaning(rhs, *op_at, ordering);
                 if !lt.compatible(rt) {
                     let msg = format!(
                         "type mismatch: {} is {}, compared with {}",
@@ -1216,6 +1282,7 @@ impl Binder<'_> {
                     let items = list.iter().map(|i| self.bind(i, xt.concrete())).collect();
                     (xb, xt, items)
                 };
+                self.check_text_meaning(expr, expr.start, false);
                 let mut bound = Vec::with_capacity(items.len());
                 for ((ib, it), item) in items.into_iter().zip(list) {
                     if !xt.compatible(it) {
@@ -1246,6 +1313,7 @@ impl Binder<'_> {
                 negated,
             } => {
                 let what = format!("{} needs text", if *ci { "ILIKE" } else { "LIKE" });
+                self.check_text_meaning(expr, *op_at, false);
                 let xb = self.bind_expect(expr, Ty::Text, *op_at, &what);
                 let matcher = match LikeMatcher::compile(pattern, *ci) {
                     Ok(m) => m,
@@ -1278,8 +1346,25 @@ impl Binder<'_> {
                     &s[..n]
                 });
                 let what = format!("{op} needs text");
+                self.check_text_meaning(expr, *op_at, false);
                 let xb = self.bind_expect(expr, Ty::Text, *op_at, &what);
-                match RegexBuilder::new(pattern).case_insensitive(*ci).build() {
+                // PostgreSQL's `\b` is a backspace and its word boundaries are `\y`, `\m`, `\M`;
+                // the regex crate reads these otherwise (or not at all): refused, not guessed.
+                let differs = ["\\b", "\\B", "\\y", "\\Y", "\\m", "\\M", "\\Z"]
+                    .iter()
+                    .find(|e| escapes(pattern).any(|x| x == **e));
+                if let Some(e) = differs {
+                    self.err(
+                        *pat_at,
+                        format!("{e} means something else in PostgreSQL's regular expressions than here; write the pattern without it (a word boundary: [^A-Za-z0-9_] or ^ / $)"),
+                    );
+                }
+                // `.` matches a newline in PostgreSQL, as here with `s`.
+                match RegexBuilder::new(pattern)
+                    .case_insensitive(*ci)
+                    .dot_matches_new_line(true)
+                    .build()
+                {
                     Ok(re) => {
                         let b = BExpr::Regex {
                             expr: Box::new(xb),
@@ -1540,6 +1625,10 @@ fn eval_expr<'s, 'a: 's, E>(
             };
             match kind {
                 ColKind::Text => Val::Text(raw),
+                ColKind::Char => Val::Text(match raw {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.trim_end_matches(' ')),
+                    Cow::Owned(s) => Cow::Owned(s.trim_end_matches(' ').to_string()),
+                }),
                 ColKind::Number => match parse_number(&raw) {
                     Some(v) => Val::Num(v),
                     None => return Err(EvalError::NotANumber { column: *pos }),
@@ -1742,6 +1831,9 @@ mod tests {
             "a\"b" => (5, ColType::Text),
             "u" => (U, ColType::Unknown),
             "v" => (7, ColType::Unknown),
+            "code" => (8, ColType::Char),
+            "level" => (9, ColType::Opaque),
+            "owner" => (10, ColType::CaseInsensitive),
             _ => return None,
         })
     }
@@ -1768,6 +1860,56 @@ mod tests {
 
     fn run(text: &str, row: &[(usize, Option<&str>)]) -> bool {
         eval_row(text, row).unwrap_or_else(|e| panic!("eval {text:?}: {e:?}"))
+    }
+
+    #[test]
+    fn column_types_keep_their_postgresql_meaning() {
+        let bind_err = |text: &str| {
+            bind(&parse(text).unwrap(), &schema)
+                .expect_err(text)
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        // char(n): the padding does not count.
+        let code = |v: &'static str| vec![(8, Some(v))];
+        assert!(run("code = 'secret'", &code("secret  ")));
+        assert!(!run("code <> 'secret'", &code("secret  ")));
+        assert!(run("length(code) = 6", &code("secret  ")));
+        assert!(run("code LIKE '%t'", &code("secret  ")));
+        // An opaque type: equality and patterns by its text, no ordering.
+        assert!(run("level = 'high'", &[(9, Some("high"))]));
+        assert!(run("level IN ('low', 'high')", &[(9, Some("high"))]));
+        assert!(bind_err("level >= 'medium'").contains("orders by its type"));
+        // citext: only through lower()/upper().
+        assert!(run(
+            "lower(owner) = 'qa@acme.test'",
+            &[(10, Some("QA@ACME.TEST"))]
+        ));
+        for text in [
+            "owner = 'x'",
+            "owner <> 'x'",
+            "owner IN ('x')",
+            "owner LIKE 'x%'",
+            "owner ~ 'x'",
+        ] {
+            assert!(bind_err(text).contains("citext"), "{text}");
+        }
+        assert!(run("owner IS NOT NULL", &[(10, Some("x"))]));
+        // Regular expressions: `.` matches a newline, as in PostgreSQL; escapes that mean
+        // something else there are refused.
+        assert!(!run(
+            "email !~ 'SSN:.*[0-9]'",
+            &[(EMAIL, Some("SSN:\n123"))]
+        ));
+        for e in ["\\bhello", "a\\y", "\\mword\\M", "x\\Z"] {
+            assert!(
+                bind_err(&format!("email ~ '{e}'")).contains("means something else"),
+                "{e}"
+            );
+        }
+        assert!(run("email ~ '\\d+'", &[(EMAIL, Some("a1"))]));
     }
 
     #[test]
