@@ -408,3 +408,33 @@ fn an_icu_staging_stays_icu_after_a_swap() {
     assert_eq!(stg.query("SELECT count(*) FROM big"), "1000");
     drop_beside(&stg);
 }
+
+/// A swap checks the foreign keys on several sessions after committing them unchecked into
+/// `__next`: rows that break one (a `where` filter on the parent, as the README warns) fail the
+/// refresh with the key's name, the old staging stays as it was and no `__next` is left.
+#[test]
+fn a_foreign_key_broken_by_a_filter_fails_the_swap_and_keeps_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::demo("swfksrc");
+    let stg = TestDb::demo("swfkstg");
+    let ok = run(demo_refresh(&src, &stg).args(["--refresh", "swap", "--drop-prev"]));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let before = demo_fingerprint(&stg);
+    let rules = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace(
+            "[tables.customers.columns]",
+            "[tables.customers]\nwhere = \"id > 500\"\n\n[tables.customers.columns]",
+        );
+    let path = write_rules(dir.path(), &rules);
+    let o = run(&mut refresh_with(&path, &src, &stg).args(["--refresh", "swap"]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("restoring foreign key") && err.contains("customer_id_fkey"),
+        "{err}"
+    );
+    assert!(!err.contains(")=("), "a key value in: {err}");
+    assert_eq!(demo_fingerprint(&stg), before);
+    assert!(!next_left_behind(&stg));
+}

@@ -1088,7 +1088,24 @@ impl Mover<'_> {
         self.progress
             .phase(&format!("restoring {fks} foreign keys (checks every row)"));
         stop_if_asked()?;
-        staging.restore_foreign_keys().await?;
+        if self.lanes.is_empty() {
+            staging.restore_foreign_keys().await?;
+        } else {
+            // A swap: the keys are committed unchecked into the new database, which nobody
+            // reads yet, so that the loading sessions check their rows side by side.
+            let started = Instant::now();
+            let checks = staging.add_foreign_keys_unchecked().await?;
+            if !checks.is_empty() {
+                staging.checkpoint().await?;
+                let sessions: Vec<&tokio_postgres::Client> = self.lanes.iter().collect();
+                let n = crate::sink::postgres::spread_on(&sessions, checks).await?;
+                log::info!(
+                    "staging: checked {n} foreign keys on {} sessions in {:.2}s",
+                    sessions.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
         staging.restore_triggers().await?;
         self.progress
             .phase("refreshing materialized views from the anonymized tables");

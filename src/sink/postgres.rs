@@ -262,6 +262,58 @@ impl Staging {
         Ok(())
     }
 
+    /// A swap's foreign keys, in two steps so that several sessions can check them at once: each
+    /// is added here `NOT VALID` (a catalog change, no row read), and the statements that check
+    /// the rows are returned, to run once this is committed (`VALIDATE CONSTRAINT` on different
+    /// tables runs side by side; `ADD` of two keys to the same parent does not). A key on a
+    /// partitioned table (which PostgreSQL cannot add `NOT VALID`) or one that was `NOT VALID` in
+    /// the source is added whole here.
+    pub async fn add_foreign_keys_unchecked(
+        &mut self,
+    ) -> Result<Vec<(QualifiedName, String, String)>, DbError> {
+        let fks = std::mem::take(&mut self.dropped_fks);
+        log::info!("staging: restoring {} foreign keys", fks.len());
+        let tables: Vec<String> = fks.iter().map(|(t, _, _)| t.to_string()).collect();
+        let partitioned: std::collections::BTreeSet<String> = self
+            .client
+            .query(
+                "SELECT n FROM unnest($1::text[]) n \
+                 WHERE (SELECT relkind FROM pg_catalog.pg_class WHERE oid = n::regclass) = 'p'",
+                &[&tables],
+            )
+            .await
+            .map_err(query_err("reading which tables are partitioned"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut checks = Vec::new();
+        for (table, name, def) in fks {
+            let later =
+                !partitioned.contains(&table.to_string()) && !def.trim_end().ends_with("NOT VALID");
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} {def}{}",
+                    quote_ident(&name),
+                    if later { " NOT VALID" } else { "" }
+                ))
+                .await
+                .map_err(query_err(&format!(
+                    "restoring foreign key {name} of {table}"
+                )))?;
+            if later {
+                checks.push((
+                    table.clone(),
+                    format!("restoring foreign key {name} of {table}"),
+                    format!(
+                        "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+                        quote_ident(&name)
+                    ),
+                ));
+            }
+        }
+        Ok(checks)
+    }
+
     /// Give every sequence that staging also has the source's position.
     /// Set staging's sequences (those it has) to the source's positions, inside the refresh
     /// transaction: `ALTER SEQUENCE … RESTART` (and `nextval` for a sequence that was called) is
@@ -475,6 +527,21 @@ pub async fn rebuild_on(
     rebuild: Vec<(QualifiedName, String, String)>,
 ) -> Result<(), DbError> {
     let started = std::time::Instant::now();
+    let n = spread_on(sessions, rebuild).await?;
+    log::info!(
+        "staging: rebuilt {n} indexes on {} sessions in {:.2}s",
+        sessions.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Run `work` (table, context for errors, statement) on several sessions at once, a table's
+/// statements in order on one session; returns how many ran.
+pub async fn spread_on(
+    sessions: &[&Client],
+    rebuild: Vec<(QualifiedName, String, String)>,
+) -> Result<usize, DbError> {
     let mut groups: Vec<(QualifiedName, Vec<(String, String)>)> = Vec::new();
     for (table, context, sql) in rebuild {
         match groups.iter_mut().find(|g| g.0 == table) {
@@ -502,12 +569,7 @@ pub async fn rebuild_on(
         Ok::<_, DbError>(())
     }))
     .await?;
-    log::info!(
-        "staging: rebuilt {n} indexes on {} sessions in {:.2}s",
-        sessions.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(n)
 }
 
 /// On a loading session of a new staging database (a swap), open a transaction that empties a
