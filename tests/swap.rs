@@ -427,7 +427,7 @@ fn a_foreign_key_broken_by_a_filter_fails_the_swap_and_keeps_staging() {
             "[tables.customers]\nwhere = \"id > 500\"\n\n[tables.customers.columns]",
         );
     let path = write_rules(dir.path(), &rules);
-    let o = run(&mut refresh_with(&path, &src, &stg).args(["--refresh", "swap"]));
+    let o = run(refresh_with(&path, &src, &stg).args(["--refresh", "swap"]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
