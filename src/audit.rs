@@ -106,7 +106,15 @@ fn writes(op: &CellOp, treat: Treat) -> Shape {
     use crate::transform::scrub::Detector;
     let scrub = match op {
         CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => scrub_of(t),
-        CellOp::When(w) => return writes(&w.default, treat),
+        // Any alternative's shapes (a short number can be a coincidence in each).
+        CellOp::When(w) => {
+            return w
+                .branches
+                .iter()
+                .map(|b| &b.op)
+                .chain([&w.default])
+                .fold(0, |acc, op| acc | writes(op, treat))
+        }
         _ => None,
     };
     match (treat, scrub) {
@@ -147,10 +155,31 @@ fn treat(op: &CellOp, rule: &str) -> Treat {
         CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => of(t, rule),
         CellOp::Template(_) => Treat::Whole { search: true },
         // A conditional rule that keeps some rows puts originals in staging on purpose: its
-        // column is not searched (the report says so). Otherwise, as its default.
-        CellOp::When(w) if w.branches.iter().any(|b| matches!(b.op, CellOp::Pass)) => Treat::Moved,
-        CellOp::When(w) => treat(&w.default, rule),
+        // column is not searched (the report says so). Otherwise the most thorough treatment
+        // any alternative needs: one branch may leak what the default would hide.
+        CellOp::When(w) if keeps_some(w) => Treat::Moved,
+        CellOp::When(w) => {
+            let rank = |t: &Treat| match t {
+                Treat::Parts => 5,
+                Treat::Whole { search: true } => 4,
+                Treat::Whole { search: false } => 3,
+                Treat::Shifted => 2,
+                Treat::Kept => 1,
+                Treat::Moved => 0,
+            };
+            w.branches
+                .iter()
+                .map(|b| treat(&b.op, &b.rule))
+                .chain([treat(&w.default, rule)])
+                .max_by_key(rank)
+                .unwrap_or(Treat::Moved)
+        }
     }
+}
+
+/// Whether a conditional rule keeps some rows as they are.
+fn keeps_some(w: &crate::rules::WhenOp) -> bool {
+    w.branches.iter().any(|b| matches!(b.op, CellOp::Pass))
 }
 
 /// One finding or result line, as reported.
@@ -358,7 +387,7 @@ impl Audit {
                 }
                 let compares = matches!(treat, Treat::Whole { .. } | Treat::Shifted);
                 let note = match treat {
-                    Treat::Moved if matches!(op, CellOp::When(_)) => Some(
+                    Treat::Moved if matches!(op, CellOp::When(w) if keeps_some(w)) => Some(
                         "a conditional rule keeps some rows as they are: neither searched for nor compared"
                             .to_string(),
                     ),

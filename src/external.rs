@@ -41,6 +41,8 @@ const THREAD_GRACE: Duration = Duration::from_millis(100);
 const MAX_CHUNK_LINES: usize = 1024;
 /// The longest answer line read (an answer is one cell; PostgreSQL's own limit is 1 GB).
 const MAX_LINE_BYTES: usize = 64 << 20;
+/// The most a batch's answers may hold together (a batch is held until its rows are written).
+const MAX_BATCH_ANSWER_BYTES: usize = 512 << 20;
 /// How often a wait for answers looks for a signal to stop.
 const INTERRUPT_TICK: Duration = Duration::from_millis(100);
 const READ_BUFFER_SIZE: usize = 64 * 1024;
@@ -131,6 +133,16 @@ pub enum CommandError {
     Failed { command: String, status: ExitStatus },
     #[error("stopped waiting for command `{command}`: the run was interrupted")]
     Interrupted { command: String },
+    #[error(
+        "command `{command}`'s answers to one batch passed {mib} MiB after {answered} of {sent} \
+         values (a batch's answers are held until its rows are written)"
+    )]
+    BatchTooLarge {
+        command: String,
+        answered: usize,
+        sent: usize,
+        mib: usize,
+    },
 }
 
 impl CommandError {
@@ -143,7 +155,8 @@ impl CommandError {
             | CommandError::TooLong { line_in_batch, .. } => line_in_batch.checked_sub(1),
             CommandError::Exited { answered, .. }
             | CommandError::Timeout { answered, .. }
-            | CommandError::InputClosed { answered, .. } => Some(*answered),
+            | CommandError::InputClosed { answered, .. }
+            | CommandError::BatchTooLarge { answered, .. } => Some(*answered),
             _ => None,
         }
     }
@@ -354,6 +367,8 @@ impl Command {
             return Err(self.exited(proc, 0, sent));
         }
         let mut answers = Vec::with_capacity(sent);
+        // The answers of a batch are held until its rows are written: bounded.
+        let mut held = 0usize;
         let mut write_error = None;
         while answers.len() < sent {
             // A signal to stop is heeded within a tick, whatever the timeout.
@@ -373,7 +388,17 @@ impl Command {
                         if answers.len() == sent {
                             return Err(self.too_many_lines());
                         }
-                        answers.push(self.decode(&line, answers.len() + 1)?);
+                        let answer = self.decode(&line, answers.len() + 1)?;
+                        held += answer.len();
+                        if held > MAX_BATCH_ANSWER_BYTES {
+                            return Err(CommandError::BatchTooLarge {
+                                command: self.name(),
+                                answered: answers.len(),
+                                sent,
+                                mib: MAX_BATCH_ANSWER_BYTES >> 20,
+                            });
+                        }
+                        answers.push(answer);
                     }
                 }
                 Ok(Msg::Eof) | Err(RecvTimeoutError::Disconnected) => {

@@ -354,3 +354,56 @@ fn kept_columns_are_sampled_over_the_whole_table() {
     assert!((2500..=10000).contains(&examined), "{examined}");
     assert!(emails * 100 / examined >= 8, "{emails} of {examined}");
 }
+
+/// A conditional rule is audited by what any of its alternatives may write: a `"null"` default
+/// does not hide a branch that copies the value (`cat` as a command), and a rule that keeps some
+/// rows is named as not searched.
+#[test]
+fn a_conditional_rule_is_audited_by_its_branches_not_only_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::demo("audwsrc");
+    let stg = TestDb::demo("audwstg");
+    let text = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap();
+    let leaky = text.replace(
+        "ssn        = { hash = { format = \"preserve\" } }",
+        "ssn        = { else = \"null\", when = [{ if = \"country = 'GB'\", then = { command = [\"cat\"] } }] }",
+    );
+    assert_ne!(leaky, text);
+    let rules = write_rules(dir.path(), &leaky);
+    let rules = rules.to_str().unwrap();
+    let o = refresh(rules, &src, &stg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = dir.path().join("audit.json");
+    let o = audit(
+        rules,
+        &src.url(),
+        &stg.url(),
+        &["--format", "json", "--report", report.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o, None));
+    let doc = read_report(&report);
+    let ssn = column(&doc, "public.customers", "ssn");
+    assert!(ssn["unchanged"].as_u64().unwrap() > 100, "{ssn}");
+
+    // Nulled or hashed in every branch: clean.
+    let safe = text.replace(
+        "ssn        = { hash = { format = \"preserve\" } }",
+        "ssn        = { else = \"null\", when = [{ if = \"country = 'GB'\", then = { hash = { format = \"preserve\" } } }] }",
+    );
+    let rules = write_rules(dir.path(), &safe);
+    let rules = rules.to_str().unwrap();
+    let o = refresh(rules, &src, &stg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = audit(
+        rules,
+        &src.url(),
+        &stg.url(),
+        &["--format", "json", "--report", report.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", all_output(&o, None));
+    let ssn = column(&read_report(&report), "public.customers", "ssn").clone();
+    assert!(
+        ssn["note"].is_null() || !ssn["note"].as_str().unwrap().contains("keeps some rows"),
+        "{ssn}"
+    );
+}

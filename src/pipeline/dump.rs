@@ -183,7 +183,8 @@ fn write(
     buffers: &BufferPool,
 ) -> Result<Report, Box<RunFailure>> {
     let mut report = Report::default();
-    let mut current: Option<(TableStats, Instant)> = None;
+    // (The block's table: in a pg_dumpall file two databases can hold tables of one name.)
+    let mut current: Option<(TableStats, Instant, usize)> = None;
     let mut notes: BTreeMap<&'static str, u64> = BTreeMap::new();
     let werr = |source| PipelineError::Write { stdout, source };
     macro_rules! fail {
@@ -207,7 +208,7 @@ fn write(
             Slot::Start(block, header, read_from) => {
                 let t = &tables[block];
                 progress.table_started(&t.name);
-                current = Some((TableStats::start(t), read_from));
+                current = Some((TableStats::start(t), read_from, block));
                 if let Err(e) = out.write_all(&header) {
                     fail!(werr(e))
                 }
@@ -225,7 +226,7 @@ fn write(
                 if let Err(e) = out.write_all(&bytes) {
                     fail!(werr(e))
                 }
-                if let Some((s, _)) = current.as_mut() {
+                if let Some((s, _, _)) = current.as_mut() {
                     s.rows_read += rows;
                     s.rows_written += rows;
                     s.bytes_read += bytes_read;
@@ -235,7 +236,7 @@ fn write(
                 buffers.give(bytes);
             }
             Slot::Skipped { rows, bytes_read } => {
-                if let Some((s, _)) = current.as_mut() {
+                if let Some((s, _, _)) = current.as_mut() {
                     s.rows_read += rows;
                     s.bytes_read += bytes_read;
                 }
@@ -244,20 +245,14 @@ fn write(
                 if let Err(e) = out.write_all(&line) {
                     fail!(werr(e))
                 }
-                if let Some((mut s, t0)) = current.take() {
+                if let Some((mut s, t0, block)) = current.take() {
                     s.seconds = t0.elapsed().as_secs_f64();
-                    if let Some(f) = tables
-                        .iter()
-                        .find(|t| t.name == s.name)
-                        .and_then(|t| t.subset.as_ref())
-                    {
+                    if let Some(f) = tables[block].subset.as_ref() {
                         s.rows_written = s
                             .rows_read
                             .saturating_sub(f.dropped.load(std::sync::atomic::Ordering::Relaxed));
                     }
-                    if let Some(t) = tables.iter().find(|t| t.name == s.name) {
-                        s.count_branches(t);
-                    }
+                    s.count_branches(&tables[block]);
                     progress.table_finished(&s);
                     report.tables.push(s);
                 }

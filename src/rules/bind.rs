@@ -179,6 +179,8 @@ pub struct Branch {
     pub op: CellOp,
     /// `if <condition>`, for reports and previews.
     pub label: String,
+    /// The branch's rule as the report writes a rule (`fake = "email", unique`).
+    pub rule: String,
     unique: bool,
     location: super::Location,
 }
@@ -696,6 +698,7 @@ fn bind_when(
             condition,
             op,
             label: format!("if {}", b.text),
+            rule: b.rule.clone(),
             unique: b.unique,
             location: b.location.clone(),
         });
