@@ -162,11 +162,14 @@ fn a_signal_at_any_step_of_a_refresh_leaves_staging_whole() {
                 doc["error"].as_str().unwrap().contains("interrupted by"),
                 "{at:?}: {doc}"
             );
+            // (A signal noticed before staging's transaction began — the first step, on a
+            // loaded machine — leaves nothing to roll back: no `staging:` line at all.)
             assert!(
                 ended
                     .stderr
                     .contains("staging: rolling back; staging keeps what it had")
-                    || !*must_stop,
+                    || !*must_stop
+                    || !ended.stderr.contains("anonymize: info: staging: "),
                 "{at:?}: {}",
                 ended.stderr
             );
