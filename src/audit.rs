@@ -107,14 +107,7 @@ fn writes(op: &CellOp, treat: Treat) -> Shape {
     let scrub = match op {
         CellOp::Apply(t) | CellOp::ApplyBy(t, _) | CellOp::ApplyWith(t, _) => scrub_of(t),
         // Any alternative's shapes (a short number can be a coincidence in each).
-        CellOp::When(w) => {
-            return w
-                .branches
-                .iter()
-                .map(|b| &b.op)
-                .chain([&w.default])
-                .fold(0, |acc, op| acc | writes(op, treat))
-        }
+        CellOp::When(w) => return w.alternatives().fold(0, |acc, op| acc | writes(op, treat)),
         _ => None,
     };
     match (treat, scrub) {

@@ -100,27 +100,13 @@ pub fn run(plan: &Plan, with_target: bool) -> Result<Summary, Error> {
 /// Start every external command the rules name and send it one made-up value (never data): a
 /// command that cannot start, crashes or breaks the protocol is a problem of the rules.
 fn probe_commands(bound: &[rules::BoundTable]) -> Vec<rules::Diagnostic> {
-    fn externals<'a>(op: &'a rules::CellOp, out: &mut Vec<&'a crate::external::Command>) {
-        match op {
-            rules::CellOp::Apply(t) => out.extend(t.external()),
-            rules::CellOp::When(w) => {
-                for b in &w.branches {
-                    externals(&b.op, out);
-                }
-                externals(&w.default, out);
-            }
-            _ => {}
-        }
-    }
     let mut problems = Vec::new();
     for t in bound {
         let TableAction::Copy { ops } = &t.action else {
             continue;
         };
         for (op, column) in ops.iter().zip(&t.columns) {
-            let mut found = Vec::new();
-            externals(op, &mut found);
-            for command in found {
+            for command in op.commands() {
                 let tried = command
                     .run(&["anonymize-check-probe"])
                     .and_then(|_| command.finish());

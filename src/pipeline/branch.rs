@@ -87,14 +87,7 @@ impl Drop for Choices<'_> {
 
 /// Whether any alternative of any cell runs an external command.
 pub(super) fn has_external(ops: &[CellOp]) -> bool {
-    fn external(op: &CellOp) -> bool {
-        match op {
-            CellOp::Apply(t) => t.external().is_some(),
-            CellOp::When(w) => w.branches.iter().any(|b| external(&b.op)) || external(&w.default),
-            _ => false,
-        }
-    }
-    ops.iter().any(external)
+    ops.iter().any(|op| !op.commands().is_empty())
 }
 
 /// The values one command gets from a batch: its rule, the values, and each one's (row, column).
@@ -188,26 +181,12 @@ impl<'t> Externals<'t> {
 pub fn finish_commands<'a>(
     tables: impl IntoIterator<Item = &'a crate::rules::BoundTable>,
 ) -> Result<(), super::PipelineError> {
-    fn each<'t>(op: &'t CellOp, out: &mut Vec<&'t crate::external::Command>) {
-        match op {
-            CellOp::Apply(t) => out.extend(t.external()),
-            CellOp::When(w) => {
-                for b in &w.branches {
-                    each(&b.op, out);
-                }
-                each(&w.default, out);
-            }
-            _ => {}
-        }
-    }
     for t in tables {
         let crate::rules::TableAction::Copy { ops } = &t.action else {
             continue;
         };
         for (op, column) in ops.iter().zip(&t.columns) {
-            let mut found = Vec::new();
-            each(op, &mut found);
-            for c in found {
+            for c in op.commands() {
                 c.finish().map_err(|e| {
                     super::PipelineError::Command(format!("{}, column {column}: {e}", t.name))
                 })?;

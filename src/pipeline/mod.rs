@@ -412,13 +412,9 @@ enum Cell {
 /// Whether an operation reads other columns' anonymized values (a template, a scrub looking for
 /// the row's names), in any alternative.
 fn reads_outputs(op: &CellOp) -> bool {
-    match op {
-        CellOp::Template(_) | CellOp::ApplyWith(..) => true,
-        CellOp::When(w) => {
-            w.branches.iter().any(|b| reads_outputs(&b.op)) || reads_outputs(&w.default)
-        }
-        _ => false,
-    }
+    op.alternatives()
+        .into_iter()
+        .any(|o| matches!(o, CellOp::Template(_) | CellOp::ApplyWith(..)))
 }
 
 /// The cells of one row under its operations (`ops`: the table's, with each conditional rule's

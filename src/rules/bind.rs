@@ -172,6 +172,27 @@ pub enum CellOp {
     When(std::sync::Arc<WhenOp>),
 }
 
+impl CellOp {
+    /// The operations a row of this cell can get: a conditional rule's alternatives, else itself.
+    pub fn alternatives(&self) -> Vec<&CellOp> {
+        match self {
+            CellOp::When(w) => w.alternatives().collect(),
+            other => vec![other],
+        }
+    }
+
+    /// The external commands this cell may run, in any alternative.
+    pub fn commands(&self) -> Vec<&crate::external::Command> {
+        self.alternatives()
+            .into_iter()
+            .filter_map(|op| match op {
+                CellOp::Apply(t) => t.external(),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// One bound `when` alternative.
 #[derive(Debug)]
 pub struct Branch {
@@ -227,6 +248,11 @@ impl WhenOp {
             }
         }
         Ok(self.branches.len())
+    }
+
+    /// Every alternative's operation: the branches', then the default.
+    pub fn alternatives(&self) -> impl Iterator<Item = &CellOp> {
+        self.branches.iter().map(|b| &b.op).chain([&self.default])
     }
 
     /// The operation of alternative `k` (as [`WhenOp::choose`] numbers them).

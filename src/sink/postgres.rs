@@ -249,17 +249,29 @@ impl Staging {
     pub async fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
         log::info!("staging: restoring {} foreign keys", self.dropped_fks.len());
         for (table, name, def) in std::mem::take(&mut self.dropped_fks) {
-            self.client
-                .batch_execute(&format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} {def}",
-                    quote_ident(&name)
-                ))
-                .await
-                .map_err(query_err(&format!(
-                    "restoring foreign key {name} of {table}"
-                )))?;
+            self.add_foreign_key(&table, &name, &def, false).await?;
         }
         Ok(())
+    }
+
+    /// Add one dropped foreign key back (`not_valid`: without checking the rows yet).
+    async fn add_foreign_key(
+        &self,
+        table: &QualifiedName,
+        name: &str,
+        def: &str,
+        not_valid: bool,
+    ) -> Result<(), DbError> {
+        self.client
+            .batch_execute(&format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} {def}{}",
+                quote_ident(name),
+                if not_valid { " NOT VALID" } else { "" }
+            ))
+            .await
+            .map_err(query_err(&format!(
+                "restoring foreign key {name} of {table}"
+            )))
     }
 
     /// A swap's foreign keys, in two steps so that several sessions can check them at once: each
@@ -290,16 +302,7 @@ impl Staging {
         for (table, name, def) in fks {
             let later =
                 !partitioned.contains(&table.to_string()) && !def.trim_end().ends_with("NOT VALID");
-            self.client
-                .batch_execute(&format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} {def}{}",
-                    quote_ident(&name),
-                    if later { " NOT VALID" } else { "" }
-                ))
-                .await
-                .map_err(query_err(&format!(
-                    "restoring foreign key {name} of {table}"
-                )))?;
+            self.add_foreign_key(&table, &name, &def, later).await?;
             if later {
                 checks.push((
                     table.clone(),
