@@ -438,3 +438,89 @@ fn a_foreign_key_broken_by_a_filter_fails_the_swap_and_keeps_staging() {
     assert_eq!(demo_fingerprint(&stg), before);
     assert!(!next_left_behind(&stg));
 }
+
+/// Staging's foreign keys, as (table, name, validated, definition), for comparing with the source's.
+fn foreign_keys(db: &TestDb) -> String {
+    db.query(
+        "SELECT string_agg(format('%s %s %s %s', conrelid::regclass, conname, convalidated, \
+                pg_get_constraintdef(oid)), ' | ' ORDER BY conname) \
+         FROM pg_constraint WHERE contype = 'f'",
+    )
+}
+
+#[test]
+fn foreign_keys_are_checked_while_other_tables_load_unless_fixtures_come_after_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::demo("swekeysrc");
+    let stg = TestDb::demo("swekeystg");
+    let swap = |rules: &std::path::Path| {
+        let mut c = anonymize();
+        c.arg("--rules").arg(rules).args([
+            "-v",
+            "--source",
+            &src.url(),
+            "--target",
+            &stg.url(),
+            "--refresh",
+            "swap",
+            "--drop-prev",
+        ]);
+        run(&mut c)
+    };
+    let expected = foreign_keys(&src);
+    assert_eq!(expected.matches(" t FOREIGN KEY").count(), 3, "{expected}");
+
+    // No fixtures: every key is added and checked by a loading session once both its tables are in.
+    let o = swap(&root().join("rules/customers.toml"));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("staging: checked 3 foreign keys during the load"),
+        "{err}"
+    );
+    assert!(err.contains("restoring 0 foreign keys"), "{err}");
+    assert_eq!(foreign_keys(&stg), expected);
+    let before = demo_fingerprint(&stg);
+
+    // A fixture adds rows after the load: the keys wait for it, and check its rows too.
+    let rules_with = |sql: &str| {
+        let fixture = dir.path().join("fixture.sql");
+        std::fs::write(&fixture, sql).unwrap();
+        let text = std::fs::read_to_string(root().join("rules/customers.toml")).unwrap()
+            + &format!("\n[[fixtures]]\nsql = \"{}\"\n", fixture.display());
+        write_rules(dir.path(), &text)
+    };
+    let good = rules_with(
+        "INSERT INTO addresses (customer_id, street, city, country) \
+         SELECT min(id), '1 Test Street', 'Testville', 'DE' FROM customers;\n",
+    );
+    let o = swap(&good);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("during the load"), "{err}");
+    assert!(err.contains("restoring 3 foreign keys"), "{err}");
+    assert_eq!(foreign_keys(&stg), expected);
+    assert_eq!(
+        stg.query("SELECT count(*) FROM addresses WHERE street = '1 Test Street'"),
+        "1"
+    );
+    let before_bad = demo_fingerprint(&stg);
+    assert_ne!(before, before_bad);
+
+    // A fixture row that breaks a key fails the swap, and staging stays as it was.
+    let bad = rules_with(
+        "INSERT INTO addresses (customer_id, street, city, country) \
+         VALUES (987654321, '2 Nowhere Road', 'Testville', 'DE');\n",
+    );
+    let o = swap(&bad);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("restoring foreign key addresses_customer_id_fkey"),
+        "{err}"
+    );
+    assert!(!err.contains("987654321"), "a key value in: {err}");
+    assert_eq!(demo_fingerprint(&stg), before_bad);
+    assert!(!next_left_behind(&stg));
+    drop_beside(&stg);
+}

@@ -7,7 +7,7 @@
 //! for a staging target inside one transaction (lock, drop foreign keys and indexes, empty, load,
 //! rebuild indexes, restore foreign keys, set sequences, commit); any failure rolls back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +24,7 @@ use crate::pipeline::{
 };
 use crate::rules::{BoundTable, Diagnostic, Plan, QualifiedName, TableAction};
 use crate::sink::dump::{text, DumpSink};
-use crate::sink::postgres::{Staging, StagingError};
+use crate::sink::postgres::{DroppedKey, Staging, StagingError};
 use crate::sink::swap::{Swap, SwapError, SwapOptions};
 use crate::source::postgres::{self as pg, Catalog};
 
@@ -67,6 +67,8 @@ struct Job {
     table: Arc<BoundTable>,
     /// The catalog's row estimate, for progress.
     rows: Option<u64>,
+    /// The catalog's size estimate in pages: a swap loads the biggest tables first.
+    pages: u64,
     copy_sql: String,
     /// What the log shows of `copy_sql`: a subset's kept keys only as their number.
     copy_sql_shown: String,
@@ -146,6 +148,7 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
             };
             Some(Job {
                 rows: t.rows_estimate(),
+                pages: t.pages.max(0) as u64,
                 copy_sql,
                 copy_sql_shown,
                 table: Arc::new(b),
@@ -154,6 +157,48 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
             })
         })
         .collect()
+}
+
+/// A swap's foreign keys that its loading sessions add back and check themselves, each as soon as
+/// both its tables are loaded.
+struct EarlyKeys(std::sync::Mutex<(BTreeSet<QualifiedName>, Vec<DroppedKey>, usize)>);
+
+impl EarlyKeys {
+    fn new(keys: Vec<DroppedKey>) -> Self {
+        EarlyKeys(std::sync::Mutex::new((BTreeSet::new(), keys, 0)))
+    }
+
+    /// `table` is loaded: the keys this makes ready, taken by the caller.
+    fn ready(&self, table: &QualifiedName) -> Vec<DroppedKey> {
+        let Ok(mut guard) = self.0.lock() else {
+            return Vec::new();
+        };
+        let (loaded, waiting, taken) = &mut *guard;
+        loaded.insert(table.clone());
+        let (ready, rest): (Vec<DroppedKey>, Vec<DroppedKey>) = std::mem::take(waiting)
+            .into_iter()
+            .partition(|k| loaded.contains(&k.table) && loaded.contains(&k.references));
+        *waiting = rest;
+        *taken += ready.len();
+        ready
+    }
+
+    /// (how many keys were taken, the keys still waiting).
+    fn into_parts(self) -> (usize, Vec<DroppedKey>) {
+        match self.0.into_inner() {
+            Ok((_, waiting, taken)) => (taken, waiting),
+            Err(_) => (0, Vec::new()),
+        }
+    }
+}
+
+/// The jobs' indexes, biggest table first by the catalog's size (ties in load order): the order a
+/// swap's sessions load them in, so that the longest loads start first and the small ones fill
+/// the gaps at the end.
+fn biggest_first(pages: &[u64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..pages.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(pages[i]));
+    order
 }
 
 /// What a run should know about its source role: a superuser, or one that may write to the tables
@@ -249,10 +294,28 @@ async fn swap_begin(
         .await
         .map_err(swap_error)?;
     let filled = async {
+        // Staging's schema is read (pg_dump, a process of its own) while the database is created.
+        let schema = async {
+            if create_schema {
+                return Ok::<Option<String>, Error>(None);
+            }
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || crate::sink::swap::staging_schema_sql(&c))
+                .await
+                .map_err(|e| Error::Usage(format!("reading staging's schema: {e}")))?
+                .map(Some)
+                .map_err(db)
+        };
+        let (created, schema) = futures_util::future::join(
+            async { swap.create_next().await.map_err(swap_error) },
+            schema,
+        )
+        .await;
+        created?;
+        let schema = schema?;
         let next = swap.connect_next().await.map_err(db)?;
-        if !create_schema {
+        if let Some(sql) = schema {
             progress.phase("copying staging's schema into the new staging database");
-            let sql = crate::sink::swap::staging_schema_sql(c).map_err(db)?;
             next.batch_execute(&sql)
                 .await
                 .map_err(crate::db::query_err(
@@ -433,59 +496,87 @@ async fn run_async(
         }
         _ => None,
     };
-    let (target_client, swap) = match (&refresh.swap, target_client, &plan.target) {
-        (Some(opts), Some(staging_client), Endpoint::Database(c)) => {
-            let (next, swap) = swap_begin(
-                c,
-                staging_client,
-                opts,
-                refresh.create_schema,
-                &plan.keep_tables,
-                progress,
-            )
-            .await?;
-            (Some(next), Some(swap))
-        }
-        (_, t, _) => (t, None),
-    };
-    // A swap loads the new database on several sessions.
-    let mut lanes = Vec::new();
-    if let Some(s) = &swap {
-        for _ in 0..refresh.load_connections.max(1) {
-            let lane = async {
-                let c = s.connect_next().await?;
-                // A wait among the loading sessions is an error, never a hang.
-                c.batch_execute(&format!(
-                    "SET lock_timeout = '{}ms'",
-                    refresh.lock_timeout.as_millis()
-                ))
-                .await
-                .map_err(crate::db::query_err("opening a loading session"))?;
-                Ok::<_, crate::db::DbError>(c)
-            };
-            match lane.await {
-                Ok(c) => lanes.push(c),
-                Err(e) => {
-                    if let Err(d) = s.drop_next().await {
-                        log::warn!("{d}");
-                    }
-                    return Err(db(e));
-                }
-            }
-        }
-    }
+    // The source's snapshot opens while a swap creates the new staging database beside the old
+    // one: neither waits for the other. A signal cancels what runs on either.
     progress.phase("locking the source tables and reading the catalog in a read-only snapshot");
     let mut cancels = vec![source.cancel_token()];
     if let Some(t) = &target_client {
         cancels.push(t.cancel_token());
     }
-    let watcher = cancel_on_signal(cancels);
+    let early_watcher = cancel_on_signal(cancels);
+    let (target_client, swap, snapshot) = match (&refresh.swap, target_client, &plan.target) {
+        (Some(opts), Some(staging_client), Endpoint::Database(c)) => {
+            let (begun, snapshot) = futures_util::future::join(
+                swap_begin(
+                    c,
+                    staging_client,
+                    opts,
+                    refresh.create_schema,
+                    &plan.keep_tables,
+                    progress,
+                ),
+                open_source(&source, refresh),
+            )
+            .await;
+            match (begun, snapshot) {
+                (Ok((next, swap)), Ok(snapshot)) => (Some(next), Some(swap), snapshot),
+                (Ok((_, swap)), Err(e)) => {
+                    early_watcher.abort();
+                    if let Err(d) = swap.drop_next().await {
+                        log::warn!("{d}");
+                    }
+                    return as_stop(Err(e));
+                }
+                (Err(e), _) => {
+                    early_watcher.abort();
+                    return as_stop(Err(e));
+                }
+            }
+        }
+        (_, t, _) => match open_source(&source, refresh).await {
+            Ok(snapshot) => (t, None, snapshot),
+            Err(e) => {
+                early_watcher.abort();
+                return as_stop(Err(e));
+            }
+        },
+    };
+    // A swap loads the new database on several sessions, opened side by side.
+    let mut lanes = Vec::new();
+    if let Some(s) = &swap {
+        let opened = try_join_all((0..refresh.load_connections.max(1)).map(|_| async {
+            let c = s.connect_next().await?;
+            // A wait among the loading sessions is an error, never a hang.
+            c.batch_execute(&format!(
+                "SET lock_timeout = '{}ms'",
+                refresh.lock_timeout.as_millis()
+            ))
+            .await
+            .map_err(crate::db::query_err("opening a loading session"))?;
+            Ok::<_, crate::db::DbError>(c)
+        }))
+        .await;
+        match opened {
+            Ok(c) => lanes = c,
+            Err(e) => {
+                early_watcher.abort();
+                if let Err(d) = s.drop_next().await {
+                    log::warn!("{d}");
+                }
+                return as_stop(Err(db(e)));
+            }
+        }
+    }
+    let watcher = cancel_on_signal(target_client.iter().map(|t| t.cancel_token()).collect());
     let result = run_opened(
         plan,
         options,
         progress,
         refresh,
-        source,
+        OpenedSource {
+            client: source,
+            snapshot,
+        },
         Target {
             client: target_client,
             lanes,
@@ -494,11 +585,16 @@ async fn run_async(
     )
     .await;
     watcher.abort();
+    early_watcher.abort();
     let result = match swap {
         Some(swap) => swap_end(swap, result, progress).await,
         None => result,
     };
-    // A statement cancelled because a signal asked the run to stop is that stop.
+    as_stop(result)
+}
+
+/// A statement cancelled because a signal asked the run to stop is that stop.
+fn as_stop(result: Result<Report, Error>) -> Result<Report, Error> {
     match (result, crate::interrupt::requested()) {
         (Err(Error::Pipeline(mut f)), Some(signal)) => {
             f.error = PipelineError::Interrupted(signal);
@@ -510,6 +606,29 @@ async fn run_async(
         }))),
         (r, _) => r,
     }
+}
+
+/// Open the run's read-only snapshot on the source and read its catalog.
+async fn open_source(
+    source: &tokio_postgres::Client,
+    refresh: &RefreshOptions,
+) -> Result<pg::Snapshot, Error> {
+    let t0 = Instant::now();
+    let snapshot = pg::open_snapshot(source, refresh.lock_timeout)
+        .await
+        .map_err(db)?;
+    log::info!(
+        "source: catalog of {} tables read in {:.0} ms",
+        snapshot.catalog.tables.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(snapshot)
+}
+
+/// The source session holding the run's snapshot, and what it read in it.
+struct OpenedSource {
+    client: tokio_postgres::Client,
+    snapshot: pg::Snapshot,
 }
 
 /// The staging sessions of a run: the one that holds the refresh transaction, and a swap's extra
@@ -524,24 +643,19 @@ async fn run_opened(
     options: &Options,
     progress: &dyn Progress,
     refresh: &RefreshOptions,
-    source: tokio_postgres::Client,
+    opened: OpenedSource,
     target: Target,
     started: Instant,
 ) -> Result<Report, Error> {
+    let OpenedSource {
+        client: source,
+        snapshot,
+    } = opened;
     let Target {
         client: target_client,
         lanes,
     } = target;
     let source_info = plan.source.database().expect("a database source");
-    let t0 = Instant::now();
-    let snapshot = pg::open_snapshot(&source, refresh.lock_timeout)
-        .await
-        .map_err(db)?;
-    log::info!(
-        "source: catalog of {} tables read in {:.0} ms",
-        snapshot.catalog.tables.len(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
     let mut bound = check_source(plan, &source, &snapshot.catalog).await?;
     if super::subset::involved(plan) {
         if super::subset::wanted(plan) {
@@ -728,41 +842,38 @@ impl Mover<'_> {
     async fn read_all(
         &self,
         senders: Vec<Option<crate::pipeline::BatchSender>>,
+        order: &[usize],
     ) -> Result<(), PipelineError> {
-        let r = self.readers.len();
-        let mut per_reader: Vec<Vec<(usize, crate::pipeline::BatchSender)>> =
-            (0..r).map(|_| Vec::new()).collect();
-        let mut next = 0;
-        for (i, tx) in senders.into_iter().enumerate() {
-            if let Some(tx) = tx {
-                per_reader[next % r].push((i, tx));
-                next += 1;
+        // Each reader takes the next table in `order` when it has finished one, so that a long
+        // table holds up one reader only.
+        let mut senders: Vec<Option<crate::pipeline::BatchSender>> = senders;
+        let queue: std::sync::Mutex<
+            std::collections::VecDeque<(usize, crate::pipeline::BatchSender)>,
+        > = std::sync::Mutex::new(
+            order
+                .iter()
+                .filter_map(|&i| Some((i, senders.get_mut(i)?.take()?)))
+                .collect(),
+        );
+        let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+        try_join_all((0..self.readers.len()).map(|reader| async move {
+            while let Some((i, tx)) = next() {
+                let job = &self.prepared.jobs[i];
+                let _ = job.read_from.set(Instant::now());
+                let rows =
+                    pg::copy_out(&self.readers[reader], &job.copy_sql, &job.table.name).await?;
+                read_table(
+                    rows,
+                    Arc::clone(&job.table),
+                    self.exec,
+                    self.options,
+                    tx,
+                    &job.bytes_read,
+                )
+                .await?;
             }
-        }
-        try_join_all(
-            per_reader
-                .into_iter()
-                .enumerate()
-                .map(|(reader, tables)| async move {
-                    for (i, tx) in tables {
-                        let job = &self.prepared.jobs[i];
-                        let _ = job.read_from.set(Instant::now());
-                        let rows =
-                            pg::copy_out(&self.readers[reader], &job.copy_sql, &job.table.name)
-                                .await?;
-                        read_table(
-                            rows,
-                            Arc::clone(&job.table),
-                            self.exec,
-                            self.options,
-                            tx,
-                            &job.bytes_read,
-                        )
-                        .await?;
-                    }
-                    Ok::<_, PipelineError>(())
-                }),
-        )
+            Ok::<_, PipelineError>(())
+        }))
         .await
         .map(|_| ())
     }
@@ -835,111 +946,124 @@ impl Mover<'_> {
             }
             Ok::<_, PipelineError>(())
         };
-        try_join(load, self.read_all(senders)).await?;
+        let order: Vec<usize> = (0..self.prepared.jobs.len()).collect();
+        try_join(load, self.read_all(senders, &order)).await?;
         crate::pipeline::finish_commands(self.prepared.jobs.iter().map(|j| j.table.as_ref()))
     }
 
-    /// A swap's load: tables on several sessions of the new staging at once, session k taking
-    /// tables k, k + n, … in load order while the readers run (each consumes its tables in the
-    /// order the readers produce them, so none waits on another).
+    /// A swap's load: tables on several sessions of the new staging at once. The biggest tables
+    /// go first, and each session takes the next table when it has loaded one (and built its
+    /// indexes), in the order the readers take them, so that none waits on another and no
+    /// session sits idle while another has two big tables before it.
     async fn move_lanes(
         &self,
         sessions: &[&tokio_postgres::Client],
         rebuild: &std::sync::Mutex<Vec<(QualifiedName, String, String)>>,
+        keys: &EarlyKeys,
         report: &mut Report,
     ) -> Result<(), PipelineError> {
-        let n = sessions.len();
         let mut senders = Vec::new();
-        let mut per_lane: Vec<Vec<(usize, Option<Batches>)>> = (0..n).map(|_| Vec::new()).collect();
-        for (i, job) in self.prepared.jobs.iter().enumerate() {
-            let rx = if matches!(job.table.action, TableAction::Skip) {
+        let mut receivers: Vec<Option<Batches>> = Vec::new();
+        for job in &self.prepared.jobs {
+            if matches!(job.table.action, TableAction::Skip) {
                 senders.push(None);
-                None
+                receivers.push(None);
             } else {
                 let (tx, rx) = self.exec.queue();
                 senders.push(Some(tx));
-                Some(rx)
-            };
-            per_lane[i % n].push((i, rx));
+                receivers.push(Some(rx));
+            }
         }
-        let lanes = per_lane
-            .into_iter()
-            .zip(sessions)
-            .map(|(jobs, client)| async move {
-                let mut done = Vec::new();
-                for (i, rx) in jobs {
-                    stop_if_asked()?;
-                    let job = &self.prepared.jobs[i];
-                    let t0 = Instant::now();
-                    self.progress.table_started(&job.table.name);
-                    let mut stats = TableStats::start(&job.table);
-                    let rx_loaded = rx.is_some();
-                    if let Some(rx) = rx {
-                        let frozen =
-                            crate::sink::postgres::begin_frozen_load(client, &job.table.name)
-                                .await?;
-                        let sink = crate::sink::postgres::copy_in_on(
-                            client,
-                            &job.table.name,
-                            &job.table.columns,
-                            frozen,
-                        )
-                        .await?;
-                        let mut sink = std::pin::pin!(sink);
-                        let (rows, bytes) = load_table(
-                            &job.table.name,
-                            rx,
-                            TableOut::Copy(sink.as_mut()),
-                            self.progress,
-                        )
-                        .await?;
-                        if frozen {
-                            client
-                                .batch_execute("COMMIT")
-                                .await
-                                .map_err(crate::db::query_err(&format!(
-                                    "committing the load of {}",
-                                    job.table.name
-                                )))?;
-                        }
-                        stats.rows_read = rows;
-                        stats.rows_written = kept(&job.table, rows);
-                        stats.bytes_written = bytes;
-                        stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
-                    }
-                    debug_pause("load");
-                    let own: Vec<(QualifiedName, String, String)> = match rebuild.lock() {
-                        Ok(mut all) => {
-                            let (own, rest) = std::mem::take(&mut *all)
-                                .into_iter()
-                                .partition(|(t, _, _)| *t == job.table.name);
-                            *all = rest;
-                            own
-                        }
-                        Err(_) => Vec::new(),
-                    };
-                    if !own.is_empty() {
-                        crate::sink::postgres::rebuild_on(&[client], own).await?;
-                    }
-                    if rx_loaded {
-                        // Statistics for the new staging's planner, while others still load.
+        let pages: Vec<u64> = self.prepared.jobs.iter().map(|j| j.pages).collect();
+        let order = biggest_first(&pages);
+        let queue: std::sync::Mutex<std::collections::VecDeque<(usize, Option<Batches>)>> =
+            std::sync::Mutex::new(
+                order
+                    .iter()
+                    .map(|&i| (i, receivers.get_mut(i).and_then(Option::take)))
+                    .collect(),
+            );
+        let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+        let lanes = sessions.iter().map(|client| async move {
+            let mut done = Vec::new();
+            while let Some((i, rx)) = next() {
+                stop_if_asked()?;
+                let job = &self.prepared.jobs[i];
+                let t0 = Instant::now();
+                self.progress.table_started(&job.table.name);
+                let mut stats = TableStats::start(&job.table);
+                let rx_loaded = rx.is_some();
+                if let Some(rx) = rx {
+                    let frozen =
+                        crate::sink::postgres::begin_frozen_load(client, &job.table.name).await?;
+                    let sink = crate::sink::postgres::copy_in_on(
+                        client,
+                        &job.table.name,
+                        &job.table.columns,
+                        frozen,
+                    )
+                    .await?;
+                    let mut sink = std::pin::pin!(sink);
+                    let (rows, bytes) = load_table(
+                        &job.table.name,
+                        rx,
+                        TableOut::Copy(sink.as_mut()),
+                        self.progress,
+                    )
+                    .await?;
+                    if frozen {
                         client
-                            .batch_execute(&format!("ANALYZE {}", job.table.name))
+                            .batch_execute("COMMIT")
                             .await
                             .map_err(crate::db::query_err(&format!(
-                                "analyzing {}",
+                                "committing the load of {}",
                                 job.table.name
                             )))?;
                     }
-                    let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
-                    stats.seconds = from.elapsed().as_secs_f64();
-                    stats.count_branches(&job.table);
-                    self.progress.table_finished(&stats);
-                    done.push((i, stats));
+                    stats.rows_read = rows;
+                    stats.rows_written = kept(&job.table, rows);
+                    stats.bytes_written = bytes;
+                    stats.bytes_read = job.bytes_read.load(Ordering::Relaxed);
                 }
-                Ok::<_, PipelineError>(done)
-            });
-        let (loaded, ()) = try_join(try_join_all(lanes), self.read_all(senders)).await?;
+                debug_pause("load");
+                let own: Vec<(QualifiedName, String, String)> = match rebuild.lock() {
+                    Ok(mut all) => {
+                        let (own, rest) = std::mem::take(&mut *all)
+                            .into_iter()
+                            .partition(|(t, _, _)| *t == job.table.name);
+                        *all = rest;
+                        own
+                    }
+                    Err(_) => Vec::new(),
+                };
+                if !own.is_empty() {
+                    crate::sink::postgres::rebuild_on(&[client], own).await?;
+                }
+                if rx_loaded {
+                    // Statistics for the new staging's planner, while others still load.
+                    client
+                        .batch_execute(&format!("ANALYZE {}", job.table.name))
+                        .await
+                        .map_err(crate::db::query_err(&format!(
+                            "analyzing {}",
+                            job.table.name
+                        )))?;
+                }
+                let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
+                stats.seconds = from.elapsed().as_secs_f64();
+                stats.count_branches(&job.table);
+                self.progress.table_finished(&stats);
+                done.push((i, stats));
+                // The foreign keys whose two tables are now loaded, checked here while the
+                // other sessions still load.
+                for key in keys.ready(&job.table.name) {
+                    stop_if_asked()?;
+                    crate::sink::postgres::add_checked_on(client, &key).await?;
+                }
+            }
+            Ok::<_, PipelineError>(done)
+        });
+        let (loaded, ()) = try_join(try_join_all(lanes), self.read_all(senders, &order)).await?;
         let mut loaded: Vec<(usize, TableStats)> = loaded.into_iter().flatten().collect();
         loaded.sort_by_key(|(i, _)| *i);
         report.tables.extend(loaded.into_iter().map(|(_, s)| s));
@@ -1039,9 +1163,25 @@ impl Mover<'_> {
             // Each session builds a table's indexes as soon as it has loaded it, as pg_restore
             // -j does, while the others still load.
             let rebuild = std::sync::Mutex::new(staging.take_rebuild());
-            self.move_lanes(&sessions, &rebuild, report).await?;
+            // And checks a foreign key as soon as its two tables are loaded, unless fixtures,
+            // which run after the load, are still to add rows the key would check.
+            let keys = EarlyKeys::new(if self.fixtures.is_empty() {
+                staging.take_keys_checked_later()
+            } else {
+                Vec::new()
+            });
+            let started = Instant::now();
+            self.move_lanes(&sessions, &rebuild, &keys, report).await?;
             crate::pipeline::finish_commands(self.prepared.jobs.iter().map(|j| j.table.as_ref()))?;
             staging.give_back_rebuild(rebuild.into_inner().unwrap_or_default());
+            let (checked, rest) = keys.into_parts();
+            if checked > 0 {
+                log::info!(
+                    "staging: checked {checked} foreign keys during the load ({:.2}s of load)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            staging.give_back_keys(rest);
         }
         self.large_objects_to_staging(staging).await?;
         // Sequences first, so that a fixture drawing ids from them takes the ones after
@@ -1051,6 +1191,12 @@ impl Mover<'_> {
         staging
             .set_sequences(&self.prepared.catalog.sequences)
             .await?;
+        if !self.lanes.is_empty() && !self.fixtures.is_empty() {
+            // A swap's fixtures run on a loading session: the sequences' new positions are
+            // committed first (into the new database, which nobody reads yet), or a fixture
+            // drawing an id would wait on this transaction's lock on its sequence.
+            staging.checkpoint().await?;
+        }
         if !self.fixtures.is_empty() {
             self.progress
                 .phase(&format!("applying {} fixture(s)", self.fixtures.len()));
@@ -1291,4 +1437,70 @@ fn write(sink: &mut DumpSink, bytes: &[u8]) -> Result<(), PipelineError> {
     sink.writer()
         .write_all(bytes)
         .map_err(|source| PipelineError::Write { stdout, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_swap_loads_the_biggest_tables_first_and_keeps_load_order_among_equals() {
+        assert_eq!(biggest_first(&[10, 500, 0, 500, 70]), vec![1, 3, 4, 0, 2]);
+        assert_eq!(biggest_first(&[]), Vec::<usize>::new());
+    }
+
+    fn key(table: &str, references: &str) -> DroppedKey {
+        DroppedKey {
+            table: QualifiedName::new("public", table),
+            references: QualifiedName::new("public", references),
+            name: format!("{table}_{references}_fkey"),
+            def: format!("FOREIGN KEY (x) REFERENCES public.{references}(id)"),
+            partitioned: false,
+        }
+    }
+
+    #[test]
+    fn a_foreign_key_is_ready_once_both_its_tables_are_loaded_and_taken_once() {
+        let keys = EarlyKeys::new(vec![
+            key("orders", "customers"),
+            key("payments", "orders"),
+            key("tree", "tree"),
+            key("notes", "elsewhere"),
+        ]);
+        let q = |n: &str| QualifiedName::new("public", n);
+        let names = |v: Vec<DroppedKey>| v.into_iter().map(|k| k.name).collect::<Vec<_>>();
+        assert!(keys.ready(&q("orders")).is_empty());
+        assert_eq!(names(keys.ready(&q("tree"))), ["tree_tree_fkey"]);
+        assert_eq!(
+            names(keys.ready(&q("customers"))),
+            ["orders_customers_fkey"]
+        );
+        assert_eq!(names(keys.ready(&q("payments"))), ["payments_orders_fkey"]);
+        // Loaded again (it cannot be, but) nothing is handed out twice.
+        assert!(keys.ready(&q("customers")).is_empty());
+        assert!(keys.ready(&q("notes")).is_empty());
+        let (taken, rest) = keys.into_parts();
+        assert_eq!(taken, 3);
+        assert_eq!(names(rest), ["notes_elsewhere_fkey"]);
+    }
+
+    #[test]
+    fn keys_on_partitioned_tables_or_not_valid_in_the_source_are_not_checked_apart() {
+        let mut k = key("orders", "customers");
+        assert!(k.checked_later());
+        assert_eq!(
+            k.add_sql(true),
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_customers_fkey \
+             FOREIGN KEY (x) REFERENCES public.customers(id) NOT VALID"
+        );
+        assert_eq!(
+            k.validate_sql(),
+            "ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customers_fkey"
+        );
+        k.partitioned = true;
+        assert!(!k.checked_later());
+        let mut k = key("orders", "customers");
+        k.def.push_str(" NOT VALID");
+        assert!(!k.checked_later());
+    }
 }

@@ -18,9 +18,57 @@ use crate::schema::{quote_ident, QualifiedName};
 /// The advisory lock every refresh takes on the target ("anonymiz" in ASCII).
 pub const LOCK_KEY: i64 = 0x616e_6f6e_796d_697a;
 
+/// A foreign key dropped for the load, to add back after it.
+#[derive(Debug, Clone)]
+pub struct DroppedKey {
+    /// The table it is on.
+    pub table: QualifiedName,
+    /// The table it references.
+    pub references: QualifiedName,
+    pub name: String,
+    /// `pg_get_constraintdef`: `FOREIGN KEY (…) REFERENCES …`, with `NOT VALID` if it was.
+    pub def: String,
+    /// Either table is partitioned: PostgreSQL cannot add it `NOT VALID`.
+    pub partitioned: bool,
+}
+
+impl DroppedKey {
+    /// It can be added `NOT VALID` and checked by a separate `VALIDATE CONSTRAINT`, which runs
+    /// beside other checks: not on a partitioned table, and not one that was `NOT VALID` in the
+    /// source (it stays so).
+    pub fn checked_later(&self) -> bool {
+        !self.partitioned && !self.def.trim_end().ends_with("NOT VALID")
+    }
+
+    /// What its errors say it was doing.
+    pub fn context(&self) -> String {
+        format!("restoring foreign key {} of {}", self.name, self.table)
+    }
+
+    /// The statement that adds it back (`not_valid`: without checking the rows yet).
+    pub fn add_sql(&self, not_valid: bool) -> String {
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {}{}",
+            self.table,
+            quote_ident(&self.name),
+            self.def,
+            if not_valid { " NOT VALID" } else { "" }
+        )
+    }
+
+    /// The statement that checks its rows once it was added `NOT VALID`.
+    pub fn validate_sql(&self) -> String {
+        format!(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            self.table,
+            quote_ident(&self.name)
+        )
+    }
+}
+
 pub struct Staging {
     client: Client,
-    dropped_fks: Vec<(QualifiedName, String, String)>,
+    dropped_fks: Vec<DroppedKey>,
     /// Statements that rebuild the keys and indexes dropped for the load, in order: (table,
     /// what it does, the statement).
     rebuild: Vec<(QualifiedName, String, String)>,
@@ -85,9 +133,11 @@ impl Staging {
         let rows = self
             .client
             .query(
-                "SELECT DISTINCT n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid) \
+                "SELECT DISTINCT n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid), \
+                        rn.nspname, r.relname, c.relkind = 'p' OR r.relkind = 'p' \
                  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace \
                  WHERE k.contype = 'f' AND k.conparentid = 0 \
                    AND (k.conrelid = ANY($1::text[]::regclass[]) OR k.confrelid = ANY($1::text[]::regclass[]) \
                         OR k.conrelid IN (SELECT inhparent FROM pg_inherits WHERE inhrelid = ANY($1::text[]::regclass[])) \
@@ -110,7 +160,13 @@ impl Staging {
                     "dropping foreign key {name} of {table} for the load"
                 )))?;
             log::debug!("staging: dropped foreign key {name} of {table} for the load");
-            self.dropped_fks.push((table, name, def));
+            self.dropped_fks.push(DroppedKey {
+                table,
+                references: QualifiedName::new(r.get::<_, &str>(4), r.get::<_, &str>(5)),
+                name,
+                def,
+                partitioned: r.get(6),
+            });
         }
         log::info!(
             "staging: dropped {} foreign keys for the load",
@@ -248,30 +304,34 @@ impl Staging {
     /// Add back the foreign keys dropped for the load; this checks every row against them.
     pub async fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
         log::info!("staging: restoring {} foreign keys", self.dropped_fks.len());
-        for (table, name, def) in std::mem::take(&mut self.dropped_fks) {
-            self.add_foreign_key(&table, &name, &def, false).await?;
+        for key in std::mem::take(&mut self.dropped_fks) {
+            self.add_foreign_key(&key, false).await?;
         }
         Ok(())
     }
 
     /// Add one dropped foreign key back (`not_valid`: without checking the rows yet).
-    async fn add_foreign_key(
-        &self,
-        table: &QualifiedName,
-        name: &str,
-        def: &str,
-        not_valid: bool,
-    ) -> Result<(), DbError> {
+    async fn add_foreign_key(&self, key: &DroppedKey, not_valid: bool) -> Result<(), DbError> {
         self.client
-            .batch_execute(&format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} {def}{}",
-                quote_ident(name),
-                if not_valid { " NOT VALID" } else { "" }
-            ))
+            .batch_execute(&key.add_sql(not_valid))
             .await
-            .map_err(query_err(&format!(
-                "restoring foreign key {name} of {table}"
-            )))
+            .map_err(query_err(&key.context()))
+    }
+
+    /// The foreign keys dropped for the load that a swap's loading sessions may add back and check
+    /// themselves as soon as both their tables are loaded ([`add_checked_on`]); the rest stay for
+    /// [`Staging::add_foreign_keys_unchecked`].
+    pub fn take_keys_checked_later(&mut self) -> Vec<DroppedKey> {
+        let (later, rest) = std::mem::take(&mut self.dropped_fks)
+            .into_iter()
+            .partition(DroppedKey::checked_later);
+        self.dropped_fks = rest;
+        later
+    }
+
+    /// Keys taken by [`Staging::take_keys_checked_later`] and not added, to be added later.
+    pub fn give_back_keys(&mut self, rest: Vec<DroppedKey>) {
+        self.dropped_fks.extend(rest);
     }
 
     /// A swap's foreign keys, in two steps so that several sessions can check them at once: each
@@ -285,33 +345,12 @@ impl Staging {
     ) -> Result<Vec<(QualifiedName, String, String)>, DbError> {
         let fks = std::mem::take(&mut self.dropped_fks);
         log::info!("staging: restoring {} foreign keys", fks.len());
-        let tables: Vec<String> = fks.iter().map(|(t, _, _)| t.to_string()).collect();
-        let partitioned: std::collections::BTreeSet<String> = self
-            .client
-            .query(
-                "SELECT n FROM unnest($1::text[]) n \
-                 WHERE (SELECT relkind FROM pg_catalog.pg_class WHERE oid = n::regclass) = 'p'",
-                &[&tables],
-            )
-            .await
-            .map_err(query_err("reading which tables are partitioned"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
         let mut checks = Vec::new();
-        for (table, name, def) in fks {
-            let later =
-                !partitioned.contains(&table.to_string()) && !def.trim_end().ends_with("NOT VALID");
-            self.add_foreign_key(&table, &name, &def, later).await?;
+        for key in fks {
+            let later = key.checked_later();
+            self.add_foreign_key(&key, later).await?;
             if later {
-                checks.push((
-                    table.clone(),
-                    format!("restoring foreign key {name} of {table}"),
-                    format!(
-                        "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
-                        quote_ident(&name)
-                    ),
-                ));
+                checks.push((key.table.clone(), key.context(), key.validate_sql()));
             }
         }
         Ok(checks)
@@ -573,6 +612,22 @@ pub async fn spread_on(
     }))
     .await?;
     Ok(n)
+}
+
+/// On a loading session of a new staging database (a swap), add a dropped foreign key back
+/// `NOT VALID` and then check its rows, each in its own transaction: the short `ADD` is what
+/// waits on another key to the same table, and the long check runs beside the others'.
+pub async fn add_checked_on(client: &Client, key: &DroppedKey) -> Result<(), DbError> {
+    let context = key.context();
+    log::debug!("staging: {context}");
+    client
+        .batch_execute(&key.add_sql(true))
+        .await
+        .map_err(query_err(&context))?;
+    client
+        .batch_execute(&key.validate_sql())
+        .await
+        .map_err(query_err(&context))
 }
 
 /// On a loading session of a new staging database (a swap), open a transaction that empties a

@@ -63,6 +63,8 @@ pub struct Swap {
     pub next: String,
     pub prev: String,
     options: SwapOptions,
+    /// `CREATE DATABASE` of `__next`, and what gives it the old staging's settings and grants.
+    create: (String, String),
 }
 
 fn q(e: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
@@ -71,8 +73,9 @@ fn q(e: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
 
 impl Swap {
     /// Check what the swap needs on `staging_client` (a session on the old staging, closed by the
-    /// caller before the cut-over), take the swap lock, drop a leftover `__next` and create a new
-    /// one with the old staging's owner, encoding, settings and grants.
+    /// caller before the cut-over), take the swap lock, drop a leftover `__next`, and read what
+    /// [`Swap::create_next`] gives the new one: the old staging's owner, encoding, settings and
+    /// grants.
     pub async fn prepare(
         staging: &ConnInfo,
         staging_client: &Client,
@@ -170,36 +173,45 @@ impl Swap {
         if !locked {
             return Err(SwapError::Locked(name));
         }
-        let swap = Swap {
-            admin,
-            guard: std::sync::Mutex::new(Some(guard)),
-            staging: staging.clone(),
-            next: format!("{name}__next"),
-            prev: format!("{name}__prev"),
-            name,
-            options,
-        };
-        swap.drop_next().await?;
+        let next = format!("{name}__next");
         let create = format!(
             "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}{provider}",
-            quote_ident(&swap.next),
+            quote_ident(&next),
             quote_ident(&owner),
             literal(&encoding),
             literal(&collate),
             literal(&ctype)
         );
-        swap.admin
-            .batch_execute(&create)
+        let settings_sql = database_sql(&next, &settings, &grants);
+        let swap = Swap {
+            admin,
+            guard: std::sync::Mutex::new(Some(guard)),
+            staging: staging.clone(),
+            next,
+            prev: format!("{name}__prev"),
+            name,
+            options,
+            create: (create, settings_sql),
+        };
+        swap.drop_next().await?;
+        Ok(swap)
+    }
+
+    /// Create the new staging database beside the old one, with the old one's settings and
+    /// grants ([`Swap::prepare`] took the locks and read them).
+    pub async fn create_next(&self) -> Result<(), SwapError> {
+        let (create, sql) = &self.create;
+        self.admin
+            .batch_execute(create)
             .await
             .map_err(q("creating the new staging database"))?;
-        let sql = database_sql(&swap.next, &settings, &grants);
         if !sql.is_empty() {
-            swap.admin.batch_execute(&sql).await.map_err(q(
+            self.admin.batch_execute(sql).await.map_err(q(
                 "giving the new staging database the old one's settings and grants",
             ))?;
         }
-        log::info!("staging: {} created beside {}", swap.next, swap.name);
-        Ok(swap)
+        log::info!("staging: {} created beside {}", self.next, self.name);
+        Ok(())
     }
 
     /// Copy staging-only tables (`[target] keep_tables`) from the old staging into the new one as
@@ -312,34 +324,52 @@ impl Swap {
         let wait = self.options.cutover_wait.max(Duration::from_secs(2));
         let mut terminated = 0u64;
         loop {
-            match self.admin.batch_execute(&sql).await {
-                Ok(()) => break,
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
-                    let _ = self.admin.batch_execute("ROLLBACK").await;
-                    if started.elapsed() < wait {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+            // Rename only once no session is on the old staging. A rename that finds one waits
+            // for it (up to 5 s) holding the database's lock, and every connection that arrives
+            // meanwhile fails when the rename commits ("It seems to have just been dropped or
+            // renamed"): a reader would see errors instead of the old staging or the new one.
+            let free = self.sessions().await? == 0;
+            if free {
+                match self.admin.batch_execute(&sql).await {
+                    Ok(()) => break,
+                    // One arrived between the count and the rename (or a prepared transaction).
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                        let _ = self.admin.batch_execute("ROLLBACK").await;
                     }
-                    if !self.options.terminate || terminated > 10_000 {
-                        let n = self.sessions().await?;
-                        return Err(SwapError::Db(DbError::Busy(format!(
-                            "cut-over: {n} session(s) still use staging database {} after {} s \
-                             (--cutover-wait); the old staging stays in place. Use \
-                             --cutover-terminate to end them after the wait",
-                            self.name,
-                            wait.as_secs()
-                        ))));
+                    Err(e) => {
+                        let _ = self.admin.batch_execute("ROLLBACK").await;
+                        return Err(SwapError::Db(DbError::Query {
+                            context: "cut-over: renaming the new staging into place".into(),
+                            message: describe(&e),
+                        }));
                     }
-                    terminated += self.terminate_sessions().await?;
-                }
-                Err(e) => {
-                    let _ = self.admin.batch_execute("ROLLBACK").await;
-                    return Err(SwapError::Db(DbError::Query {
-                        context: "cut-over: renaming the new staging into place".into(),
-                        message: describe(&e),
-                    }));
                 }
             }
+            let elapsed = started.elapsed();
+            if elapsed >= wait {
+                // Ending sessions cannot help a prepared transaction: give up a minute later.
+                if !self.options.terminate || elapsed >= wait + Duration::from_secs(60) {
+                    let n = self.sessions().await?;
+                    return Err(SwapError::Db(DbError::Busy(format!(
+                        "cut-over: {n} session(s) still use staging database {} after {} s \
+                         (--cutover-wait); the old staging stays in place. Use \
+                         --cutover-terminate to end them after the wait",
+                        self.name,
+                        wait.as_secs()
+                    ))));
+                }
+                if !free {
+                    terminated += self.terminate_sessions().await?;
+                }
+            }
+            // The run's own session on the old staging, just closed, ends within a few
+            // milliseconds, and readers come and go: look often.
+            let pause = if elapsed < Duration::from_secs(1) {
+                5
+            } else {
+                50
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         log::info!(
             "staging: cut over in {:.0} ms ({} is now the old staging)",
@@ -372,7 +402,8 @@ impl Swap {
         Ok(self
             .admin
             .query_one(
-                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = $1",
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity \
+                 WHERE datname = $1 AND backend_type <> 'autovacuum worker'",
                 &[&self.name],
             )
             .await

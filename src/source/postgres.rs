@@ -217,6 +217,8 @@ pub struct CatalogTable {
     /// The primary key, or else the narrowest unique index of NOT NULL columns.
     pub key: Option<Vec<String>>,
     pub row_estimate: i64,
+    /// Its size in pages as the catalog last saw it (0 when never vacuumed or analyzed).
+    pub pages: i64,
 }
 
 impl CatalogTable {
@@ -349,7 +351,8 @@ SELECT n.nspname, c.relname, c.relkind::text, c.reltuples::bigint,
        -- Row-level security that would hide rows from this role (pg_dump refuses such a table too).
        c.relrowsecurity AND NOT (me.rolsuper OR me.rolbypassrls)
            AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) AS rls_hides,
-       c.relkind = 'r' AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') AS writable
+       c.relkind = 'r' AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') AS writable,
+       c.relpages::bigint
 FROM pg_class c
 CROSS JOIN (SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user) me
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -422,6 +425,7 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
                 columns: Vec::new(),
                 key: None,
                 row_estimate: row.get::<_, i64>(3).max(0),
+                pages: row.get::<_, i64>(16).max(0),
             });
         }
         let max_len: Option<i32> = row.get(12);
@@ -755,6 +759,7 @@ mod tests {
             columns: Vec::new(),
             key: None,
             row_estimate: 0,
+            pages: 0,
             foreign: false,
             rls_hides: false,
             writable: false,
