@@ -16,7 +16,13 @@ export ANONYMIZE_KEY=bench-key-not-secret-0123456789
 n=$(nproc)
 source benches/cluster.sh
 median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-secs() { /usr/bin/time -f "%e" -o "$work/t" "$@" >/dev/null; cat "$work/t"; }
+# Each timed run starts from a flushed buffer pool (an untimed CHECKPOINT), so that none pays for
+# writing out what the run before it left dirty (a swap's DROP DATABASE of the old staging forces
+# a checkpoint, which would otherwise flush the previous clone's or in-place load's pages too).
+secs() {
+    psql "${pg[@]}" -d postgres -c CHECKPOINT >/dev/null
+    /usr/bin/time -f "%e" -o "$work/t" "$@" >/dev/null; cat "$work/t"
+}
 dump="$work/production-$customers.sql"
 [ -s "$dump" ] || python3 examples/gen_production.py --customers "$customers" -o "$dump"
 dropdb --if-exists --force sw_src; createdb sw_src
