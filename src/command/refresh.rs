@@ -160,33 +160,70 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
 }
 
 /// A swap's foreign keys that its loading sessions add back and check themselves, each as soon as
-/// both its tables are loaded.
-struct EarlyKeys(std::sync::Mutex<(BTreeSet<QualifiedName>, Vec<DroppedKey>, usize)>);
+/// both its tables are loaded and no other session is checking a key on either of them: a
+/// `VALIDATE` holds its table (SHARE UPDATE EXCLUSIVE) for as long as it reads it, and an `ADD` or
+/// `VALIDATE` of another key on that table would wait for it, up to the lock timeout.
+struct EarlyKeys(std::sync::Mutex<KeyState>);
+
+#[derive(Default)]
+struct KeyState {
+    loaded: BTreeSet<QualifiedName>,
+    waiting: Vec<DroppedKey>,
+    /// The tables whose keys a session is checking.
+    checking: BTreeSet<QualifiedName>,
+    taken: usize,
+}
+
+impl KeyState {
+    /// Take the keys that may be checked now, and mark their tables as being checked.
+    fn take_ready(&mut self) -> Vec<DroppedKey> {
+        let (ready, rest): (Vec<DroppedKey>, Vec<DroppedKey>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|k| {
+                self.loaded.contains(&k.table)
+                    && self.loaded.contains(&k.references)
+                    && !self.checking.contains(&k.table)
+                    && !self.checking.contains(&k.references)
+            });
+        self.waiting = rest;
+        self.checking.extend(ready.iter().map(|k| k.table.clone()));
+        self.taken += ready.len();
+        ready
+    }
+}
 
 impl EarlyKeys {
     fn new(keys: Vec<DroppedKey>) -> Self {
-        EarlyKeys(std::sync::Mutex::new((BTreeSet::new(), keys, 0)))
+        EarlyKeys(std::sync::Mutex::new(KeyState {
+            waiting: keys,
+            ..KeyState::default()
+        }))
     }
 
-    /// `table` is loaded: the keys this makes ready, taken by the caller.
-    fn ready(&self, table: &QualifiedName) -> Vec<DroppedKey> {
-        let Ok(mut guard) = self.0.lock() else {
+    /// `table` is loaded: the keys the caller checks now.
+    fn loaded(&self, table: &QualifiedName) -> Vec<DroppedKey> {
+        let Ok(mut state) = self.0.lock() else {
             return Vec::new();
         };
-        let (loaded, waiting, taken) = &mut *guard;
-        loaded.insert(table.clone());
-        let (ready, rest): (Vec<DroppedKey>, Vec<DroppedKey>) = std::mem::take(waiting)
-            .into_iter()
-            .partition(|k| loaded.contains(&k.table) && loaded.contains(&k.references));
-        *waiting = rest;
-        *taken += ready.len();
-        ready
+        state.loaded.insert(table.clone());
+        state.take_ready()
+    }
+
+    /// The caller has checked `keys`: the keys it checks next (those that waited for them).
+    fn checked(&self, keys: &[DroppedKey]) -> Vec<DroppedKey> {
+        let Ok(mut state) = self.0.lock() else {
+            return Vec::new();
+        };
+        for k in keys {
+            state.checking.remove(&k.table);
+        }
+        state.take_ready()
     }
 
     /// (how many keys were taken, the keys still waiting).
     fn into_parts(self) -> (usize, Vec<DroppedKey>) {
         match self.0.into_inner() {
-            Ok((_, waiting, taken)) => (taken, waiting),
+            Ok(state) => (state.taken, state.waiting),
             Err(_) => (0, Vec::new()),
         }
     }
@@ -1056,9 +1093,13 @@ impl Mover<'_> {
                 done.push((i, stats));
                 // The foreign keys whose two tables are now loaded, checked here while the
                 // other sessions still load.
-                for key in keys.ready(&job.table.name) {
-                    stop_if_asked()?;
-                    crate::sink::postgres::add_checked_on(client, &key).await?;
+                let mut batch = keys.loaded(&job.table.name);
+                while !batch.is_empty() {
+                    for key in &batch {
+                        stop_if_asked()?;
+                        crate::sink::postgres::add_checked_on(client, key).await?;
+                    }
+                    batch = keys.checked(&batch);
                 }
             }
             Ok::<_, PipelineError>(done)
@@ -1468,20 +1509,44 @@ mod tests {
             key("notes", "elsewhere"),
         ]);
         let q = |n: &str| QualifiedName::new("public", n);
-        let names = |v: Vec<DroppedKey>| v.into_iter().map(|k| k.name).collect::<Vec<_>>();
-        assert!(keys.ready(&q("orders")).is_empty());
-        assert_eq!(names(keys.ready(&q("tree"))), ["tree_tree_fkey"]);
-        assert_eq!(
-            names(keys.ready(&q("customers"))),
-            ["orders_customers_fkey"]
-        );
-        assert_eq!(names(keys.ready(&q("payments"))), ["payments_orders_fkey"]);
-        // Loaded again (it cannot be, but) nothing is handed out twice.
-        assert!(keys.ready(&q("customers")).is_empty());
-        assert!(keys.ready(&q("notes")).is_empty());
+        let names = |v: &[DroppedKey]| v.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+        assert!(keys.loaded(&q("orders")).is_empty());
+        let tree = keys.loaded(&q("tree"));
+        assert_eq!(names(&tree), ["tree_tree_fkey"]);
+        assert!(keys.checked(&tree).is_empty());
+        let orders = keys.loaded(&q("customers"));
+        assert_eq!(names(&orders), ["orders_customers_fkey"]);
+        // orders is being checked: a key that would lock it waits for that check, then goes to
+        // the session that made it.
+        assert!(keys.loaded(&q("payments")).is_empty());
+        assert_eq!(names(&keys.checked(&orders)), ["payments_orders_fkey"]);
+        // Nothing is handed out twice.
+        assert!(keys.loaded(&q("customers")).is_empty());
+        assert!(keys.loaded(&q("notes")).is_empty());
         let (taken, rest) = keys.into_parts();
         assert_eq!(taken, 3);
-        assert_eq!(names(rest), ["notes_elsewhere_fkey"]);
+        assert_eq!(names(&rest), ["notes_elsewhere_fkey"]);
+    }
+
+    #[test]
+    fn two_keys_on_one_table_are_checked_by_one_session_one_after_the_other() {
+        let keys = EarlyKeys::new(vec![key("orders", "customers"), key("orders", "shops")]);
+        let q = |n: &str| QualifiedName::new("public", n);
+        keys.loaded(&q("orders"));
+        let first = keys.loaded(&q("customers"));
+        assert_eq!(first.len(), 1);
+        assert!(
+            keys.loaded(&q("shops")).is_empty(),
+            "orders is being checked"
+        );
+        let second = keys.checked(&first);
+        assert_eq!(second[0].name, "orders_shops_fkey");
+        assert!(keys.checked(&second).is_empty());
+        // Both loaded at once: one session takes both.
+        let keys = EarlyKeys::new(vec![key("orders", "customers"), key("orders", "shops")]);
+        keys.loaded(&q("customers"));
+        keys.loaded(&q("shops"));
+        assert_eq!(keys.loaded(&q("orders")).len(), 2);
     }
 
     #[test]
