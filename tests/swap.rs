@@ -524,3 +524,48 @@ fn foreign_keys_are_checked_while_other_tables_load_unless_fixtures_come_after_t
     assert!(!next_left_behind(&stg));
     drop_beside(&stg);
 }
+
+#[test]
+fn a_kept_table_whose_key_references_a_loaded_table_comes_across_and_its_key_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = TestDb::demo("swkeptsrc");
+    let stg = TestDb::demo("swkeptstg");
+    let ok = run(demo_refresh(&src, &stg).args(["--refresh", "in-place"]));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    stg.query(
+        "CREATE TABLE qa_flags (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES customers(id), \
+         flag text); INSERT INTO qa_flags VALUES (1, 1, 'vip'), (2, 2, 'slow payer'), (3, 1, 'beta')",
+    );
+    let rules = std::fs::read_to_string(root().join("rules/customers.toml"))
+        .unwrap()
+        .replace("[target]\n", "[target]\nkeep_tables = [\"qa_flags\"]\n");
+    let path = write_rules(dir.path(), &rules);
+    let o = run(refresh_with(&path, &src, &stg).args(["--refresh", "swap", "--drop-prev"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stg.query("SELECT string_agg(id || ':' || customer_id || ':' || flag, ',' ORDER BY id) FROM qa_flags"),
+        "1:1:vip,2:2:slow payer,3:1:beta"
+    );
+    assert_eq!(
+        stg.query(
+            "SELECT convalidated FROM pg_constraint WHERE conrelid = 'qa_flags'::regclass AND contype = 'f'"
+        ),
+        "t"
+    );
+    // A kept row whose customer only the old staging has (a staging-only customer, which the
+    // refresh replaces with production's) fails the swap; staging stays as it was.
+    stg.query(
+        "INSERT INTO customers (id, email, first_name, last_name, created_at) \
+         VALUES (987654321, 'qa-only@acme.test', 'Q', 'A', now()); \
+         INSERT INTO qa_flags VALUES (4, 987654321, 'gone')",
+    );
+    let before = demo_fingerprint(&stg);
+    let o = run(refresh_with(&path, &src, &stg).args(["--refresh", "swap"]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("qa_flags_customer_id_fkey"), "{err}");
+    assert!(!err.contains("987654321"), "a key value in: {err}");
+    assert_eq!(demo_fingerprint(&stg), before);
+    assert!(!next_left_behind(&stg));
+    drop_beside(&stg);
+}

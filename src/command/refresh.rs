@@ -160,35 +160,58 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
 }
 
 /// A swap's foreign keys that its loading sessions add back and check themselves, each as soon as
-/// both its tables are loaded and no other session is checking a key on either of them: a
-/// `VALIDATE` holds its table (SHARE UPDATE EXCLUSIVE) for as long as it reads it, and an `ADD` or
-/// `VALIDATE` of another key on that table would wait for it, up to the lock timeout.
+/// both its tables are loaded and no lock of another session's key is in its way. A key's `ADD …
+/// NOT VALID` takes SHARE ROW EXCLUSIVE on both its tables (for milliseconds), its `VALIDATE`
+/// SHARE UPDATE EXCLUSIVE on its own table for as long as it reads it (and ROW SHARE on the one it
+/// references). So a key waits while its own table is any checked key's table or referenced
+/// table, or while the table it references is a checked key's own table; keys that only reference
+/// the same table are checked side by side. None then waits on another session's check, which
+/// could outlast the lock timeout, and no cycle of keys can deadlock.
 struct EarlyKeys(std::sync::Mutex<KeyState>);
 
 #[derive(Default)]
 struct KeyState {
     loaded: BTreeSet<QualifiedName>,
     waiting: Vec<DroppedKey>,
-    /// The tables whose keys a session is checking.
-    checking: BTreeSet<QualifiedName>,
+    /// The tables of the keys being checked, and how many of them reference each table.
+    own: BTreeSet<QualifiedName>,
+    referenced: BTreeMap<QualifiedName, usize>,
     taken: usize,
 }
 
 impl KeyState {
     /// Take the keys that may be checked now, and mark their tables as being checked.
     fn take_ready(&mut self) -> Vec<DroppedKey> {
-        let (ready, rest): (Vec<DroppedKey>, Vec<DroppedKey>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|k| {
-                self.loaded.contains(&k.table)
-                    && self.loaded.contains(&k.references)
-                    && !self.checking.contains(&k.table)
-                    && !self.checking.contains(&k.references)
-            });
-        self.waiting = rest;
-        self.checking.extend(ready.iter().map(|k| k.table.clone()));
+        let mut ready = Vec::new();
+        for k in std::mem::take(&mut self.waiting) {
+            let free = self.loaded.contains(&k.table)
+                && self.loaded.contains(&k.references)
+                && !self.own.contains(&k.table)
+                && !self.referenced.contains_key(&k.table)
+                && !self.own.contains(&k.references);
+            if free {
+                self.own.insert(k.table.clone());
+                *self.referenced.entry(k.references.clone()).or_default() += 1;
+                ready.push(k);
+            } else {
+                self.waiting.push(k);
+            }
+        }
         self.taken += ready.len();
         ready
+    }
+
+    /// `keys` are checked: their tables are free again.
+    fn release(&mut self, keys: &[DroppedKey]) {
+        for k in keys {
+            self.own.remove(&k.table);
+            if let Some(n) = self.referenced.get_mut(&k.references) {
+                *n -= 1;
+                if *n == 0 {
+                    self.referenced.remove(&k.references);
+                }
+            }
+        }
     }
 }
 
@@ -214,9 +237,7 @@ impl EarlyKeys {
         let Ok(mut state) = self.0.lock() else {
             return Vec::new();
         };
-        for k in keys {
-            state.checking.remove(&k.table);
-        }
+        state.release(keys);
         state.take_ready()
     }
 
@@ -360,14 +381,10 @@ async fn swap_begin(
                 ))
                 .map_err(db)?;
         }
-        if !keep.is_empty() {
-            progress.phase("copying the staging-only tables of [target] keep_tables");
-            let rows = swap
-                .keep_tables(&staging_client, &next, keep)
-                .await
-                .map_err(swap_error)?;
-            log::info!("staging: {} kept tables copied ({rows} rows)", keep.len());
-        }
+        // Their rows are copied after the load (the tables their keys reference are empty now).
+        crate::sink::swap::check_kept_tables(&staging_client, keep)
+            .await
+            .map_err(swap_error)?;
         Ok::<_, Error>(next)
     }
     .await;
@@ -778,6 +795,10 @@ async fn run_opened(
         policy: plan.policy,
         lanes: &lanes,
         keep: &plan.keep_tables,
+        kept_from: match (&plan.target, lanes.is_empty()) {
+            (Endpoint::Database(c), false) => Some(c),
+            _ => None,
+        },
         fixtures: &plan.fixtures,
     };
     let result = match target_client {
@@ -865,6 +886,8 @@ struct Mover<'a> {
     lanes: &'a [tokio_postgres::Client],
     /// `[target] keep_tables`.
     keep: &'a [QualifiedName],
+    /// A swap's old staging, which the kept tables are copied from.
+    kept_from: Option<&'a ConnInfo>,
     /// `[[fixtures]]`, applied after the data.
     fixtures: &'a [crate::fixtures::Fixture],
     options: &'a Options,
@@ -1223,6 +1246,18 @@ impl Mover<'_> {
                 );
             }
             staging.give_back_keys(rest);
+            if let (Some(old), false) = (self.kept_from, self.keep.is_empty()) {
+                self.progress
+                    .phase("copying the staging-only tables of [target] keep_tables");
+                stop_if_asked()?;
+                let old = crate::db::connect(old).await?;
+                let rows =
+                    crate::sink::swap::copy_kept_tables(&old, staging.client(), self.keep).await?;
+                log::info!(
+                    "staging: {} kept tables copied ({rows} rows)",
+                    self.keep.len()
+                );
+            }
         }
         self.large_objects_to_staging(staging).await?;
         // Sequences first, so that a fixture drawing ids from them takes the ones after
@@ -1542,11 +1577,44 @@ mod tests {
         let second = keys.checked(&first);
         assert_eq!(second[0].name, "orders_shops_fkey");
         assert!(keys.checked(&second).is_empty());
-        // Both loaded at once: one session takes both.
+        // Both loaded at once: one session takes the first, then the second.
         let keys = EarlyKeys::new(vec![key("orders", "customers"), key("orders", "shops")]);
         keys.loaded(&q("customers"));
         keys.loaded(&q("shops"));
-        assert_eq!(keys.loaded(&q("orders")).len(), 2);
+        let first = keys.loaded(&q("orders"));
+        assert_eq!(first.len(), 1);
+        assert_eq!(keys.checked(&first).len(), 1);
+    }
+
+    #[test]
+    fn keys_that_only_reference_the_same_table_are_checked_side_by_side_and_no_cycle_runs_at_once()
+    {
+        let q = |n: &str| QualifiedName::new("public", n);
+        let keys = EarlyKeys::new(vec![
+            key("orders", "customers"),
+            key("addresses", "customers"),
+        ]);
+        keys.loaded(&q("customers"));
+        assert_eq!(keys.loaded(&q("orders")).len(), 1);
+        assert_eq!(
+            keys.loaded(&q("addresses")).len(),
+            1,
+            "both reference customers only"
+        );
+        // a -> b, b -> c, c -> a: while a -> b is checked, b -> c (its own table is referenced
+        // by it) and c -> a (it references a table being checked) wait.
+        let keys = EarlyKeys::new(vec![key("a", "b"), key("b", "c"), key("c", "a")]);
+        keys.loaded(&q("a"));
+        let first = keys.loaded(&q("b"));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].name, "a_b_fkey");
+        assert!(keys.loaded(&q("c")).is_empty());
+        let second = keys.checked(&first);
+        assert_eq!(second.len(), 1, "b -> c; c -> a still waits for it");
+        let third = keys.checked(&second);
+        assert_eq!(third[0].name, "c_a_fkey");
+        assert!(keys.checked(&third).is_empty());
+        assert_eq!(keys.into_parts().0, 3);
     }
 
     #[test]

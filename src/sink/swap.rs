@@ -67,6 +67,11 @@ pub struct Swap {
     create: (String, String),
 }
 
+/// How long the cut-over's renames may take before they are cancelled and tried again: they take
+/// milliseconds, unless a session on the database makes PostgreSQL wait for it (up to 5 s) while
+/// holding the database's lock, which every new connection to it then waits on and fails after.
+const RENAME_TIMEOUT: &str = "SET LOCAL statement_timeout = '100ms';";
+
 fn q(e: &str) -> impl Fn(tokio_postgres::Error) -> DbError + '_ {
     query_err(e)
 }
@@ -214,50 +219,6 @@ impl Swap {
         Ok(())
     }
 
-    /// Copy staging-only tables (`[target] keep_tables`) from the old staging into the new one as
-    /// they are, before the load. Each must exist in both (the new one has staging's schema).
-    pub async fn keep_tables(
-        &self,
-        staging_client: &Client,
-        next: &Client,
-        tables: &[crate::schema::QualifiedName],
-    ) -> Result<u64, SwapError> {
-        use futures_util::{SinkExt, StreamExt};
-        let mut rows = 0;
-        for t in tables {
-            let present: bool = staging_client
-                .query_one(
-                    "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-                    &[&t.to_string()],
-                )
-                .await
-                .map_err(q("looking for a table of [target] keep_tables"))?
-                .get(0);
-            if !present {
-                return Err(SwapError::NotAllowed(format!(
-                    "[target] keep_tables: staging has no table {t}"
-                )));
-            }
-            let context = format!("copying kept table {t} into the new staging");
-            let out = staging_client
-                .copy_out(&format!("COPY {t} TO STDOUT"))
-                .await
-                .map_err(q(&context))?;
-            let sink = next
-                .copy_in::<_, bytes::Bytes>(&format!("COPY {t} FROM STDIN"))
-                .await
-                .map_err(q(&context))?;
-            let mut out = std::pin::pin!(out);
-            let mut sink = std::pin::pin!(sink);
-            while let Some(chunk) = out.next().await {
-                let chunk = chunk.map_err(q(&context))?;
-                sink.send(chunk).await.map_err(q(&context))?;
-            }
-            rows += sink.as_mut().finish().await.map_err(q(&context))?;
-        }
-        Ok(rows)
-    }
-
     /// A connection to the new staging database.
     pub async fn connect_next(&self) -> Result<Client, DbError> {
         let mut info = self.staging.clone();
@@ -308,13 +269,13 @@ impl Swap {
                 .await
                 .map_err(q("dropping a leftover of an earlier cut-over"))?;
             format!(
-                "BEGIN; ALTER DATABASE {prev} RENAME TO {}; ALTER DATABASE {name} RENAME TO {prev}; \
+                "BEGIN; {RENAME_TIMEOUT} ALTER DATABASE {prev} RENAME TO {}; ALTER DATABASE {name} RENAME TO {prev}; \
                  ALTER DATABASE {next} RENAME TO {name}; COMMIT",
                 quote_ident(&old_prev)
             )
         } else {
             format!(
-                "BEGIN; ALTER DATABASE {name} RENAME TO {prev}; ALTER DATABASE {next} RENAME TO {name}; COMMIT"
+                "BEGIN; {RENAME_TIMEOUT} ALTER DATABASE {name} RENAME TO {prev}; ALTER DATABASE {next} RENAME TO {name}; COMMIT"
             )
         };
         // The session holding the in-place lock on the old staging would block the renames.
@@ -332,8 +293,15 @@ impl Swap {
             if free {
                 match self.admin.batch_execute(&sql).await {
                     Ok(()) => break,
-                    // One arrived between the count and the rename (or a prepared transaction).
-                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                    // One arrived between the count and the rename (or a prepared transaction):
+                    // the rename, which waits for it holding the database's lock, is cancelled
+                    // after RENAME_TIMEOUT, so that connections queued behind it go on to the old
+                    // staging instead of failing.
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                            || e.code()
+                                == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) =>
+                    {
                         let _ = self.admin.batch_execute("ROLLBACK").await;
                     }
                     Err(e) => {
@@ -348,7 +316,15 @@ impl Swap {
             let elapsed = started.elapsed();
             if elapsed >= wait {
                 // Ending sessions cannot help a prepared transaction: give up a minute later.
-                if !self.options.terminate || elapsed >= wait + Duration::from_secs(60) {
+                if self.options.terminate && elapsed >= wait + Duration::from_secs(60) {
+                    return Err(SwapError::Db(DbError::Busy(format!(
+                        "cut-over: staging database {} could not be renamed a minute after its \
+                         sessions were ended (a prepared transaction on it, or a session that \
+                         keeps coming back?); the old staging stays in place",
+                        self.name
+                    ))));
+                }
+                if !self.options.terminate {
                     let n = self.sessions().await?;
                     return Err(SwapError::Db(DbError::Busy(format!(
                         "cut-over: {n} session(s) still use staging database {} after {} s \
@@ -504,4 +480,59 @@ const LIST_SETTINGS: &[&str] = &[
 
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Check that staging has every staging-only table of `[target] keep_tables` (before anything
+/// moves; [`copy_kept_tables`] copies them after the load).
+pub async fn check_kept_tables(
+    staging_client: &Client,
+    tables: &[crate::schema::QualifiedName],
+) -> Result<(), SwapError> {
+    for t in tables {
+        let present: bool = staging_client
+            .query_one(
+                "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                &[&t.to_string()],
+            )
+            .await
+            .map_err(q("looking for a table of [target] keep_tables"))?
+            .get(0);
+        if !present {
+            return Err(SwapError::NotAllowed(format!(
+                "[target] keep_tables: staging has no table {t}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Copy staging-only tables (`[target] keep_tables`) from the old staging into the new one as they
+/// are. The refresh does it after the load, once the tables a kept table's foreign keys reference
+/// hold their rows (and with those keys dropped until the refresh adds them back and checks them).
+pub async fn copy_kept_tables(
+    old: &Client,
+    next: &Client,
+    tables: &[crate::schema::QualifiedName],
+) -> Result<u64, DbError> {
+    use futures_util::{SinkExt, StreamExt};
+    let mut rows = 0;
+    for t in tables {
+        let context = format!("copying kept table {t} into the new staging");
+        let out = old
+            .copy_out(&format!("COPY {t} TO STDOUT"))
+            .await
+            .map_err(q(&context))?;
+        let sink = next
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {t} FROM STDIN"))
+            .await
+            .map_err(q(&context))?;
+        let mut out = std::pin::pin!(out);
+        let mut sink = std::pin::pin!(sink);
+        while let Some(chunk) = out.next().await {
+            let chunk = chunk.map_err(q(&context))?;
+            sink.send(chunk).await.map_err(q(&context))?;
+        }
+        rows += sink.as_mut().finish().await.map_err(q(&context))?;
+    }
+    Ok(rows)
 }
