@@ -512,17 +512,27 @@ pub fn run(
     runtime.block_on(run_async(plan, options, progress, refresh))
 }
 
+/// Watches for a signal on behalf of some sessions until dropped.
+struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Cancel the statements running on these sessions as soon as SIGINT or SIGTERM asks the run to
 /// stop (a long index build or a lock wait included); the run then rolls back and exits 130/143.
-fn cancel_on_signal(tokens: Vec<tokio_postgres::CancelToken>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// The watch ends when the returned [`Watcher`] is dropped, on every way out.
+fn cancel_on_signal(tokens: Vec<tokio_postgres::CancelToken>) -> Watcher {
+    Watcher(tokio::spawn(async move {
         while crate::interrupt::requested().is_none() {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         for t in tokens {
             let _ = t.cancel_query(tokio_postgres::NoTls).await;
         }
-    })
+    }))
 }
 
 async fn run_async(
@@ -575,14 +585,12 @@ async fn run_async(
             match (begun, snapshot) {
                 (Ok((next, swap)), Ok(snapshot)) => (Some(next), Some(swap), snapshot),
                 (Ok((_, swap)), Err(e)) => {
-                    early_watcher.abort();
                     if let Err(d) = swap.drop_next().await {
                         log::warn!("{d}");
                     }
                     return as_stop(Err(e));
                 }
                 (Err(e), _) => {
-                    early_watcher.abort();
                     return as_stop(Err(e));
                 }
             }
@@ -590,7 +598,6 @@ async fn run_async(
         (_, t, _) => match open_source(&source, refresh).await {
             Ok(snapshot) => (t, None, snapshot),
             Err(e) => {
-                early_watcher.abort();
                 return as_stop(Err(e));
             }
         },
@@ -613,7 +620,6 @@ async fn run_async(
         match opened {
             Ok(c) => lanes = c,
             Err(e) => {
-                early_watcher.abort();
                 if let Err(d) = s.drop_next().await {
                     log::warn!("{d}");
                 }
@@ -638,8 +644,8 @@ async fn run_async(
         started,
     )
     .await;
-    watcher.abort();
-    early_watcher.abort();
+    drop(watcher);
+    drop(early_watcher);
     let result = match swap {
         Some(swap) => swap_end(swap, result, progress).await,
         None => result,
@@ -858,7 +864,7 @@ async fn run_opened(
         }
         None => mover.to_dump(plan, schema.as_deref(), &mut report).await,
     };
-    reader_watcher.abort();
+    drop(reader_watcher);
     report.seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => Ok(report),
@@ -896,9 +902,10 @@ struct Mover<'a> {
 }
 
 impl Mover<'_> {
-    /// The readers: session r reads tables r, r + R, r + 2R … in load order, each into its own
-    /// bounded channel. The loader takes tables in the same order, so it always waits on a table
-    /// some reader is working on: no deadlock, and memory bounded by R channels.
+    /// The readers: each session takes the next table in `order` when it has finished one, and
+    /// reads it into that table's own bounded channel. The loaders take tables in the same order,
+    /// so each always waits on a table some reader is working on or will take next: no deadlock,
+    /// and memory bounded by one channel per reader.
     async fn read_all(
         &self,
         senders: Vec<Option<crate::pipeline::BatchSender>>,
