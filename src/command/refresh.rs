@@ -159,95 +159,200 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
         .collect()
 }
 
-/// A swap's foreign keys that its loading sessions add back and check themselves, each as soon as
-/// both its tables are loaded and no lock of another session's key is in its way. A key's `ADD …
-/// NOT VALID` takes SHARE ROW EXCLUSIVE on both its tables (for milliseconds), its `VALIDATE`
-/// SHARE UPDATE EXCLUSIVE on its own table for as long as it reads it (and ROW SHARE on the one it
-/// references). So a key waits while its own table is any checked key's table or referenced
-/// table, or while the table it references is a checked key's own table; keys that only reference
-/// the same table are checked side by side. None then waits on another session's check, which
-/// could outlast the lock timeout, and no cycle of keys can deadlock.
-struct EarlyKeys(std::sync::Mutex<KeyState>);
+/// A swap's work after each table's load, shared by its loading sessions one piece at a time: the
+/// foreign keys they add back and check themselves, each as soon as both its tables are loaded and
+/// no lock of another session's work is in its way, and each loaded table's `ANALYZE`, once every
+/// load has been taken (loads first, which the readers wait on; statistics then fill what would be
+/// the sessions' idle time at the end, while the last tables load and their keys are checked). A
+/// session with nothing to do waits while another still loads or works, since what that frees may
+/// be work for it.
+///
+/// A key's `ADD … NOT VALID` takes SHARE ROW EXCLUSIVE on both its tables (for milliseconds), its
+/// `VALIDATE` SHARE UPDATE EXCLUSIVE on its own table for as long as it reads it (and ROW SHARE on
+/// the one it references); `ANALYZE` SHARE UPDATE EXCLUSIVE on its table. So a key waits while its
+/// own table is any checked key's table or referenced table, or while the table it references is a
+/// checked key's own table, or while either is analyzed; an `ANALYZE` waits while its table is a
+/// checked key's table or referenced table; keys that only reference the same table are checked
+/// side by side. No statement then waits on another session's, which could outlast the lock
+/// timeout, and no cycle can deadlock.
+struct AfterLoad {
+    state: std::sync::Mutex<AfterState>,
+    /// Told whenever a load or a piece of work ends.
+    changed: tokio::sync::Notify,
+}
+
+/// One piece of a swap's work after a load.
+#[derive(Debug, Clone)]
+enum After {
+    Key(DroppedKey),
+    Analyze(QualifiedName),
+}
+
+/// What a session without a load to take does.
+#[derive(Debug)]
+enum Idle {
+    Work(After),
+    /// Nothing is ready, but a load or a piece of work still running may free some.
+    Wait,
+    Done,
+}
 
 #[derive(Default)]
-struct KeyState {
+struct AfterState {
     loaded: BTreeSet<QualifiedName>,
+    /// Loads taken and not finished.
+    loading: usize,
     waiting: Vec<DroppedKey>,
+    /// Loaded tables whose `ANALYZE` is still to run (in load order), and those being analyzed.
+    unanalyzed: Vec<QualifiedName>,
+    analyzing: BTreeSet<QualifiedName>,
     /// The tables of the keys being checked, and how many of them reference each table.
     own: BTreeSet<QualifiedName>,
     referenced: BTreeMap<QualifiedName, usize>,
     taken: usize,
 }
 
-impl KeyState {
-    /// Take the keys that may be checked now, and mark their tables as being checked.
-    fn take_ready(&mut self) -> Vec<DroppedKey> {
-        let mut ready = Vec::new();
-        for k in std::mem::take(&mut self.waiting) {
-            let free = self.loaded.contains(&k.table)
-                && self.loaded.contains(&k.references)
-                && !self.own.contains(&k.table)
-                && !self.referenced.contains_key(&k.table)
-                && !self.own.contains(&k.references);
-            if free {
-                self.own.insert(k.table.clone());
-                *self.referenced.entry(k.references.clone()).or_default() += 1;
-                ready.push(k);
-            } else {
-                self.waiting.push(k);
-            }
+impl AfterState {
+    /// Take one piece of work that may run now, keys first (statistics only once
+    /// `all_loads_taken`), and mark its tables as busy.
+    fn take_one(&mut self, all_loads_taken: bool) -> Option<After> {
+        let free = |s: &Self, k: &DroppedKey| {
+            s.loaded.contains(&k.table)
+                && s.loaded.contains(&k.references)
+                && !s.own.contains(&k.table)
+                && !s.referenced.contains_key(&k.table)
+                && !s.own.contains(&k.references)
+                && !s.analyzing.contains(&k.table)
+                && !s.analyzing.contains(&k.references)
+        };
+        if let Some(i) = self.waiting.iter().position(|k| free(self, k)) {
+            let k = self.waiting.remove(i);
+            self.own.insert(k.table.clone());
+            *self.referenced.entry(k.references.clone()).or_default() += 1;
+            self.taken += 1;
+            return Some(After::Key(k));
         }
-        self.taken += ready.len();
-        ready
+        if !all_loads_taken {
+            return None;
+        }
+        let i = self
+            .unanalyzed
+            .iter()
+            .position(|t| !self.own.contains(t) && !self.referenced.contains_key(t))?;
+        let t = self.unanalyzed.remove(i);
+        self.analyzing.insert(t.clone());
+        Some(After::Analyze(t))
     }
 
-    /// `keys` are checked: their tables are free again.
-    fn release(&mut self, keys: &[DroppedKey]) {
-        for k in keys {
-            self.own.remove(&k.table);
-            if let Some(n) = self.referenced.get_mut(&k.references) {
-                *n -= 1;
-                if *n == 0 {
-                    self.referenced.remove(&k.references);
+    /// `work` is done: its tables are free again.
+    fn release(&mut self, work: &After) {
+        match work {
+            After::Key(k) => {
+                self.own.remove(&k.table);
+                if let Some(n) = self.referenced.get_mut(&k.references) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.referenced.remove(&k.references);
+                    }
                 }
+            }
+            After::Analyze(t) => {
+                self.analyzing.remove(t);
             }
         }
     }
 }
 
-impl EarlyKeys {
+impl AfterLoad {
     fn new(keys: Vec<DroppedKey>) -> Self {
-        EarlyKeys(std::sync::Mutex::new(KeyState {
-            waiting: keys,
-            ..KeyState::default()
-        }))
-    }
-
-    /// `table` is loaded: the keys the caller checks now.
-    fn loaded(&self, table: &QualifiedName) -> Vec<DroppedKey> {
-        let Ok(mut state) = self.0.lock() else {
-            return Vec::new();
-        };
-        state.loaded.insert(table.clone());
-        state.take_ready()
-    }
-
-    /// The caller has checked `keys`: the keys it checks next (those that waited for them).
-    fn checked(&self, keys: &[DroppedKey]) -> Vec<DroppedKey> {
-        let Ok(mut state) = self.0.lock() else {
-            return Vec::new();
-        };
-        state.release(keys);
-        state.take_ready()
-    }
-
-    /// (how many keys were taken, the keys still waiting).
-    fn into_parts(self) -> (usize, Vec<DroppedKey>) {
-        match self.0.into_inner() {
-            Ok(state) => (state.taken, state.waiting),
-            Err(_) => (0, Vec::new()),
+        AfterLoad {
+            state: std::sync::Mutex::new(AfterState {
+                waiting: keys,
+                ..AfterState::default()
+            }),
+            changed: tokio::sync::Notify::new(),
         }
     }
+
+    fn with<R>(&self, f: impl FnOnce(&mut AfterState) -> R) -> Option<R> {
+        self.state.lock().ok().map(|mut state| f(&mut state))
+    }
+
+    /// A session has taken a load (called while the queue it came from is held, so that no
+    /// session sees neither the load queued nor taken).
+    fn start_load(&self) {
+        self.with(|state| state.loading += 1);
+    }
+
+    /// `table` is loaded (and is to be analyzed when `analyze`): the work the caller does first.
+    fn loaded(&self, table: &QualifiedName, analyze: bool, all_loads_taken: bool) -> Option<After> {
+        let next = self
+            .with(|state| {
+                state.loading = state.loading.saturating_sub(1);
+                state.loaded.insert(table.clone());
+                if analyze {
+                    state.unanalyzed.push(table.clone());
+                }
+                state.take_one(all_loads_taken)
+            })
+            .flatten();
+        self.changed.notify_waiters();
+        next
+    }
+
+    /// The caller has done `work`: the work it does next.
+    fn done(&self, work: &After, all_loads_taken: bool) -> Option<After> {
+        let next = self
+            .with(|state| {
+                state.release(work);
+                state.take_one(all_loads_taken)
+            })
+            .flatten();
+        self.changed.notify_waiters();
+        next
+    }
+
+    /// Every load is taken and the caller is free.
+    fn idle(&self) -> Idle {
+        self.with(|state| match state.take_one(true) {
+            Some(work) => Idle::Work(work),
+            None if state.loading > 0 || !state.own.is_empty() || !state.analyzing.is_empty() => {
+                Idle::Wait
+            }
+            None => Idle::Done,
+        })
+        .unwrap_or(Idle::Done)
+    }
+
+    /// (how many keys were taken, the keys still waiting, the tables not analyzed).
+    fn into_parts(self) -> (usize, Vec<DroppedKey>, Vec<QualifiedName>) {
+        match self.state.into_inner() {
+            Ok(state) => (state.taken, state.waiting, state.unanalyzed),
+            Err(_) => (0, Vec::new(), Vec::new()),
+        }
+    }
+}
+
+/// Do a swap's work after a load on one session, then what is ready next, until nothing is.
+async fn after_load(
+    client: &tokio_postgres::Client,
+    work: &AfterLoad,
+    mut next: Option<After>,
+    all_loads_taken: impl Fn() -> bool,
+) -> Result<(), PipelineError> {
+    while let Some(w) = next {
+        stop_if_asked()?;
+        match &w {
+            After::Key(key) => crate::sink::postgres::add_checked_on(client, key).await?,
+            // Statistics for the new staging's planner, while others still work.
+            After::Analyze(table) => client
+                .batch_execute(&format!("ANALYZE {table}"))
+                .await
+                .map_err(crate::db::query_err(&format!("analyzing {table}")))?,
+        }
+        next = work.done(&w, all_loads_taken());
+    }
+    Ok(())
 }
 
 /// The jobs' indexes, biggest table first by the catalog's size (ties in load order): the order a
@@ -1026,7 +1131,7 @@ impl Mover<'_> {
         &self,
         sessions: &[&tokio_postgres::Client],
         rebuild: &std::sync::Mutex<Vec<(QualifiedName, String, String)>>,
-        keys: &EarlyKeys,
+        work: &AfterLoad,
         report: &mut Report,
     ) -> Result<(), PipelineError> {
         let mut senders = Vec::new();
@@ -1050,10 +1155,37 @@ impl Mover<'_> {
                     .map(|&i| (i, receivers.get_mut(i).and_then(Option::take)))
                     .collect(),
             );
-        let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+        let next = || {
+            let mut q = queue.lock().ok()?;
+            let load = q.pop_front()?;
+            work.start_load();
+            Some(load)
+        };
+        let all_loads_taken = || queue.lock().map_or(true, |q| q.is_empty());
         let lanes = sessions.iter().map(|client| async move {
             let mut done = Vec::new();
-            while let Some((i, rx)) = next() {
+            loop {
+                let Some((i, rx)) = next() else {
+                    // Every load is taken: the statistics and keys left, as their tables come
+                    // free; while another session still loads or works, what it frees may be
+                    // work for this one.
+                    let changed = work.changed.notified();
+                    let mut changed = std::pin::pin!(changed);
+                    changed.as_mut().enable();
+                    match work.idle() {
+                        Idle::Work(w) => after_load(client, work, Some(w), all_loads_taken).await?,
+                        Idle::Wait => {
+                            stop_if_asked()?;
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_millis(100),
+                                changed,
+                            )
+                            .await;
+                        }
+                        Idle::Done => break,
+                    }
+                    continue;
+                };
                 stop_if_asked()?;
                 let job = &self.prepared.jobs[i];
                 let t0 = Instant::now();
@@ -1106,31 +1238,15 @@ impl Mover<'_> {
                 if !own.is_empty() {
                     crate::sink::postgres::rebuild_on(&[client], own).await?;
                 }
-                if rx_loaded {
-                    // Statistics for the new staging's planner, while others still load.
-                    client
-                        .batch_execute(&format!("ANALYZE {}", job.table.name))
-                        .await
-                        .map_err(crate::db::query_err(&format!(
-                            "analyzing {}",
-                            job.table.name
-                        )))?;
-                }
                 let from = job.read_from.get().copied().map_or(t0, |r| r.min(t0));
                 stats.seconds = from.elapsed().as_secs_f64();
                 stats.count_branches(&job.table);
                 self.progress.table_finished(&stats);
                 done.push((i, stats));
                 // The foreign keys whose two tables are now loaded, checked here while the
-                // other sessions still load.
-                let mut batch = keys.loaded(&job.table.name);
-                while !batch.is_empty() {
-                    for key in &batch {
-                        stop_if_asked()?;
-                        crate::sink::postgres::add_checked_on(client, key).await?;
-                    }
-                    batch = keys.checked(&batch);
-                }
+                // other sessions still load (and statistics, once no load is left to take).
+                let first = work.loaded(&job.table.name, rx_loaded, all_loads_taken());
+                after_load(client, work, first, all_loads_taken).await?;
             }
             Ok::<_, PipelineError>(done)
         });
@@ -1236,16 +1352,26 @@ impl Mover<'_> {
             let rebuild = std::sync::Mutex::new(staging.take_rebuild());
             // And checks a foreign key as soon as its two tables are loaded, unless fixtures,
             // which run after the load, are still to add rows the key would check.
-            let keys = EarlyKeys::new(if self.fixtures.is_empty() {
+            // Each loaded table is analyzed by a session too, once no load is left to take.
+            let work = AfterLoad::new(if self.fixtures.is_empty() {
                 staging.take_keys_checked_later()
             } else {
                 Vec::new()
             });
             let started = Instant::now();
-            self.move_lanes(&sessions, &rebuild, &keys, report).await?;
+            self.move_lanes(&sessions, &rebuild, &work, report).await?;
             crate::pipeline::finish_commands(self.prepared.jobs.iter().map(|j| j.table.as_ref()))?;
             staging.give_back_rebuild(rebuild.into_inner().unwrap_or_default());
-            let (checked, rest) = keys.into_parts();
+            let (checked, rest, unanalyzed) = work.into_parts();
+            // None is left (the session that frees a table analyzes it); a defect would only
+            // cost the planner its statistics, so they are gathered here all the same.
+            if let (Some(client), false) = (sessions.first(), unanalyzed.is_empty()) {
+                let names: Vec<String> = unanalyzed.iter().map(|t| t.to_string()).collect();
+                client
+                    .batch_execute(&format!("ANALYZE {}", names.join(", ")))
+                    .await
+                    .map_err(crate::db::query_err("analyzing the loaded tables"))?;
+            }
             if checked > 0 {
                 log::info!(
                     "staging: checked {checked} foreign keys during the load ({:.2}s of load)",
@@ -1542,86 +1668,144 @@ mod tests {
         }
     }
 
+    fn name(w: &Option<After>) -> String {
+        match w {
+            Some(After::Key(k)) => k.name.clone(),
+            Some(After::Analyze(t)) => format!("ANALYZE {t}"),
+            None => "nothing".into(),
+        }
+    }
+
+    fn q(n: &str) -> QualifiedName {
+        QualifiedName::new("public", n)
+    }
+
     #[test]
     fn a_foreign_key_is_ready_once_both_its_tables_are_loaded_and_taken_once() {
-        let keys = EarlyKeys::new(vec![
+        let keys = AfterLoad::new(vec![
             key("orders", "customers"),
             key("payments", "orders"),
             key("tree", "tree"),
             key("notes", "elsewhere"),
         ]);
-        let q = |n: &str| QualifiedName::new("public", n);
-        let names = |v: &[DroppedKey]| v.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
-        assert!(keys.loaded(&q("orders")).is_empty());
-        let tree = keys.loaded(&q("tree"));
-        assert_eq!(names(&tree), ["tree_tree_fkey"]);
-        assert!(keys.checked(&tree).is_empty());
-        let orders = keys.loaded(&q("customers"));
-        assert_eq!(names(&orders), ["orders_customers_fkey"]);
+        assert!(keys.loaded(&q("orders"), false, false).is_none());
+        let tree = keys.loaded(&q("tree"), false, false);
+        assert_eq!(name(&tree), "tree_tree_fkey");
+        assert!(keys.done(tree.as_ref().unwrap(), false).is_none());
+        let orders = keys.loaded(&q("customers"), false, false);
+        assert_eq!(name(&orders), "orders_customers_fkey");
         // orders is being checked: a key that would lock it waits for that check, then goes to
         // the session that made it.
-        assert!(keys.loaded(&q("payments")).is_empty());
-        assert_eq!(names(&keys.checked(&orders)), ["payments_orders_fkey"]);
+        assert!(keys.loaded(&q("payments"), false, false).is_none());
+        assert_eq!(
+            name(&keys.done(orders.as_ref().unwrap(), false)),
+            "payments_orders_fkey"
+        );
         // Nothing is handed out twice.
-        assert!(keys.loaded(&q("customers")).is_empty());
-        assert!(keys.loaded(&q("notes")).is_empty());
-        let (taken, rest) = keys.into_parts();
+        assert!(keys.loaded(&q("customers"), false, false).is_none());
+        assert!(keys.loaded(&q("notes"), false, false).is_none());
+        let (taken, rest, unanalyzed) = keys.into_parts();
         assert_eq!(taken, 3);
-        assert_eq!(names(&rest), ["notes_elsewhere_fkey"]);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].name, "notes_elsewhere_fkey");
+        assert!(unanalyzed.is_empty());
     }
 
     #[test]
-    fn two_keys_on_one_table_are_checked_by_one_session_one_after_the_other() {
-        let keys = EarlyKeys::new(vec![key("orders", "customers"), key("orders", "shops")]);
-        let q = |n: &str| QualifiedName::new("public", n);
-        keys.loaded(&q("orders"));
-        let first = keys.loaded(&q("customers"));
-        assert_eq!(first.len(), 1);
+    fn two_keys_on_one_table_are_checked_one_after_the_other() {
+        let keys = AfterLoad::new(vec![key("orders", "customers"), key("orders", "shops")]);
+        keys.loaded(&q("orders"), false, false);
+        let first = keys.loaded(&q("customers"), false, false);
+        assert_eq!(name(&first), "orders_customers_fkey");
         assert!(
-            keys.loaded(&q("shops")).is_empty(),
+            keys.loaded(&q("shops"), false, false).is_none(),
             "orders is being checked"
         );
-        let second = keys.checked(&first);
-        assert_eq!(second[0].name, "orders_shops_fkey");
-        assert!(keys.checked(&second).is_empty());
-        // Both loaded at once: one session takes the first, then the second.
-        let keys = EarlyKeys::new(vec![key("orders", "customers"), key("orders", "shops")]);
-        keys.loaded(&q("customers"));
-        keys.loaded(&q("shops"));
-        let first = keys.loaded(&q("orders"));
-        assert_eq!(first.len(), 1);
-        assert_eq!(keys.checked(&first).len(), 1);
+        let second = keys.done(first.as_ref().unwrap(), false);
+        assert_eq!(name(&second), "orders_shops_fkey");
+        assert!(keys.done(second.as_ref().unwrap(), false).is_none());
+        // Both ready at once: one at a time, whoever asks.
+        let keys = AfterLoad::new(vec![key("orders", "customers"), key("orders", "shops")]);
+        keys.loaded(&q("customers"), false, false);
+        keys.loaded(&q("shops"), false, false);
+        let first = keys.loaded(&q("orders"), false, false);
+        assert!(first.is_some());
+        assert!(matches!(keys.idle(), Idle::Wait), "the other waits for it");
+        assert!(keys.done(first.as_ref().unwrap(), false).is_some());
     }
 
     #[test]
     fn keys_that_only_reference_the_same_table_are_checked_side_by_side_and_no_cycle_runs_at_once()
     {
-        let q = |n: &str| QualifiedName::new("public", n);
-        let keys = EarlyKeys::new(vec![
+        let keys = AfterLoad::new(vec![
             key("orders", "customers"),
             key("addresses", "customers"),
         ]);
-        keys.loaded(&q("customers"));
-        assert_eq!(keys.loaded(&q("orders")).len(), 1);
-        assert_eq!(
-            keys.loaded(&q("addresses")).len(),
-            1,
+        keys.loaded(&q("customers"), false, false);
+        assert!(keys.loaded(&q("orders"), false, false).is_some());
+        assert!(
+            keys.loaded(&q("addresses"), false, false).is_some(),
             "both reference customers only"
         );
         // a -> b, b -> c, c -> a: while a -> b is checked, b -> c (its own table is referenced
         // by it) and c -> a (it references a table being checked) wait.
-        let keys = EarlyKeys::new(vec![key("a", "b"), key("b", "c"), key("c", "a")]);
-        keys.loaded(&q("a"));
-        let first = keys.loaded(&q("b"));
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].name, "a_b_fkey");
-        assert!(keys.loaded(&q("c")).is_empty());
-        let second = keys.checked(&first);
-        assert_eq!(second.len(), 1, "b -> c; c -> a still waits for it");
-        let third = keys.checked(&second);
-        assert_eq!(third[0].name, "c_a_fkey");
-        assert!(keys.checked(&third).is_empty());
+        let keys = AfterLoad::new(vec![key("a", "b"), key("b", "c"), key("c", "a")]);
+        keys.loaded(&q("a"), false, false);
+        let first = keys.loaded(&q("b"), false, false);
+        assert_eq!(name(&first), "a_b_fkey");
+        assert!(keys.loaded(&q("c"), false, false).is_none());
+        let second = keys.done(first.as_ref().unwrap(), false);
+        assert_eq!(name(&second), "b_c_fkey", "c -> a still waits for it");
+        let third = keys.done(second.as_ref().unwrap(), false);
+        assert_eq!(name(&third), "c_a_fkey");
+        assert!(keys.done(third.as_ref().unwrap(), false).is_none());
+        assert!(matches!(keys.idle(), Idle::Done));
         assert_eq!(keys.into_parts().0, 3);
+    }
+
+    #[test]
+    fn tables_are_analyzed_once_every_load_is_taken_and_never_beside_a_key_check_on_them() {
+        let work = AfterLoad::new(vec![key("orders", "customers")]);
+        // Loads are left to take: keys only, statistics wait.
+        work.start_load();
+        work.start_load();
+        assert!(work.loaded(&q("customers"), true, false).is_none());
+        let check = work.loaded(&q("orders"), true, false);
+        assert_eq!(name(&check), "orders_customers_fkey");
+        // Every load taken, but both tables are the key's while it is checked: a free session
+        // waits for it rather than leave.
+        assert!(matches!(work.idle(), Idle::Wait));
+        let first = work.done(check.as_ref().unwrap(), true);
+        assert_eq!(name(&first), "ANALYZE public.customers");
+        let Idle::Work(second) = work.idle() else {
+            panic!("orders is free")
+        };
+        assert_eq!(name(&Some(second.clone())), "ANALYZE public.orders");
+        assert!(matches!(work.idle(), Idle::Wait), "both still analyzed");
+        assert!(work.done(&second, true).is_none());
+        assert!(work.done(first.as_ref().unwrap(), true).is_none());
+        assert!(matches!(work.idle(), Idle::Done));
+        // A table not to be analyzed (nothing was loaded into it) is not.
+        let work = AfterLoad::new(Vec::new());
+        assert!(work.loaded(&q("empty"), false, true).is_none());
+        assert_eq!(name(&work.loaded(&q("t"), true, true)), "ANALYZE public.t");
+        // A key waits while either of its tables is analyzed, and a free session while a load
+        // is still running elsewhere.
+        let work = AfterLoad::new(vec![key("a", "b")]);
+        work.start_load();
+        work.start_load();
+        let b = work.loaded(&q("b"), true, true);
+        assert_eq!(name(&b), "ANALYZE public.b");
+        assert!(matches!(work.idle(), Idle::Wait), "a still loads");
+        let a = work.loaded(&q("a"), true, true);
+        assert_eq!(name(&a), "ANALYZE public.a");
+        assert!(
+            work.done(b.as_ref().unwrap(), true).is_none(),
+            "a is analyzed"
+        );
+        assert_eq!(name(&work.done(a.as_ref().unwrap(), true)), "a_b_fkey");
+        let (taken, rest, unanalyzed) = work.into_parts();
+        assert_eq!((taken, rest.len(), unanalyzed.len()), (1, 0, 0));
     }
 
     #[test]
