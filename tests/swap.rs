@@ -317,6 +317,39 @@ fn the_cut_over_waits_then_fails_or_ends_the_sessions_still_on_staging() {
     );
     assert_ne!(stg.query("SELECT n FROM big WHERE id = 1"), "5000");
     assert!(!exists(&stg, &format!("{}__next", stg.name)));
+    // Ctrl-C during a long wait stops the run at once, as the signal asks, staging as it was.
+    let mut child = refresh(
+        dir.path(),
+        &src,
+        &stg,
+        &["-v", "--refresh", "swap", "--cutover-wait", "120"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut line, mut err, mut signalled) = (String::new(), String::new(), None);
+    while std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0 {
+        if signalled.is_none() && line.contains("cutting over") {
+            // Past the first polls: the run is waiting for the session.
+            std::thread::sleep(Duration::from_millis(1500));
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            signalled = Some(Instant::now());
+        }
+        err.push_str(&line);
+        line.clear();
+    }
+    let status = child.wait().unwrap();
+    let signalled = signalled.unwrap_or_else(|| panic!("no cut-over line:\n{err}"));
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    assert_ne!(stg.query("SELECT n FROM big WHERE id = 1"), "5000");
+    assert!(!exists(&stg, &format!("{}__next", stg.name)));
     // With --cutover-terminate the session is ended after the wait and the swap completes.
     let o = run(&mut refresh(
         dir.path(),
@@ -480,6 +513,16 @@ fn foreign_keys_are_checked_while_other_tables_load_unless_fixtures_come_after_t
     );
     assert!(err.contains("restoring 0 foreign keys"), "{err}");
     assert_eq!(foreign_keys(&stg), expected);
+    // Every table was analyzed in the new database before it took staging's name (the sessions
+    // share that with the last key checks), so its planner has statistics from the first query.
+    assert_eq!(
+        stg.query(
+            "SELECT string_agg(relname || ':' || (last_analyze IS NOT NULL \
+             AND EXISTS (SELECT FROM pg_stats s WHERE s.tablename = relname)), ' ' ORDER BY relname) \
+             FROM pg_stat_user_tables"
+        ),
+        "addresses:true audit_log:true customers:true orders:true payments:true"
+    );
     let before = demo_fingerprint(&stg);
 
     // A fixture adds rows after the load: the keys wait for it, and check its rows too.

@@ -285,6 +285,16 @@ impl Swap {
         let wait = self.options.cutover_wait.max(Duration::from_secs(2));
         let mut terminated = 0u64;
         loop {
+            // Ctrl-C or SIGTERM while sessions are waited for stops the run here, the old staging
+            // in place (the caller drops `__next` and exits as the signal asks).
+            if let Some(signal) = crate::interrupt::requested() {
+                return Err(SwapError::Db(DbError::Busy(format!(
+                    "cut-over: stopped by {} while waiting for the sessions on staging database {}; \
+                     the old staging stays in place",
+                    crate::interrupt::name(signal),
+                    self.name
+                ))));
+            }
             // Rename only once no session is on the old staging. A rename that finds one waits
             // for it (up to 5 s) holding the database's lock, and every connection that arrives
             // meanwhile fails when the rename commits ("It seems to have just been dropped or
