@@ -575,13 +575,20 @@ fn a_kept_table_whose_key_references_a_loaded_table_comes_across_and_its_key_is_
     let stg = TestDb::demo("swkeptstg");
     let ok = run(demo_refresh(&src, &stg).args(["--refresh", "in-place"]));
     assert!(ok.status.success(), "{}", stderr(&ok));
+    // qa_notes references qa_flags, and is listed first: kept tables' keys between themselves
+    // are checked once all are copied.
     stg.query(
         "CREATE TABLE qa_flags (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES customers(id), \
-         flag text); INSERT INTO qa_flags VALUES (1, 1, 'vip'), (2, 2, 'slow payer'), (3, 1, 'beta')",
+         flag text); INSERT INTO qa_flags VALUES (1, 1, 'vip'), (2, 2, 'slow payer'), (3, 1, 'beta'); \
+         CREATE TABLE qa_notes (id int PRIMARY KEY, flag_id int NOT NULL REFERENCES qa_flags(id), \
+         note text); INSERT INTO qa_notes VALUES (1, 3, 'new checkout'), (2, 1, 'call first')",
     );
     let rules = std::fs::read_to_string(root().join("rules/customers.toml"))
         .unwrap()
-        .replace("[target]\n", "[target]\nkeep_tables = [\"qa_flags\"]\n");
+        .replace(
+            "[target]\n",
+            "[target]\nkeep_tables = [\"qa_notes\", \"qa_flags\"]\n",
+        );
     let path = write_rules(dir.path(), &rules);
     let o = run(refresh_with(&path, &src, &stg).args(["--refresh", "swap", "--drop-prev"]));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -591,9 +598,16 @@ fn a_kept_table_whose_key_references_a_loaded_table_comes_across_and_its_key_is_
     );
     assert_eq!(
         stg.query(
-            "SELECT convalidated FROM pg_constraint WHERE conrelid = 'qa_flags'::regclass AND contype = 'f'"
+            "SELECT string_agg(id || ':' || flag_id || ':' || note, ',' ORDER BY id) FROM qa_notes"
         ),
-        "t"
+        "1:3:new checkout,2:1:call first"
+    );
+    assert_eq!(
+        stg.query(
+            "SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint \
+             WHERE conrelid IN ('qa_flags'::regclass, 'qa_notes'::regclass) AND contype = 'f'"
+        ),
+        "qa_flags_customer_id_fkey:true,qa_notes_flag_id_fkey:true"
     );
     // A kept row whose customer only the old staging has (a staging-only customer, which the
     // refresh replaces with production's) fails the swap; staging stays as it was.

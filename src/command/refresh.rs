@@ -1321,7 +1321,16 @@ impl Mover<'_> {
         self.progress
             .phase("dropping foreign keys and indexes of the tables to load");
         stop_if_asked()?;
-        staging.drop_foreign_keys(&names).await?;
+        // A swap copies the kept tables after the load: their keys, between themselves too, are
+        // added back and checked after that, whatever order they are listed in.
+        let kept = if self.lanes.is_empty() {
+            &[][..]
+        } else {
+            self.keep
+        };
+        staging
+            .drop_foreign_keys(&[names.as_slice(), kept].concat())
+            .await?;
         // Rebuilding pays off for big tables only; small ones keep their indexes, which also keeps
         // the locks of one transaction within max_locks_per_transaction on schemas of many tables.
         let big: Vec<QualifiedName> = self
