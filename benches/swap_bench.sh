@@ -16,11 +16,26 @@ export ANONYMIZE_KEY=bench-key-not-secret-0123456789
 n=$(nproc)
 source benches/cluster.sh
 median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-# Each timed run starts from a flushed buffer pool (an untimed CHECKPOINT), so that none pays for
-# writing out what the run before it left dirty (a swap's DROP DATABASE of the old staging forces
-# a checkpoint, which would otherwise flush the previous clone's or in-place load's pages too).
-secs() {
+# Each timed run starts with nothing left over from the one before: no autovacuum work (an
+# in-place load and a restored clone leave 2M inserted rows to VACUUM and ANALYZE, which autovacuum
+# would do in the background during whichever run came next, mostly the swap after the clone;
+# settled here, untimed, so no strategy is charged for another's) and a flushed buffer pool (an
+# untimed CHECKPOINT; a swap's DROP DATABASE of the old staging forces a checkpoint, which would
+# otherwise flush the previous run's pages too).
+settle() {
+    local db
+    for db in sw_stg sw_clone; do
+        if [ "$(psql "${pg[@]}" -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 1 ]; then
+            psql "${pg[@]}" -d "$db" -c "VACUUM (ANALYZE)" >/dev/null
+        fi
+    done
+    while [ "$(psql "${pg[@]}" -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" != 0 ]; do
+        sleep 0.2
+    done
     psql "${pg[@]}" -d postgres -c CHECKPOINT >/dev/null
+}
+secs() {
+    settle
     /usr/bin/time -f "%e" -o "$work/t" "$@" >/dev/null; cat "$work/t"
 }
 dump="$work/production-$customers.sql"
