@@ -542,6 +542,14 @@ fn foreign_keys_are_checked_while_other_tables_load_unless_fixtures_come_after_t
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("during the load"), "{err}");
     assert!(err.contains("restoring 3 foreign keys"), "{err}");
+    // The statistics count the fixture's row: the tables were analyzed after it.
+    assert_eq!(
+        stg.query(
+            "SELECT reltuples::bigint = (SELECT count(*) FROM addresses) FROM pg_class \
+             WHERE oid = 'addresses'::regclass"
+        ),
+        "t"
+    );
     assert_eq!(foreign_keys(&stg), expected);
     assert_eq!(
         stg.query("SELECT count(*) FROM addresses WHERE street = '1 Test Street'"),
@@ -580,18 +588,59 @@ fn a_kept_table_whose_key_references_a_loaded_table_comes_across_and_its_key_is_
     stg.query(
         "CREATE TABLE qa_flags (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES customers(id), \
          flag text); INSERT INTO qa_flags VALUES (1, 1, 'vip'), (2, 2, 'slow payer'), (3, 1, 'beta'); \
-         CREATE TABLE qa_notes (id int PRIMARY KEY, flag_id int NOT NULL REFERENCES qa_flags(id), \
-         note text); INSERT INTO qa_notes VALUES (1, 3, 'new checkout'), (2, 1, 'call first')",
+         CREATE TABLE qa_notes (id serial PRIMARY KEY, flag_id int NOT NULL REFERENCES qa_flags(id), \
+         note text); INSERT INTO qa_notes (flag_id, note) VALUES (3, 'new checkout'), (1, 'call first'); \
+         CREATE FUNCTION qa_stamp() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN NEW.note := NEW.note || ' (stamped)'; RETURN NEW; END $$; \
+         CREATE TRIGGER qa_stamp BEFORE INSERT ON qa_notes FOR EACH ROW EXECUTE FUNCTION qa_stamp(); \
+         CREATE TABLE qa_events (d date NOT NULL, what text) PARTITION BY RANGE (d); \
+         CREATE TABLE qa_events_2026 PARTITION OF qa_events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
+         INSERT INTO qa_events VALUES ('2026-03-01', 'launch'), ('2026-05-01', 'migration')",
     );
-    let rules = std::fs::read_to_string(root().join("rules/customers.toml"))
-        .unwrap()
-        .replace(
-            "[target]\n",
-            "[target]\nkeep_tables = [\"qa_notes\", \"qa_flags\"]\n",
-        );
-    let path = write_rules(dir.path(), &rules);
-    let o = run(refresh_with(&path, &src, &stg).args(["--refresh", "swap", "--drop-prev"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let keep = |tables: &str| {
+        let rules = std::fs::read_to_string(root().join("rules/customers.toml"))
+            .unwrap()
+            .replace(
+                "[target]\n",
+                &format!("[target]\nkeep_tables = [{tables}]\n"),
+            );
+        write_rules(dir.path(), &rules)
+    };
+    // A partitioned table and one of its partitions both listed: refused before anything.
+    let o = run(
+        refresh_with(&keep("\"qa_events\", \"qa_events_2026\""), &src, &stg)
+            .args(["--refresh", "swap"]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a partition of"), "{}", stderr(&o));
+    // Without -q, to see the warnings.
+    let path = keep("\"qa_notes\", \"qa_flags\", \"qa_events\"");
+    let o = run(anonymize().arg("--rules").arg(&path).args([
+        "--source",
+        &src.url(),
+        "--target",
+        &stg.url(),
+        "--refresh",
+        "swap",
+        "--drop-prev",
+    ]));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("anonymize: "), "{err}");
+    assert!(!err.contains("qa_events"), "not a table left empty: {err}");
+    // Kept rows as they were (their insert trigger did not stamp them again), the partitioned
+    // table's rows, and the serial going on from where it was; the trigger is on again.
+    assert_eq!(
+        stg.query("SELECT string_agg(d || ':' || what, ',' ORDER BY d) FROM qa_events"),
+        "2026-03-01:launch,2026-05-01:migration"
+    );
+    assert_eq!(
+        stg.query(
+            "INSERT INTO qa_notes (flag_id, note) VALUES (2, 'late') RETURNING id || ':' || note"
+        ),
+        "3:late (stamped)"
+    );
+    stg.query("DELETE FROM qa_notes WHERE id = 3");
     assert_eq!(
         stg.query("SELECT string_agg(id || ':' || customer_id || ':' || flag, ',' ORDER BY id) FROM qa_flags"),
         "1:1:vip,2:2:slow payer,3:1:beta"

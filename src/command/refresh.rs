@@ -167,9 +167,10 @@ fn jobs(plan: &Plan, catalog: &Catalog, bound: Vec<BoundTable>) -> Vec<Job> {
 /// session with nothing to do waits while another still loads or works, since what that frees may
 /// be work for it.
 ///
-/// A key's `ADD … NOT VALID` takes SHARE ROW EXCLUSIVE on both its tables (for milliseconds), its
-/// `VALIDATE` SHARE UPDATE EXCLUSIVE on its own table for as long as it reads it (and ROW SHARE on
-/// the one it references); `ANALYZE` SHARE UPDATE EXCLUSIVE on its table. So a key waits while its
+/// A key's `ADD … NOT VALID` takes SHARE ROW EXCLUSIVE on both its tables (for milliseconds; one
+/// session adds at a time, as that lock conflicts with itself), its `VALIDATE` SHARE UPDATE
+/// EXCLUSIVE on its own table for as long as it reads it (and ROW SHARE on the one it
+/// references); `ANALYZE` SHARE UPDATE EXCLUSIVE on its table. So a key waits while its
 /// own table is any checked key's table or referenced table, or while the table it references is a
 /// checked key's own table, or while either is analyzed; an `ANALYZE` waits while its table is a
 /// checked key's table or referenced table; keys that only reference the same table are checked
@@ -179,6 +180,8 @@ struct AfterLoad {
     state: std::sync::Mutex<AfterState>,
     /// Told whenever a load or a piece of work ends.
     changed: tokio::sync::Notify,
+    /// Held for each key's short `ADD … NOT VALID` (see [`crate::sink::postgres::add_checked_on`]).
+    adding: tokio::sync::Mutex<()>,
 }
 
 /// One piece of a swap's work after a load.
@@ -271,6 +274,7 @@ impl AfterLoad {
                 ..AfterState::default()
             }),
             changed: tokio::sync::Notify::new(),
+            adding: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -343,7 +347,9 @@ async fn after_load(
     while let Some(w) = next {
         stop_if_asked()?;
         match &w {
-            After::Key(key) => crate::sink::postgres::add_checked_on(client, key).await?,
+            After::Key(key) => {
+                crate::sink::postgres::add_checked_on(client, key, &work.adding).await?
+            }
             // Statistics for the new staging's planner, while others still work.
             After::Analyze(table) => client
                 .batch_execute(&format!("ANALYZE {table}"))
@@ -522,10 +528,11 @@ async fn swap_end(
                 // partitioned parents, materialized views) here.
                 progress.phase("analyzing the new staging database");
                 let next = swap.connect_next().await.map_err(db)?;
+                // Fixtures wrote after the load: then every table is analyzed here.
                 let loaded: Vec<&QualifiedName> = report
                     .tables
                     .iter()
-                    .filter(|t| !t.skipped)
+                    .filter(|t| !t.skipped && report.fixtures.is_empty())
                     .map(|t| &t.name)
                     .collect();
                 analyze_rest(&next, &loaded).await.map_err(db)?;
@@ -1245,7 +1252,9 @@ impl Mover<'_> {
                 done.push((i, stats));
                 // The foreign keys whose two tables are now loaded, checked here while the
                 // other sessions still load (and statistics, once no load is left to take).
-                let first = work.loaded(&job.table.name, rx_loaded, all_loads_taken());
+                // Fixtures write after the load: their tables are analyzed after them.
+                let analyze = rx_loaded && self.fixtures.is_empty();
+                let first = work.loaded(&job.table.name, analyze, all_loads_taken());
                 after_load(client, work, first, all_loads_taken).await?;
             }
             Ok::<_, PipelineError>(done)
@@ -1275,12 +1284,31 @@ impl Mover<'_> {
         }
         let target_columns = staging.columns().await?;
         if !self.lanes.is_empty() {
-            // A swap: staging's own tables come across empty unless kept.
+            // A swap: staging's own tables come across empty unless kept. A partitioned table
+            // holds no rows of its own (its partitions are loaded or kept, or listed here), and a
+            // partition of a kept table comes across with it.
+            let kept_names: Vec<String> = self.keep.iter().map(|t| t.to_string()).collect();
+            let partitioned: Vec<QualifiedName> = staging
+                .client()
+                .query(
+                    "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind = 'p' OR (c.relispartition AND EXISTS ( \
+                       SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a \
+                       WHERE a.relid = ANY($1::text[]::regclass[])))",
+                    &[&kept_names],
+                )
+                .await
+                .map_err(crate::db::query_err("reading staging's partitioned tables"))?
+                .iter()
+                .map(|r| QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+                .collect();
             let empty: Vec<String> = target_columns
                 .keys()
                 .filter(|t| {
                     !self.prepared.jobs.iter().any(|j| &j.table.name == *t)
                         && !self.keep.contains(t)
+                        && !partitioned.contains(t)
                 })
                 .map(|t| t.to_string())
                 .collect();
@@ -1343,7 +1371,10 @@ impl Mover<'_> {
         stop_if_asked()?;
         staging.drop_indexes(&big).await?;
         stop_if_asked()?;
-        staging.disable_triggers(&names).await?;
+        // A swap's kept tables too: their rows are copied as they were, not stamped again.
+        staging
+            .disable_triggers(&[names.as_slice(), kept].concat())
+            .await?;
         stop_if_asked()?;
         staging.truncate(&names).await?;
         if self.lanes.is_empty() {
@@ -1388,17 +1419,22 @@ impl Mover<'_> {
                 );
             }
             staging.give_back_keys(rest);
-            if let (Some(old), false) = (self.kept_from, self.keep.is_empty()) {
-                self.progress
-                    .phase("copying the staging-only tables of [target] keep_tables");
+            if let Some(old) = self.kept_from {
                 stop_if_asked()?;
                 let old = crate::db::connect(old).await?;
-                let rows =
-                    crate::sink::swap::copy_kept_tables(&old, staging.client(), self.keep).await?;
-                log::info!(
-                    "staging: {} kept tables copied ({rows} rows)",
-                    self.keep.len()
-                );
+                if !self.keep.is_empty() {
+                    self.progress
+                        .phase("copying the staging-only tables of [target] keep_tables");
+                    let rows =
+                        crate::sink::swap::copy_kept_tables(&old, staging.client(), self.keep)
+                            .await?;
+                    log::info!(
+                        "staging: {} kept tables copied ({rows} rows)",
+                        self.keep.len()
+                    );
+                }
+                let n = crate::sink::swap::copy_sequence_positions(&old, staging.client()).await?;
+                log::info!("staging: {n} sequence positions carried over from the old staging");
             }
         }
         self.large_objects_to_staging(staging).await?;

@@ -615,15 +615,24 @@ pub async fn spread_on(
 }
 
 /// On a loading session of a new staging database (a swap), add a dropped foreign key back
-/// `NOT VALID` and then check its rows, each in its own transaction: the short `ADD` is what
-/// waits on another key to the same table, and the long check runs beside the others'.
-pub async fn add_checked_on(client: &Client, key: &DroppedKey) -> Result<(), DbError> {
+/// `NOT VALID` and then check its rows, each in its own transaction. The short `ADD` takes SHARE
+/// ROW EXCLUSIVE on both tables, which conflicts with itself: `adding` is held for it, so that two
+/// sessions adding keys to the same referenced table never wait on each other; the long check runs
+/// beside the others'.
+pub async fn add_checked_on(
+    client: &Client,
+    key: &DroppedKey,
+    adding: &tokio::sync::Mutex<()>,
+) -> Result<(), DbError> {
     let context = key.context();
     log::debug!("staging: {context}");
-    client
-        .batch_execute(&key.add_sql(true))
-        .await
-        .map_err(query_err(&context))?;
+    {
+        let _only_adder = adding.lock().await;
+        client
+            .batch_execute(&key.add_sql(true))
+            .await
+            .map_err(query_err(&context))?;
+    }
     client
         .batch_execute(&key.validate_sql())
         .await

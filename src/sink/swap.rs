@@ -498,18 +498,32 @@ pub async fn check_kept_tables(
     staging_client: &Client,
     tables: &[crate::schema::QualifiedName],
 ) -> Result<(), SwapError> {
-    for t in tables {
+    let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    for t in &names {
         let present: bool = staging_client
-            .query_one(
-                "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-                &[&t.to_string()],
-            )
+            .query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[t])
             .await
             .map_err(q("looking for a table of [target] keep_tables"))?
             .get(0);
         if !present {
             return Err(SwapError::NotAllowed(format!(
                 "[target] keep_tables: staging has no table {t}"
+            )));
+        }
+        // A partitioned table's rows are its partitions': listing both would copy them twice.
+        let parent: Option<String> = staging_client
+            .query_opt(
+                "SELECT a.relid::regclass::text FROM pg_catalog.pg_partition_ancestors($1::text::regclass) a \
+                 WHERE a.relid <> $1::text::regclass AND a.relid = ANY($2::text[]::regclass[]) LIMIT 1",
+                &[t, &names],
+            )
+            .await
+            .map_err(q("looking for a table of [target] keep_tables"))?
+            .map(|r| r.get(0));
+        if let Some(parent) = parent {
+            return Err(SwapError::NotAllowed(format!(
+                "[target] keep_tables: {t} is a partition of {parent}, which is listed too (the \
+                 partitioned table brings its partitions' rows): list one of them"
             )));
         }
     }
@@ -528,21 +542,77 @@ pub async fn copy_kept_tables(
     let mut rows = 0;
     for t in tables {
         let context = format!("copying kept table {t} into the new staging");
+        // The columns a COPY writes (not generated ones), and whether the table is partitioned,
+        // whose rows are read through it (a plain table's own rows only, not its children's).
+        let shape = old
+            .query_one(
+                "SELECT c.relkind = 'p', coalesce(array_agg(quote_ident(a.attname) ORDER BY a.attnum) \
+                   FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}') \
+                 FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                 WHERE c.oid = $1::text::regclass GROUP BY c.relkind",
+                &[&t.to_string()],
+            )
+            .await
+            .map_err(q(&context))?;
+        let partitioned: bool = shape.get(0);
+        let columns: Vec<String> = shape.get(1);
+        if columns.is_empty() {
+            continue;
+        }
+        let columns = columns.join(", ");
+        let only = if partitioned { "" } else { "ONLY " };
         let out = old
-            .copy_out(&format!("COPY {t} TO STDOUT"))
+            .copy_out(&format!("COPY (SELECT {columns} FROM {only}{t}) TO STDOUT"))
             .await
             .map_err(q(&context))?;
         let sink = next
-            .copy_in::<_, bytes::Bytes>(&format!("COPY {t} FROM STDIN"))
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {t} ({columns}) FROM STDIN"))
             .await
             .map_err(q(&context))?;
         let mut out = std::pin::pin!(out);
         let mut sink = std::pin::pin!(sink);
         while let Some(chunk) = out.next().await {
+            // Ctrl-C or SIGTERM stops a long copy here, not after it.
+            if let Some(signal) = crate::interrupt::requested() {
+                return Err(DbError::Busy(format!(
+                    "stopped by {} while copying kept table {t}",
+                    crate::interrupt::name(signal)
+                )));
+            }
             let chunk = chunk.map_err(q(&context))?;
             sink.send(chunk).await.map_err(q(&context))?;
         }
         rows += sink.as_mut().finish().await.map_err(q(&context))?;
     }
     Ok(rows)
+}
+
+/// Carry the old staging's sequence positions into the new one (its schema, from `pg_dump
+/// --schema-only`, starts every sequence afresh): a kept table's serial or identity column, or a
+/// staging-only sequence, goes on from where it was. The refresh then sets the sequences it
+/// copies from the source, as in place. Returns how many were set.
+pub async fn copy_sequence_positions(old: &Client, next: &Client) -> Result<u64, DbError> {
+    let context = "carrying the old staging's sequence positions over";
+    let rows = old
+        .query(
+            "SELECT schemaname::text, sequencename::text, last_value FROM pg_catalog.pg_sequences \
+             WHERE last_value IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q(context))?;
+    let schemas: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let names: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    let values: Vec<i64> = rows.iter().map(|r| r.get(2)).collect();
+    let set = next
+        .query_one(
+            "SELECT count(pg_catalog.setval(s, v, true)) FROM ( \
+               SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', x.s, x.n)) AS s, x.v \
+               FROM unnest($1::text[], $2::text[], $3::int8[]) AS x(s, n, v)) y \
+             WHERE s IS NOT NULL",
+            &[&schemas, &names, &values],
+        )
+        .await
+        .map_err(q(context))?;
+    Ok(set.get::<_, i64>(0) as u64)
 }
