@@ -243,10 +243,20 @@ fn a_swap_killed_anywhere_leaves_the_old_staging_and_the_next_run_succeeds() {
             before,
             "{point}"
         );
-        // The next run drops the leftover __next and succeeds.
-        succeeded(
-            &mut refresh(dir.path(), &src, &stg, &["-q", "--refresh", "swap"]),
-            &format!("the run after a kill at {point}"),
+        // The next run drops the leftover __next, says so, and succeeds.
+        let o = run(&mut refresh(dir.path(), &src, &stg, &["--refresh", "swap"]));
+        assert!(
+            o.status.success(),
+            "the run after a kill at {point}: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(&format!(
+                "removing {}__next, left by an earlier run that did not finish",
+                stg.name
+            )),
+            "{}",
+            stderr(&o)
         );
         assert!(!exists(&stg, &format!("{}__next", stg.name)));
         assert_eq!(

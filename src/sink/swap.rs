@@ -198,7 +198,22 @@ impl Swap {
             options,
             create: (create, settings_sql),
         };
-        swap.drop_next().await?;
+        let leftover: bool = swap
+            .admin
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = $1)",
+                &[&swap.next],
+            )
+            .await
+            .map_err(q("looking for a leftover new staging database"))?
+            .get(0);
+        if leftover {
+            log::warn!(
+                "staging: removing {}, left by an earlier run that did not finish",
+                swap.next
+            );
+            swap.drop_next().await?;
+        }
         Ok(swap)
     }
 
@@ -358,9 +373,14 @@ impl Swap {
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         log::info!(
-            "staging: cut over in {:.0} ms ({} is now the old staging)",
+            "staging: cut over in {:.0} ms ({} is now the old staging{})",
             started.elapsed().as_secs_f64() * 1e3,
-            self.prev
+            self.prev,
+            if self.options.drop_prev {
+                ", dropped next"
+            } else {
+                ""
+            }
         );
         let mut after = vec![old_prev];
         if self.options.drop_prev {
