@@ -605,7 +605,13 @@ fn a_kept_table_whose_key_references_a_loaded_table_comes_across_and_its_key_is_
          CREATE TRIGGER qa_stamp BEFORE INSERT ON qa_notes FOR EACH ROW EXECUTE FUNCTION qa_stamp(); \
          CREATE TABLE qa_events (d date NOT NULL, what text) PARTITION BY RANGE (d); \
          CREATE TABLE qa_events_2026 PARTITION OF qa_events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
-         INSERT INTO qa_events VALUES ('2026-03-01', 'launch'), ('2026-05-01', 'migration')",
+         INSERT INTO qa_events VALUES ('2026-03-01', 'launch'), ('2026-05-01', 'migration'); \
+         CREATE FUNCTION qa_event_stamp() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN NEW.what := NEW.what || '!'; RETURN NEW; END $$; \
+         CREATE TRIGGER qa_event_stamp BEFORE INSERT ON qa_events FOR EACH ROW \
+         EXECUTE FUNCTION qa_event_stamp(); \
+         ALTER TABLE qa_events_2026 DISABLE TRIGGER qa_event_stamp; \
+         CREATE SEQUENCE qa_ticket; SELECT setval('qa_ticket', 777, false)",
     );
     let keep = |tables: &str| {
         let rules = std::fs::read_to_string(root().join("rules/customers.toml"))
@@ -651,6 +657,16 @@ fn a_kept_table_whose_key_references_a_loaded_table_comes_across_and_its_key_is_
         "3:late (stamped)"
     );
     stg.query("DELETE FROM qa_notes WHERE id = 3");
+    // A staging-only sequence set back (not called) stays where it was, and a trigger one
+    // partition had off stays off.
+    assert_eq!(stg.query("SELECT nextval('qa_ticket')"), "777");
+    assert_eq!(
+        stg.query(
+            "SELECT string_agg(tgrelid::regclass || ':' || tgenabled::text, ',' ORDER BY tgrelid::regclass::text) \
+             FROM pg_trigger WHERE tgname = 'qa_event_stamp'"
+        ),
+        "qa_events:O,qa_events_2026:D"
+    );
     assert_eq!(
         stg.query("SELECT string_agg(id || ':' || customer_id || ':' || flag, ',' ORDER BY id) FROM qa_flags"),
         "1:1:vip,2:2:slow payer,3:1:beta"

@@ -1371,9 +1371,12 @@ impl Mover<'_> {
         stop_if_asked()?;
         staging.drop_indexes(&big).await?;
         stop_if_asked()?;
-        // A swap's kept tables too: their rows are copied as they were, not stamped again.
+        // A swap's kept tables too: their rows are copied as they were, not stamped again. A
+        // partitioned one's triggers are its partitions' (turning the parent's back on would set
+        // every partition's trigger alike, one disabled on its own included).
+        let kept_leaves = staging.leaf_tables(kept).await?;
         staging
-            .disable_triggers(&[names.as_slice(), kept].concat())
+            .disable_triggers(&[names.as_slice(), &kept_leaves].concat())
             .await?;
         stop_if_asked()?;
         staging.truncate(&names).await?;

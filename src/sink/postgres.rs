@@ -430,6 +430,33 @@ impl Staging {
         }
     }
 
+    /// These tables with each partitioned one replaced by its leaf partitions.
+    pub async fn leaf_tables(
+        &self,
+        tables: &[QualifiedName],
+    ) -> Result<Vec<QualifiedName>, DbError> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname, c.relname FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) \
+                 LEFT JOIN LATERAL pg_catalog.pg_partition_tree(t.name::regclass) p ON true \
+                 JOIN pg_catalog.pg_class c ON c.oid = coalesce(p.relid, t.name::regclass) \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE coalesce(p.isleaf, true) ORDER BY t.i, p.level, c.relname",
+                &[&names],
+            )
+            .await
+            .map_err(query_err("reading the partitions of the kept tables"))?;
+        Ok(rows
+            .iter()
+            .map(|r| QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+            .collect())
+    }
+
     /// Turn off the user triggers of these tables for the load (an insert trigger that writes an
     /// audit row or stamps a column would change what was loaded; pg_restore creates triggers after
     /// the data for the same reason). Foreign-key triggers stay: keys are checked as before.

@@ -607,32 +607,57 @@ pub async fn copy_kept_tables(
     Ok(rows)
 }
 
-/// Carry the old staging's sequence positions into the new one (its schema, from `pg_dump
+/// Carry the old staging's sequence positions over into the new one (its schema, from `pg_dump
 /// --schema-only`, starts every sequence afresh): a kept table's serial or identity column, or a
-/// staging-only sequence, goes on from where it was. The refresh then sets the sequences it
-/// copies from the source, as in place. Returns how many were set.
+/// staging-only sequence, goes on from where it was, called or not. The refresh then sets the
+/// sequences it copies from the source, as in place. Returns how many were set.
 pub async fn copy_sequence_positions(old: &Client, next: &Client) -> Result<u64, DbError> {
     let context = "carrying the old staging's sequence positions over";
-    let rows = old
+    let names: Vec<String> = old
         .query(
-            "SELECT schemaname::text, sequencename::text, last_value FROM pg_catalog.pg_sequences \
-             WHERE last_value IS NOT NULL",
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' \
+               AND CASE WHEN c.relkind = 'S' THEN pg_catalog.has_sequence_privilege(c.oid, 'SELECT') END",
             &[],
         )
         .await
-        .map_err(q(context))?;
-    let schemas: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let names: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
-    let values: Vec<i64> = rows.iter().map(|r| r.get(2)).collect();
-    let set = next
-        .query_one(
-            "SELECT count(pg_catalog.setval(s, v, true)) FROM ( \
-               SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', x.s, x.n)) AS s, x.v \
-               FROM unnest($1::text[], $2::text[], $3::int8[]) AS x(s, n, v)) y \
-             WHERE s IS NOT NULL",
-            &[&schemas, &names, &values],
-        )
-        .await
-        .map_err(q(context))?;
-    Ok(set.get::<_, i64>(0) as u64)
+        .map_err(q(context))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut set = 0u64;
+    // Each sequence's own row says whether it was called (`pg_sequences` shows no value when it
+    // was not, as after `setval(…, false)` or `RESTART`); a few hundred per query.
+    for chunk in names.chunks(500) {
+        let read = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("SELECT {i}, last_value, is_called FROM {s}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = old.query(&read, &[]).await.map_err(q(context))?;
+        let mut seqs = Vec::new();
+        let mut values = Vec::new();
+        let mut called = Vec::new();
+        for r in rows {
+            let i: i32 = r.get(0);
+            seqs.push(chunk[i as usize].clone());
+            values.push(r.get::<_, i64>(1));
+            called.push(r.get::<_, bool>(2));
+        }
+        let n: i64 = next
+            .query_one(
+                "SELECT count(pg_catalog.setval(s, v, c)) FROM ( \
+                   SELECT pg_catalog.to_regclass(x.s) AS s, x.v, x.c \
+                   FROM unnest($1::text[], $2::int8[], $3::bool[]) AS x(s, v, c)) y \
+                 WHERE s IS NOT NULL",
+                &[&seqs, &values, &called],
+            )
+            .await
+            .map_err(q(context))?
+            .get(0);
+        set += n as u64;
+    }
+    Ok(set)
 }
