@@ -198,16 +198,7 @@ impl Swap {
             options,
             create: (create, settings_sql),
         };
-        let leftover: bool = swap
-            .admin
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = $1)",
-                &[&swap.next],
-            )
-            .await
-            .map_err(q("looking for a leftover new staging database"))?
-            .get(0);
-        if leftover {
+        if swap.exists(&swap.next).await? {
             log::warn!(
                 "staging: removing {}, left by an earlier run that did not finish",
                 swap.next
@@ -241,6 +232,19 @@ impl Swap {
         crate::db::connect(&info).await
     }
 
+    /// Whether the server has a database of this name.
+    async fn exists(&self, database: &str) -> Result<bool, DbError> {
+        Ok(self
+            .admin
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = $1)",
+                &[&database],
+            )
+            .await
+            .map_err(q("looking for a database beside staging"))?
+            .get(0))
+    }
+
     /// Remove `__next` (a leftover of a killed run, or this run's after a failure).
     pub async fn drop_next(&self) -> Result<(), DbError> {
         self.admin
@@ -264,15 +268,7 @@ impl Swap {
             quote_ident(&self.prev),
         );
         let old_prev = format!("{}__prev_old", self.name);
-        let has_prev: bool = self
-            .admin
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = $1)",
-                &[&self.prev],
-            )
-            .await
-            .map_err(q("looking for the previous staging"))?
-            .get(0);
+        let has_prev = self.exists(&self.prev).await?;
         // DROP DATABASE cannot run in a transaction: an older __prev is renamed aside, then
         // dropped after the commit.
         let sql = if has_prev {
