@@ -558,3 +558,44 @@ fn a_copy_statement_ending_at_a_read_boundary_is_read_whole() {
         assert!(!out.unwrap().contains("copy.boundary@corp.test"));
     }
 }
+
+/// Two quotes deleted by hand (one opens a default's `nextval('…')`, one a `setval('…')` after the
+/// data): psql, and the reader, take everything between as quoted strings of one ALTER TABLE, every
+/// COPY block included. That statement carried the whole demo's rows out verbatim with exit 0; it
+/// is refused with exit 2, its line, and no value in the message, and nothing is written.
+#[test]
+fn a_quote_lost_before_the_data_does_not_carry_the_rows_out_as_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump.sql");
+    let text = demo_dump()
+        .replacen(
+            "nextval('public.customers_id_seq'",
+            "nextval(public.customers_id_seq'",
+            1,
+        )
+        .replacen(
+            "setval('public.orders_id_seq'",
+            "setval(public.orders_id_seq'",
+            1,
+        );
+    let line = 1 + text[..text.find("nextval(public.customers").unwrap()]
+        .matches('\n')
+        .count();
+    std::fs::write(&dump, &text).unwrap();
+    let out = dir.path().join("out.sql");
+    let o = run(anonymize()
+        .arg("--rules")
+        .arg(root().join("rules/customers.toml"))
+        .arg("--source")
+        .arg(&dump)
+        .arg("--target")
+        .arg(&out));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("dump line {line}: a quoted string, quoted name or comment that holds what a dump writes between statements")),
+        "{err}"
+    );
+    assert!(!err.contains('@') && !err.contains("\t"), "{err}");
+    assert!(!out.exists());
+}

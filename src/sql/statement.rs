@@ -265,6 +265,14 @@ impl<'a> Cursor<'a> {
         }) {
             return Err("a psql variable (`:name`), whose value this reader cannot know".into());
         }
+        if let Some(n) = toks.iter().find_map(|t| swallowed_line(text, t)) {
+            return Err(format!(
+                "a quoted string, quoted name or comment that holds what a dump writes between \
+                 statements (on the statement's line {n}: a COPY header, a `\\.` line, or a \
+                 command starting a line after a line that ends with `;`) — a quote or comment \
+                 opened by mistake earlier reads the statements and rows after it as this text"
+            ));
+        }
         let comments = toks
             .iter()
             .any(|t| matches!(t.kind, Kind::LineComment | Kind::BlockComment));
@@ -482,6 +490,76 @@ fn holds_more_statements(c: &Cursor) -> bool {
     !(at + 1 == toks.len() || (at + 2 == toks.len() && toks[at + 1].kind == Kind::Semicolon))
 }
 
+/// Where (the 1-based line of the statement) a quoted string, quoted name or block comment holds
+/// a line that only stands between statements in a dump: a `COPY … FROM stdin;` header, the `\.`
+/// that ends a block, or — outside dollar quotes, where function bodies hold statements — a line
+/// that starts with a command right after a line that ends with `;`. pg_dump writes no such text;
+/// a quote deleted or added by hand makes psql, and this reader, take everything up to the next
+/// quote as one string, rows included, and the statement would carry them out as schema text.
+fn swallowed_line(text: &[u8], t: &Token) -> Option<usize> {
+    if !matches!(
+        t.kind,
+        Kind::Str(_) | Kind::QuotedIdent | Kind::BlockComment
+    ) {
+        return None;
+    }
+    let body = &text[t.start..t.end];
+    if !body.contains(&b'\n') {
+        return None;
+    }
+    let dollar = t.kind == Kind::Str(lexer::Str::Dollar);
+    let first_line = text[..t.start].iter().filter(|&&b| b == b'\n').count() + 1;
+    // The last line with text (not blank, not a `--` comment) ended with `;`.
+    let mut after_end = false;
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        let trimmed = line.trim_ascii();
+        if n > 0 {
+            let lower = trimmed.to_ascii_lowercase();
+            let copy_header = lower.starts_with(b"copy ") && lower.ends_with(b"from stdin;");
+            if trimmed == b"\\." || copy_header || (!dollar && after_end && starts_command(line)) {
+                return Some(first_line + n);
+            }
+        }
+        if !trimmed.is_empty() && !trimmed.starts_with(b"--") {
+            after_end = trimmed.ends_with(b";");
+        }
+    }
+    None
+}
+
+/// Whether a line starts (in its first column) with one of [`COMMANDS`] as a whole word.
+fn starts_command(line: &[u8]) -> bool {
+    let word_end = line
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(line.len());
+    let ends_word = line
+        .get(word_end)
+        .is_none_or(|&b| b.is_ascii_whitespace() || b == b';' || b == b'(');
+    let word = String::from_utf8_lossy(&line[..word_end]).to_ascii_lowercase();
+    word_end > 0 && ends_word && COMMANDS.contains(&word.as_str())
+}
+
+/// Whether a `;` stands inside parentheses in a statement other than a CREATE [OR REPLACE] RULE,
+/// whose parenthesized actions are the one place the server takes one.
+fn semicolon_in_parentheses(c: &Cursor) -> bool {
+    let rule = c.word_at(0).as_deref() == Some("create")
+        && (c.word_at(1).as_deref() == Some("rule")
+            || (c.word_at(1).as_deref() == Some("or")
+                && c.word_at(2).as_deref() == Some("replace")
+                && c.word_at(3).as_deref() == Some("rule")));
+    let mut depth = 0i32;
+    !rule
+        && c.toks.iter().any(|t| {
+            match t.kind {
+                Kind::Open => depth += 1,
+                Kind::Close => depth -= 1,
+                _ => {}
+            }
+            t.kind == Kind::Semicolon && depth > 0
+        })
+}
+
 /// SQL commands by their first word: a refused statement is named by it only when it is one of
 /// these (a word that is not could be a data row read as SQL).
 const COMMANDS: &[&str] = &[
@@ -556,6 +634,13 @@ fn classify_inner(text: &[u8], session: &Session) -> Result<Statement, String> {
     let mut c = Cursor::new(text, session.lexing_scs())?;
     if c.toks.iter().any(|t| t.kind == Kind::Backslash) {
         return Err("a statement with a psql meta-command inside it".into());
+    }
+    if semicolon_in_parentheses(&c) {
+        return Err(
+            "a `;` inside parentheses outside a CREATE RULE (the server refuses it; in a dump it \
+             is the sign of a quote missing or added earlier)"
+                .into(),
+        );
     }
     if holds_more_statements(&c) {
         return Err(
@@ -2421,6 +2506,43 @@ mod tests {
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 2 END; END;",
             "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC END;",
             "CREATE RULE r AS ON INSERT TO public.t DO ALSO (INSERT INTO public.u VALUES (1); INSERT INTO public.u VALUES (2););",
+        ] {
+            assert!(matches!(class(s), Statement::Schema(_)), "{s}: {:?}", class(s));
+        }
+    }
+
+    #[test]
+    fn text_a_lost_quote_swallowed_is_refused() {
+        for s in [
+            // A default's quote deleted: the COPY block after it is one string.
+            "ALTER TABLE ONLY public.c ALTER COLUMN id SET DEFAULT nextval(public.c_id_seq'::regclass);\n\nCOPY public.c (id, email) FROM stdin;\n1\ta@b.test\n\\.\n\nSELECT pg_catalog.setval('public.c_id_seq', 1, true);",
+            // The same with the block's end marker only.
+            "COMMENT ON TABLE public.c IS 'x;\n1\ta@b.test\n\\.\n';",
+            // INSERT statements read as a string: a line ending with `;` and a command under it.
+            "ALTER TABLE public.c ALTER COLUMN n SET DEFAULT 'x'::text, ALTER COLUMN m SET DEFAULT 'y;\nINSERT INTO public.c VALUES (1, 'a@b.test');\nINSERT INTO public.c VALUES (2, ';",
+            // pg_dump's comment lines and blank lines between the two do not hide it.
+            "CREATE VIEW public.v AS SELECT 'a);\n\n--\n-- Name: c; Type: TABLE DATA\n--\n\ninsert into public.c VALUES (1, ' AS x;",
+            // A quoted name or a block comment swallows too.
+            "CREATE INDEX \"i ON public.c (id);\nCOPY public.c (id, email) FROM stdin;\n1\ta@b.test\n\\.\nCREATE INDEX \" ON public.c (id);",
+            "CREATE INDEX i ON public.c /* x;\nGRANT SELECT ON public.c TO r;\n*/ (id);",
+            // A dollar quote holds a COPY block only by mistake.
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $_$\nCOPY public.c (id) FROM stdin;\n1\n\\.\n$_$;",
+            // `;` inside parentheses: only a CREATE RULE's actions hold one.
+            "ALTER TABLE ONLY public.c ALTER COLUMN id SET DEFAULT nextval(public.c_id_seq;",
+            "CREATE VIEW public.v AS SELECT (1; 2);",
+        ] {
+            match class(s) {
+                Statement::Refused(why) => assert!(!why.contains("a@b"), "{why}"),
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+        for s in [
+            // Function bodies hold statements.
+            "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n  INSERT INTO public.log VALUES (1);\nINSERT INTO public.log VALUES (2);\n  RETURN NEW;\nEND;\n$$;",
+            // Strings over several lines that hold no statement boundary.
+            "ALTER TABLE ONLY public.c ALTER COLUMN n SET DEFAULT 'line one\nline two; and\nselect is a word'::text;",
+            "CREATE VIEW public.v AS SELECT 'a;\n  SELECT indented'::text AS x;",
+            "CREATE TABLE public.\"odd\nname\" (id int);",
         ] {
             assert!(matches!(class(s), Statement::Schema(_)), "{s}: {:?}", class(s));
         }
