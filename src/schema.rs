@@ -334,11 +334,14 @@ pub enum TypeKind {
     Other,
 }
 
-#[derive(Debug, Clone)]
+/// Where a sequence stands, as the sequence itself says: `nextval` gives `last_value + increment`
+/// when it was called, `last_value` itself when not (a new sequence, or one set back with
+/// `setval(…, false)` or `ALTER SEQUENCE … RESTART [WITH n]`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SequenceState {
     pub name: QualifiedName,
-    pub last_value: Option<i64>,
-    pub start_value: i64,
+    pub last_value: i64,
+    pub is_called: bool,
 }
 
 /// A materialized view: staging rebuilds it from the anonymized tables after the load.

@@ -1273,3 +1273,51 @@ fn a_select_only_source_role_and_an_owning_target_role_are_enough() {
         assert!(stderr(&o).contains(step), "{step:?} in {}", stderr(&o));
     }
 }
+
+/// Production sequences set back (`setval(…, false)`, `ALTER SEQUENCE … RESTART WITH n`) restart in
+/// staging where production's do, in place, in a swap and in a dump written from the database:
+/// `pg_sequences` shows no value for them, and reading it restarted them at their start value.
+#[test]
+fn sequences_set_back_in_production_restart_where_production_does() {
+    let src = TestDb::demo("seqbacksrc");
+    src.query(
+        "SELECT setval('public.orders_id_seq', 4242, false);\
+         ALTER SEQUENCE public.customers_id_seq RESTART WITH 5000;\
+         SELECT setval('public.payments_id_seq', 7777, true);",
+    );
+    let next = |db: &TestDb| {
+        db.query(
+            "SELECT nextval('public.orders_id_seq') || '/' || nextval('public.customers_id_seq') \
+             || '/' || nextval('public.payments_id_seq')",
+        )
+    };
+    let expected = "4242/5000/7778";
+    for strategy in ["in-place", "swap"] {
+        let stg = TestDb::demo(&format!("seqback{}", &strategy[..2]));
+        // Staging's own positions are elsewhere before the refresh.
+        stg.query("SELECT setval('public.orders_id_seq', 9, true)");
+        let o = run(demo_refresh(&src, &stg).args(["--refresh", strategy]));
+        assert!(o.status.success(), "{strategy}: {}", stderr(&o));
+        assert_eq!(next(&stg), expected, "{strategy}");
+    }
+    // To a file: pg_dump's own setval form, which loads to the same positions.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("staging.sql");
+    let o = refresh("rules/customers.toml", &url(&src), out.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    for line in [
+        "SELECT pg_catalog.setval('public.orders_id_seq', 4242, false);",
+        "SELECT pg_catalog.setval('public.customers_id_seq', 5000, false);",
+        "SELECT pg_catalog.setval('public.payments_id_seq', 7777, true);",
+    ] {
+        assert!(text.contains(line), "{line}");
+    }
+    let loaded = TestDb::demo("seqbackfile");
+    loaded.query(
+        "TRUNCATE public.customers, public.addresses, public.orders, public.payments, \
+         public.audit_log",
+    );
+    loaded.load(&out);
+    assert_eq!(next(&loaded), expected);
+}

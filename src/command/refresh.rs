@@ -1436,8 +1436,15 @@ impl Mover<'_> {
                         self.keep.len()
                     );
                 }
-                let n = crate::sink::swap::copy_sequence_positions(&old, staging.client()).await?;
-                log::info!("staging: {n} sequence positions carried over from the old staging");
+                let (positions, unreadable) =
+                    crate::db::sequences(&old, "reading the old staging's sequence positions")
+                        .await?;
+                let n = staging.set_sequences(&positions).await?;
+                log::info!(
+                    "staging: {n} sequence positions carried over from the old staging ({} it may \
+                     not read start over)",
+                    unreadable.len()
+                );
             }
         }
         self.large_objects_to_staging(staging).await?;
@@ -1445,9 +1452,10 @@ impl Mover<'_> {
         // production's, as an application would.
         self.progress.phase("setting sequences");
         stop_if_asked()?;
-        staging
+        let n = staging
             .set_sequences(&self.prepared.catalog.sequences)
             .await?;
+        log::info!("staging: {n} sequences set to the source's positions");
         if !self.lanes.is_empty() && !self.fixtures.is_empty() {
             // A swap's fixtures run on a loading session: the sequences' new positions are
             // committed first (into the new database, which nobody reads yet), or a fixture

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::endpoint::ConnInfo;
-use crate::schema::{MatView, QualifiedName};
+use crate::schema::{MatView, QualifiedName, SequenceState};
 
 /// A database's schema as SQL, from `pg_dump --schema-only`: the source's without owners and
 /// grants (`owners` false), in the run's exported snapshot when there is one, so schema and data
@@ -365,6 +365,57 @@ WHERE v.relkind IN ('v', 'm')
   AND vn.nspname NOT IN ('pg_catalog', 'information_schema') AND vn.nspname NOT LIKE 'pg\_%'
 ORDER BY 1, 2
 "#;
+
+/// The sequences of a database (not the system's, not another session's temporary ones) whose
+/// position this session may read, each read from the sequence itself (`last_value, is_called`,
+/// a few hundred per query), and apart, those it may not read. `pg_sequences` shows no value for a
+/// sequence set back with `setval(…, false)` or `RESTART`, which loses where it restarts. The one
+/// reader of positions: the source's, and the old staging's in a swap.
+pub async fn sequences(
+    client: &Client,
+    context: &str,
+) -> Result<(Vec<SequenceState>, Vec<QualifiedName>), DbError> {
+    let (mut readable, mut unreadable) = (Vec::new(), Vec::new());
+    for r in client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, \
+                    CASE WHEN c.relkind = 'S' \
+                         THEN pg_catalog.has_sequence_privilege(c.oid, 'SELECT') END \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND NOT pg_catalog.pg_is_other_temp_schema(n.oid) \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(query_err(context))?
+    {
+        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
+        if r.get::<_, bool>(2) {
+            readable.push(name);
+        } else {
+            unreadable.push(name);
+        }
+    }
+    let mut positions = Vec::with_capacity(readable.len());
+    for chunk in readable.chunks(500) {
+        let read = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("SELECT {i}, last_value, is_called FROM {s}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut rows = client.query(&read, &[]).await.map_err(query_err(context))?;
+        rows.sort_by_key(|r| r.get::<_, i32>(0));
+        positions.extend(rows.iter().map(|r| SequenceState {
+            name: chunk[r.get::<_, i32>(0) as usize].clone(),
+            last_value: r.get(1),
+            is_called: r.get(2),
+        }));
+    }
+    Ok((positions, unreadable))
+}
 
 /// The materialized views of a database, each after those it reads.
 pub async fn matviews(client: &Client, context: &str) -> Result<Vec<MatView>, DbError> {

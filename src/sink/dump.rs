@@ -32,13 +32,10 @@ pub mod text {
     /// A sequence's position, as pg_dump writes it.
     pub fn setval(s: &SequenceState) -> String {
         let name = s.name.to_string().replace('\'', "''");
-        match s.last_value {
-            Some(v) => format!("SELECT pg_catalog.setval('{name}', {v}, true);\n"),
-            None => format!(
-                "SELECT pg_catalog.setval('{name}', {}, false);\n",
-                s.start_value
-            ),
-        }
+        format!(
+            "SELECT pg_catalog.setval('{name}', {}, {});\n",
+            s.last_value, s.is_called
+        )
     }
 
     /// A large object's start, as pg_dump writes it (its data follows with [`lo_write`]).

@@ -356,12 +356,12 @@ impl Staging {
         Ok(checks)
     }
 
-    /// Give every sequence that staging also has the source's position.
-    /// Set staging's sequences (those it has) to the source's positions, inside the refresh
-    /// transaction: `ALTER SEQUENCE … RESTART` (and `nextval` for a sequence that was called) is
-    /// rolled back with the rest, where `setval` would not be. Two statements whatever the count.
-    pub async fn set_sequences(&self, sequences: &[SequenceState]) -> Result<(), DbError> {
-        log::info!("staging: setting {} sequences", sequences.len());
+    /// Set staging's sequences (those it has) to the given positions, inside the refresh
+    /// transaction: `ALTER SEQUENCE … RESTART WITH n` (and `nextval` for a sequence that was
+    /// called) is rolled back with the rest, where `setval` would not be. Two statements whatever
+    /// the count. The one writer of positions into a database: the source's, and in a swap the old
+    /// staging's first. Returns how many staging has.
+    pub async fn set_sequences(&self, sequences: &[SequenceState]) -> Result<u64, DbError> {
         let names: Vec<String> = sequences.iter().map(|s| s.name.to_string()).collect();
         let present: std::collections::BTreeSet<String> = self
             .client
@@ -375,28 +375,28 @@ impl Staging {
             .map(|r| r.get(0))
             .collect();
         let mut sql = String::new();
+        let mut set = 0;
         for (s, name) in sequences.iter().zip(&names) {
             if !present.contains(name) {
                 continue;
             }
-            match s.last_value {
-                Some(v) => sql.push_str(&format!(
-                    "ALTER SEQUENCE {name} RESTART WITH {v}; SELECT nextval({});\n",
-                    quote_literal(name)
-                )),
-                None => sql.push_str(&format!(
-                    "ALTER SEQUENCE {name} RESTART WITH {};\n",
-                    s.start_value
-                )),
+            set += 1;
+            sql.push_str(&format!(
+                "ALTER SEQUENCE {name} RESTART WITH {};\n",
+                s.last_value
+            ));
+            if s.is_called {
+                sql.push_str(&format!("SELECT nextval({});\n", quote_literal(name)));
             }
         }
         if sql.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.client
             .batch_execute(&sql)
             .await
-            .map_err(query_err("setting the staging sequences"))
+            .map_err(query_err("setting the staging sequences"))?;
+        Ok(set)
     }
 
     pub async fn commit(self) -> Result<(), DbError> {

@@ -247,7 +247,7 @@ pub struct Catalog {
     /// The source role is a superuser.
     pub superuser: bool,
     pub sequences: Vec<SequenceState>,
-    /// Sequences the source role may not read (pg_sequences shows them without a value).
+    /// Sequences the source role may not read.
     pub unreadable_sequences: Vec<QualifiedName>,
     /// (referencing table, referenced table).
     pub foreign_keys: Vec<(QualifiedName, QualifiedName)>,
@@ -370,11 +370,6 @@ ORDER BY n.nspname, c.relname, a.attnum
 const ROLE_SQL: &str = "SELECT rolsuper, \
      (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) FROM pg_roles WHERE rolname = current_user";
 
-const SEQUENCES_SQL: &str =
-    "SELECT schemaname::text, sequencename::text, last_value, start_value, \
-            has_sequence_privilege(format('%I.%I', schemaname, sequencename), 'SELECT') \
-     FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2";
-
 const FOREIGN_KEYS_SQL: &str = "SELECT fn.nspname, f.relname, tn.nspname, t.relname, \
             k.conname::text, k.conparentid = 0, \
             ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o) \
@@ -467,23 +462,8 @@ pub async fn read_catalog(client: &Client) -> Result<Catalog, DbError> {
             }
         }
     }
-    let (mut sequences, mut unreadable_sequences) = (Vec::new(), Vec::new());
-    for r in client
-        .query(SEQUENCES_SQL, &[])
-        .await
-        .map_err(query_err("reading the source sequences"))?
-    {
-        let name = QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1));
-        if r.get::<_, bool>(4) {
-            sequences.push(SequenceState {
-                name,
-                last_value: r.get(2),
-                start_value: r.get(3),
-            });
-        } else {
-            unreadable_sequences.push(name);
-        }
-    }
+    let (sequences, unreadable_sequences) =
+        crate::db::sequences(client, "reading the source sequences").await?;
     let fk_rows = client
         .query(FOREIGN_KEYS_SQL, &[])
         .await
