@@ -301,10 +301,17 @@ fn the_cut_over_waits_then_fails_or_ends_the_sessions_still_on_staging() {
         &mut refresh(dir.path(), &src, &stg, &["-q", "--refresh", "swap"]),
         "first swap",
     );
-    // A session that stays on staging (an idle application connection).
+    // A session that stays on staging (an idle application connection), with a temporary
+    // sequence of its own, which the swap's reading of staging's sequences must pass by.
     let hold = || {
         stg.client("psql")
-            .args(["-X", "-q", "-d", &stg.name, "-c", "SELECT pg_sleep(60)"])
+            .args(["-X", "-q", "-d", &stg.name])
+            .args([
+                "-c",
+                "CREATE TEMP SEQUENCE held",
+                "-c",
+                "SELECT pg_sleep(60)",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
