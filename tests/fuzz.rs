@@ -29,6 +29,18 @@ fn seeds() -> Vec<String> {
     .collect()
 }
 
+/// Proptest's configuration (cases from `PROPTEST_CASES`), with failing cases saved to and replayed
+/// from `proptest-regressions/fuzz.txt`: proptest finds no `lib.rs` beside an integration test, and
+/// without this saves nothing.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/fuzz.txt"),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
 /// Characters that matter to TOML and to the rules' own syntax.
 const INTERESTING: &[char] = &[
     '{', '}', '[', ']', '=', '"', '\'', '.', ',', '#', '\n', '$', ':', '-', '0', '9', 'a', '_',
@@ -176,6 +188,7 @@ fn pipeline_on(dump: &[u8], plan: &rules::Plan) {
 }
 
 proptest! {
+    #![proptest_config(config())]
     #[test]
     fn the_rules_parser_answers_mutated_files(
         seed in 0usize..3,
@@ -255,6 +268,7 @@ fn requote(text: &str, edits: &[(f64, bool, usize)]) -> String {
 }
 
 proptest! {
+    #![proptest_config(config())]
     /// Quotes, comments and parentheses added or lost (by a hand editing the dump) never carry a
     /// row's value out: an accepted output holds no email, SSN or card number of the input.
     #[test]
@@ -357,6 +371,7 @@ fn hex(s: &str) -> String {
 }
 
 proptest! {
+    #![proptest_config(config())]
     /// Whatever the statements, every byte of an accepted output is schema text on the allow-list,
     /// a value a rule produced, or a value kept by an explicit `keep`: no SECRET marker (in data,
     /// comments, passwords, large objects) comes out, every KEPT and SCHEMAOK marker does, and a
