@@ -1452,6 +1452,10 @@ impl Mover<'_> {
         // production's, as an application would.
         self.progress.phase("setting sequences");
         stop_if_asked()?;
+        log::info!(
+            "staging: setting {} sequences",
+            self.prepared.catalog.sequences.len()
+        );
         let n = staging
             .set_sequences(&self.prepared.catalog.sequences)
             .await?;

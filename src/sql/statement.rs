@@ -527,7 +527,8 @@ fn swallowed_line(text: &[u8], t: &Token) -> Option<usize> {
     None
 }
 
-/// Whether a line starts (in its first column) with one of [`COMMANDS`] as a whole word.
+/// Whether a line starts (in its first column) with one of [`COMMANDS`] in upper case, as a whole
+/// word.
 fn starts_command(line: &[u8]) -> bool {
     let word_end = line
         .iter()
@@ -536,8 +537,10 @@ fn starts_command(line: &[u8]) -> bool {
     let ends_word = line
         .get(word_end)
         .is_none_or(|&b| b.is_ascii_whitespace() || b == b';' || b == b'(');
-    let word = String::from_utf8_lossy(&line[..word_end]).to_ascii_lowercase();
-    word_end > 0 && ends_word && COMMANDS.contains(&word.as_str())
+    // Upper case, as pg_dump writes commands: prose in a comment ("…;\nset by the app") passes.
+    let word = String::from_utf8_lossy(&line[..word_end]);
+    let upper = word.bytes().all(|b| b.is_ascii_uppercase());
+    word_end > 0 && ends_word && upper && COMMANDS.contains(&word.to_ascii_lowercase().as_str())
 }
 
 /// Whether a `;` stands inside parentheses in a statement other than a CREATE [OR REPLACE] RULE,
@@ -2521,7 +2524,7 @@ mod tests {
             // INSERT statements read as a string: a line ending with `;` and a command under it.
             "ALTER TABLE public.c ALTER COLUMN n SET DEFAULT 'x'::text, ALTER COLUMN m SET DEFAULT 'y;\nINSERT INTO public.c VALUES (1, 'a@b.test');\nINSERT INTO public.c VALUES (2, ';",
             // pg_dump's comment lines and blank lines between the two do not hide it.
-            "CREATE VIEW public.v AS SELECT 'a);\n\n--\n-- Name: c; Type: TABLE DATA\n--\n\ninsert into public.c VALUES (1, ' AS x;",
+            "CREATE VIEW public.v AS SELECT 'a);\n\n--\n-- Name: c; Type: TABLE DATA\n--\n\nINSERT INTO public.c VALUES (1, ' AS x;",
             // A quoted name or a block comment swallows too.
             "CREATE INDEX \"i ON public.c (id);\nCOPY public.c (id, email) FROM stdin;\n1\ta@b.test\n\\.\nCREATE INDEX \" ON public.c (id);",
             "CREATE INDEX i ON public.c /* x;\nGRANT SELECT ON public.c TO r;\n*/ (id);",
@@ -2543,8 +2546,14 @@ mod tests {
             "ALTER TABLE ONLY public.c ALTER COLUMN n SET DEFAULT 'line one\nline two; and\nselect is a word'::text;",
             "CREATE VIEW public.v AS SELECT 'a;\n  SELECT indented'::text AS x;",
             "CREATE TABLE public.\"odd\nname\" (id int);",
+            // Prose in a comment: pg_dump writes commands in upper case.
+            "COMMENT ON TABLE public.c IS 'Legacy table, read only;\ndo not write here.';",
         ] {
-            assert!(matches!(class(s), Statement::Schema(_)), "{s}: {:?}", class(s));
+            assert!(
+                matches!(class(s), Statement::Schema(_) | Statement::Comment),
+                "{s}: {:?}",
+                class(s)
+            );
         }
     }
 
